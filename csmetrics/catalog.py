@@ -1,0 +1,109 @@
+"""The metric catalog: every metric's name, family, unit, direction and definition.
+
+It is the one list that the metric frame, the docs, the dashboard and
+``csmetrics metrics`` read. ``agg`` says how a metric re-aggregates exactly
+across segments: ``sum`` (counts and amounts), ``ratio`` (value = scale *
+sum(numerator) / sum(denominator)) or ``none`` (quantiles, means of means:
+recompute from the rows instead). ``rollup`` says how it rolls up over periods
+(to a coarser freq): ``sum`` for flows, ``last``/``first`` for snapshots at the
+period end/start, ``ratio`` for ratios of flows, ``none`` where a pooled value
+would not be the coarser period's metric (rates over a start-of-period base).
+``interval`` names the 95% interval the metric carries (wilson, adjusted_wald).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    family: str
+    unit: str
+    direction: str  # "up": higher is better, "down": lower is better, "none"
+    definition: str
+    agg: str = "sum"  # sum | ratio | none
+    scale: float = 1.0
+    rollup: str = ""  # sum | first | last | ratio | none; "" = sum for agg sum, ratio for ratio
+    interval: str = ""  # wilson | adjusted_wald | ""
+
+    @property
+    def period_rollup(self) -> str:
+        if self.rollup:
+            return self.rollup
+        return {"sum": "sum", "ratio": "ratio"}.get(self.agg, "none")
+
+
+_M = Metric
+CATALOG: tuple[Metric, ...] = (
+    # revenue (§4)
+    _M("mrr", "revenue", "currency", "up", "Sum of customers' MRR at the period end.", rollup="last"),
+    _M("arr", "revenue", "currency", "up", "mrr * 12.", rollup="last"),
+    _M("mrr_start", "revenue", "currency", "none", "MRR at the previous period's end, over the customers of the segment in this period.", rollup="first"),
+    _M("new_mrr", "revenue", "currency", "up", "Increases 0 -> x for a customer's first ever x > 0."),
+    _M("reactivation_mrr", "revenue", "currency", "up", "Increases 0 -> x for a customer who had MRR > 0 before."),
+    _M("expansion_mrr", "revenue", "currency", "up", "Increases x -> y, 0 < x < y (the difference)."),
+    _M("contraction_mrr", "revenue", "currency", "down", "Decreases x -> y, 0 < y < x (the difference, positive)."),
+    _M("churned_mrr", "revenue", "currency", "down", "Decreases x -> 0 (x, positive)."),
+    _M("net_new_mrr", "revenue", "currency", "up", "new + reactivation + expansion - contraction - churned."),
+    _M("nrr", "revenue", "fraction", "up", "(mrr_start + expansion - contraction - churned) / mrr_start over customers with MRR > 0 at the start; movements netted per customer over the period.", agg="ratio", rollup="none"),
+    _M("grr", "revenue", "fraction", "up", "(mrr_start - contraction - churned) / mrr_start over customers with MRR > 0 at the start; movements netted per customer over the period.", agg="ratio", rollup="none"),
+    _M("revenue_churn_rate", "revenue", "fraction", "down", "Start MRR of start customers who end the period at 0 / mrr_start.", agg="ratio", rollup="none"),
+    _M("quick_ratio", "revenue", "ratio", "up", "(new + reactivation + expansion) / (churned + contraction).", agg="ratio"),
+    _M("arpu", "revenue", "currency", "up", "mrr / customers_end.", agg="ratio", rollup="last"),
+    _M("one_time_revenue", "revenue", "currency", "up", "Sum of one_time amounts invoiced in the period."),
+    _M("refunds", "revenue", "currency", "down", "Sum of refund amounts invoiced in the period, positive."),
+    # customers (§5)
+    _M("customers_start", "customers", "count", "none", "Customers with MRR > 0 at the previous period end.", rollup="first"),
+    _M("customers_new", "customers", "count", "up", "Count of new movements in the period."),
+    _M("customers_reactivated", "customers", "count", "up", "Count of reactivation movements in the period."),
+    _M("customers_churned", "customers", "count", "down", "Count of churn movements in the period (policy count_new_churn)."),
+    _M("customers_end", "customers", "count", "up", "Customers with MRR > 0 at the period end.", rollup="last"),
+    _M("logo_churn_rate", "customers", "fraction", "down", "customers_churned / customers_start.", agg="ratio", rollup="none"),
+    _M("retention_rate", "customers", "fraction", "up", "Start customers still active at the period end / customers_start.", agg="ratio", rollup="none", interval="wilson"),
+    _M("renewal_rate", "customers", "fraction", "up", "Renewals due in the period that were renewed / renewals due.", agg="ratio", interval="wilson"),
+    _M("repeat_purchase_rate", "customers", "fraction", "up", "One-time purchases followed by another within repeat_window_days / purchases whose window has closed.", agg="ratio", interval="wilson"),
+    # support (§6)
+    _M("tickets", "support", "count", "none", "Tickets created."),
+    _M("fcr_rate", "support", "fraction", "up", "Tickets resolved with contacts == 1 and reopens == 0 / tickets created.", agg="ratio", interval="wilson"),
+    _M("aht_seconds", "support", "seconds", "down", "Mean handle_seconds over tickets not abandoned.", agg="ratio"),
+    _M("avg_wait_seconds", "support", "seconds", "down", "Mean wait_seconds over tickets not abandoned.", agg="ratio"),
+    _M("abandonment_rate", "support", "fraction", "down", "Abandoned / tickets.", agg="ratio", interval="wilson"),
+    _M("first_response_minutes_p50", "support", "minutes", "down", "Median of first_response_at - created_at over tickets with a response.", agg="none"),
+    _M("first_response_minutes_p90", "support", "minutes", "down", "90th percentile of first_response_at - created_at over tickets with a response.", agg="none"),
+    _M("resolution_hours_p50", "support", "hours", "down", "Median of resolved_at - created_at over resolved tickets.", agg="none"),
+    _M("resolution_hours_p90", "support", "hours", "down", "90th percentile of resolved_at - created_at over resolved tickets.", agg="none"),
+    _M("reopen_rate", "support", "fraction", "down", "Resolved tickets with reopens > 0 / resolved tickets.", agg="ratio", interval="wilson"),
+    _M("backlog", "support", "count", "down", "Tickets created before the period end and not resolved by it.", rollup="last"),
+    _M("sla_first_response_rate", "support", "fraction", "up", "Tickets answered within their priority's target / tickets with a target.", agg="ratio", interval="wilson"),
+    _M("tickets_per_customer", "support", "count", "none", "Tickets / customers with a ticket.", agg="none"),
+    # surveys (§7)
+    _M("nps", "surveys", "score", "up", "100 * (promoters - detractors) / answers; adjusted-Wald 95% interval.", agg="ratio", scale=100.0, interval="adjusted_wald"),
+    _M("promoters", "surveys", "count", "up", "NPS answers 9-10."),
+    _M("passives", "surveys", "count", "none", "NPS answers 7-8."),
+    _M("detractors", "surveys", "count", "down", "NPS answers 0-6."),
+    _M("csat", "surveys", "fraction", "up", "CSAT answers at or above the positive threshold / answers; Wilson interval.", agg="ratio", interval="wilson"),
+    _M("ces", "surveys", "score", "up", "Mean effort score (higher is easier).", agg="ratio"),
+    _M("ces_easy_rate", "surveys", "fraction", "up", "Share of CES answers in the top three points of the scale.", agg="ratio", interval="wilson"),
+    _M("cxi", "surveys", "score", "up", "Mean over components of (top-two-box share - bottom-two-box share) * 100.", agg="none"),
+    _M("response_rate", "surveys", "fraction", "up", "Surveys sent in the period that have an answer / surveys sent.", agg="ratio", interval="wilson"),
+    _M("comment_rate", "surveys", "fraction", "none", "Answers with a non-empty comment / answers.", agg="ratio", interval="wilson"),
+)
+
+BY_NAME: dict[str, Metric] = {m.name: m for m in CATALOG}
+
+
+def get(name: str) -> Metric:
+    """The catalog entry of a metric name."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r}; see csmetrics.catalog.CATALOG") from None
+
+
+def catalog_frame() -> pd.DataFrame:
+    """The catalog as a DataFrame (one row per metric)."""
+    return pd.DataFrame([m.__dict__ for m in CATALOG])

@@ -1,0 +1,217 @@
+"""The long metric frame of METRICS.md §3: build, widen, re-aggregate.
+
+Families compute dense arrays of shape (periods, segments) and hand them to
+:class:`FrameBuilder`, which writes one row per (period, segment, metric) with
+value, numerator, denominator and the 95% interval. Rates and means keep their
+numerator and denominator so that :func:`reaggregate` can combine segments (and
+flows over periods) exactly: sum numerators, sum denominators, divide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from csmetrics import catalog, stats
+from csmetrics.periods import Spine, check_freq, code_starts, period_codes
+
+VALUE_COLUMNS = ["value", "numerator", "denominator", "ci_low", "ci_high"]
+
+
+class FrameBuilder:
+    """Collects metric arrays over one spine x segment grid and assembles the frame.
+
+    ``segments`` has one row per segment code (its columns are the ``by``
+    columns), or is None for the unsegmented case (a single segment).
+    """
+
+    def __init__(self, spine: Spine, segments: pd.DataFrame | None = None):
+        self.spine = spine
+        self.segments = segments if segments is not None else pd.DataFrame(index=[0])
+        self.shape = (spine.n, len(self.segments))
+        self._blocks: list[tuple[str, dict[str, np.ndarray]]] = []
+
+    # -- adding metrics ---------------------------------------------------
+    def add(self, name: str, value: np.ndarray, **columns: np.ndarray) -> None:
+        """Add a metric from a (periods, segments) array of values."""
+        catalog.get(name)
+        block = {"value": self._grid(value)}
+        for key, array in columns.items():
+            block[key] = self._grid(array)
+        self._blocks.append((name, block))
+
+    def ratio(self, name: str, numerator: np.ndarray, denominator: np.ndarray) -> None:
+        """Add scale * numerator / denominator with the catalog's interval (NaN where the base is 0)."""
+        metric = catalog.get(name)
+        num = self._grid(numerator)
+        den = self._grid(denominator)
+        value = metric.scale * stats.safe_ratio(num, den)
+        ci_low = ci_high = np.full(self.shape, np.nan)
+        if metric.interval == "wilson":
+            ci_low, ci_high = stats.wilson_interval(num, den)
+        self.add(name, value, numerator=num, denominator=den, ci_low=ci_low, ci_high=ci_high)
+
+    def _grid(self, array: np.ndarray | float) -> np.ndarray:
+        out = np.broadcast_to(np.asarray(array, dtype=float), self.shape)
+        return np.where(np.isinf(out), np.nan, out)
+
+    # -- assembling -------------------------------------------------------
+    def build(self) -> pd.DataFrame:
+        """The long frame: period, freq, <segment columns>, metric, value, ..."""
+        n_periods, n_segments = self.shape
+        cells = n_periods * n_segments
+        period_ns = self.spine.starts.tz_convert("UTC").asi8.repeat(n_segments)
+        seg_rows = np.tile(np.arange(n_segments), n_periods)
+        parts = []
+        for name, block in self._blocks:
+            part = {"metric": np.full(cells, name, dtype=object)}
+            for column in VALUE_COLUMNS:
+                part[column] = block[column].ravel() if column in block else np.full(cells, np.nan)
+            parts.append(part)
+        n_metrics = len(parts)
+        period = pd.DatetimeIndex(np.tile(period_ns, n_metrics).view("M8[ns]"))
+        frame = pd.DataFrame({"period": period.tz_localize("UTC").tz_convert(self.spine.tz), "freq": self.spine.freq})
+        for column in self.segments.columns:
+            values = self.segments[column].to_numpy()
+            frame[column] = pd.Series(np.tile(values[seg_rows], n_metrics)).astype(self.segments[column].dtype)
+        frame["metric"] = np.concatenate([p["metric"] for p in parts]) if parts else np.array([], dtype=object)
+        for column in VALUE_COLUMNS:
+            frame[column] = np.concatenate([p[column] for p in parts]) if parts else np.array([], dtype=float)
+        frame["metric"] = frame["metric"].astype("str")
+        frame["freq"] = frame["freq"].astype("str")
+        return frame
+
+
+def empty_frame(segment_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """A metric frame with no rows and the right columns."""
+    columns = {"period": pd.Series(dtype="datetime64[ns, UTC]"), "freq": pd.Series(dtype="str")}
+    for column in segment_columns:
+        columns[column] = pd.Series(dtype=object)
+    columns["metric"] = pd.Series(dtype="str")
+    for column in VALUE_COLUMNS:
+        columns[column] = pd.Series(dtype=float)
+    return pd.DataFrame(columns)
+
+
+def segment_columns(frame: pd.DataFrame) -> list[str]:
+    """The segment columns of a metric frame (everything but the fixed ones)."""
+    fixed = {"period", "freq", "metric", *VALUE_COLUMNS}
+    return [c for c in frame.columns if c not in fixed]
+
+
+def to_wide(frame: pd.DataFrame, column: str = "value") -> pd.DataFrame:
+    """One row per (period, segment), one column per metric.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> long = pd.DataFrame({"period": pd.to_datetime(["2024-01-01"] * 2, utc=True),
+    ...     "freq": "M", "metric": ["tickets", "fcr_rate"], "value": [100.0, 0.78],
+    ...     "numerator": [float("nan"), 78.0], "denominator": [float("nan"), 100.0],
+    ...     "ci_low": float("nan"), "ci_high": float("nan")})
+    >>> to_wide(long)[["tickets", "fcr_rate"]].to_numpy().tolist()
+    [[100.0, 0.78]]
+    """
+    keys = ["period", "freq", *segment_columns(frame)]
+    order = list(dict.fromkeys(frame["metric"]))
+    wide = frame.pivot_table(index=keys, columns="metric", values=column, aggfunc="first", dropna=False, observed=True)
+    wide = wide.reindex(columns=order).reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def reaggregate(frame: pd.DataFrame, by: Sequence[str] = (), freq: str | None = None) -> pd.DataFrame:
+    """Combine segments (keeping only ``by``) and optionally roll up to a coarser ``freq``.
+
+    Exact for every metric the catalog says can be combined: sums add, ratios
+    sum their numerators and denominators. Snapshots take the last (or, for the
+    ``*_start`` metrics, the first) period of a roll-up. Metrics that cannot be
+    combined exactly (quantiles, CXI, tickets per customer; rates over a start
+    base when rolling up over time) are left out of the result.
+    """
+    by = list(by)
+    rows = frame
+    tz = rows["period"].dt.tz
+    if freq is not None:
+        freq = check_freq(freq)
+        codes = period_codes(rows["period"], freq, str(tz))
+        rows = rows.assign(_target=code_starts(codes, freq, str(tz)), _source=rows["period"])
+    else:
+        rows = rows.assign(_target=rows["period"], _source=rows["period"])
+    info = pd.DataFrame([catalog.get(m).__dict__ | {"rollup": catalog.get(m).period_rollup} for m in rows["metric"].unique()])
+    info = info.set_index("name")
+    agg = rows["metric"].map(info["agg"])
+    rollup = rows["metric"].map(info["rollup"]) if freq is not None else agg
+    keep = (agg != "none") & (rollup != "none")
+    rows = rows[keep.to_numpy()]
+    rollup = rollup[keep.to_numpy()]
+    if freq is not None:
+        # snapshot metrics: keep only the first/last source period inside each target period
+        group_keys = ["_target", "metric"]
+        first_src = rows.groupby(group_keys, observed=True)["_source"].transform("min")
+        last_src = rows.groupby(group_keys, observed=True)["_source"].transform("max")
+        take = np.where(rollup == "first", rows["_source"] == first_src,
+                        np.where(rollup == "last", rows["_source"] == last_src, True))
+        rows = rows[take]
+    keys = ["_target", *by, "metric"]
+    summed = rows.groupby(keys, observed=True, dropna=False, sort=True)[["value", "numerator", "denominator"]].sum(min_count=1)
+    summed = summed.reset_index()
+    scale = summed["metric"].map(info["scale"]).to_numpy(dtype=float)
+    is_ratio = (summed["metric"].map(info["agg"]) == "ratio").to_numpy()
+    ratio_value = scale * stats.safe_ratio(summed["numerator"].to_numpy(), summed["denominator"].to_numpy())
+    summed["value"] = np.where(is_ratio, ratio_value, summed["value"].to_numpy())
+    summed.loc[~is_ratio, ["numerator", "denominator"]] = np.nan
+    wilson = (summed["metric"].map(info["interval"]) == "wilson").to_numpy()
+    low, high = stats.wilson_interval(summed["numerator"].to_numpy(), summed["denominator"].to_numpy())
+    summed["ci_low"] = np.where(wilson, low, np.nan)
+    summed["ci_high"] = np.where(wilson, high, np.nan)
+    summed = summed.rename(columns={"_target": "period"})
+    summed.insert(1, "freq", freq or (frame["freq"].iloc[0] if len(frame) else ""))
+    summed["freq"] = summed["freq"].astype("str")
+    return summed[["period", "freq", *by, "metric", *VALUE_COLUMNS]]
+
+
+def encode_segments(values: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame | None]:
+    """Integer segment code per row and the table of segments (one row per code).
+
+    Missing values form their own segment (METRICS.md §2: null is a group, never
+    dropped). With no columns, every row is segment 0 and the table is None.
+    """
+    if values.shape[1] == 0:
+        return np.zeros(len(values), dtype=np.int64), None
+    grouped = values.groupby(list(values.columns), dropna=False, sort=True, observed=True)
+    codes = grouped.ngroup().to_numpy(dtype=np.int64)
+    table = grouped.size().index.to_frame(index=False)
+    for column in table.columns:
+        table[column] = table[column].astype(values[column].dtype)
+    return codes, table
+
+
+def attach_segments(
+    table: pd.DataFrame, by: Sequence[str], customers: pd.DataFrame | None, table_name: str
+) -> pd.DataFrame:
+    """The ``by`` columns for each row of ``table``: its own, else joined from customers."""
+    out = {}
+    lookup = None
+    for column in by:
+        if column in table.columns:
+            out[column] = table[column].to_numpy()
+            continue
+        if customers is None or column not in customers.columns:
+            raise KeyError(
+                f"segment column {column!r} is neither in {table_name} nor in customers"
+                + ("" if customers is not None else " (no customers table given)")
+            )
+        if lookup is None:
+            lookup = customers.set_index("customer_id")
+        out[column] = lookup[column].reindex(table["customer_id"].to_numpy()).to_numpy()
+    frame = pd.DataFrame(out, index=table.index)
+    for column in by:
+        source = table if column in table.columns else customers
+        try:
+            frame[column] = frame[column].astype(source[column].dtype)
+        except (TypeError, ValueError):
+            pass  # an integer segment with missing customers stays float/object
+    return frame

@@ -1,0 +1,180 @@
+"""Periods: integer period codes in a time zone, spines, as_of, period-end instants.
+
+Every family buckets rows into periods through :func:`period_codes`, which turns
+UTC instants into integer codes (days, Monday weeks, months, quarters or years
+since 1970 of the local wall clock in ``tz``). Codes are cheap to bincount and
+to shift; :class:`Spine` maps them back to period-start labels and to the
+period-end instant that stock metrics (MRR, backlog, active customers) snapshot:
+the last instant before the next period starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from csmetrics.schemas import FREQS
+
+_NS_PER_DAY = 86_400 * 10**9
+_NAT = np.iinfo(np.int64).min
+
+
+def check_freq(freq: str) -> str:
+    """Normalise and check a frequency code."""
+    upper = str(freq).upper()
+    if upper not in FREQS:
+        raise ValueError(f"freq must be one of {', '.join(FREQS)}, got {freq!r}")
+    return upper
+
+
+def to_utc(value: object) -> pd.Timestamp | None:
+    """A timestamp-like as a UTC Timestamp (naive taken as UTC); None stays None."""
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def local_ns(instants: pd.Series | pd.DatetimeIndex | np.ndarray, tz: str = "UTC") -> np.ndarray:
+    """Local wall-clock nanoseconds since 1970 of UTC instants (NaT -> int64 min)."""
+    if isinstance(instants, np.ndarray) and instants.dtype == np.int64:
+        if tz == "UTC":
+            return instants
+        instants = pd.DatetimeIndex(instants.view("M8[ns]"), tz="UTC")
+    index = pd.DatetimeIndex(instants)
+    if index.tz is None:
+        index = index.tz_localize("UTC")
+    if tz != "UTC":
+        index = index.tz_convert(tz).tz_localize(None)
+    return index.as_unit("ns").asi8
+
+
+def period_codes(instants: pd.Series | pd.DatetimeIndex | np.ndarray, freq: str, tz: str = "UTC") -> np.ndarray:
+    """Integer period code of each instant; NaT gives int64 min.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> ts = pd.Series(pd.to_datetime(["2024-01-31 23:30", "2024-02-01 00:00"], utc=True))
+    >>> period_codes(ts, "M").tolist()
+    [648, 649]
+    >>> period_codes(ts, "M", tz="Europe/Berlin").tolist()
+    [649, 649]
+    """
+    freq = check_freq(freq)
+    ns = local_ns(instants, tz)
+    nat = ns == _NAT
+    days = np.floor_divide(ns, _NS_PER_DAY)
+    if freq == "D":
+        codes = days
+    elif freq == "W":
+        codes = np.floor_divide(days + 3, 7)  # 1970-01-01 was a Thursday
+    else:
+        months = days.astype("M8[D]").astype("M8[M]").astype(np.int64)
+        codes = {"M": months, "Q": np.floor_divide(months, 3), "Y": np.floor_divide(months, 12)}[freq]
+    codes = codes.astype(np.int64)
+    codes[nat] = _NAT
+    return codes
+
+
+def code_starts_local(codes: np.ndarray, freq: str) -> np.ndarray:
+    """Local wall-clock start (datetime64[ns], naive) of each period code."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if freq == "D":
+        return codes.astype("M8[D]").astype("M8[ns]")
+    if freq == "W":
+        return (codes * 7 - 3).astype("M8[D]").astype("M8[ns]")
+    months = {"M": codes, "Q": codes * 3, "Y": codes * 12}[freq]
+    return months.astype("M8[M]").astype("M8[ns]")
+
+
+def code_starts(codes: np.ndarray, freq: str, tz: str = "UTC") -> pd.DatetimeIndex:
+    """Tz-aware start instant (label) of each period code."""
+    local = pd.DatetimeIndex(code_starts_local(codes, freq))
+    return local.tz_localize(tz, ambiguous=True, nonexistent="shift_forward")
+
+
+def code_ends_ns(codes: np.ndarray, freq: str, tz: str = "UTC") -> np.ndarray:
+    """UTC ns of the next period's start: the stock snapshot covers instants before it."""
+    return code_starts(np.asarray(codes, dtype=np.int64) + 1, freq, tz).tz_convert("UTC").asi8
+
+
+@dataclass(frozen=True)
+class Spine:
+    """The reported periods: codes ``first..last`` of ``freq`` in ``tz``.
+
+    ``as_of`` is the extraction instant (UTC); the period that holds it is
+    partial when as_of is before that period's end.
+    """
+
+    freq: str
+    tz: str
+    first: int
+    last: int
+    as_of: pd.Timestamp
+
+    @property
+    def codes(self) -> np.ndarray:
+        return np.arange(self.first, self.last + 1, dtype=np.int64)
+
+    @property
+    def n(self) -> int:
+        return self.last - self.first + 1
+
+    @property
+    def starts(self) -> pd.DatetimeIndex:
+        return code_starts(self.codes, self.freq, self.tz)
+
+    @property
+    def ends_ns(self) -> np.ndarray:
+        """Snapshot instant per period: the next start, capped just after as_of."""
+        return np.minimum(code_ends_ns(self.codes, self.freq, self.tz), self.as_of.value + 1)
+
+    @property
+    def partial_period(self) -> pd.Timestamp | None:
+        """Start of the last period if as_of falls before its end, else None."""
+        end = code_ends_ns(np.array([self.last]), self.freq, self.tz)[0]
+        return self.starts[-1] if self.as_of.value + 1 < end else None
+
+    def index(self, codes: np.ndarray) -> np.ndarray:
+        """Position of each code in the spine (may fall outside 0..n-1)."""
+        return np.asarray(codes, dtype=np.int64) - self.first
+
+
+def make_spine(
+    data_codes: np.ndarray,
+    freq: str,
+    tz: str,
+    as_of: pd.Timestamp,
+    start: object = None,
+    end: object = None,
+) -> Spine:
+    """Periods between the first and last period with data, or the explicit start/end.
+
+    No period after as_of's is reported. With no data and no start, the spine is
+    the single period of as_of.
+    """
+    freq = check_freq(freq)
+    as_of_code = int(period_codes(pd.DatetimeIndex([as_of]), freq, tz)[0])
+    valid = data_codes[data_codes != _NAT] if len(data_codes) else data_codes
+    first = int(valid.min()) if len(valid) else as_of_code
+    last = int(valid.max()) if len(valid) else as_of_code
+    if start is not None:
+        first = int(period_codes(pd.DatetimeIndex([to_utc(start)]), freq, tz)[0])
+    if end is not None:
+        last = int(period_codes(pd.DatetimeIndex([to_utc(end)]), freq, tz)[0])
+    last = min(last, as_of_code)
+    first = min(first, last)
+    return Spine(freq=freq, tz=tz, first=first, last=last, as_of=as_of)
+
+
+def resolve_as_of(as_of: object, *candidates: pd.Series | None) -> pd.Timestamp:
+    """as_of as given, else the latest timestamp among the candidate columns."""
+    if as_of is not None:
+        return to_utc(as_of)
+    latest = [c.max() for c in candidates if c is not None and len(c) and c.notna().any()]
+    if not latest:
+        raise ValueError("as_of cannot be inferred from an empty table; pass as_of=")
+    return to_utc(max(latest))

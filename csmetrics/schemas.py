@@ -1,0 +1,283 @@
+"""pandera models of the seven input tables and of the output metric frame.
+
+The models are the contract of METRICS.md §1 and §3. Cross-column rules are
+registered check methods (``pandera.extensions.register_check_method``) so that
+they survive ``to_yaml``; the YAML contracts under ``schemas/`` are exported from
+these classes by ``csmetrics schemas export`` and a test keeps them in sync.
+
+Type coercion is not done here but in :mod:`csmetrics.validate`, which records
+every value that cannot be coerced as a failure of its row; the models then see
+well-typed columns and check the rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+import pandera.extensions as extensions
+import pandera.pandas as pa
+from pandera.typing import Series
+
+SURVEY_TYPES = ("nps", "csat", "ces", "cxi")
+BILLING_KINDS = ("recurring", "one_time", "refund")
+CXI_COMPONENTS = ("effort", "empathy", "understanding", "efficiency")
+FREQS = ("D", "W", "M", "Q", "Y")
+
+#: Default answer scale of each survey type when the row gives none.
+DEFAULT_SCALES: dict[str, tuple[float, float]] = {
+    "nps": (0.0, 10.0),
+    "csat": (1.0, 5.0),
+    "ces": (1.0, 7.0),
+    "cxi": (1.0, 5.0),
+}
+
+_UTC = {"unit": "ns", "tz": "UTC"}
+
+
+# --------------------------------------------------------------------------
+# Registered cross-column checks. Each tolerates absent optional columns.
+# --------------------------------------------------------------------------
+@extensions.register_check_method(statistics=["columns", "reference"], supported_types=pd.DataFrame)
+def not_before(df: pd.DataFrame, *, columns: list[str], reference: str) -> pd.Series:
+    """Each of ``columns`` is null or at/after ``reference`` (absent columns pass)."""
+    ok = np.ones(len(df), dtype=bool)
+    if reference in df:
+        for column in columns:
+            if column in df:
+                ok &= ~(df[column] < df[reference]).fillna(False).to_numpy(dtype=bool)
+    return pd.Series(ok, index=df.index)
+
+
+@extensions.register_check_method(statistics=["columns"], supported_types=pd.DataFrame)
+def unique_together(df: pd.DataFrame, *, columns: list[str]) -> pd.Series:
+    """No two rows share the same values of ``columns``."""
+    return ~df.duplicated(columns, keep=False)
+
+
+@extensions.register_check_method(statistics=[], supported_types=pd.Series)
+def tz_aware_timestamp(series: pd.Series) -> bool:
+    """A timezone-aware datetime column (period starts in the report time zone)."""
+    return isinstance(series.dtype, pd.DatetimeTZDtype)
+
+
+@extensions.register_check_method(statistics=[], supported_types=pd.DataFrame)
+def finite_or_nan(df: pd.DataFrame) -> pd.Series:
+    """value, numerator, denominator and interval bounds are finite or NaN, never inf."""
+    cols = [c for c in ("value", "numerator", "denominator", "ci_low", "ci_high") if c in df]
+    values = df[cols].to_numpy(dtype=float)
+    return pd.Series(~np.isinf(values).any(axis=1), index=df.index)
+
+
+@extensions.register_check_method(statistics=["column", "reference"], supported_types=pd.DataFrame)
+def strictly_after(df: pd.DataFrame, *, column: str, reference: str) -> pd.Series:
+    """``column`` is null or strictly after ``reference`` (service_end > service_start)."""
+    if column not in df or reference not in df:
+        return pd.Series(True, index=df.index)
+    return ~(df[column] <= df[reference]).fillna(False).astype(bool)
+
+
+@extensions.register_check_method(statistics=["kind_column", "required"], supported_types=pd.DataFrame)
+def required_for_kinds(
+    df: pd.DataFrame, *, kind_column: str, required: dict[str, list[str]]
+) -> pd.Series:
+    """Each column of ``required`` is non-null where ``kind_column`` is one of its kinds."""
+    ok = np.ones(len(df), dtype=bool)
+    for column, kinds in required.items():
+        needed = df[kind_column].isin(kinds).to_numpy(dtype=bool)
+        present = df[column].notna().to_numpy() if column in df else np.zeros(len(df), dtype=bool)
+        ok &= ~needed | present
+    return pd.Series(ok, index=df.index)
+
+
+@extensions.register_check_method(statistics=[], supported_types=pd.Series)
+def whole_number(series: pd.Series) -> pd.Series:
+    """Null or a whole number (counts stored as float so that they can be null)."""
+    values = series.to_numpy(dtype=float, na_value=np.nan)
+    return pd.Series(np.isnan(values) | (values == np.floor(values)), index=series.index)
+
+
+@extensions.register_check_method(statistics=["survey"], supported_types=pd.DataFrame)
+def integer_score_0_10(df: pd.DataFrame, *, survey: str) -> pd.Series:
+    """Answers of ``survey`` are whole numbers 0..10 (NPS)."""
+    score = df["score"]
+    is_survey = (df["survey"] == survey).fillna(False).to_numpy(dtype=bool)
+    ok = score.isna() | ((score >= 0) & (score <= 10) & (score == np.floor(score)))
+    return pd.Series(~is_survey | ok.to_numpy(dtype=bool), index=df.index)
+
+
+@extensions.register_check_method(statistics=[], supported_types=pd.DataFrame)
+def score_within_scale(df: pd.DataFrame) -> pd.Series:
+    """score lies in [scale_min, scale_max]; missing bounds take the survey's default scale."""
+    low, high = survey_scale(df)
+    score = df["score"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        ok = np.isnan(score) | ((score >= low) & (score <= high))
+    return pd.Series(ok, index=df.index)
+
+
+@extensions.register_check_method(statistics=["column", "survey", "allowed"], supported_types=pd.DataFrame)
+def known_values_for_survey(
+    df: pd.DataFrame, *, column: str, survey: str, allowed: list[str]
+) -> pd.Series:
+    """Rows of ``survey`` carry one of ``allowed`` in ``column`` (CXI components)."""
+    is_survey = (df["survey"] == survey).fillna(False).to_numpy(dtype=bool)
+    if column not in df:
+        return pd.Series(~is_survey, index=df.index)
+    return pd.Series(~is_survey | df[column].isin(allowed).to_numpy(dtype=bool), index=df.index)
+
+
+def survey_scale(surveys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row (scale_min, scale_max) with each survey type's default filled in."""
+    survey = surveys["survey"].astype(object).to_numpy()
+    default_low = np.full(len(surveys), np.nan)
+    default_high = np.full(len(surveys), np.nan)
+    for name, (low, high) in DEFAULT_SCALES.items():
+        mask = survey == name
+        default_low[mask] = low
+        default_high[mask] = high
+    low = _optional_float(surveys, "scale_min")
+    high = _optional_float(surveys, "scale_max")
+    return np.where(np.isnan(low), default_low, low), np.where(np.isnan(high), default_high, high)
+
+
+def _optional_float(df: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in df:
+        return np.full(len(df), np.nan)
+    return pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+# --------------------------------------------------------------------------
+# Input tables
+# --------------------------------------------------------------------------
+class _Base(pa.DataFrameModel):
+    class Config:
+        strict = False
+        coerce = False
+
+
+class Events(_Base):
+    """Product usage events."""
+
+    customer_id: Series[Any] = pa.Field(nullable=False)
+    timestamp: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs=_UTC)
+    event: Series[str]
+    user_id: Optional[Series[Any]] = pa.Field(nullable=True)
+    session_id: Optional[Series[Any]] = pa.Field(nullable=True)
+    duration_seconds: Optional[Series[float]] = pa.Field(ge=0, nullable=True)
+
+
+class Tickets(_Base):
+    """Support cases of any channel."""
+
+    ticket_id: Series[Any] = pa.Field(unique=True)
+    customer_id: Series[Any] = pa.Field(nullable=False)
+    created_at: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs=_UTC)
+    channel: Optional[Series[str]] = pa.Field(nullable=True)
+    priority: Optional[Series[str]] = pa.Field(nullable=True)
+    agent_id: Optional[Series[Any]] = pa.Field(nullable=True)
+    first_response_at: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
+    resolved_at: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
+    contacts: Optional[Series[float]] = pa.Field(ge=1, nullable=True, whole_number=())
+    handle_seconds: Optional[Series[float]] = pa.Field(ge=0, nullable=True)
+    wait_seconds: Optional[Series[float]] = pa.Field(ge=0, nullable=True)
+    abandoned: Optional[Series[bool]]
+    reopens: Optional[Series[float]] = pa.Field(ge=0, nullable=True, whole_number=())
+
+    class Config:
+        not_before = {"columns": ["first_response_at", "resolved_at"], "reference": "created_at"}
+
+
+class Surveys(_Base):
+    """One row per survey sent or answered; a null score is a send without an answer."""
+
+    response_id: Series[Any] = pa.Field(unique=True)
+    customer_id: Series[Any] = pa.Field(nullable=False)
+    survey: Series[str] = pa.Field(isin=list(SURVEY_TYPES))
+    score: Series[float] = pa.Field(nullable=True)
+    sent_at: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
+    responded_at: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
+    scale_min: Optional[Series[float]] = pa.Field(nullable=True)
+    scale_max: Optional[Series[float]] = pa.Field(nullable=True)
+    component: Optional[Series[str]] = pa.Field(nullable=True)
+    touchpoint: Optional[Series[str]] = pa.Field(nullable=True)
+    ticket_id: Optional[Series[Any]] = pa.Field(nullable=True)
+    comment: Optional[Series[str]] = pa.Field(nullable=True)
+
+    class Config:
+        integer_score_0_10 = {"survey": "nps"}
+        score_within_scale = {}
+        not_before = {"columns": ["responded_at"], "reference": "sent_at"}
+        known_values_for_survey = {"column": "component", "survey": "cxi", "allowed": list(CXI_COMPONENTS)}
+
+
+class Billing(_Base):
+    """Invoice line items."""
+
+    customer_id: Series[Any] = pa.Field(nullable=False)
+    kind: Series[str] = pa.Field(isin=list(BILLING_KINDS))
+    amount: Series[float]
+    service_start: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
+    service_end: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
+    invoiced_at: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
+    currency: Optional[Series[str]] = pa.Field(nullable=True)
+    plan: Optional[Series[str]] = pa.Field(nullable=True)
+    line_id: Optional[Series[Any]] = pa.Field(nullable=True, unique=True)
+
+    class Config:
+        strictly_after = {"column": "service_end", "reference": "service_start"}
+        required_for_kinds = {
+            "kind_column": "kind",
+            "required": {
+                "service_start": ["recurring"],
+                "service_end": ["recurring"],
+                "invoiced_at": ["one_time", "refund"],
+            },
+        }
+
+
+class Customers(_Base):
+    """The customer dimension: one row per customer, any segment columns."""
+
+    customer_id: Series[Any] = pa.Field(unique=True)
+    signup_at: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
+
+
+class Costs(_Base):
+    """Costs by category (retention, acquisition, capex ... as configured)."""
+
+    incurred_at: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs=_UTC)
+    category: Series[str]
+    amount: Series[float] = pa.Field(ge=0)
+
+
+class Fx(_Base):
+    """Exchange rates: units of the base currency per unit of ``currency``."""
+
+    currency: Series[str]
+    date: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs=_UTC)
+    rate: Series[float] = pa.Field(gt=0)
+
+    class Config:
+        unique_together = {"columns": ["currency", "date"]}
+
+
+class MetricFrame(pa.DataFrameModel):
+    """The long output frame of METRICS.md §3 (segment columns are free)."""
+
+    period: Series[Any] = pa.Field(tz_aware_timestamp=())
+    freq: Series[str] = pa.Field(isin=list(FREQS))
+    metric: Series[str]
+    value: Series[float] = pa.Field(nullable=True)
+    numerator: Series[float] = pa.Field(nullable=True)
+    denominator: Series[float] = pa.Field(nullable=True)
+    ci_low: Series[float] = pa.Field(nullable=True)
+    ci_high: Series[float] = pa.Field(nullable=True)
+
+    class Config:
+        strict = False
+        coerce = False
+        finite_or_nan = {}
+

@@ -1,0 +1,446 @@
+"""Validate input tables: coerce types, check every rule, raise or quarantine.
+
+:func:`validate` coerces a table to the types of its model (ids stay integers or
+become strings, timestamps become UTC), runs the pandera model lazily so that all
+failures are found at once, and then either raises :class:`ValidationError` (a
+message naming table, column, rule, number of rows and example values, plus the
+full failure table) or, in quarantine mode, splits the input into the valid rows
+(coerced) and the rejected rows (unchanged, with a ``reason``). A row is never
+dropped silently: ``len(valid) + len(rejected) == len(df)``, index for index.
+
+A missing required column or a table-level defect (mixed currencies with no fx
+table) is an error in both modes: no row could be processed correctly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from csmetrics import schemas
+
+MODELS: dict[str, type[pa.DataFrameModel]] = {
+    "events": schemas.Events,
+    "tickets": schemas.Tickets,
+    "surveys": schemas.Surveys,
+    "billing": schemas.Billing,
+    "customers": schemas.Customers,
+    "costs": schemas.Costs,
+    "fx": schemas.Fx,
+}
+TABLES = tuple(MODELS)
+
+FAILURE_COLUMNS = ["table", "row", "column", "rule", "value"]
+_ID_COLUMNS = {"customer_id", "ticket_id", "response_id", "line_id", "user_id", "session_id", "agent_id"}
+_SCHEMAS: dict[str, pa.DataFrameSchema] = {}
+
+
+class ValidationError(ValueError):
+    """Input that breaks the contract of METRICS.md §1.
+
+    ``failures`` holds one row per (row, column, rule) with the offending value;
+    ``table`` names the table.
+    """
+
+    def __init__(self, table: str, failures: pd.DataFrame, *, message: str | None = None):
+        self.table = table
+        self.failures = failures.reset_index(drop=True)
+        super().__init__(message or format_failures(table, self.failures))
+
+
+def schema_of(table: str) -> pa.DataFrameSchema:
+    """The pandera schema of an input table (cached)."""
+    if table not in MODELS:
+        raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
+    if table not in _SCHEMAS:
+        _SCHEMAS[table] = MODELS[table].to_schema()
+    return _SCHEMAS[table]
+
+
+def required_columns(table: str) -> list[str]:
+    """Columns that must be present in ``table``."""
+    return [name for name, col in schema_of(table).columns.items() if col.required]
+
+
+def validate(
+    df: pd.DataFrame,
+    table: str,
+    *,
+    quarantine: bool = False,
+    fx: pd.DataFrame | None = None,
+    base_currency: str | None = None,
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+    """Coerce and validate one input table.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The table as read.
+    table : str
+        One of events, tickets, surveys, billing, customers, costs, fx.
+    quarantine : bool
+        False: raise :class:`ValidationError` on any failure. True: return
+        ``(valid, rejected)``.
+    fx, base_currency
+        For billing with several currencies: the (validated) fx table, and the
+        base currency (default: the one billing currency fx has no rate for, if
+        exactly one). Rows in a currency with no rate fail.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> tickets = pd.DataFrame({"ticket_id": [1, 2], "customer_id": [7, 7],
+    ...     "created_at": ["2024-01-01 09:00", "2024-01-02 10:00"],
+    ...     "resolved_at": ["2024-01-01 12:00", "2024-01-01 08:00"]})
+    >>> valid, rejected = csmetrics.validate(tickets, "tickets", quarantine=True)
+    >>> len(valid), rejected["reason"].tolist()
+    (1, ['resolved_at: not before created_at'])
+    """
+    schema = schema_of(table)
+    missing = [c for c in required_columns(table) if c not in df.columns]
+    if missing:
+        failures = pd.DataFrame(
+            {"table": table, "row": None, "column": missing, "rule": "required column is missing", "value": None}
+        )
+        raise ValidationError(table, failures[FAILURE_COLUMNS])
+
+    original_index = df.index
+    coerced, failures = coerce(df.reset_index(drop=True), table)
+    failures.append(_schema_failures(coerced, schema))
+    if table == "billing":
+        failures.append(_currency_failures(coerced, fx, base_currency))
+    failure_table = _failure_table(table, failures, df.reset_index(drop=True))
+
+    bad_positions = np.unique(failure_table["row"].to_numpy(dtype=np.int64))
+    reasons = _reasons(failure_table, len(bad_positions))
+    failure_table["row"] = original_index.take(failure_table["row"].to_numpy(dtype=np.int64))
+    if not quarantine:
+        if len(failure_table):
+            raise ValidationError(table, failure_table)
+        coerced.index = original_index
+        return coerced
+
+    good = np.ones(len(df), dtype=bool)
+    good[bad_positions] = False
+    valid = coerced.loc[good]
+    valid.index = original_index[good]
+    rejected = df.iloc[bad_positions].copy()
+    rejected["reason"] = reasons
+    return valid, rejected
+
+
+def validate_tables(
+    tables: Mapping[str, pd.DataFrame],
+    *,
+    quarantine: bool = False,
+    base_currency: str | None = None,
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """Validate a set of tables; returns ``(valid, rejected)`` dicts.
+
+    fx is validated first so that billing can check its currencies against it, and
+    ``customer_id`` is given one type across all tables (strings when any table
+    has string ids). Without quarantine, the first failing table raises.
+    """
+    unknown = sorted(set(tables) - set(TABLES))
+    if unknown:
+        raise ValueError(f"unknown table(s) {unknown}; expected some of {', '.join(TABLES)}")
+    order = sorted(tables, key=lambda name: (name != "fx", TABLES.index(name)))
+    valid: dict[str, pd.DataFrame] = {}
+    rejected: dict[str, pd.DataFrame] = {}
+    for name in order:
+        extra = {"fx": valid.get("fx"), "base_currency": base_currency} if name == "billing" else {}
+        result = validate(tables[name], name, quarantine=quarantine, **extra)
+        if quarantine:
+            valid[name], rejected[name] = result
+        else:
+            valid[name] = result
+    return harmonize_ids(valid), rejected
+
+
+def harmonize_ids(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Give ``customer_id`` (and ``ticket_id``) one type across tables: str if any is str."""
+    for column in ("customer_id", "ticket_id"):
+        holders = [n for n, t in tables.items() if column in t.columns]
+        if any(not pd.api.types.is_integer_dtype(tables[n][column]) for n in holders):
+            for name in holders:
+                if pd.api.types.is_integer_dtype(tables[name][column]):
+                    tables[name] = tables[name].assign(**{column: tables[name][column].astype("str")})
+    return tables
+
+
+# --------------------------------------------------------------------------
+# Coercion
+# --------------------------------------------------------------------------
+def _kind_of(column: pa.Column) -> str:
+    dtype = str(column.dtype) if column.dtype is not None else ""
+    if column.name in _ID_COLUMNS or not dtype:
+        return "id"
+    if dtype.startswith("datetime64"):
+        return "timestamp"
+    if dtype == "float64":
+        return "float"
+    if dtype == "bool":
+        return "bool"
+    return "str"
+
+
+def coerce(df: pd.DataFrame, table: str) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Coerce the model's columns; returns the frame and the coercion failures.
+
+    Failures are frames of (row position, column, rule, value) for values that
+    were present but could not be converted.
+    """
+    out = df.copy(deep=False)
+    failures: list[pd.DataFrame] = []
+    for name, column in schema_of(table).columns.items():
+        if name not in out.columns:
+            continue
+        kind = _kind_of(column)
+        converted, bad = _COERCERS[kind](out[name])
+        out[name] = converted
+        if bad is not None and bad.any():
+            positions = np.flatnonzero(bad)
+            failures.append(
+                pd.DataFrame(
+                    {"row": positions, "column": name, "rule": f"coercible to {kind}", "value": None}
+                ).assign(value=df[name].iloc[positions].astype(object).to_numpy())
+            )
+    return out, failures
+
+
+def _coerce_timestamp(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC").dt.as_unit("ns"), None
+    if pd.api.types.is_datetime64_dtype(values.dtype):
+        return values.dt.tz_localize("UTC").dt.as_unit("ns"), None
+    present = values.notna().to_numpy()
+    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+    retry = present & parsed.isna().to_numpy()
+    if retry.any():
+        again = pd.to_datetime(values[retry], utc=True, errors="coerce", format="mixed")
+        parsed = parsed.copy()
+        parsed[retry] = again
+    parsed = parsed.dt.as_unit("ns")
+    return parsed, present & parsed.isna().to_numpy()
+
+
+def _coerce_float(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+    if values.dtype == np.float64:
+        return values, None
+    if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
+        return values.astype("float64"), None
+    converted = pd.to_numeric(values, errors="coerce").astype("float64")
+    return converted, values.notna().to_numpy() & converted.isna().to_numpy()
+
+
+_TRUE = {"true", "t", "yes", "y", "1", "1.0"}
+_FALSE = {"false", "f", "no", "n", "0", "0.0", ""}
+
+
+def _coerce_bool(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+    """Booleans; a missing value means False (not abandoned)."""
+    if values.dtype == bool:
+        return values, None
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        as_float = values.to_numpy(dtype=float, na_value=np.nan)
+        bad = ~np.isnan(as_float) & (as_float != 0) & (as_float != 1)
+        return pd.Series(as_float == 1, index=values.index), bad
+    text = values.astype("str").str.strip().str.lower()
+    present = values.notna().to_numpy()
+    is_true = text.isin(_TRUE).to_numpy()
+    is_false = text.isin(_FALSE).to_numpy()
+    return pd.Series(present & is_true, index=values.index), present & ~is_true & ~is_false
+
+
+def _coerce_str(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+    if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
+        return values, None
+    return values.astype("str"), None
+
+
+def _coerce_id(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+    """Integer ids stay int64 (float ids that are whole numbers too); anything else is str."""
+    if pd.api.types.is_integer_dtype(values.dtype) and not values.hasnans:
+        return values.astype("int64"), None
+    if pd.api.types.is_float_dtype(values.dtype):
+        as_float = values.to_numpy(dtype=float, na_value=np.nan)
+        missing = np.isnan(as_float)
+        if (as_float[~missing] == np.floor(as_float[~missing])).all():
+            return values.astype("Int64" if missing.any() else "int64"), None
+    return _coerce_str(values)
+
+
+_COERCERS = {
+    "timestamp": _coerce_timestamp,
+    "float": _coerce_float,
+    "bool": _coerce_bool,
+    "str": _coerce_str,
+    "id": _coerce_id,
+}
+
+
+# --------------------------------------------------------------------------
+# Rules
+# --------------------------------------------------------------------------
+def _schema_failures(df: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
+    """Run the pandera schema lazily; failures as (row, column, rule, value)."""
+    try:
+        schema.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases
+    else:
+        return pd.DataFrame(columns=["row", "column", "rule", "value"])
+    cases = cases[cases["index"].notna()]
+    by_column = cases[cases["schema_context"] != "DataFrameSchema"]
+    column_failures = pd.DataFrame(
+        {
+            "row": by_column["index"].to_numpy(dtype=np.int64),
+            "column": by_column["column"].to_numpy(dtype=object),
+            "rule": by_column["check"].map(_rule_text).to_numpy(dtype=object),
+            "value": by_column["failure_case"].to_numpy(dtype=object),
+        }
+    )
+    frame_cases = cases[cases["schema_context"] == "DataFrameSchema"]
+    frame_failures = [column_failures]
+    for check in schema.checks:
+        failed_rows = frame_cases.loc[frame_cases["check"] == (check.error or check.name), "index"]
+        if len(failed_rows):
+            rows = np.unique(failed_rows.to_numpy(dtype=np.int64))
+            frame_failures.append(_blame(df, rows, check.name, check.statistics))
+    return pd.concat(frame_failures, ignore_index=True)
+
+
+def _blame(df: pd.DataFrame, rows: np.ndarray, name: str, stats: dict[str, Any]) -> pd.DataFrame:
+    """Name the column and rule behind a failed cross-column check, row by row."""
+    part = df.iloc[rows]
+    pieces: list[tuple[np.ndarray, str, str]] = []
+    if name == "not_before":
+        reference = stats["reference"]
+        for column in stats["columns"]:
+            if column in part:
+                mask = (part[column] < part[reference]).fillna(False).to_numpy(dtype=bool)
+                pieces.append((mask, column, f"not before {reference}"))
+    elif name == "strictly_after":
+        pieces.append((np.ones(len(rows), bool), stats["column"], f"after {stats['reference']}"))
+    elif name == "required_for_kinds":
+        kind = part[stats["kind_column"]]
+        for column, kinds in stats["required"].items():
+            present = part[column].notna().to_numpy() if column in part else np.zeros(len(part), bool)
+            mask = kind.isin(kinds).to_numpy(dtype=bool) & ~present
+            pieces.append((mask, column, f"required when {stats['kind_column']} is {'/'.join(kinds)}"))
+    elif name == "integer_score_0_10":
+        pieces.append((np.ones(len(rows), bool), "score", f"{stats['survey']} score is a whole number 0..10"))
+    elif name == "score_within_scale":
+        pieces.append((np.ones(len(rows), bool), "score", "within [scale_min, scale_max]"))
+    elif name == "known_values_for_survey":
+        allowed = "/".join(stats["allowed"])
+        pieces.append((np.ones(len(rows), bool), stats["column"], f"one of {allowed} for {stats['survey']}"))
+    elif name == "unique_together":
+        pieces.append((np.ones(len(rows), bool), ",".join(stats["columns"]), "unique together"))
+    else:
+        pieces.append((np.ones(len(rows), bool), "", name))
+    frames = []
+    for mask, column, rule in pieces:
+        values = part[column].astype(object).to_numpy()[mask] if column in part else None
+        frames.append(pd.DataFrame({"row": rows[mask], "column": column, "rule": rule, "value": values}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _rule_text(check: str) -> str:
+    replacements = {
+        "field_uniqueness": "unique",
+        "not_nullable": "not null",
+        "greater_than_or_equal_to": ">=",
+        "greater_than": ">",
+        "less_than_or_equal_to": "<=",
+        "isin": "one of",
+        "whole_number": "whole number",
+    }
+    for old, new in replacements.items():
+        if check.startswith(old):
+            rest = check[len(old):]
+            return f"{new} {rest.strip('()')}".strip() if new in (">=", ">", "<=", "one of") else new
+    if check.startswith("dtype("):
+        return f"type {check[6:-1]}"
+    return check
+
+
+def _currency_failures(
+    billing: pd.DataFrame, fx: pd.DataFrame | None, base_currency: str | None
+) -> pd.DataFrame:
+    """Mixed currencies need fx (table-level); rows in a currency with no rate fail."""
+    empty = pd.DataFrame(columns=["row", "column", "rule", "value"])
+    if "currency" not in billing:
+        return empty
+    currencies = set(billing["currency"].dropna().unique())
+    if len(currencies) <= 1:
+        return empty
+    if fx is None:
+        failures = pd.DataFrame(
+            {"row": [None], "column": ["currency"], "value": [sorted(currencies)],
+             "rule": ["mixed currencies need an fx table"]}
+        )
+        raise ValidationError("billing", failures.assign(table="billing")[FAILURE_COLUMNS])
+    known = set(fx["currency"].unique())
+    base = resolve_base_currency(currencies, known, base_currency)
+    unknown = billing["currency"].notna() & ~billing["currency"].isin(known | {base})
+    positions = np.flatnonzero(unknown.to_numpy())
+    return pd.DataFrame(
+        {"row": positions, "column": "currency", "rule": "has an fx rate",
+         "value": billing["currency"].to_numpy(dtype=object)[positions]}
+    )
+
+
+def resolve_base_currency(currencies: set[str], known: set[str], base_currency: str | None) -> str | None:
+    """The base currency: as given, else the single billing currency with no fx rate."""
+    if base_currency is not None:
+        return base_currency
+    missing = sorted(currencies - known)
+    return missing[0] if len(missing) == 1 else None
+
+
+# --------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------
+def _failure_table(table: str, failures: list[pd.DataFrame], original: pd.DataFrame) -> pd.DataFrame:
+    frames = [f for f in failures if len(f)]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in FAILURE_COLUMNS}).assign(
+            row=pd.Series(dtype=np.int64)
+        )
+    out = pd.concat(frames, ignore_index=True)
+    out["row"] = out["row"].astype(np.int64)
+    out = out.drop_duplicates(["row", "column", "rule"]).sort_values(["row", "column"], kind="stable")
+    out.insert(0, "table", table)
+    return out[FAILURE_COLUMNS].reset_index(drop=True)
+
+
+def _reasons(failure_table: pd.DataFrame, n_rows: int) -> np.ndarray:
+    """One reason string per rejected row, in the order of ``np.unique(rows)``."""
+    text = failure_table["column"].astype(str) + ": " + failure_table["rule"].astype(str)
+    grouped = text.groupby(failure_table["row"].to_numpy(), sort=False).agg("; ".join)
+    # failure_table is sorted by row position, so group order equals np.unique order
+    reasons = grouped.to_numpy(dtype=object)
+    assert len(reasons) == n_rows
+    return reasons
+
+
+def format_failures(table: str, failures: pd.DataFrame, examples: int = 5) -> str:
+    """Human-readable summary: one line per (column, rule) with count and examples."""
+    if failures.empty:
+        return f"table {table!r}: valid"
+    n_rows = failures["row"].dropna().nunique()
+    scope = f"{n_rows} rows" if n_rows else "table-level"
+    lines = [f"table {table!r} failed validation ({scope}):"]
+    for (column, rule), group in failures.groupby(["column", "rule"], sort=True, dropna=False):
+        rows = group["row"].tolist()
+        values = group["value"].tolist()[:examples]
+        where = "" if rows == [None] else f": {len(rows)} rows, e.g. rows {rows[:examples]} values {values}"
+        if rows == [None]:
+            where = f" (values {values[0]})" if values and values[0] is not None else ""
+        lines.append(f"  - {table}.{column}: rule '{rule}'{where}")
+    return "\n".join(lines)

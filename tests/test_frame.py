@@ -1,0 +1,85 @@
+"""The metric frame: builder, schema, to_wide, exact re-aggregation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from csmetrics.frame import FrameBuilder, encode_segments, reaggregate, to_wide
+from csmetrics.periods import make_spine, period_codes, to_utc
+from csmetrics.schemas import MetricFrame
+
+
+def spine(months: int = 3):
+    codes = period_codes(pd.Series(pd.date_range("2024-01-01", periods=months, freq="MS", tz="UTC")), "M")
+    return make_spine(codes, "M", "UTC", as_of=to_utc("2030-01-01"))
+
+
+def test_builder_writes_the_long_frame_of_section_3():
+    builder = FrameBuilder(spine(2), pd.DataFrame({"channel": ["chat", "email"]}))
+    builder.add("tickets", np.array([[100, 50], [0, 10]]))
+    builder.ratio("fcr_rate", np.array([[78, 25], [0, 5]]), np.array([[100, 50], [0, 10]]))
+    frame = builder.build()
+    MetricFrame.validate(frame)
+    assert list(frame.columns) == ["period", "freq", "channel", "metric", "value", "numerator", "denominator", "ci_low", "ci_high"]
+    fcr = frame[(frame["metric"] == "fcr_rate") & (frame["channel"] == "chat")]
+    assert fcr["value"].iloc[0] == pytest.approx(0.78)  # the seed example: 78 of 100 at first contact
+    assert np.isnan(fcr["value"].iloc[1])  # zero denominator -> NaN, not inf
+    assert fcr["ci_low"].iloc[0] < 0.78 < fcr["ci_high"].iloc[0]
+    assert frame.loc[frame["metric"] == "tickets", "numerator"].isna().all()
+
+
+def test_to_wide():
+    builder = FrameBuilder(spine(1))
+    builder.add("tickets", np.array([[40.0]]))
+    builder.ratio("csat", np.array([[40]]), np.array([[50]]))
+    wide = to_wide(builder.build())
+    assert wide[["tickets", "csat"]].to_numpy().tolist() == [[40.0, 0.8]]  # 40 positive of 50 -> 0.80
+
+
+def test_null_segment_is_its_own_group():
+    codes, table = encode_segments(pd.DataFrame({"region": ["NA", None, "EU", None]}))
+    assert len(table) == 3 and table["region"].isna().sum() == 1
+    assert codes[1] == codes[3] != codes[0]
+
+
+def test_reaggregate_rolls_stocks_and_flows_up_over_time():
+    builder = FrameBuilder(spine(3))
+    builder.add("mrr", np.array([[10.0], [20.0], [30.0]]))
+    builder.add("mrr_start", np.array([[5.0], [10.0], [20.0]]))
+    builder.add("new_mrr", np.array([[1.0], [2.0], [3.0]]))
+    builder.ratio("fcr_rate", np.array([[1], [2], [3]]), np.array([[2], [4], [4]]))
+    builder.ratio("nrr", np.array([[1], [2], [3]]), np.array([[2], [4], [4]]))
+    quarter = reaggregate(builder.build(), freq="Q").set_index("metric")
+    assert quarter.loc["mrr", "value"] == 30.0  # snapshot at the quarter's end
+    assert quarter.loc["mrr_start", "value"] == 5.0  # snapshot at its start
+    assert quarter.loc["new_mrr", "value"] == 6.0
+    assert quarter.loc["fcr_rate", "value"] == pytest.approx(6 / 10)
+    assert "nrr" not in quarter.index  # a start-based rate does not pool over months
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 50), st.integers(0, 50)), min_size=1, max_size=30))
+def test_property_reaggregating_segments_equals_unsegmented(rows):
+    """Per-segment numerators/denominators summed equal the unsegmented computation."""
+    seg = np.array([r[0] for r in rows])
+    success = np.array([min(r[1], r[2]) for r in rows], dtype=float)
+    trials = np.array([r[2] for r in rows], dtype=float)
+    n_seg = 4
+    builder = FrameBuilder(spine(1), pd.DataFrame({"segment": list("abcd")}))
+    num = np.bincount(seg, success, n_seg)[None, :]
+    den = np.bincount(seg, trials, n_seg)[None, :]
+    builder.ratio("csat", num, den)
+    builder.add("tickets", den)
+    combined = reaggregate(builder.build()).set_index("metric")
+    whole = FrameBuilder(spine(1))
+    whole.ratio("csat", np.array([[success.sum()]]), np.array([[trials.sum()]]))
+    whole.add("tickets", np.array([[trials.sum()]]))
+    expected = whole.build().set_index("metric")
+    for metric in ("csat", "tickets"):
+        for column in ("value", "numerator", "denominator", "ci_low", "ci_high"):
+            a, b = combined.loc[metric, column], expected.loc[metric, column]
+            assert (np.isnan(a) and np.isnan(b)) or a == pytest.approx(b, rel=1e-12)

@@ -1,0 +1,73 @@
+"""Periods: codes and labels per freq and time zone, spines, as_of, period ends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from csmetrics.periods import code_starts, make_spine, period_codes, resolve_as_of, to_utc
+
+
+def ts(*values: str) -> pd.Series:
+    return pd.Series(pd.to_datetime(list(values), utc=True, format="ISO8601"))
+
+
+@pytest.mark.parametrize(
+    "freq, instant, label",
+    [
+        ("D", "2024-03-10 23:59", "2024-03-10"),
+        ("W", "2024-03-10 23:59", "2024-03-04"),  # a Sunday belongs to the week starting Monday 4th
+        ("W", "2024-03-11 00:00", "2024-03-11"),
+        ("M", "2024-02-29 12:00", "2024-02-01"),
+        ("Q", "2024-06-30 23:59", "2024-04-01"),
+        ("Y", "2024-12-31 23:59", "2024-01-01"),
+        ("W", "1970-01-01", "1969-12-29"),
+    ],
+)
+def test_period_labels_are_period_starts(freq, instant, label):
+    codes = period_codes(ts(instant), freq)
+    assert code_starts(codes, freq)[0] == pd.Timestamp(label, tz="UTC")
+
+
+def test_time_zone_moves_instants_across_period_boundaries():
+    # 23:30 UTC on Jan 31 is 00:30 on Feb 1 in Berlin
+    instants = ts("2024-01-31 23:30")
+    assert code_starts(period_codes(instants, "M"), "M")[0] == pd.Timestamp("2024-01-01", tz="UTC")
+    berlin = code_starts(period_codes(instants, "M", "Europe/Berlin"), "M", "Europe/Berlin")[0]
+    assert berlin == pd.Timestamp("2024-02-01", tz="Europe/Berlin")
+    assert berlin.tz_convert("UTC") == pd.Timestamp("2024-01-31 23:00", tz="UTC")
+
+
+def test_nat_gets_a_sentinel_code():
+    codes = period_codes(pd.Series(pd.to_datetime([None, "2024-01-01"], utc=True)), "M")
+    assert codes[0] == np.iinfo(np.int64).min
+
+
+def test_spine_spans_data_and_stops_at_as_of():
+    codes = period_codes(ts("2024-01-15", "2024-03-02", "2024-05-20"), "M")
+    spine = make_spine(codes, "M", "UTC", as_of=to_utc("2024-04-10"))
+    assert list(spine.starts) == list(pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01"], utc=True))
+    assert spine.partial_period == pd.Timestamp("2024-04-01", tz="UTC")
+    ends = pd.to_datetime(spine.ends_ns, utc=True)
+    assert ends[0] == pd.Timestamp("2024-02-01", tz="UTC")  # snapshot: instants before Feb 1
+    assert ends[-1] == pd.Timestamp("2024-04-10", tz="UTC") + pd.Timedelta(1, "ns")  # capped just after as_of
+
+
+def test_explicit_start_and_end():
+    codes = period_codes(ts("2024-01-15", "2024-05-20"), "Q")
+    spine = make_spine(codes, "Q", "UTC", as_of=to_utc("2025-01-01"), start="2023-07-01", end="2024-06-30")
+    assert list(spine.starts.strftime("%Y-%m-%d")) == ["2023-07-01", "2023-10-01", "2024-01-01", "2024-04-01"]
+    assert spine.partial_period is None
+
+
+def test_as_of_defaults_to_latest_timestamp():
+    assert resolve_as_of(None, ts("2024-01-01", "2024-02-03"), None) == pd.Timestamp("2024-02-03", tz="UTC")
+    assert resolve_as_of("2024-05-01") == pd.Timestamp("2024-05-01", tz="UTC")
+    with pytest.raises(ValueError):
+        resolve_as_of(None, ts())
+
+
+def test_bad_freq():
+    with pytest.raises(ValueError, match="freq must be one of"):
+        period_codes(ts("2024-01-01"), "H")
