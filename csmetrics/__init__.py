@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from csmetrics import accessor as _accessor  # noqa: F401  (registers the `cs` accessor)
+from csmetrics.frame import reaggregate, to_wide
+from csmetrics.metrics.customers import customer_metrics
+from csmetrics.metrics.revenue import cohort_table, mrr_movements, revenue_metrics
 from csmetrics.validate import TABLES, ValidationError, validate, validate_tables
 
 __version__ = "0.1.0"
@@ -10,6 +14,12 @@ __all__ = [
     "TABLES",
     "ValidationError",
     "__version__",
+    "cohort_table",
+    "customer_metrics",
+    "mrr_movements",
+    "reaggregate",
+    "revenue_metrics",
+    "to_wide",
     "validate",
     "validate_tables",
 ]

@@ -47,8 +47,14 @@ def generate(
     tickets_per_active_month: float = 0.45,
     events_per_active_month: float = 14.0,
     nps_send_rate: float = 0.12,
+    only: tuple[str, ...] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Generate the seven tables (events, tickets, surveys, billing, customers, costs, fx)."""
+    """Generate the seven tables (events, tickets, surveys, billing, customers, costs, fx).
+
+    ``only`` names the tables wanted (the others are not made, which saves time
+    at scale); surveys need tickets and are made with them.
+    """
+    wanted = set(only) if only is not None else {"events", "tickets", "surveys", "billing", "customers", "costs", "fx"}
     rng = np.random.default_rng(seed)
     month0 = np.datetime64(start, "M")
     month_starts = (month0 + np.arange(months + 13)).astype("M8[D]")
@@ -57,20 +63,17 @@ def generate(
     billing, active_month, active_customer = _billing(
         rng, n_customers, months, month_starts, signup_month, anniversary, annual, currency, customers
     )
-    tickets = _tickets(rng, active_customer, active_month, month_starts, tickets_per_active_month)
-    surveys = _surveys(rng, tickets, active_customer, active_month, month_starts, nps_send_rate)
-    events = _events(rng, active_customer, active_month, month_starts, events_per_active_month)
-    costs = _costs(rng, months, month_starts, n_customers)
-    fx = _fx(rng, months, month_starts)
-    return {
-        "events": events,
-        "tickets": tickets,
-        "surveys": surveys,
-        "billing": billing,
-        "customers": customers,
-        "costs": costs,
-        "fx": fx,
-    }
+    tables = {"billing": billing, "customers": customers}
+    if wanted & {"tickets", "surveys"}:
+        tables["tickets"] = _tickets(rng, active_customer, active_month, month_starts, tickets_per_active_month)
+    if "surveys" in wanted:
+        tables["surveys"] = _surveys(rng, tables["tickets"], active_customer, active_month, month_starts, nps_send_rate)
+    if "events" in wanted:
+        tables["events"] = _events(rng, active_customer, active_month, month_starts, events_per_active_month)
+    tables["costs"] = _costs(rng, months, month_starts, n_customers)
+    tables["fx"] = _fx(rng, months, month_starts)
+    order = ("events", "tickets", "surveys", "billing", "customers", "costs", "fx")
+    return {name: tables[name] for name in order if name in wanted}
 
 
 def _utc(values: np.ndarray) -> pd.DatetimeIndex:
@@ -174,10 +177,12 @@ def _billing(rng, n, months, month_starts, signup_month, anniversary, annual, cu
         }
     )
     refunded = np.flatnonzero(rng.random(len(buyer)) < 0.05)
+    # refunded a few days later, inside the same month (the data ends with the window)
+    refund_at = np.minimum(buy_at[refunded] + np.timedelta64(3, "D"), month_starts[buy_month[refunded] + 1].astype("M8[s]") - np.timedelta64(1, "s"))
     refunds = one_time.iloc[refunded].assign(
         kind="refund",
         amount=-one_time["amount"].to_numpy()[refunded],
-        invoiced_at=one_time["invoiced_at"].iloc[refunded] + pd.Timedelta(days=9),
+        invoiced_at=_utc(refund_at),
     )
     billing = pd.concat([recurring, one_time, refunds], ignore_index=True)
     billing["service_start"] = billing["service_start"].astype("datetime64[ns, UTC]")

@@ -1,0 +1,57 @@
+"""The ``cs`` pandas accessor: ``billing.cs.revenue_metrics(freq="M")`` and friends.
+
+Thin and stateless: each method checks that the frame has the required columns
+of its table (AttributeError naming what is missing) and calls the public
+function, so there is one code path.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from csmetrics.validate import required_columns
+
+
+@pd.api.extensions.register_dataframe_accessor("cs")
+class CsAccessor:
+    """Customer-success metrics on a DataFrame that holds one of the input tables."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self._frame = frame
+
+    def _as(self, table: str) -> pd.DataFrame:
+        missing = [c for c in required_columns(table) if c not in self._frame.columns]
+        if missing:
+            raise AttributeError(f"this frame is not a {table} table: missing column(s) {missing}")
+        return self._frame
+
+    def validate(self, table: str, **kwargs):
+        """:func:`csmetrics.validate` on this frame as ``table``."""
+        from csmetrics.validate import validate
+
+        return validate(self._as(table), table, **kwargs)
+
+    # billing
+    def revenue_metrics(self, **kwargs) -> pd.DataFrame:
+        """:func:`csmetrics.revenue_metrics` on this billing table."""
+        from csmetrics.metrics.revenue import revenue_metrics
+
+        return revenue_metrics(self._as("billing"), **kwargs)
+
+    def customer_metrics(self, **kwargs) -> pd.DataFrame:
+        """:func:`csmetrics.customer_metrics` on this billing table."""
+        from csmetrics.metrics.customers import customer_metrics
+
+        return customer_metrics(self._as("billing"), **kwargs)
+
+    def mrr_movements(self, **kwargs) -> pd.DataFrame:
+        """:func:`csmetrics.mrr_movements` on this billing table."""
+        from csmetrics.metrics.revenue import mrr_movements
+
+        return mrr_movements(self._as("billing"), **kwargs)
+
+    def cohort_table(self, **kwargs) -> pd.DataFrame:
+        """:func:`csmetrics.cohort_table` on this billing table."""
+        from csmetrics.metrics.revenue import cohort_table
+
+        return cohort_table(self._as("billing"), **kwargs)

@@ -1,0 +1,1 @@
+"""Metric families: each is partial aggregates per (period, segment) plus a finalize step."""
