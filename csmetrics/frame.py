@@ -132,6 +132,8 @@ def reaggregate(frame: pd.DataFrame, by: Sequence[str] = (), freq: str | None = 
     base when rolling up over time) are left out of the result.
     """
     by = list(by)
+    if frame.empty:
+        return empty_frame(by).assign(freq=pd.Series(dtype="str"))
     rows = frame
     tz = rows["period"].dt.tz
     if freq is not None:

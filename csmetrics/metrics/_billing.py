@@ -104,7 +104,9 @@ def prepare(
     if "service_end" in billing:
         ends = billing["service_end"]
         codes.append(period_codes(ends[ends <= as_of_ts], freq, tz))
-    data_codes = np.concatenate(codes) if codes else np.array([], dtype=np.int64)
+    # subscriptions are data up to as_of: the spine runs through as_of's period
+    codes.append(period_codes(pd.DatetimeIndex([as_of_ts]), freq, tz))
+    data_codes = np.concatenate(codes)
     spine = make_spine(data_codes, freq, tz, as_of_ts, start, end)
     if fx is not None and "currency" in billing:
         base_currency = resolve_base_currency(set(billing["currency"].dropna().unique()), set(fx["currency"]), base_currency)
@@ -119,8 +121,10 @@ def monthly_amount(amount: np.ndarray, start: pd.Series, end: pd.Series, tz: str
     """METRICS.md §4: amount / k for exactly k calendar months, else amount * 30.4375 / days.
 
     "Exactly k calendar months" follows calendar arithmetic with the day clamped
-    to the month's length (Jan 31 + 1 month = Feb 29 in 2024), in the report
-    time zone, time of day included.
+    to the month's length (Jan 31 + 1 month = Feb 29 in 2024), time of day
+    included, on the timestamps as given (UTC): in a report time zone with
+    daylight saving, a midnight-to-midnight month would otherwise gain or lose
+    an hour and fall back to the day count.
     """
     start_ns = local_ns(start, tz)
     end_ns = local_ns(end, tz)
@@ -147,8 +151,9 @@ def to_base_currency(
     """Convert with the latest fx rate on or before ``at`` (the first rate if none is earlier)."""
     if currency is None or fx is None:
         return amount
-    rows = pd.DataFrame({"currency": currency.astype("str").to_numpy(), "at": at.to_numpy(), "pos": np.arange(len(at))})
-    rows["currency"] = rows["currency"].astype("str")
+    rows = pd.DataFrame(
+        {"currency": currency.astype("str").reset_index(drop=True), "at": at.reset_index(drop=True), "pos": np.arange(len(at))}
+    )
     rates = fx.sort_values("date")[["currency", "date", "rate"]].rename(columns={"date": "at"})
     rates["currency"] = rates["currency"].astype("str")
     known = rows["at"].notna() & rows["currency"].isin(set(rates["currency"]))
@@ -227,7 +232,7 @@ def build_ledger(billing: pd.DataFrame, context: BillingContext, codes: Customer
     amount = to_base_currency(
         amount, recurring.get("currency"), recurring["service_start"], context.fx, context.base_currency
     )
-    monthly = monthly_amount(amount, recurring["service_start"], recurring["service_end"], spine.tz)
+    monthly = monthly_amount(amount, recurring["service_start"], recurring["service_end"])
     step = np.rint(monthly * MONEY_SCALE).astype(np.int64)
     start_ns = local_ns(recurring["service_start"])
     end_ns = local_ns(recurring["service_end"])
