@@ -19,9 +19,10 @@ Money is carried in integer units of 1e-4 of the base currency (``MONEY_SCALE``)
 so that the MRR bridge holds exactly and "back to zero" is exact; sums stay exact
 in float64 bincounts up to 9e11 of MRR per period and segment.
 
-Each family is ``partial`` (sums per period index and segment, from any subset
-of customers) plus ``finalize`` (rates and the metric frame from the summed
-partials); :class:`BillingContext` holds what must be global (spine, as_of, fx).
+The input is turned once into :class:`BillingArrays` (integer codes, int64
+instants, amounts in the base currency); everything after works on numpy arrays.
+Segments are integer codes too (mixed radix over the ``by`` columns); their
+values are decoded only for the small output table.
 """
 
 from __future__ import annotations
@@ -32,14 +33,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from csmetrics.frame import attach_segments
-from csmetrics.periods import Spine, local_ns, make_spine, period_codes, resolve_as_of, to_utc
+from csmetrics.periods import Spine, make_spine, period_codes, resolve_as_of
 from csmetrics.validate import resolve_base_currency, validate
 
 MONEY_SCALE = 10_000
 DAYS_PER_MONTH = 30.4375
 KINDS = ("new", "reactivation", "expansion", "contraction", "churn")
 NEW, REACTIVATION, EXPANSION, CONTRACTION, CHURN, NONE = range(6)
+RECURRING, ONE_TIME, REFUND = range(3)
+NAT = np.iinfo(np.int64).min
 _NS_PER_DAY = 86_400 * 10**9
 
 
@@ -71,6 +73,11 @@ class BillingContext:
     customers: pd.DataFrame | None = field(default=None, repr=False)
 
 
+def instants(column: pd.Series) -> np.ndarray:
+    """UTC nanoseconds of a validated timestamp column (NaT -> int64 min), without copying."""
+    return np.asarray(column.array.asi8 if hasattr(column.array, "asi8") else pd.DatetimeIndex(column).asi8)
+
+
 def prepare(
     billing: pd.DataFrame,
     *,
@@ -97,17 +104,23 @@ def prepare(
     missing = [c for c in ("service_start", "service_end", "invoiced_at") if c not in billing]
     if missing:
         billing = billing.assign(**{c: pd.Series(pd.NaT, index=billing.index, dtype="datetime64[ns, UTC]") for c in missing})
-    starts = billing["service_start"] if "service_start" in billing else None
-    invoiced = billing["invoiced_at"] if "invoiced_at" in billing else None
-    as_of_ts = resolve_as_of(as_of, starts, invoiced)
-    codes = [period_codes(c[c <= as_of_ts], freq, tz) for c in (starts, invoiced) if c is not None]
-    if "service_end" in billing:
-        ends = billing["service_end"]
-        codes.append(period_codes(ends[ends <= as_of_ts], freq, tz))
+    static = [c for c in by if c != "plan"]
+    if static and (customers is None or any(c not in customers for c in static)):
+        raise KeyError(f"segment columns {static} must be columns of the customers table")
+    start_ns, end_ns, invoiced_ns = (instants(billing[c]) for c in ("service_start", "service_end", "invoiced_at"))
+    if as_of is None:
+        latest = max(start_ns.max(initial=NAT), invoiced_ns.max(initial=NAT))
+        if latest == NAT:
+            raise ValueError("as_of cannot be inferred from an empty billing table; pass as_of=")
+        as_of_ts = pd.Timestamp(latest, tz="UTC")
+    else:
+        as_of_ts = resolve_as_of(as_of)
+    known = np.concatenate([start_ns[start_ns <= as_of_ts.value], end_ns[end_ns <= as_of_ts.value],
+                            invoiced_ns[invoiced_ns <= as_of_ts.value], [as_of_ts.value]])  # fmt: skip
+    known = known[known != NAT]
     # subscriptions are data up to as_of: the spine runs through as_of's period
-    codes.append(period_codes(pd.DatetimeIndex([as_of_ts]), freq, tz))
-    data_codes = np.concatenate(codes)
-    spine = make_spine(data_codes, freq, tz, as_of_ts, start, end)
+    bounds = np.array([known.min(), known.max()])
+    spine = make_spine(period_codes(bounds, freq, tz), freq, tz, as_of_ts, start, end)
     if fx is not None and "currency" in billing:
         base_currency = resolve_base_currency(set(billing["currency"].dropna().unique()), set(fx["currency"]), base_currency)
     context = BillingContext(spine, by, Policies.from_kwargs(policies), fx, base_currency, customers)
@@ -115,9 +128,68 @@ def prepare(
 
 
 # --------------------------------------------------------------------------
-# Amounts
+# Arrays
 # --------------------------------------------------------------------------
-def monthly_amount(amount: np.ndarray, start: pd.Series, end: pd.Series, tz: str = "UTC") -> np.ndarray:
+@dataclass
+class BillingArrays:
+    """Every billing row as arrays: codes, instants (UTC ns) and base-currency amounts."""
+
+    customer: np.ndarray  # int64 codes into customer_ids
+    customer_ids: np.ndarray
+    kind: np.ndarray  # RECURRING / ONE_TIME / REFUND
+    amount: np.ndarray  # base currency
+    start: np.ndarray
+    end: np.ndarray
+    invoiced: np.ndarray
+    plan: np.ndarray  # int64 codes into plans, -1 where none
+    plans: np.ndarray
+
+    @classmethod
+    def of(cls, billing: pd.DataFrame, context: BillingContext) -> BillingArrays:
+        customer, customer_ids = pd.factorize(billing["customer_id"], sort=False)
+        kind_column = billing["kind"]
+        kind = np.where((kind_column == "recurring").to_numpy(dtype=bool), RECURRING,
+                        np.where((kind_column == "one_time").to_numpy(dtype=bool), ONE_TIME, REFUND)).astype(np.int8)  # fmt: skip
+        if "plan" in billing:
+            plan, plans = pd.factorize(billing["plan"], sort=True)
+        else:
+            plan, plans = np.full(len(billing), -1), np.array([], dtype=object)
+        start, end, invoiced = (instants(billing[c]) for c in ("service_start", "service_end", "invoiced_at"))
+        amount = billing["amount"].to_numpy(dtype=float)
+        if context.fx is not None and "currency" in billing:
+            at = np.where(kind == RECURRING, start, invoiced)
+            amount = amount * fx_rates(billing["currency"], at, context.fx, context.base_currency)
+        return cls(customer.astype(np.int64), np.asarray(customer_ids), kind, amount, start, end, invoiced,
+                   plan.astype(np.int64), np.asarray(plans, dtype=object))  # fmt: skip
+
+
+def fx_rates(currency: pd.Series, at: np.ndarray, fx: pd.DataFrame, base: str | None) -> np.ndarray:
+    """Per row: the latest rate of its currency on or before ``at`` (the first rate if none
+    is earlier); 1 for the base currency and for rows with no currency."""
+    codes, names = pd.factorize(currency.astype("str"), sort=False)
+    rate = np.ones(len(codes))
+    fx_currency = fx["currency"].astype("str").to_numpy(dtype=object)
+    fx_date = instants(fx["date"])
+    fx_rate = fx["rate"].to_numpy(dtype=float)
+    missing = []
+    for code, name in enumerate(names):
+        if name == base or name == "nan":
+            continue
+        rows = np.flatnonzero(codes == code)
+        mine = fx_currency == name
+        if not mine.any():
+            missing.append(name)
+            continue
+        order = np.argsort(fx_date[mine], kind="stable")
+        dates, rates = fx_date[mine][order], fx_rate[mine][order]
+        pos = np.searchsorted(dates, at[rows], side="right") - 1
+        rate[rows] = rates[np.maximum(pos, 0)]
+    if missing:
+        raise ValueError(f"billing: currency {sorted(missing)} has no fx rate")
+    return rate
+
+
+def monthly_amount(amount: np.ndarray, start_ns: np.ndarray, end_ns: np.ndarray) -> np.ndarray:
     """METRICS.md §4: amount / k for exactly k calendar months, else amount * 30.4375 / days.
 
     "Exactly k calendar months" follows calendar arithmetic with the day clamped
@@ -126,48 +198,22 @@ def monthly_amount(amount: np.ndarray, start: pd.Series, end: pd.Series, tz: str
     daylight saving, a midnight-to-midnight month would otherwise gain or lose
     an hour and fall back to the day count.
     """
-    start_ns = local_ns(start, tz)
-    end_ns = local_ns(end, tz)
-    start_day = start_ns.astype("M8[ns]").astype("M8[D]")
-    end_day = end_ns.astype("M8[ns]").astype("M8[D]")
+    start_day = start_ns.view("M8[ns]").astype("M8[D]")
+    end_day = end_ns.view("M8[ns]").astype("M8[D]")
     start_month = start_day.astype("M8[M]")
     end_month = end_day.astype("M8[M]")
     k = (end_month - start_month).astype(np.int64)
     day_of_month = (start_day - start_month.astype("M8[D]")).astype(np.int64)
-    target_month_days = ((end_month + 1).astype("M8[D]") - end_month.astype("M8[D]")).astype(np.int64)
-    expected_day = end_month.astype("M8[D]") + np.minimum(day_of_month, target_month_days - 1)
-    same_time = (start_ns - start_day.astype("M8[ns]").astype(np.int64)) == (end_ns - end_day.astype("M8[ns]").astype(np.int64))
-    whole = (k >= 1) & (end_day == expected_day) & same_time
-    days = (end_ns - start_ns) / _NS_PER_DAY
+    end_month_first = end_month.astype("M8[D]")
+    month_days = ((end_month + 1).astype("M8[D]") - end_month_first).astype(np.int64)
+    expected_day = end_month_first + np.minimum(day_of_month, month_days - 1)
+    start_time = start_ns - start_day.astype("M8[ns]").view(np.int64)
+    end_time = end_ns - end_day.astype("M8[ns]").view(np.int64)
+    whole = (k >= 1) & (end_day == expected_day) & (start_time == end_time)
     with np.errstate(divide="ignore", invalid="ignore"):
-        by_month = amount / np.where(k >= 1, k, 1)
-        by_day = amount * DAYS_PER_MONTH / days
+        by_month = amount / np.maximum(k, 1)
+        by_day = amount * DAYS_PER_MONTH * _NS_PER_DAY / (end_ns - start_ns)
     return np.where(whole, by_month, by_day)
-
-
-def to_base_currency(
-    amount: np.ndarray, currency: pd.Series | None, at: pd.Series, fx: pd.DataFrame | None, base: str | None
-) -> np.ndarray:
-    """Convert with the latest fx rate on or before ``at`` (the first rate if none is earlier)."""
-    if currency is None or fx is None:
-        return amount
-    rows = pd.DataFrame(
-        {"currency": currency.astype("str").reset_index(drop=True), "at": at.reset_index(drop=True), "pos": np.arange(len(at))}
-    )
-    rates = fx.sort_values("date")[["currency", "date", "rate"]].rename(columns={"date": "at"})
-    rates["currency"] = rates["currency"].astype("str")
-    known = rows["at"].notna() & rows["currency"].isin(set(rates["currency"]))
-    query = rows[known].sort_values("at", kind="stable")
-    back = pd.merge_asof(query, rates, on="at", by="currency", direction="backward")
-    first = rates.groupby("currency", sort=False)["rate"].first()
-    rate_of = back.set_index("pos")["rate"]
-    rate_of = rate_of.fillna(query.set_index("pos")["currency"].map(first))
-    rate = np.ones(len(amount))
-    rate[rate_of.index.to_numpy()] = rate_of.to_numpy()
-    unknown = rows["currency"].notna() & ~rows["currency"].isin(set(rates["currency"]) | {base})
-    if unknown.any():
-        raise ValueError(f"billing: currency {sorted(set(rows['currency'][unknown]))} has no fx rate")
-    return amount * rate
 
 
 # --------------------------------------------------------------------------
@@ -175,7 +221,7 @@ def to_base_currency(
 # --------------------------------------------------------------------------
 @dataclass
 class Ledger:
-    customer: np.ndarray  # int codes into ``customer_ids``
+    customer: np.ndarray  # int codes into BillingArrays.customer_ids
     instant: np.ndarray  # UTC ns
     before: np.ndarray  # MRR before, money units, floored at 0
     after: np.ndarray
@@ -184,80 +230,47 @@ class Ledger:
     period: np.ndarray  # spine index
 
 
-@dataclass
-class CustomerCodes:
-    """Integer codes of every billing row's customer and plan, made once per run."""
-
-    customer: np.ndarray
-    customer_ids: np.ndarray
-    plan: np.ndarray  # -1 where no plan
-    plans: np.ndarray
-
-    @classmethod
-    def of(cls, billing: pd.DataFrame) -> CustomerCodes:
-        customer, customer_ids = pd.factorize(billing["customer_id"], sort=False)
-        if "plan" in billing:
-            plan, plans = pd.factorize(billing["plan"], sort=True)
-        else:
-            plan, plans = np.full(len(billing), -1), np.array([], dtype=object)
-        return cls(customer.astype(np.int64), np.asarray(customer_ids), plan.astype(np.int64), np.asarray(plans, dtype=object))
-
-
-def _sort_key(customer: np.ndarray, instant: np.ndarray) -> np.ndarray:
+def _sort_order(customer: np.ndarray, instant: np.ndarray) -> np.ndarray:
     """An order by (customer, instant): one argsort of a combined int64 key where it fits."""
     if len(instant) == 0:
         return np.arange(0)
-    t0 = instant.min()
-    rel = instant - t0
-    for unit in (_NS_PER_DAY, 10**9, 1):
-        if (rel % unit == 0).all():
-            rank = rel // unit
-            break
+    rel = instant - instant.min()
+    unit = next(u for u in (_NS_PER_DAY, 10**9, 1) if not (rel % u).any())
+    rank = rel // unit
     span = int(rank.max()) + 1
     if int(customer.max() + 1) * span < 2**62:
-        return np.argsort(customer.astype(np.int64) * span + rank, kind="stable")
+        return np.argsort(customer * span + rank)  # rows with equal keys are netted: no need for stable
     return np.lexsort((instant, customer))
 
 
-def build_ledger(billing: pd.DataFrame, context: BillingContext, codes: CustomerCodes) -> Ledger:
+def build_ledger(arrays: BillingArrays, context: BillingContext) -> Ledger:
     """Net MRR steps per customer and instant, classified into movements."""
     spine, as_of = context.spine, context.spine.as_of.value
-    is_recurring = billing["kind"].to_numpy() == "recurring"
-    start_all = local_ns(billing["service_start"])
-    keep = is_recurring & (start_all <= as_of) & (start_all != np.iinfo(np.int64).min)
-    recurring = billing[keep]
-    customer_codes = codes.customer[keep]
-    plan_codes = codes.plan[keep]
-    amount = recurring["amount"].to_numpy(dtype=float)
-    amount = to_base_currency(
-        amount, recurring.get("currency"), recurring["service_start"], context.fx, context.base_currency
-    )
-    monthly = monthly_amount(amount, recurring["service_start"], recurring["service_end"])
-    step = np.rint(monthly * MONEY_SCALE).astype(np.int64)
-    start_ns = local_ns(recurring["service_start"])
-    end_ns = local_ns(recurring["service_end"])
-    ends = end_ns <= as_of  # an end after as_of is not known yet
+    keep = (arrays.kind == RECURRING) & (arrays.start <= as_of) & (arrays.start != NAT)
+    start, end = arrays.start[keep], arrays.end[keep]
+    step = np.rint(monthly_amount(arrays.amount[keep], start, end) * MONEY_SCALE).astype(np.int64)
+    customer_of_line, plan_of_line = arrays.customer[keep], arrays.plan[keep]
+    ends = end <= as_of  # an end after as_of is not known yet
 
-    customer = np.concatenate([customer_codes, customer_codes[ends]]).astype(np.int64)
-    instant = np.concatenate([start_ns, end_ns[ends]])
+    customer = np.concatenate([customer_of_line, customer_of_line[ends]])
+    instant = np.concatenate([start, end[ends]])
     delta = np.concatenate([step, -step[ends]])
     # a positive line's start sets the customer's plan (the largest line at that instant wins)
-    plan_step = np.concatenate([np.where(step > 0, plan_codes, -1), np.full(ends.sum(), -1)])
-    order = _sort_key(customer, instant)
+    plan_step = np.concatenate([np.where(step > 0, plan_of_line, -1), np.full(int(ends.sum()), -1)])
+    order = _sort_order(customer, instant)
     customer, instant, delta, plan_step = customer[order], instant[order], delta[order], plan_step[order]
 
     n = len(customer)
-    boundary = np.ones(n, dtype=bool)
-    if n:
-        boundary[1:] = (customer[1:] != customer[:-1]) | (instant[1:] != instant[:-1])
-    first = np.flatnonzero(boundary)
-    group = np.cumsum(boundary) - 1
-    net = np.add.reduceat(delta, first) if n else delta
+    first = np.flatnonzero(_starts_of_runs(customer, instant))
+    if n == 0:
+        empty = np.array([], dtype=np.int64)
+        return Ledger(empty, empty, empty, empty, empty.astype(np.int8), empty, empty)
+    group = np.repeat(np.arange(len(first)), np.diff(np.append(first, n)))
+    net = np.add.reduceat(delta, first)
     candidate = np.where(plan_step >= 0, delta, np.iinfo(np.int64).min)
-    best = np.maximum.reduceat(candidate, first) if n else candidate
-    chosen = (plan_step >= 0) & (candidate == best[group])
-    plan = np.full(len(first), -1, dtype=np.int64)
-    plan[group[chosen]] = plan_step[chosen]
+    chosen = (plan_step >= 0) & (candidate == np.maximum.reduceat(candidate, first)[group])
+    # ties between equally large lines go to the last plan name, whatever the row order
+    plan = np.maximum.reduceat(np.where(chosen, plan_step, -1), first)
 
     customer, instant = customer[first], instant[first]
     block_start = _block_starts(customer)
@@ -269,46 +282,58 @@ def build_ledger(billing: pd.DataFrame, context: BillingContext, codes: Customer
     positive = after > 0
     seen_positive = _cumsum_in_blocks(positive.astype(np.int64), block_start) - positive > 0
     kind = np.full(len(after), NONE, dtype=np.int8)
-    kind[(before == 0) & (after > 0)] = REACTIVATION
-    kind[(before == 0) & (after > 0) & ~seen_positive] = NEW
-    kind[(before > 0) & (after == 0)] = CHURN
+    rising = (before == 0) & positive
+    kind[rising] = REACTIVATION
+    kind[rising & ~seen_positive] = NEW
+    kind[(before > 0) & ~positive] = CHURN
     kind[(before > 0) & (after > before)] = EXPANSION
-    kind[(after > 0) & (after < before)] = CONTRACTION
+    kind[positive & (after < before)] = CONTRACTION
     period = spine.index(period_codes(instant, spine.freq, spine.tz))
     return Ledger(customer, instant, before, after, kind, plan, period)
 
 
+def unique_pairs(customer: np.ndarray, instant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (customer, instant) pairs, sorted by customer then instant."""
+    order = _sort_order(customer, instant)
+    customer, instant = customer[order], instant[order]
+    new = _starts_of_runs(customer, instant)
+    return customer[new], instant[new]
+
+
+def _starts_of_runs(*keys: np.ndarray) -> np.ndarray:
+    """True where a row starts a run of equal keys (rows sorted by the keys)."""
+    n = len(keys[0])
+    new = np.ones(n, dtype=bool)
+    if n > 1:
+        new[1:] = np.logical_or.reduce([k[1:] != k[:-1] for k in keys])
+    return new
+
+
 def _block_starts(customer: np.ndarray) -> np.ndarray:
     """Index of the first row of each row's customer block (rows sorted by customer)."""
-    n = len(customer)
-    starts = np.zeros(n, dtype=np.int64)
-    if n:
-        new = np.ones(n, dtype=bool)
-        new[1:] = customer[1:] != customer[:-1]
-        starts = np.maximum.accumulate(np.where(new, np.arange(n), 0))
-    return starts
+    new = _starts_of_runs(customer)
+    return np.maximum.accumulate(np.where(new, np.arange(len(customer)), 0)) if len(customer) else customer
 
 
 def _cumsum_in_blocks(values: np.ndarray, block_start: np.ndarray) -> np.ndarray:
     total = np.cumsum(values)
-    offset = np.concatenate([[0], total])[block_start]
-    return total - offset
+    return total - np.concatenate([[0], total])[block_start]
 
 
 def _ffill_in_blocks(codes: np.ndarray, block_start: np.ndarray) -> np.ndarray:
     """Carry the last code >= 0 forward inside each block."""
-    n = len(codes)
-    last = np.maximum.accumulate(np.where(codes >= 0, np.arange(n), -1)) if n else codes
-    valid = last >= block_start
-    return np.where(valid, codes[np.maximum(last, 0)], -1)
+    if len(codes) == 0:
+        return codes
+    last = np.maximum.accumulate(np.where(codes >= 0, np.arange(len(codes)), -1))
+    return np.where(last >= block_start, codes[np.maximum(last, 0)], -1)
 
 
 # --------------------------------------------------------------------------
-# Customer-period groups and segments
+# Customer-period groups
 # --------------------------------------------------------------------------
 @dataclass
 class Groups:
-    """One row per (customer, period) with at least one ledger instant."""
+    """One row per (customer, period) with at least one ledger instant, sorted."""
 
     customer: np.ndarray
     period: np.ndarray
@@ -318,78 +343,149 @@ class Groups:
     movement: np.ndarray  # (groups, 5) sums of |change| per kind, money units
     count: np.ndarray  # (groups, 5) number of movements per kind
     plan: np.ndarray  # plan code at the period end
-    segment: np.ndarray  # segment code (filled by assign_segments)
 
 
 def build_groups(ledger: Ledger, n_periods: int) -> Groups:
     n = len(ledger.customer)
-    new_group = np.ones(n, dtype=bool)
-    if n:
-        new_group[1:] = (ledger.customer[1:] != ledger.customer[:-1]) | (ledger.period[1:] != ledger.period[:-1])
-    first = np.flatnonzero(new_group)
-    last = np.concatenate([first[1:] - 1, [n - 1]]) if n else first
-    gid = np.cumsum(new_group) - 1
+    first = np.flatnonzero(_starts_of_runs(ledger.customer, ledger.period))
+    last = np.append(first[1:] - 1, n - 1) if n else first
     n_groups = len(first)
-    change = np.abs(ledger.after - ledger.before)
+    gid = np.repeat(np.arange(n_groups), np.diff(np.append(first, n)))
     cell = gid * 6 + ledger.kind
-    movement = np.bincount(cell, weights=change, minlength=n_groups * 6).reshape(n_groups, 6)[:, :5]
+    change = (ledger.after - ledger.before).astype(float)
+    movement = np.abs(np.bincount(cell, weights=change, minlength=n_groups * 6)).reshape(n_groups, 6)[:, :5]
     count = np.bincount(cell, minlength=n_groups * 6).reshape(n_groups, 6)[:, :5]
     customer = ledger.customer[first]
     period = ledger.period[first]
-    same_next = np.zeros(n_groups, dtype=bool)
-    same_next[:-1] = customer[1:] == customer[:-1]
-    next_period = np.where(same_next, np.roll(period, -1), n_periods)
-    return Groups(
-        customer=customer,
-        period=period,
-        next_period=next_period,
-        start_mrr=ledger.before[first],
-        end_mrr=ledger.after[last],
-        movement=np.rint(movement).astype(np.int64),
-        count=count.astype(np.int64),
-        plan=ledger.plan[last],
-        segment=np.zeros(n_groups, dtype=np.int64),
-    )
+    next_period = np.full(n_groups, n_periods, dtype=np.int64)
+    if n_groups > 1:
+        same = customer[1:] == customer[:-1]
+        next_period[:-1] = np.where(same, period[1:], n_periods)
+    return Groups(customer, period, next_period, ledger.before[first], ledger.after[last],
+                  np.rint(movement).astype(np.int64), count.astype(np.int64), ledger.plan[last])  # fmt: skip
 
 
-def segment_frame(
-    customer_ids: np.ndarray, plan_names: np.ndarray, customer: np.ndarray, plan: np.ndarray, context: BillingContext
-) -> pd.DataFrame:
-    """The ``by`` values for rows given by customer code and plan code."""
-    columns = {}
-    static = [c for c in context.by if c != "plan"]
-    if static:
-        keys = pd.DataFrame({"customer_id": customer_ids[customer]})
-        if context.customers is None:
-            raise KeyError(f"segment columns {static} need the customers table")
-        joined = attach_segments(keys, static, context.customers, "billing")
-        columns.update({c: joined[c].to_numpy() for c in static})
-    if "plan" in context.by:
-        names = np.asarray(plan_names, dtype=object)
-        columns["plan"] = np.where(plan >= 0, names[np.maximum(plan, 0)] if len(names) else None, None)
-    return pd.DataFrame({c: columns[c] for c in context.by}, index=pd.RangeIndex(len(customer)))
+def plan_at(groups: Groups, customer: np.ndarray, period: np.ndarray) -> np.ndarray:
+    """Plan code of each customer's latest group at or before ``period`` (-1 if none)."""
+    if len(customer) == 0 or len(groups.customer) == 0:
+        return np.full(len(customer), -1, dtype=np.int64)
+    low = min(groups.period.min(), period.min())
+    width = int(max(groups.period.max(), period.max()) - low + 1)
+    query = customer * width + (period - low)
+    order = np.argsort(query, kind="stable")  # sorted queries search the sorted keys sequentially
+    pos = np.empty(len(query), dtype=np.int64)
+    pos[order] = np.searchsorted(groups.customer * width + (groups.period - low), query[order], side="right") - 1
+    safe = np.maximum(pos, 0)
+    return np.where((pos >= 0) & (groups.customer[safe] == customer), groups.plan[safe], -1)
+
+
+def mrr_at(ledger: Ledger, customer: np.ndarray, instant: np.ndarray) -> np.ndarray:
+    """Each customer's MRR (money units) at an instant: its latest ledger row at or before it.
+
+    Ledger rows are sorted by (customer, instant), so each query is a binary search
+    inside its customer's block; all queries step together (log2 of the longest
+    block iterations of vectorized work).
+    """
+    if len(customer) == 0 or len(ledger.customer) == 0:
+        return np.zeros(len(customer), dtype=np.int64)
+    block_lo = np.searchsorted(ledger.customer, customer, side="left")
+    lo, hi = block_lo.copy(), np.searchsorted(ledger.customer, customer, side="right")
+    last = len(ledger.instant) - 1
+    while (active := lo < hi).any():
+        mid = (lo + hi) // 2
+        right = active & (ledger.instant[np.minimum(mid, last)] <= instant)
+        lo = np.where(right, mid + 1, lo)
+        hi = np.where(active & ~right, mid, hi)
+    pos = lo - 1
+    return np.where(pos >= block_lo, ledger.after[np.maximum(pos, 0)], 0)
+
+
+# --------------------------------------------------------------------------
+# Segments: integer codes over the by columns
+# --------------------------------------------------------------------------
+class SegmentCoder:
+    """Mixed-radix integer segment codes for (customer, plan) pairs, and their values.
+
+    Static columns come from ``customers`` (a customer not in it, or with a
+    missing value, is in the null group); ``plan`` is the plan code. Code 0 of
+    each column is the null group.
+    """
+
+    def __init__(self, context: BillingContext, arrays: BillingArrays):
+        self.by = context.by
+        self.radix: list[int] = []
+        self.values: list[np.ndarray] = []
+        self.dtypes: list[object] = []
+        self.static_codes: list[np.ndarray] = []
+        for column in self.by:
+            if column == "plan":
+                self.values.append(np.concatenate([[None], arrays.plans]).astype(object))
+                self.dtypes.append("str")
+                self.static_codes.append(np.empty(0, dtype=np.int64))
+            else:
+                customers = context.customers
+                codes, uniques = pd.factorize(customers[column], sort=True)
+                position = pd.Index(customers["customer_id"]).get_indexer(arrays.customer_ids)
+                of_customer = np.where(position >= 0, codes[np.maximum(position, 0)] + 1, 0)
+                self.values.append(np.concatenate([[None], np.asarray(uniques, dtype=object)]))
+                self.dtypes.append(customers[column].dtype)
+                self.static_codes.append(of_customer.astype(np.int64))
+            self.radix.append(len(self.values[-1]))
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.radix)) if self.radix else 1
+
+    def codes(self, customer: np.ndarray, plan: np.ndarray) -> np.ndarray:
+        code = np.zeros(len(customer), dtype=np.int64)
+        for column, radix, static in zip(self.by, self.radix, self.static_codes):
+            part = plan + 1 if column == "plan" else static[customer]
+            code = code * radix + part
+        return code
+
+    def table(self, codes: np.ndarray) -> pd.DataFrame | None:
+        """The by-column values of each segment code."""
+        if not self.by:
+            return None
+        columns = {}
+        rest = np.asarray(codes, dtype=np.int64)
+        for column, radix, values, dtype in reversed(list(zip(self.by, self.radix, self.values, self.dtypes))):
+            columns[column] = pd.Series(values[rest % radix]).astype(dtype) if len(rest) else pd.Series([], dtype=dtype)
+            rest = rest // radix
+        return pd.DataFrame({c: columns[c] for c in self.by})
 
 
 # --------------------------------------------------------------------------
 # Range and point additions over the (period, segment) grid
 # --------------------------------------------------------------------------
-def range_add(start: np.ndarray, stop: np.ndarray, segment: np.ndarray, values: np.ndarray, n_periods: int, n_segments: int) -> np.ndarray:
-    """Sum ``values`` over periods start..stop-1 (clipped to the spine) per segment."""
-    start = np.clip(start, 0, n_periods)
-    stop = np.clip(stop, 0, n_periods)
-    keep = stop > start
-    size = (n_periods + 1) * n_segments
-    diff = np.bincount(start[keep] * n_segments + segment[keep], weights=values[keep], minlength=size)
-    diff -= np.bincount(stop[keep] * n_segments + segment[keep], weights=values[keep], minlength=size)
-    return np.cumsum(diff.reshape(n_periods + 1, n_segments), axis=0)[:n_periods]
+class Grid:
+    """Sums over the (period, segment) grid. ``cells`` maps rows to cells once; each
+    ``add`` is then one bincount."""
 
+    def __init__(self, n_periods: int, n_segments: int):
+        self.n_periods, self.n_segments = n_periods, n_segments
 
-def point_add(period: np.ndarray, segment: np.ndarray, values: np.ndarray, n_periods: int, n_segments: int) -> np.ndarray:
-    """Sum ``values`` at their period (rows outside the spine are ignored)."""
-    keep = (period >= 0) & (period < n_periods)
-    cells = np.bincount(period[keep] * n_segments + segment[keep], weights=values[keep], minlength=n_periods * n_segments)
-    return cells.reshape(n_periods, n_segments)
+    def points(self, period: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cells of rows at their period (rows outside the spine are dropped)."""
+        keep = (period >= 0) & (period < self.n_periods)
+        return period[keep] * self.n_segments + segment[keep], keep
 
+    def add(self, cells: tuple[np.ndarray, np.ndarray], values: np.ndarray) -> np.ndarray:
+        index, keep = cells
+        size = self.n_periods * self.n_segments
+        return np.bincount(index, weights=np.asarray(values, dtype=float)[keep], minlength=size).reshape(self.n_periods, self.n_segments)
 
-def as_of_instant(value: object) -> pd.Timestamp:
-    return to_utc(value)
+    def ranges(self, start: np.ndarray, stop: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cells of the first period and of the period after the last, for range sums."""
+        start = np.clip(start, 0, self.n_periods)
+        stop = np.clip(stop, 0, self.n_periods)
+        keep = stop > start
+        return start[keep] * self.n_segments + segment[keep], stop[keep] * self.n_segments + segment[keep], keep
+
+    def add_range(self, cells: tuple[np.ndarray, np.ndarray, np.ndarray], values: np.ndarray) -> np.ndarray:
+        """Sum of ``values`` over each row's periods start..stop-1 (a difference array)."""
+        first, after, keep = cells
+        size = (self.n_periods + 1) * self.n_segments
+        weights = np.asarray(values, dtype=float)[keep]
+        diff = np.bincount(first, weights=weights, minlength=size) - np.bincount(after, weights=weights, minlength=size)
+        return np.cumsum(diff.reshape(self.n_periods + 1, self.n_segments), axis=0)[: self.n_periods]

@@ -20,21 +20,26 @@ from csmetrics.metrics._billing import (
     EXPANSION,
     KINDS,
     MONEY_SCALE,
+    NAT,
     NEW,
     NONE,
+    ONE_TIME,
     REACTIVATION,
+    RECURRING,
+    REFUND,
+    BillingArrays,
     BillingContext,
-    CustomerCodes,
+    Grid,
+    Ledger,
+    SegmentCoder,
     build_groups,
     build_ledger,
-    local_ns,
-    period_codes,
-    point_add,
+    mrr_at,
+    plan_at,
     prepare,
-    range_add,
-    segment_frame,
-    to_base_currency,
+    unique_pairs,
 )
+from csmetrics.periods import period_codes
 
 #: the additive columns of a billing partial, in order
 PARTIAL_COLUMNS = (
@@ -57,92 +62,81 @@ def partial(billing: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
     """
     spine = context.spine
     n = spine.n
-    codes = CustomerCodes.of(billing)
-    ledger = build_ledger(billing, context, codes)
+    arrays = BillingArrays.of(billing, context)
+    ledger = build_ledger(arrays, context)
     groups = build_groups(ledger, n)
+    coder = SegmentCoder(context, arrays)
 
     # rows that need the customer's segment at a period: one-time lines, renewals, purchases
-    kind = billing["kind"].to_numpy()
-    invoiced = local_ns(billing["invoiced_at"]) if "invoiced_at" in billing else np.full(len(billing), np.iinfo(np.int64).min)
     as_of = spine.as_of.value
-    flows = np.flatnonzero(((kind == "one_time") | (kind == "refund")) & (invoiced <= as_of) & (invoiced != np.iinfo(np.int64).min))
-    flow_period = spine.index(period_codes(invoiced[flows], spine.freq, spine.tz))
-    renewal_customer, renewal_period, renewed = _renewals(billing, codes, ledger, context)
-    purchase_customer, purchase_period, repeated = _purchases(billing, codes, invoiced, context)
-
-    extra_customer = np.concatenate([codes.customer[flows], renewal_customer, purchase_customer])
+    flows = np.flatnonzero((arrays.kind != RECURRING) & (arrays.invoiced <= as_of) & (arrays.invoiced != NAT))
+    flow_period = spine.index(period_codes(arrays.invoiced[flows], spine.freq, spine.tz))
+    renewal_customer, renewal_period, renewed = _renewals(arrays, ledger, context)
+    purchase_customer, purchase_period, repeated = _purchases(arrays, context)
+    extra_customer = np.concatenate([arrays.customer[flows], renewal_customer, purchase_customer])
     extra_period = np.concatenate([flow_period, renewal_period, purchase_period])
-    extra_plan = _plan_at(groups, extra_customer, extra_period)
+    extra_plan = plan_at(groups, extra_customer, extra_period) if "plan" in context.by else np.full(len(extra_customer), -1)
 
-    seg_values = segment_frame(
-        codes.customer_ids, codes.plans,
-        np.concatenate([groups.customer, extra_customer]),
-        np.concatenate([groups.plan, extra_plan]),
-        context,
-    )  # fmt: skip
-    seg_codes, seg_table = encode_segments(seg_values)
-    n_seg = len(seg_table) if seg_table is not None else 1
-    n_groups = len(groups.customer)
+    raw_codes = coder.codes(np.concatenate([groups.customer, extra_customer]), np.concatenate([groups.plan, extra_plan]))
+    seg_codes, used = pd.factorize(raw_codes, sort=True)
+    grid = Grid(n, max(len(used), 1))
+    n_groups, k1, k2 = len(groups.customer), len(flows), len(flows) + len(renewal_customer)
     group_seg = seg_codes[:n_groups]
-    k1 = len(flows)
-    k2 = k1 + len(renewal_customer)
-    flow_seg, renewal_seg, purchase_seg = seg_codes[n_groups:n_groups + k1], seg_codes[n_groups + k1:n_groups + k2], seg_codes[n_groups + k2:]
+    flow_cells = grid.points(flow_period, seg_codes[n_groups:n_groups + k1])
+    renewal_cells = grid.points(renewal_period, seg_codes[n_groups + k1:n_groups + k2])
+    purchase_cells = grid.points(purchase_period, seg_codes[n_groups + k2:])
 
-    p, nxt = groups.period, groups.next_period
+    # between two groups a customer's MRR is constant: periods after a group up to the next one
+    between = grid.ranges(groups.period + 1, groups.next_period, group_seg)
+    at_group = grid.points(groups.period, group_seg)
     start_mrr = groups.start_mrr.astype(float)
     end_mrr = groups.end_mrr.astype(float)
     churned = groups.count[:, CHURN] > 0
     retained_end = np.where(churned, 0.0, end_mrr)  # a start customer's revenue stops at its first churn
     is_start = start_mrr > 0
-
-    def rng(values):  # constant between groups: periods after the group until the next one
-        return range_add(p + 1, nxt, group_seg, values, n, n_seg)
-
-    def pnt(values, period=p, segment=group_seg):
-        return point_add(period, segment, values, n, n_seg)
+    active_end = (end_mrr > 0).astype(float)
 
     money = 1.0 / MONEY_SCALE
+    carried = grid.add_range(between, end_mrr)
+    carried_active = grid.add_range(between, active_end)
     columns = {
-        "mrr_end": (rng(end_mrr) + pnt(end_mrr)) * money,
-        "mrr_start": (rng(end_mrr) + pnt(start_mrr)) * money,
+        "mrr_end": (carried + grid.add(at_group, end_mrr)) * money,
+        "mrr_start": (carried + grid.add(at_group, start_mrr)) * money,
     }
     for name, code in (("new", NEW), ("reactivation", REACTIVATION), ("expansion", EXPANSION),
                        ("contraction", CONTRACTION), ("churn", CHURN)):  # fmt: skip
-        columns[name] = pnt(groups.movement[:, code].astype(float)) * money
-        columns[f"n_{name}"] = pnt(groups.count[:, code].astype(float))
-    columns["n_churn_of_start"] = pnt((is_start & churned).astype(float))
-    active_end = (end_mrr > 0).astype(float)
-    columns["customers_start"] = rng(active_end) + pnt(is_start.astype(float))
-    columns["customers_end"] = rng(active_end) + pnt(active_end)
-    columns["retained"] = rng(active_end) + pnt((is_start & (end_mrr > 0)).astype(float))
-    columns["nrr_num"] = (rng(end_mrr) + pnt(np.where(is_start, retained_end, 0.0))) * money
-    columns["grr_num"] = (rng(end_mrr) + pnt(np.where(is_start, np.minimum(retained_end, start_mrr), 0.0))) * money
-    columns["revenue_churn_num"] = pnt(np.where(is_start & churned, start_mrr, 0.0)) * money
+        columns[name] = grid.add(at_group, groups.movement[:, code]) * money
+        columns[f"n_{name}"] = grid.add(at_group, groups.count[:, code])
+    columns["n_churn_of_start"] = grid.add(at_group, is_start & churned)
+    columns["customers_start"] = carried_active + grid.add(at_group, is_start)
+    columns["customers_end"] = carried_active + grid.add(at_group, active_end)
+    columns["retained"] = carried_active + grid.add(at_group, is_start & (end_mrr > 0))
+    columns["nrr_num"] = (carried + grid.add(at_group, np.where(is_start, retained_end, 0.0))) * money
+    columns["grr_num"] = (carried + grid.add(at_group, np.where(is_start, np.minimum(retained_end, start_mrr), 0.0))) * money
+    columns["revenue_churn_num"] = grid.add(at_group, np.where(is_start & churned, start_mrr, 0.0)) * money
 
-    flow_amount = _flow_amounts(billing, flows, context)
-    flow_kind = kind[flows]
-    columns["one_time"] = pnt(np.where(flow_kind == "one_time", flow_amount, 0.0), flow_period, flow_seg)
-    columns["refunds"] = pnt(np.where(flow_kind == "refund", np.abs(flow_amount), 0.0), flow_period, flow_seg)
-    columns["renewals_due"] = pnt(np.ones(len(renewal_customer)), renewal_period, renewal_seg)
-    columns["renewals_renewed"] = pnt(renewed.astype(float), renewal_period, renewal_seg)
-    closed = ~np.isnan(repeated)
-    columns["purchases_closed"] = pnt(closed.astype(float), purchase_period, purchase_seg)
-    columns["purchases_repeated"] = pnt(np.nan_to_num(repeated), purchase_period, purchase_seg)
-
-    return _long_partial(columns, seg_table, context)
+    flow_kind, flow_amount = arrays.kind[flows], arrays.amount[flows]
+    columns["one_time"] = grid.add(flow_cells, np.where(flow_kind == ONE_TIME, flow_amount, 0.0))
+    columns["refunds"] = grid.add(flow_cells, np.where(flow_kind == REFUND, np.abs(flow_amount), 0.0))
+    columns["renewals_due"] = grid.add(renewal_cells, np.ones(len(renewed)))
+    columns["renewals_renewed"] = grid.add(renewal_cells, renewed)
+    columns["purchases_closed"] = grid.add(purchase_cells, ~np.isnan(repeated))
+    columns["purchases_repeated"] = grid.add(purchase_cells, np.nan_to_num(repeated))
+    return _long_partial(columns, coder.table(used), context)
 
 
 def _long_partial(columns: dict[str, np.ndarray], seg_table: pd.DataFrame | None, context: BillingContext) -> pd.DataFrame:
     n_periods = context.spine.n
     n_seg = next(iter(columns.values())).shape[1]
-    frame = pd.DataFrame({"period_index": np.repeat(np.arange(n_periods), n_seg)})
+    values = np.column_stack([columns[name].ravel() for name in PARTIAL_COLUMNS])
+    touched = values.any(axis=1)
+    frame = pd.DataFrame({"period_index": np.repeat(np.arange(n_periods), n_seg)[touched]})
     if seg_table is not None:
+        segment_of_cell = np.tile(np.arange(n_seg), n_periods)[touched]
         for column in seg_table.columns:
-            frame[column] = np.tile(seg_table[column].to_numpy(dtype=object), n_periods)
-    for name in PARTIAL_COLUMNS:
-        frame[name] = columns[name].ravel()
-    touched = frame[list(PARTIAL_COLUMNS)].to_numpy().any(axis=1)
-    return frame[touched].reset_index(drop=True)
+            frame[column] = seg_table[column].iloc[segment_of_cell].reset_index(drop=True)
+    frame[list(PARTIAL_COLUMNS)] = values[touched]
+    return frame
 
 
 def combine(partials: Sequence[pd.DataFrame], context: BillingContext) -> pd.DataFrame:
@@ -164,8 +158,7 @@ def dense(summed: pd.DataFrame, context: BillingContext) -> tuple[dict[str, np.n
     cell = summed["period_index"].to_numpy(dtype=np.int64) * n_seg + seg_codes
     arrays = {}
     for name in PARTIAL_COLUMNS:
-        grid = np.zeros(n * n_seg)
-        np.add.at(grid, cell, summed[name].to_numpy(dtype=float))
+        grid = np.bincount(cell, weights=summed[name].to_numpy(dtype=float), minlength=n * n_seg)
         arrays[name] = grid.reshape(n, n_seg)
     return arrays, seg_table
 
@@ -194,28 +187,9 @@ def finalize(summed: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------
-# Rows that need a customer's segment at a period
+# Renewals and repeat purchases
 # --------------------------------------------------------------------------
-def _plan_at(groups, customer: np.ndarray, period: np.ndarray) -> np.ndarray:
-    """Plan code of the customer's latest group at or before ``period`` (-1 if none)."""
-    if len(customer) == 0 or len(groups.customer) == 0:
-        return np.full(len(customer), -1, dtype=np.int64)
-    low = min(groups.period.min(), period.min())
-    width = max(groups.period.max(), period.max()) - low + 1
-    group_key = groups.customer * width + (groups.period - low)
-    query_key = customer * width + (period - low)
-    pos = np.searchsorted(group_key, query_key, side="right") - 1
-    ok = (pos >= 0) & (groups.customer[np.maximum(pos, 0)] == customer)
-    return np.where(ok, groups.plan[np.maximum(pos, 0)], -1)
-
-
-def _flow_amounts(billing: pd.DataFrame, rows: np.ndarray, context: BillingContext) -> np.ndarray:
-    part = billing.iloc[rows]
-    amount = part["amount"].to_numpy(dtype=float)
-    return to_base_currency(amount, part.get("currency"), part["invoiced_at"], context.fx, context.base_currency)
-
-
-def _renewals(billing, codes, ledger, context):
+def _renewals(arrays: BillingArrays, ledger: Ledger, context: BillingContext):
     """Renewals due: one per (customer, end instant) of positive recurring lines ended by as_of.
 
     Renewed when the customer's MRR is > 0 at end + renewal_grace_days (capped at
@@ -223,53 +197,30 @@ def _renewals(billing, codes, ledger, context):
     """
     spine = context.spine
     as_of = spine.as_of.value
-    if "service_end" not in billing:
-        empty = np.array([], dtype=np.int64)
-        return empty, empty, np.array([], dtype=bool)
-    recurring = (billing["kind"].to_numpy() == "recurring") & (billing["amount"].to_numpy(dtype=float) > 0)
-    end = local_ns(billing["service_end"])
-    start = local_ns(billing["service_start"])
-    due = recurring & (end <= as_of) & (start <= as_of)
-    pairs = pd.DataFrame({"customer": codes.customer[due], "end": end[due]}).drop_duplicates()
+    due = (arrays.kind == RECURRING) & (arrays.amount > 0) & (arrays.end <= as_of) & (arrays.start <= as_of) & (arrays.end != NAT)
+    customer, end = unique_pairs(arrays.customer[due], arrays.end[due])
     grace = int(round(context.policies.renewal_grace_days * 86_400 * 10**9))
-    pairs["at"] = np.minimum(pairs["end"].to_numpy() + grace, as_of)
-    mrr = _mrr_at(ledger, pairs["customer"].to_numpy(), pairs["at"].to_numpy())
-    period = spine.index(period_codes(pairs["end"].to_numpy(), spine.freq, spine.tz))
-    return pairs["customer"].to_numpy(), period, mrr > 0
+    renewed = mrr_at(ledger, customer, np.minimum(end + grace, as_of)) > 0
+    return customer, spine.index(period_codes(end, spine.freq, spine.tz)), renewed
 
 
-def _mrr_at(ledger, customer: np.ndarray, instant: np.ndarray) -> np.ndarray:
-    """A customer's MRR (money units) at an instant: the latest ledger row at or before it."""
-    if len(customer) == 0:
-        return np.array([], dtype=np.int64)
-    query = pd.DataFrame({"customer": customer, "instant": instant, "pos": np.arange(len(customer))}).sort_values("instant", kind="stable")
-    table = pd.DataFrame({"customer": ledger.customer, "instant": ledger.instant, "after": ledger.after}).sort_values("instant", kind="stable")
-    joined = pd.merge_asof(query, table, on="instant", by="customer", direction="backward")
-    out = np.zeros(len(customer), dtype=np.int64)
-    out[joined["pos"].to_numpy()] = joined["after"].fillna(0).to_numpy(dtype=np.int64)
-    return out
-
-
-def _purchases(billing, codes, invoiced, context):
+def _purchases(arrays: BillingArrays, context: BillingContext):
     """One-time purchases (one per customer and instant) and whether another followed in the window.
 
     ``repeated`` is 1/0 where the window closed by as_of, NaN where it is still open.
     """
     spine = context.spine
     as_of = spine.as_of.value
-    one_time = (billing["kind"].to_numpy() == "one_time") & (invoiced <= as_of) & (invoiced != np.iinfo(np.int64).min)
-    buys = pd.DataFrame({"customer": codes.customer[one_time], "at": invoiced[one_time]}).drop_duplicates()
-    buys = buys.sort_values(["customer", "at"], kind="stable")
-    customer = buys["customer"].to_numpy()
-    at = buys["at"].to_numpy()
+    bought = (arrays.kind == ONE_TIME) & (arrays.invoiced <= as_of) & (arrays.invoiced != NAT)
+    customer, at = unique_pairs(arrays.customer[bought], arrays.invoiced[bought])
     window = int(round(context.policies.repeat_window_days * 86_400 * 10**9))
-    same_next = np.zeros(len(at), dtype=bool)
-    same_next[:-1] = customer[1:] == customer[:-1]
-    next_at = np.where(same_next, np.roll(at, -1), np.iinfo(np.int64).max)
+    next_at = np.full(len(at), np.iinfo(np.int64).max)
+    if len(at) > 1:
+        same = customer[1:] == customer[:-1]
+        next_at[:-1] = np.where(same, at[1:], np.iinfo(np.int64).max)
     closed = at + window <= as_of
     repeated = np.where(closed, (next_at - at <= window).astype(float), np.nan)
-    period = spine.index(period_codes(at, spine.freq, spine.tz))
-    return customer, period, repeated
+    return customer, spine.index(period_codes(at, spine.freq, spine.tz)), repeated
 
 
 # --------------------------------------------------------------------------
@@ -334,14 +285,14 @@ def mrr_movements(
     billing, context = prepare(billing, freq=freq, by=by, customers=customers, fx=fx, tz=tz, as_of=as_of,
                                start=start, end=end, **policies)  # fmt: skip
     spine = context.spine
-    codes = CustomerCodes.of(billing)
-    ledger = build_ledger(billing, context, codes)
+    arrays = BillingArrays.of(billing, context)
+    ledger = build_ledger(arrays, context)
     moving = (ledger.kind != NONE) & (ledger.period >= 0) & (ledger.period < spine.n)
     groups = build_groups(ledger, spine.n)
     money = 1.0 / MONEY_SCALE
     frame = pd.DataFrame(
         {
-            "customer_id": codes.customer_ids[ledger.customer[moving]],
+            "customer_id": arrays.customer_ids[ledger.customer[moving]],
             "instant": pd.DatetimeIndex(ledger.instant[moving].view("M8[ns]")).tz_localize("UTC"),
             "period": spine.starts[ledger.period[moving]],
             "kind": pd.Series(np.array(KINDS, dtype=object)[ledger.kind[moving]], dtype="str"),
@@ -351,8 +302,9 @@ def mrr_movements(
         }
     )
     if context.by:
-        plan = _plan_at(groups, ledger.customer[moving], ledger.period[moving])
-        segments = segment_frame(codes.customer_ids, codes.plans, ledger.customer[moving], plan, context)
+        coder = SegmentCoder(context, arrays)
+        plan = plan_at(groups, ledger.customer[moving], ledger.period[moving])
+        segments = coder.table(coder.codes(ledger.customer[moving], plan))
         for column in context.by:
             frame[column] = segments[column].to_numpy()
     return frame
@@ -381,10 +333,10 @@ def cohort_table(
                                start=start, end=end, **policies)  # fmt: skip
     spine = context.spine
     n = spine.n
-    codes = CustomerCodes.of(billing)
-    ledger = build_ledger(billing, context, codes)
+    arrays = BillingArrays.of(billing, context)
+    ledger = build_ledger(arrays, context)
     groups = build_groups(ledger, n)
-    first_new = np.full(len(codes.customer_ids), -1, dtype=np.int64)
+    first_new = np.full(len(arrays.customer_ids), -1, dtype=np.int64)
     is_new = ledger.kind == NEW
     first_new[ledger.customer[is_new]] = ledger.period[is_new]  # one new movement per customer
     cohort = first_new[groups.customer]
@@ -392,8 +344,10 @@ def cohort_table(
     p, nxt, c = groups.period[keep], groups.next_period[keep], cohort[keep]
     end_mrr = groups.end_mrr[keep].astype(float)
     active = (end_mrr > 0).astype(float)
-    mrr = range_add(p, nxt, c, end_mrr, n, n) / MONEY_SCALE  # (period, cohort)
-    customers_active = range_add(p, nxt, c, active, n, n)
+    grid = Grid(n, n)  # (period, cohort)
+    alive = grid.ranges(p, nxt, c)
+    mrr = grid.add_range(alive, end_mrr) / MONEY_SCALE
+    customers_active = grid.add_range(alive, active)
     starting = first_new[(first_new >= 0) & (first_new < n)]
     size = np.bincount(starting, minlength=n).astype(float)
     period_idx, cohort_idx = np.nonzero(np.ones((n, n), dtype=bool))
