@@ -55,3 +55,23 @@ class CsAccessor:
         from csmetrics.metrics.revenue import cohort_table
 
         return cohort_table(self._as("billing"), **kwargs)
+
+    # tickets
+    def support_metrics(self, **kwargs) -> pd.DataFrame:
+        """:func:`csmetrics.support_metrics` on this tickets table."""
+        from csmetrics.metrics.support import support_metrics
+
+        return support_metrics(self._as("tickets"), **kwargs)
+
+    # surveys
+    def survey_metrics(self, **kwargs) -> pd.DataFrame:
+        """:func:`csmetrics.survey_metrics` on this surveys table."""
+        from csmetrics.metrics.surveys import survey_metrics
+
+        return survey_metrics(self._as("surveys"), **kwargs)
+
+    def followups(self, **kwargs) -> pd.DataFrame:
+        """:func:`csmetrics.followups` on this surveys table."""
+        from csmetrics.metrics.surveys import followups
+
+        return followups(self._as("surveys"), **kwargs)

@@ -42,14 +42,20 @@ class FrameBuilder:
             block[key] = self._grid(array)
         self._blocks.append((name, block))
 
-    def ratio(self, name: str, numerator: np.ndarray, denominator: np.ndarray) -> None:
-        """Add scale * numerator / denominator with the catalog's interval (NaN where the base is 0)."""
+    def ratio(
+        self, name: str, numerator: np.ndarray, denominator: np.ndarray,
+        ci: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:  # fmt: skip
+        """Add scale * numerator / denominator (NaN where the base is 0) with its interval:
+        ``ci`` if given, else Wilson where the catalog says so."""
         metric = catalog.get(name)
         num = self._grid(numerator)
         den = self._grid(denominator)
         value = metric.scale * stats.safe_ratio(num, den)
         ci_low = ci_high = np.full(self.shape, np.nan)
-        if metric.interval == "wilson":
+        if ci is not None:
+            ci_low, ci_high = ci
+        elif metric.interval == "wilson":
             ci_low, ci_high = stats.wilson_interval(num, den)
         self.add(name, value, numerator=num, denominator=den, ci_low=ci_low, ci_high=ci_high)
 
@@ -176,19 +182,35 @@ def reaggregate(frame: pd.DataFrame, by: Sequence[str] = (), freq: str | None = 
 
 
 def encode_segments(values: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame | None]:
-    """Integer segment code per row and the table of segments (one row per code).
+    """Integer segment code per row and the table of segments (one row per code, sorted).
 
     Missing values form their own segment (METRICS.md §2: null is a group, never
-    dropped). With no columns, every row is segment 0 and the table is None.
+    dropped). Each column is factorized once and the codes combined in mixed
+    radix, so millions of rows cost a few hash passes, not a groupby on strings.
+    With no columns, every row is segment 0 and the table is None.
     """
     if values.shape[1] == 0:
         return np.zeros(len(values), dtype=np.int64), None
-    grouped = values.groupby(list(values.columns), dropna=False, sort=True, observed=True)
-    codes = grouped.ngroup().to_numpy(dtype=np.int64)
-    table = grouped.size().index.to_frame(index=False)
-    for column in table.columns:
-        table[column] = table[column].astype(values[column].dtype)
-    return codes, table
+    combined = np.zeros(len(values), dtype=np.int64)
+    uniques = []
+    for column in values.columns:
+        codes, levels = pd.factorize(values[column], sort=True, use_na_sentinel=True)
+        # code 0 is the null group, then the sorted values
+        combined = combined * (len(levels) + 1) + (codes + 1)
+        uniques.append(levels)
+    seg_codes, used = pd.factorize(combined, sort=True)
+    table = {}
+    rest = np.asarray(used, dtype=np.int64)
+    for column, levels in reversed(list(zip(values.columns, uniques))):
+        radix = len(levels) + 1
+        digit = rest % radix
+        rest = rest // radix
+        column_values = pd.Series(levels).reindex(digit - 1).reset_index(drop=True)
+        try:
+            table[column] = column_values.astype(values[column].dtype)
+        except (TypeError, ValueError):  # a null in an integer column
+            table[column] = column_values
+    return seg_codes.astype(np.int64), pd.DataFrame({c: table[c] for c in values.columns})
 
 
 def attach_segments(
@@ -217,3 +239,45 @@ def attach_segments(
         except (TypeError, ValueError):
             pass  # an integer segment with missing customers stays float/object
     return frame
+
+
+def compare_periods(frame: pd.DataFrame, metric: str, alpha: float = 0.05) -> pd.DataFrame:
+    """The change of a rate metric or NPS from the previous period, with a two-sample test.
+
+    Rates use the pooled two-proportion z test on numerator/denominator; NPS uses
+    the adjusted-Wald variance of METRICS.md §7 on both periods (it needs the
+    ``promoters`` and ``detractors`` rows of the same frame). ``significant`` is
+    p < alpha. One row per period and segment; the first period has no previous.
+    """
+    info = catalog.get(metric)
+    if info.interval not in ("wilson", "adjusted_wald"):
+        raise ValueError(f"compare_periods tests proportions and NPS; {metric!r} is neither")
+    segments = segment_columns(frame)
+    rows = frame[frame["metric"] == metric]
+    if rows.empty:
+        raise KeyError(f"metric {metric!r} is not in the frame")
+    if info.interval == "adjusted_wald":
+        for count in ("promoters", "detractors"):
+            part = frame.loc[frame["metric"] == count, ["period", *segments, "value"]].rename(columns={"value": count})
+            rows = rows.merge(part, on=["period", *segments], how="left")
+    rows = rows.sort_values([*segments, "period"], kind="stable").reset_index(drop=True)
+
+    def previous(column: str) -> np.ndarray:
+        if segments:
+            return rows.groupby(segments, dropna=False, sort=False)[column].shift(1).to_numpy(dtype=float)
+        return rows[column].shift(1).to_numpy(dtype=float)
+
+    if info.interval == "wilson":
+        z, p = stats.two_proportion_test(previous("numerator"), previous("denominator"), rows["numerator"], rows["denominator"])
+    else:
+        z, p = stats.nps_difference_test(
+            previous("promoters"), previous("detractors"), previous("denominator"),
+            rows["promoters"], rows["detractors"], rows["denominator"],
+        )  # fmt: skip
+    out = rows[["period", "freq", *segments, "metric", "value"]].copy()
+    out["previous"] = previous("value")
+    out["change"] = out["value"] - out["previous"]
+    out["z"] = z
+    out["p_value"] = p
+    out["significant"] = ~np.isnan(p) & (np.nan_to_num(p, nan=1.0) < alpha)
+    return out

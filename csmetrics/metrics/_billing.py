@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from csmetrics.metrics._common import NAT, as_tuple, instants
 from csmetrics.periods import Spine, make_spine, period_codes, resolve_as_of
 from csmetrics.validate import resolve_base_currency, validate
 
@@ -41,7 +42,6 @@ DAYS_PER_MONTH = 30.4375
 KINDS = ("new", "reactivation", "expansion", "contraction", "churn")
 NEW, REACTIVATION, EXPANSION, CONTRACTION, CHURN, NONE = range(6)
 RECURRING, ONE_TIME, REFUND = range(3)
-NAT = np.iinfo(np.int64).min
 _NS_PER_DAY = 86_400 * 10**9
 
 
@@ -73,11 +73,6 @@ class BillingContext:
     customers: pd.DataFrame | None = field(default=None, repr=False)
 
 
-def instants(column: pd.Series) -> np.ndarray:
-    """UTC nanoseconds of a validated timestamp column (NaT -> int64 min), without copying."""
-    return np.asarray(column.array.asi8 if hasattr(column.array, "asi8") else pd.DatetimeIndex(column).asi8)
-
-
 def prepare(
     billing: pd.DataFrame,
     *,
@@ -94,7 +89,7 @@ def prepare(
     **policies,
 ) -> tuple[pd.DataFrame, BillingContext]:
     """Validate billing and build the context (spine, as_of) from the whole table."""
-    by = (by,) if isinstance(by, str) else tuple(by or ())
+    by = as_tuple(by)
     if not validated:
         if fx is not None:
             fx = validate(fx, "fx")
@@ -453,39 +448,3 @@ class SegmentCoder:
             columns[column] = pd.Series(values[rest % radix]).astype(dtype) if len(rest) else pd.Series([], dtype=dtype)
             rest = rest // radix
         return pd.DataFrame({c: columns[c] for c in self.by})
-
-
-# --------------------------------------------------------------------------
-# Range and point additions over the (period, segment) grid
-# --------------------------------------------------------------------------
-class Grid:
-    """Sums over the (period, segment) grid. ``cells`` maps rows to cells once; each
-    ``add`` is then one bincount."""
-
-    def __init__(self, n_periods: int, n_segments: int):
-        self.n_periods, self.n_segments = n_periods, n_segments
-
-    def points(self, period: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Cells of rows at their period (rows outside the spine are dropped)."""
-        keep = (period >= 0) & (period < self.n_periods)
-        return period[keep] * self.n_segments + segment[keep], keep
-
-    def add(self, cells: tuple[np.ndarray, np.ndarray], values: np.ndarray) -> np.ndarray:
-        index, keep = cells
-        size = self.n_periods * self.n_segments
-        return np.bincount(index, weights=np.asarray(values, dtype=float)[keep], minlength=size).reshape(self.n_periods, self.n_segments)
-
-    def ranges(self, start: np.ndarray, stop: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Cells of the first period and of the period after the last, for range sums."""
-        start = np.clip(start, 0, self.n_periods)
-        stop = np.clip(stop, 0, self.n_periods)
-        keep = stop > start
-        return start[keep] * self.n_segments + segment[keep], stop[keep] * self.n_segments + segment[keep], keep
-
-    def add_range(self, cells: tuple[np.ndarray, np.ndarray, np.ndarray], values: np.ndarray) -> np.ndarray:
-        """Sum of ``values`` over each row's periods start..stop-1 (a difference array)."""
-        first, after, keep = cells
-        size = (self.n_periods + 1) * self.n_segments
-        weights = np.asarray(values, dtype=float)[keep]
-        diff = np.bincount(first, weights=weights, minlength=size) - np.bincount(after, weights=weights, minlength=size)
-        return np.cumsum(diff.reshape(self.n_periods + 1, self.n_segments), axis=0)[: self.n_periods]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from csmetrics.frame import FrameBuilder, encode_segments
+from csmetrics.frame import FrameBuilder
 from csmetrics.metrics._billing import (
     CHURN,
     CONTRACTION,
@@ -29,7 +29,6 @@ from csmetrics.metrics._billing import (
     REFUND,
     BillingArrays,
     BillingContext,
-    Grid,
     Ledger,
     SegmentCoder,
     build_groups,
@@ -39,6 +38,7 @@ from csmetrics.metrics._billing import (
     prepare,
     unique_pairs,
 )
+from csmetrics.metrics._common import Grid, combine as combine_partials, dense as dense_partial, long_partial
 from csmetrics.periods import period_codes
 
 #: the additive columns of a billing partial, in order
@@ -122,45 +122,17 @@ def partial(billing: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
     columns["renewals_renewed"] = grid.add(renewal_cells, renewed)
     columns["purchases_closed"] = grid.add(purchase_cells, ~np.isnan(repeated))
     columns["purchases_repeated"] = grid.add(purchase_cells, np.nan_to_num(repeated))
-    return _long_partial(columns, coder.table(used), context)
-
-
-def _long_partial(columns: dict[str, np.ndarray], seg_table: pd.DataFrame | None, context: BillingContext) -> pd.DataFrame:
-    n_periods = context.spine.n
-    n_seg = next(iter(columns.values())).shape[1]
-    values = np.column_stack([columns[name].ravel() for name in PARTIAL_COLUMNS])
-    touched = values.any(axis=1)
-    frame = pd.DataFrame({"period_index": np.repeat(np.arange(n_periods), n_seg)[touched]})
-    if seg_table is not None:
-        segment_of_cell = np.tile(np.arange(n_seg), n_periods)[touched]
-        for column in seg_table.columns:
-            frame[column] = seg_table[column].iloc[segment_of_cell].reset_index(drop=True)
-    frame[list(PARTIAL_COLUMNS)] = values[touched]
-    return frame
+    return long_partial(columns, PARTIAL_COLUMNS, coder.table(used), n)
 
 
 def combine(partials: Sequence[pd.DataFrame], context: BillingContext) -> pd.DataFrame:
     """Sum partials of disjoint customer sets."""
-    keys = ["period_index", *context.by]
-    stacked = pd.concat(partials, ignore_index=True)
-    return stacked.groupby(keys, dropna=False, sort=True, observed=True)[list(PARTIAL_COLUMNS)].sum().reset_index()
+    return combine_partials(partials, context.by, PARTIAL_COLUMNS)
 
 
 def dense(summed: pd.DataFrame, context: BillingContext) -> tuple[dict[str, np.ndarray], pd.DataFrame | None]:
     """The summed partial as (period, segment) arrays over every period of the spine."""
-    by = list(context.by)
-    n = context.spine.n
-    if by:
-        seg_codes, seg_table = encode_segments(summed[by])
-        n_seg = len(seg_table)
-    else:
-        seg_codes, seg_table, n_seg = np.zeros(len(summed), dtype=np.int64), None, 1
-    cell = summed["period_index"].to_numpy(dtype=np.int64) * n_seg + seg_codes
-    arrays = {}
-    for name in PARTIAL_COLUMNS:
-        grid = np.bincount(cell, weights=summed[name].to_numpy(dtype=float), minlength=n * n_seg)
-        arrays[name] = grid.reshape(n, n_seg)
-    return arrays, seg_table
+    return dense_partial(summed, context.by, PARTIAL_COLUMNS, context.spine.n)
 
 
 def finalize(summed: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
@@ -371,3 +343,19 @@ def cohort_table(
         }
     )
     return table[table["cohort_customers"] > 0].sort_values(["cohort", "period"]).reset_index(drop=True)
+
+
+def current_mrr(
+    billing: pd.DataFrame,
+    *,
+    fx: pd.DataFrame | None = None,
+    as_of: object = None,
+    validated: bool = False,
+    **policies,
+) -> pd.Series:
+    """Each customer's MRR at as_of (default: billing's own as_of), indexed by customer_id."""
+    billing, context = prepare(billing, fx=fx, as_of=as_of, validated=validated, **policies)
+    arrays = BillingArrays.of(billing, context)
+    ledger = build_ledger(arrays, context)
+    last = np.append(ledger.customer[1:] != ledger.customer[:-1], True) if len(ledger.customer) else np.array([], bool)
+    return pd.Series(ledger.after[last] / MONEY_SCALE, index=pd.Index(arrays.customer_ids[ledger.customer[last]], name="customer_id"), name="mrr")

@@ -1,0 +1,155 @@
+"""Plumbing shared by the families: contexts, segment codes, partial frames.
+
+A partial is a long DataFrame keyed by ``period_index`` and the ``by`` columns
+with additive sum columns. Partials of disjoint row sets (for per-customer
+families: disjoint customer sets) are combined by :func:`combine` and spread
+back onto the dense (period, segment) grid by :func:`dense` for finalizing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from csmetrics.frame import attach_segments, encode_segments
+from csmetrics.periods import Spine, make_spine, period_codes, resolve_as_of
+
+NAT = np.iinfo(np.int64).min
+
+
+def instants(column: pd.Series) -> np.ndarray:
+    """UTC nanoseconds of a validated timestamp column (NaT -> int64 min), without copying."""
+    return np.asarray(column.array.asi8 if hasattr(column.array, "asi8") else pd.DatetimeIndex(column).asi8)
+
+
+def as_tuple(by: Sequence[str] | str | None) -> tuple[str, ...]:
+    return (by,) if isinstance(by, str) else tuple(by or ())
+
+
+@dataclass(frozen=True)
+class Context:
+    """Global facts every partition of a family shares."""
+
+    spine: Spine
+    by: tuple[str, ...]
+    customers: pd.DataFrame | None = field(default=None, repr=False)
+    options: dict = field(default_factory=dict)
+
+
+def make_context(
+    table: pd.DataFrame,
+    *,
+    period_columns: Sequence[str],
+    as_of_columns: Sequence[str],
+    freq: str,
+    by: Sequence[str] | str | None,
+    customers: pd.DataFrame | None,
+    tz: str,
+    as_of: object,
+    start: object,
+    end: object,
+    **options,
+) -> Context:
+    """Spine from the periods with data (``period_columns`` up to as_of) and the as_of instant.
+
+    as_of defaults to the latest of ``as_of_columns``; an explicit as_of also
+    extends the spine through its period (stock metrics such as backlog are
+    known up to it).
+    """
+    present = [c for c in as_of_columns if c in table]
+    if as_of is None:
+        latest = max((instants(table[c]).max(initial=NAT) for c in present), default=NAT)
+        if latest == NAT:
+            raise ValueError("as_of cannot be inferred from an empty table; pass as_of=")
+        as_of_ts = pd.Timestamp(latest, tz="UTC")
+    else:
+        as_of_ts = resolve_as_of(as_of)
+    known = [instants(table[c]) for c in period_columns if c in table]
+    stamps = np.concatenate(known) if known else np.array([], dtype=np.int64)
+    stamps = stamps[(stamps != NAT) & (stamps <= as_of_ts.value)]
+    if as_of is not None or len(stamps) == 0:
+        stamps = np.append(stamps, as_of_ts.value)
+    bounds = np.array([stamps.min(), stamps.max()])
+    spine = make_spine(period_codes(bounds, freq, tz), freq, tz, as_of_ts, start, end)
+    return Context(spine, as_tuple(by), customers, options)
+
+
+def segments_of(table: pd.DataFrame, context: Context, table_name: str) -> tuple[np.ndarray, pd.DataFrame | None]:
+    """Segment code of each row of ``table`` and the segment table."""
+    values = attach_segments(table, context.by, context.customers, table_name)
+    return encode_segments(values)
+
+
+def long_partial(
+    columns: dict[str, np.ndarray], names: Sequence[str], seg_table: pd.DataFrame | None, n_periods: int
+) -> pd.DataFrame:
+    """The (periods, segments) arrays as a long frame of the cells any row touched."""
+    n_seg = next(iter(columns.values())).shape[1]
+    values = np.column_stack([np.asarray(columns[name], dtype=float).ravel() for name in names])
+    touched = values.any(axis=1)
+    frame = pd.DataFrame({"period_index": np.repeat(np.arange(n_periods), n_seg)[touched]})
+    if seg_table is not None:
+        segment_of_cell = np.tile(np.arange(n_seg), n_periods)[touched]
+        for column in seg_table.columns:
+            frame[column] = seg_table[column].iloc[segment_of_cell].reset_index(drop=True)
+    frame[list(names)] = values[touched]
+    return frame
+
+
+def combine(partials: Sequence[pd.DataFrame], by: Sequence[str], names: Sequence[str]) -> pd.DataFrame:
+    """Sum partials of disjoint row sets, per period and segment."""
+    keys = ["period_index", *by]
+    stacked = pd.concat(partials, ignore_index=True)
+    return stacked.groupby(keys, dropna=False, sort=True, observed=True)[list(names)].sum().reset_index()
+
+
+def dense(
+    summed: pd.DataFrame, by: Sequence[str], names: Sequence[str], n_periods: int
+) -> tuple[dict[str, np.ndarray], pd.DataFrame | None]:
+    """A combined partial as (period, segment) arrays over every period of the spine."""
+    seg_codes, seg_table = encode_segments(summed[list(by)])
+    n_seg = len(seg_table) if seg_table is not None else 1
+    cell = summed["period_index"].to_numpy(dtype=np.int64) * n_seg + seg_codes
+    return {
+        name: np.bincount(cell, weights=summed[name].to_numpy(dtype=float), minlength=n_periods * n_seg).reshape(n_periods, n_seg)
+        for name in names
+    }, seg_table
+
+
+# --------------------------------------------------------------------------
+# Sums over the (period, segment) grid
+# --------------------------------------------------------------------------
+class Grid:
+    """Sums over the (period, segment) grid. ``cells`` maps rows to cells once; each
+    ``add`` is then one bincount."""
+
+    def __init__(self, n_periods: int, n_segments: int):
+        self.n_periods, self.n_segments = n_periods, n_segments
+
+    def points(self, period: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cells of rows at their period (rows outside the spine are dropped)."""
+        keep = (period >= 0) & (period < self.n_periods)
+        return period[keep] * self.n_segments + segment[keep], keep
+
+    def add(self, cells: tuple[np.ndarray, np.ndarray], values: np.ndarray) -> np.ndarray:
+        index, keep = cells
+        size = self.n_periods * self.n_segments
+        return np.bincount(index, weights=np.asarray(values, dtype=float)[keep], minlength=size).reshape(self.n_periods, self.n_segments)
+
+    def ranges(self, start: np.ndarray, stop: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cells of the first period and of the period after the last, for range sums."""
+        start = np.clip(start, 0, self.n_periods)
+        stop = np.clip(stop, 0, self.n_periods)
+        keep = stop > start
+        return start[keep] * self.n_segments + segment[keep], stop[keep] * self.n_segments + segment[keep], keep
+
+    def add_range(self, cells: tuple[np.ndarray, np.ndarray, np.ndarray], values: np.ndarray) -> np.ndarray:
+        """Sum of ``values`` over each row's periods start..stop-1 (a difference array)."""
+        first, after, keep = cells
+        size = (self.n_periods + 1) * self.n_segments
+        weights = np.asarray(values, dtype=float)[keep]
+        diff = np.bincount(first, weights=weights, minlength=size) - np.bincount(after, weights=weights, minlength=size)
+        return np.cumsum(diff.reshape(self.n_periods + 1, self.n_segments), axis=0)[: self.n_periods]

@@ -1,0 +1,252 @@
+"""Survey metrics (METRICS.md §7): NPS, CSAT, CES, CX index, response and comment rates.
+
+Answers (non-null score) count in the period of responded_at (sent_at when a
+row has no responded_at); sends count in the period of sent_at. Each survey type
+feeds only its own metrics. Every metric here is additive per (period, segment)
+(CXI through its per-component box counts), so ``partial`` + ``finalize`` is
+exact for any split of the rows.
+
+CSAT's positive threshold follows the answer scale: 1-5 -> 4, 1-7 -> 6, 0-10 or
+1-10 -> 6 (METRICS.md; ``csat_thresholds`` overrides, keyed by (min, max)); any
+other scale uses the top 40% of its range. CES's "easy" answers are the top
+three points of its scale; CXI's top/bottom two boxes are the two highest /
+lowest points of each answer's scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from csmetrics.frame import FrameBuilder
+from csmetrics.metrics._common import NAT, Context, Grid, combine, dense, instants, long_partial, make_context, segments_of
+from csmetrics.periods import period_codes
+from csmetrics.schemas import CXI_COMPONENTS, survey_scale
+from csmetrics.stats import nps_interval
+from csmetrics.validate import validate
+
+DEFAULT_CSAT_THRESHOLDS: dict[tuple[float, float], float] = {(1, 5): 4, (1, 7): 6, (0, 10): 6, (1, 10): 6}
+
+PARTIAL_COLUMNS = (
+    "nps_n", "promoters", "passives", "detractors",
+    "csat_n", "csat_positive", "ces_n", "ces_sum", "ces_easy",
+    *(f"cxi_{c}_{part}" for c in CXI_COMPONENTS for part in ("n", "top", "bottom")),
+    "sent", "sent_answered", "answers", "commented",
+)  # fmt: skip
+
+
+def prepare(
+    surveys: pd.DataFrame,
+    *,
+    freq: str = "M",
+    by: Sequence[str] | str | None = None,
+    customers: pd.DataFrame | None = None,
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+    csat_thresholds: Mapping[tuple[float, float], float] | None = None,
+    validated: bool = False,
+) -> tuple[pd.DataFrame, Context]:
+    if not validated:
+        surveys = validate(surveys, "surveys")
+        customers = validate(customers, "customers") if customers is not None else None
+    if "responded_at" not in surveys and "sent_at" not in surveys:
+        raise ValueError("surveys: need responded_at or sent_at to place answers in periods")
+    thresholds = dict(DEFAULT_CSAT_THRESHOLDS)
+    thresholds.update({(float(k[0]), float(k[1])): float(v) for k, v in (csat_thresholds or {}).items()})
+    context = make_context(
+        surveys, period_columns=["responded_at", "sent_at"], as_of_columns=["responded_at", "sent_at"],
+        freq=freq, by=by, customers=customers, tz=tz, as_of=as_of, start=start, end=end,
+        csat_thresholds=thresholds,
+    )  # fmt: skip
+    return surveys, context
+
+
+def csat_threshold(low: np.ndarray, high: np.ndarray, thresholds: Mapping[tuple[float, float], float]) -> np.ndarray:
+    """Positive threshold per answer from its scale; top 40% of the range for unlisted scales."""
+    out = np.ceil(low + 0.6 * (high - low))
+    for (scale_low, scale_high), threshold in thresholds.items():
+        out = np.where((low == scale_low) & (high == scale_high), threshold, out)
+    return out
+
+
+def answer_arrays(surveys: pd.DataFrame, context: Context) -> dict[str, np.ndarray]:
+    """Per row: survey type, score, scale, answered (by as_of) and the answer's period."""
+    spine = context.spine
+    as_of = spine.as_of.value
+    survey = surveys["survey"]
+    score = surveys["score"].to_numpy(dtype=float, na_value=np.nan)
+    responded = instants(surveys["responded_at"]) if "responded_at" in surveys else np.full(len(surveys), NAT)
+    sent = instants(surveys["sent_at"]) if "sent_at" in surveys else np.full(len(surveys), NAT)
+    answered_at = np.where(responded != NAT, responded, sent)
+    answered = ~np.isnan(score) & (answered_at != NAT) & (answered_at <= as_of)
+    low, high = survey_scale(surveys)
+    return {
+        "is": {name: (survey == name).to_numpy(dtype=bool) for name in ("nps", "csat", "ces", "cxi")},
+        "score": score,
+        "low": low,
+        "high": high,
+        "answered": answered,
+        "answer_period": np.where(answered, spine.index(period_codes(answered_at, spine.freq, spine.tz)), -1),
+        "sent": sent,
+        "sent_period": np.where((sent != NAT) & (sent <= as_of), spine.index(period_codes(sent, spine.freq, spine.tz)), -1),
+    }
+
+
+def partial(surveys: pd.DataFrame, context: Context) -> pd.DataFrame:
+    """Additive sums per (period index, segment values) over these survey rows."""
+    rows = answer_arrays(surveys, context)
+    seg, seg_table = segments_of(surveys, context, "surveys")
+    n = context.spine.n
+    grid = Grid(n, len(seg_table) if seg_table is not None else 1)
+    at_answer = grid.points(rows["answer_period"], seg)
+    at_send = grid.points(rows["sent_period"], seg)
+    score, low, high, answered, is_ = rows["score"], rows["low"], rows["high"], rows["answered"], rows["is"]
+
+    nps = answered & is_["nps"]
+    csat = answered & is_["csat"]
+    ces = answered & is_["ces"]
+    threshold = csat_threshold(low, high, context.options["csat_thresholds"])
+    columns = {
+        "nps_n": grid.add(at_answer, nps),
+        "promoters": grid.add(at_answer, nps & (score >= 9)),
+        "passives": grid.add(at_answer, nps & (score >= 7) & (score <= 8)),
+        "detractors": grid.add(at_answer, nps & (score <= 6)),
+        "csat_n": grid.add(at_answer, csat),
+        "csat_positive": grid.add(at_answer, csat & (score >= threshold)),
+        "ces_n": grid.add(at_answer, ces),
+        "ces_sum": grid.add(at_answer, np.where(ces, score, 0.0)),
+        "ces_easy": grid.add(at_answer, ces & (score >= high - 2)),
+    }
+    component = surveys["component"] if "component" in surveys else pd.Series(None, index=surveys.index, dtype="str")
+    for name in CXI_COMPONENTS:
+        mine = answered & is_["cxi"] & (component == name).to_numpy(dtype=bool)
+        columns[f"cxi_{name}_n"] = grid.add(at_answer, mine)
+        columns[f"cxi_{name}_top"] = grid.add(at_answer, mine & (score >= high - 1))
+        columns[f"cxi_{name}_bottom"] = grid.add(at_answer, mine & (score <= low + 1))
+    columns["sent"] = grid.add(at_send, np.ones(len(surveys)))
+    columns["sent_answered"] = grid.add(at_send, answered)
+    columns["answers"] = grid.add(at_answer, answered)
+    if "comment" in surveys:
+        comment = surveys["comment"].astype("str").str.strip()
+        has_comment = (surveys["comment"].notna() & (comment != "")).to_numpy(dtype=bool)
+    else:
+        has_comment = np.zeros(len(surveys), dtype=bool)
+    columns["commented"] = grid.add(at_answer, answered & has_comment)
+    return long_partial(columns, PARTIAL_COLUMNS, seg_table, n)
+
+
+def finalize(summed: pd.DataFrame, context: Context) -> pd.DataFrame:
+    """The survey metric frame (§7) from summed partials."""
+    a, seg_table = dense(summed, context.by, PARTIAL_COLUMNS, context.spine.n)
+    builder = FrameBuilder(context.spine, seg_table)
+    builder.ratio("nps", a["promoters"] - a["detractors"], a["nps_n"], ci=nps_interval(a["promoters"], a["detractors"], a["nps_n"]))
+    builder.add("promoters", a["promoters"])
+    builder.add("passives", a["passives"])
+    builder.add("detractors", a["detractors"])
+    builder.ratio("csat", a["csat_positive"], a["csat_n"])
+    builder.ratio("ces", a["ces_sum"], a["ces_n"])
+    builder.ratio("ces_easy_rate", a["ces_easy"], a["ces_n"])
+    builder.add("cxi", cxi(a))
+    builder.ratio("response_rate", a["sent_answered"], a["sent"])
+    builder.ratio("comment_rate", a["commented"], a["answers"])
+    return builder.build()
+
+
+def cxi(a: dict[str, np.ndarray]) -> np.ndarray:
+    """Mean over components with answers of (top-two share - bottom-two share) * 100."""
+    scores, used = [], []
+    for name in CXI_COMPONENTS:
+        n = a[f"cxi_{name}_n"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scores.append(np.where(n > 0, 100 * (a[f"cxi_{name}_top"] - a[f"cxi_{name}_bottom"]) / n, 0.0))
+        used.append(n > 0)
+    count = np.sum(used, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.sum(scores, axis=0) / np.maximum(count, 1), np.nan)
+
+
+def survey_metrics(
+    surveys: pd.DataFrame,
+    *,
+    freq: str = "M",
+    by: Sequence[str] | str | None = None,
+    customers: pd.DataFrame | None = None,
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+    csat_thresholds: Mapping[tuple[float, float], float] | None = None,
+    validated: bool = False,
+) -> pd.DataFrame:
+    """NPS (adjusted-Wald interval), promoters/passives/detractors, CSAT (Wilson
+    interval), CES, CES easy rate, CX index, response and comment rates (METRICS.md §7).
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> scores = [10] * 50 + [8] * 30 + [3] * 20
+    >>> surveys = pd.DataFrame({"response_id": range(100), "customer_id": 1, "survey": "nps",
+    ...     "score": scores, "responded_at": "2024-01-05"})
+    >>> nps = csmetrics.survey_metrics(surveys).set_index("metric").loc["nps"]
+    >>> float(nps["value"]), round(float(nps["ci_low"]), 1), round(float(nps["ci_high"]), 1)
+    (30.0, 14.1, 44.2)
+    """
+    surveys, context = prepare(surveys, freq=freq, by=by, customers=customers, tz=tz, as_of=as_of, start=start,
+                               end=end, csat_thresholds=csat_thresholds, validated=validated)  # fmt: skip
+    return finalize(combine([partial(surveys, context)], context.by, PARTIAL_COLUMNS), context)
+
+
+def followups(
+    surveys: pd.DataFrame,
+    *,
+    billing: pd.DataFrame | None = None,
+    fx: pd.DataFrame | None = None,
+    freq: str = "M",
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+    csat_thresholds: Mapping[tuple[float, float], float] | None = None,
+    validated: bool = False,
+) -> pd.DataFrame:
+    """Every detractor (NPS 0-6) and dissatisfied CSAT answer (below its threshold) in the
+    reported periods, with customer, score, comment and, given billing, the customer's
+    current MRR; largest MRR first (customers without MRR last), then the latest answer.
+    """
+    surveys, context = prepare(surveys, freq=freq, tz=tz, as_of=as_of, start=start, end=end,
+                               csat_thresholds=csat_thresholds, validated=validated)  # fmt: skip
+    rows = answer_arrays(surveys, context)
+    threshold = csat_threshold(rows["low"], rows["high"], context.options["csat_thresholds"])
+    in_spine = (rows["answer_period"] >= 0) & (rows["answer_period"] < context.spine.n)
+    unhappy = rows["answered"] & in_spine & (
+        (rows["is"]["nps"] & (rows["score"] <= 6)) | (rows["is"]["csat"] & (rows["score"] < threshold))
+    )
+    picked = surveys.loc[unhappy]
+    responded = picked["responded_at"] if "responded_at" in picked else picked["sent_at"]
+    out = pd.DataFrame(
+        {
+            "period": context.spine.starts[rows["answer_period"][unhappy]],
+            "customer_id": picked["customer_id"].to_numpy(),
+            "response_id": picked["response_id"].to_numpy(),
+            "survey": picked["survey"].to_numpy(),
+            "score": picked["score"].to_numpy(dtype=float),
+            "comment": picked["comment"].to_numpy() if "comment" in picked else None,
+            "responded_at": responded.fillna(picked["sent_at"]) if "sent_at" in picked else responded,
+        }
+    )
+    for column in ("touchpoint", "ticket_id"):
+        if column in picked:
+            out[column] = picked[column].to_numpy()
+    if billing is not None:
+        from csmetrics.metrics.revenue import current_mrr
+
+        mrr = current_mrr(billing, fx=fx, as_of=as_of, validated=validated)
+        out["mrr"] = mrr.reindex(out["customer_id"].to_numpy()).to_numpy()
+        out = out.sort_values(["mrr", "responded_at"], ascending=[False, False], na_position="last", kind="stable")
+    else:
+        out = out.sort_values("responded_at", ascending=False, kind="stable")
+    return out.reset_index(drop=True)
