@@ -72,11 +72,26 @@ def period_codes(instants: pd.Series | pd.DatetimeIndex | np.ndarray, freq: str,
     elif freq == "W":
         codes = np.floor_divide(days + 3, 7)  # 1970-01-01 was a Thursday
     else:
-        months = days.astype("M8[D]").astype("M8[M]").astype(np.int64)
-        codes = {"M": months, "Q": np.floor_divide(months, 3), "Y": np.floor_divide(months, 12)}[freq]
+        codes = _day_lookup(days, nat, freq)
     codes = codes.astype(np.int64)
     codes[nat] = _NAT
     return codes
+
+
+def _day_lookup(days: np.ndarray, nat: np.ndarray, freq: str) -> np.ndarray:
+    """Month/quarter/year code of each day, through a table over the days' range.
+
+    Calendar conversion (datetime64[D] -> [M]) costs per element; a table over
+    the few thousand distinct days of a data set makes it one integer gather.
+    """
+    valid = days[~nat]
+    if len(valid) == 0:
+        return np.zeros(len(days), dtype=np.int64)
+    first, last = int(valid.min()), int(valid.max())
+    table_days = np.arange(first, last + 1)
+    months = table_days.astype("M8[D]").astype("M8[M]").astype(np.int64)
+    table = {"M": months, "Q": np.floor_divide(months, 3), "Y": np.floor_divide(months, 12)}[freq]
+    return table[np.clip(days - first, 0, last - first)]
 
 
 def code_starts_local(codes: np.ndarray, freq: str) -> np.ndarray:

@@ -283,6 +283,13 @@ def build_ledger(arrays: BillingArrays, context: BillingContext) -> Ledger:
     kind[(before > 0) & ~positive] = CHURN
     kind[(before > 0) & (after > before)] = EXPANSION
     kind[positive & (after < before)] = CONTRACTION
+    # an instant that changes neither MRR nor plan (a renewal on the day) carries no information
+    plan_changed = np.ones(len(plan), dtype=bool)
+    plan_changed[1:] = (plan[1:] != plan[:-1]) | (customer[1:] != customer[:-1])
+    informative = (kind != NONE) | plan_changed
+    customer, instant, before, after, kind, plan = (
+        a[informative] for a in (customer, instant, before, after, kind, plan)
+    )
     period = spine.index(period_codes(instant, spine.freq, spine.tz))
     return Ledger(customer, instant, before, after, kind, plan, period)
 
