@@ -5,22 +5,29 @@ from __future__ import annotations
 from csmetrics import accessor as _accessor  # noqa: F401  (registers the `cs` accessor)
 from csmetrics.frame import compare_periods, reaggregate, to_wide
 from csmetrics.metrics.customers import customer_metrics
+from csmetrics.metrics.engagement import engagement_metrics
+from csmetrics.metrics.health import HealthScorecard, at_risk, health_metrics
 from csmetrics.metrics.revenue import cohort_table, current_mrr, mrr_movements, revenue_metrics
 from csmetrics.metrics.support import support_metrics
 from csmetrics.metrics.surveys import followups, survey_metrics
+from csmetrics.metrics.value import value_metrics
 from csmetrics.validate import TABLES, ValidationError, validate, validate_tables
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "HealthScorecard",
     "TABLES",
     "ValidationError",
     "__version__",
+    "at_risk",
     "cohort_table",
     "compare_periods",
     "current_mrr",
     "customer_metrics",
+    "engagement_metrics",
     "followups",
+    "health_metrics",
     "mrr_movements",
     "reaggregate",
     "revenue_metrics",
@@ -29,4 +36,5 @@ __all__ = [
     "to_wide",
     "validate",
     "validate_tables",
+    "value_metrics",
 ]

@@ -91,6 +91,30 @@ CATALOG: tuple[Metric, ...] = (
     _M("cxi", "surveys", "score", "up", "Mean over components of (top-two-box share - bottom-two-box share) * 100.", agg="none"),
     _M("response_rate", "surveys", "fraction", "up", "Surveys sent in the period that have an answer / surveys sent.", agg="ratio", interval="wilson"),
     _M("comment_rate", "surveys", "fraction", "none", "Answers with a non-empty comment / answers.", agg="ratio", interval="wilson"),
+    # engagement (§8)
+    _M("active_users", "engagement", "count", "up", "Distinct users (user_id, else customer_id) with an event in the period.", agg="none"),
+    _M("active_customers", "engagement", "count", "up", "Customers with an event in the period.", rollup="none"),
+    _M("dau", "engagement", "users", "up", "Mean over the period's days (up to as_of) of distinct users active that day.", agg="none"),
+    _M("wau", "engagement", "users", "up", "Mean over the Monday weeks starting in the period of distinct users active that week.", agg="none"),
+    _M("mau", "engagement", "users", "up", "Distinct users in the 30 days ending at the period end (or as_of).", agg="none"),
+    _M("stickiness", "engagement", "fraction", "up", "dau / mau.", agg="none"),
+    _M("avg_session_minutes", "engagement", "minutes", "up", "Mean session length (session_id, else 30-minute inactivity gaps), by session start.", agg="ratio"),
+    _M("events_per_active_user", "engagement", "count", "none", "Events / active_users.", agg="none"),
+    _M("feature_adoption", "engagement", "fraction", "up", "Per event name: customers using it / active customers.", agg="none"),
+    _M("purchase_frequency", "engagement", "count", "up", "One-time and recurring invoices per paying customer.", agg="none"),
+    _M("avg_purchase_value", "engagement", "currency", "up", "Revenue per invoice.", agg="ratio"),
+    # value and cost (§9)
+    _M("clv", "value", "currency", "up", "arpu * gross_margin / mean monthly logo churn rate over the trailing 12 months.", agg="none"),
+    _M("clv_purchase", "value", "currency", "up", "avg_purchase_value * purchases per customer per month * average lifespan in months.", agg="none"),
+    _M("crc", "value", "currency", "down", "Retention-category costs / customers_end.", agg="ratio", rollup="none"),
+    _M("cac", "value", "currency", "down", "Acquisition-category costs / customers_new.", agg="ratio"),
+    _M("ltv_cac", "value", "ratio", "up", "clv / cac.", agg="none"),
+    _M("clv_per_capex", "value", "ratio", "up", "clv * customers_end / capex costs in the period.", agg="none"),
+    # health (§10)
+    _M("health_score_mean", "health", "score", "up", "Mean health score (0-100) of the customers scored in the period.", agg="ratio", rollup="none"),
+    _M("health_red_share", "health", "fraction", "down", "Share of scored customers in the red band.", agg="ratio", rollup="none", interval="wilson"),
+    _M("health_yellow_share", "health", "fraction", "none", "Share of scored customers in the yellow band.", agg="ratio", rollup="none", interval="wilson"),
+    _M("health_green_share", "health", "fraction", "up", "Share of scored customers in the green band.", agg="ratio", rollup="none", interval="wilson"),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in CATALOG}

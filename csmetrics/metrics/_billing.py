@@ -455,3 +455,17 @@ class SegmentCoder:
             columns[column] = pd.Series(values[rest % radix]).astype(dtype) if len(rest) else pd.Series([], dtype=dtype)
             rest = rest // radix
         return pd.DataFrame({c: columns[c] for c in self.by})
+
+
+def invoices(arrays: BillingArrays, as_of: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Purchases: the one-time and recurring lines invoiced by as_of (invoiced_at, else service_start).
+
+    Returns (line mask, invoice instant per kept line, invoice key per kept line,
+    base-currency amount per kept line); an invoice is one customer and instant.
+    """
+    at = np.where(arrays.invoiced != NAT, arrays.invoiced, arrays.start)
+    keep = (arrays.kind != REFUND) & (at != NAT) & (at <= as_of)
+    customer, at_kept = arrays.customer[keep], at[keep]
+    span = int(at_kept.max() - at_kept.min()) + 1 if len(at_kept) else 1
+    key = pd.factorize(customer * span + (at_kept - (at_kept.min() if len(at_kept) else 0)))[0] if len(at_kept) else np.array([], dtype=np.int64)
+    return keep, at_kept, key.astype(np.int64), arrays.amount[keep]

@@ -1,0 +1,342 @@
+"""Engagement metrics from product events (METRICS.md §8), plus purchase patterns from billing.
+
+A user is (customer_id, user_id), or the customer itself where user_id is
+missing. Everything is counted exactly from distinct integer keys:
+
+- active users/customers: distinct (cell, user) keys per (period, segment) cell;
+- dau: distinct (user, local day) pairs per period / days of the period up to as_of;
+- wau: distinct (user, Monday week) pairs of the weeks that start in the period
+  (and by as_of) / number of such weeks;
+- mau: users active in the 30 local days ending at the period end (the day
+  after as_of in the partial period). Each active (user, day) is active for a
+  contiguous range of periods; a user's ranges are merged and added to a
+  difference array, so a million users cost a sort, not a loop;
+- sessions: a session_id (per customer), else a user's run of events with gaps
+  under ``session_gap_minutes`` (30); length = last - first event plus the
+  last event's duration_seconds; a session counts in the period it starts.
+
+All partial sums are additive over disjoint customer sets (a user belongs to one
+customer), which is how a partitioned engine splits the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from csmetrics.frame import FrameBuilder, encode_segments
+from csmetrics.metrics._common import NAT, Context, Grid, combine, dense, instants, long_partial, make_context, segments_of
+from csmetrics.periods import code_ends_ns, local_ns, period_codes
+from csmetrics.validate import validate
+
+PARTIAL_COLUMNS = (
+    "events", "active_users", "active_customers", "user_days", "user_weeks", "mau",
+    "sessions", "session_minutes", "invoices", "invoice_revenue", "paying_customers",
+)  # fmt: skip
+_DAY = 86_400 * 10**9
+_MINUTE = 60 * 10**9
+
+
+def prepare(
+    events: pd.DataFrame,
+    *,
+    billing: pd.DataFrame | None = None,
+    fx: pd.DataFrame | None = None,
+    freq: str = "M",
+    by: Sequence[str] | str | None = None,
+    customers: pd.DataFrame | None = None,
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+    session_gap_minutes: float = 30.0,
+    validated: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame | None, Context]:
+    if not validated:
+        events = validate(events, "events")
+        customers = validate(customers, "customers") if customers is not None else None
+    context = make_context(
+        events, period_columns=["timestamp"], as_of_columns=["timestamp"], freq=freq, by=by, customers=customers,
+        tz=tz, as_of=as_of, start=start, end=end, session_gap_minutes=float(session_gap_minutes),
+        with_billing=billing is not None,
+    )  # fmt: skip
+    if billing is not None:
+        from csmetrics.metrics._billing import prepare as prepare_billing
+
+        billing, billing_context = prepare_billing(billing, fx=fx, as_of=context.spine.as_of, validated=validated)
+        context.options["billing_context"] = billing_context
+    return events, billing, context
+
+
+def _user_codes(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(user code, customer code) per event; a missing user_id makes the customer the user."""
+    customer, _ = pd.factorize(events["customer_id"])
+    if "user_id" not in events:
+        return customer.astype(np.int64), customer.astype(np.int64)
+    user, users = pd.factorize(events["user_id"])
+    key = customer.astype(np.int64) * (len(users) + 1) + (user + 1)
+    codes, _ = pd.factorize(key)
+    return codes.astype(np.int64), customer.astype(np.int64)
+
+
+def _distinct_per_cell(cell: np.ndarray, item: np.ndarray, n_cells: int) -> np.ndarray:
+    """Number of distinct ``item`` per ``cell`` (both non-negative ints)."""
+    if len(cell) == 0:
+        return np.zeros(n_cells)
+    width = int(item.max()) + 1
+    pairs = pd.unique(cell * width + item)
+    return np.bincount(pairs // width, minlength=n_cells).astype(float)
+
+
+def calendar(context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per period: days up to as_of, Monday weeks starting in it by as_of, and the MAU window end day."""
+    spine = context.spine
+    starts_day = np.floor_divide(local_ns(spine.starts.tz_convert("UTC"), spine.tz), _DAY)
+    ends_local = np.floor_divide(local_ns(code_ends_ns(spine.codes, spine.freq, spine.tz), spine.tz), _DAY)
+    as_of_day = int(np.floor_divide(local_ns(np.array([spine.as_of.value]), spine.tz), _DAY)[0])
+    end_day = np.minimum(ends_local, as_of_day + 1)  # exclusive
+    days = np.maximum(end_day - starts_day, 0).astype(float)
+    first_monday = starts_day + (-(starts_day + 3)) % 7  # day 0 (1970-01-01) is a Thursday
+    weeks = np.where(end_day > first_monday, (end_day - first_monday + 6) // 7, 0).astype(float)
+    return days, weeks, end_day
+
+
+def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Additive sums per (period, segment), and customers per (period, segment, event)."""
+    spine = context.spine
+    n = spine.n
+    as_of = spine.as_of.value
+    keep = instants(events["timestamp"]) <= as_of
+    events = events[keep]
+    t = instants(events["timestamp"])
+    local = local_ns(t, spine.tz)
+    day = np.floor_divide(local, _DAY)
+    period = spine.index(period_codes(t, spine.freq, spine.tz))
+    seg, seg_table = segments_of(events, context, "events")
+    n_seg = len(seg_table) if seg_table is not None else 1
+    grid = Grid(n, n_seg)
+    user, customer = _user_codes(events)
+    at_event = grid.points(period, seg)
+    cell, inside = at_event
+    n_cells = n * n_seg
+
+    columns = {
+        "events": grid.add(at_event, np.ones(len(events))),
+        "active_users": _distinct_per_cell(cell, user[inside], n_cells).reshape(n, n_seg),
+        "active_customers": _distinct_per_cell(cell, customer[inside], n_cells).reshape(n, n_seg),
+    }
+    # dau: distinct (user, day) per period; wau: distinct (user, week) per week-start period
+    user_day = user[inside] * (int(day.max() - day.min()) + 1 if len(day) else 1) + (day[inside] - (day.min() if len(day) else 0))
+    columns["user_days"] = _distinct_per_cell(cell, user_day, n_cells).reshape(n, n_seg)
+    week = np.floor_divide(day + 3, 7)
+    week_start = week * 7 - 3
+    week_period = _local_day_periods(week_start, context)
+    week_cells = grid.points(week_period, seg)
+    user_week = user[week_cells[1]] * (int(week.max() - week.min()) + 1 if len(week) else 1) + (week[week_cells[1]] - (week.min() if len(week) else 0))
+    columns["user_weeks"] = _distinct_per_cell(week_cells[0], user_week, n_cells).reshape(n, n_seg)
+    columns["mau"] = _mau(user, seg, day, context, grid)
+
+    sessions = _sessions(events, user, t, context.options["session_gap_minutes"])
+    session_cells = grid.points(period[sessions["first"]], seg[sessions["first"]])
+    columns["sessions"] = grid.add(session_cells, np.ones(len(sessions["first"])))
+    columns["session_minutes"] = grid.add(session_cells, sessions["minutes"])
+
+    columns["invoices"], columns["invoice_revenue"], columns["paying_customers"] = _purchases(billing, context, seg_table, grid)
+    main = long_partial(columns, PARTIAL_COLUMNS, seg_table, n)
+
+    # feature adoption: distinct customers per (period, segment, event name)
+    name, names = pd.factorize(events["event"].to_numpy()[inside], sort=True)
+    adoption_cell = cell * max(len(names), 1) + name
+    counts = _distinct_per_cell(adoption_cell, customer[inside], n_cells * max(len(names), 1))
+    used = np.flatnonzero(counts)
+    adoption = pd.DataFrame({"period_index": used // max(len(names), 1) // n_seg})
+    if seg_table is not None:
+        for column in seg_table.columns:
+            adoption[column] = seg_table[column].iloc[(used // max(len(names), 1)) % n_seg].reset_index(drop=True)
+    adoption["event"] = pd.Series(np.asarray(names, dtype=object)[used % max(len(names), 1)], dtype="str") if len(names) else pd.Series([], dtype="str")
+    adoption["customers"] = counts[used]
+    return main, adoption
+
+
+def _local_day_periods(days: np.ndarray, context: Context) -> np.ndarray:
+    """Spine index of local days (given as day numbers of the report time zone)."""
+    spine = context.spine
+    # a local midnight is in the period whose local code covers that day
+    return spine.index(period_codes(days * _DAY, spine.freq, "UTC"))
+
+
+def _mau(user: np.ndarray, seg: np.ndarray, day: np.ndarray, context: Context, grid: Grid) -> np.ndarray:
+    """Users active in the 30 local days ending at each period end, per segment."""
+    _, _, end_day = calendar(context)
+    if len(user) == 0:
+        return np.zeros((grid.n_periods, grid.n_segments))
+    owner = seg * (int(user.max()) + 1) + user
+    key_day = day - day.min()
+    order = np.lexsort((key_day, owner))
+    owner, active_day = owner[order], day[order]
+    distinct = np.ones(len(owner), dtype=bool)
+    distinct[1:] = (owner[1:] != owner[:-1]) | (active_day[1:] != active_day[:-1])
+    owner, active_day = owner[distinct], active_day[distinct]
+    # periods whose window [end_day - 30, end_day) holds the day: end_day in (day, day + 30]
+    lo = np.searchsorted(end_day, active_day, side="right")
+    hi = np.searchsorted(end_day, active_day + 30, side="right")
+    # merge each owner's consecutive ranges (lo and hi grow with the day)
+    new_run = np.ones(len(owner), dtype=bool)
+    new_run[1:] = (owner[1:] != owner[:-1]) | (lo[1:] > hi[:-1])
+    run_start = np.flatnonzero(new_run)
+    run_end = np.append(run_start[1:] - 1, len(owner) - 1)
+    run_seg = owner[run_start] // (int(user.max()) + 1)
+    ranges = grid.ranges(lo[run_start], hi[run_end], run_seg)
+    return grid.add_range(ranges, np.ones(len(run_start)))
+
+
+def _sessions(events: pd.DataFrame, user: np.ndarray, t: np.ndarray, gap_minutes: float) -> dict[str, np.ndarray]:
+    """Sessions: index of each session's first event (into ``events``) and its length in minutes."""
+    n = len(events)
+    if n == 0:
+        return {"first": np.array([], dtype=np.int64), "minutes": np.array([])}
+    duration = events["duration_seconds"].to_numpy(dtype=float, na_value=np.nan) if "duration_seconds" in events else np.full(n, np.nan)
+    if "session_id" in events:
+        has_id = events["session_id"].notna().to_numpy()
+        customer, _ = pd.factorize(events["customer_id"])
+        session, sessions = pd.factorize(events["session_id"])
+        session_code = pd.factorize(customer.astype(np.int64) * (len(sessions) + 1) + session + 1)[0]
+    else:
+        has_id = np.zeros(n, dtype=bool)
+        session_code = np.zeros(n, dtype=np.int64)
+    # owner: the session id where given (gaps never split it), else the user (gaps split)
+    width = int(max(user.max(initial=0), 0)) + 1
+    owner = np.where(has_id, np.asarray(session_code, dtype=np.int64) + width, user)
+    rel = t - t.min()
+    order = np.lexsort((rel, owner))
+    owner_s, t_s, has_id_s = owner[order], t[order], has_id[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = (owner_s[1:] != owner_s[:-1]) | (~has_id_s[1:] & (t_s[1:] - t_s[:-1] >= gap_minutes * _MINUTE))
+    first = np.flatnonzero(new)
+    last = np.append(first[1:] - 1, n - 1)
+    tail = np.nan_to_num(duration[order][last]) * 1e9
+    minutes = (t_s[last] - t_s[first] + tail) / _MINUTE
+    return {"first": order[first], "minutes": minutes}
+
+
+def _purchases(billing: pd.DataFrame | None, context: Context, seg_table: pd.DataFrame | None, grid: Grid):
+    """Invoices (distinct customer and instant of one-time/recurring lines), their revenue, payers."""
+    zeros = np.zeros((grid.n_periods, grid.n_segments))
+    if billing is None:
+        return zeros, zeros, zeros
+    from csmetrics.frame import attach_segments
+    from csmetrics.metrics._billing import BillingArrays, invoices
+
+    spine = context.spine
+    arrays = BillingArrays.of(billing, context.options["billing_context"])
+    keep, at, invoice, amount = invoices(arrays, spine.as_of.value)
+    lines = billing[keep]
+    # the segment codes must be those of the events' segment table
+    if seg_table is not None:
+        values = attach_segments(lines, context.by, context.customers, "billing")
+        lookup = pd.MultiIndex.from_frame(seg_table) if seg_table.shape[1] > 1 else pd.Index(seg_table.iloc[:, 0])
+        keys = pd.MultiIndex.from_frame(values) if values.shape[1] > 1 else pd.Index(values.iloc[:, 0])
+        seg = lookup.get_indexer(keys)
+    else:
+        seg = np.zeros(len(lines), dtype=np.int64)
+    known = seg >= 0  # a segment no event has: no engagement row to attach the purchase to
+    period = spine.index(period_codes(at[known], spine.freq, spine.tz))
+    cells = grid.points(period, seg[known])
+    n_cells = grid.n_periods * grid.n_segments
+    shape = (grid.n_periods, grid.n_segments)
+    count = _distinct_per_cell(cells[0], invoice[known][cells[1]], n_cells).reshape(shape)
+    revenue = grid.add(cells, amount[known])
+    payers = _distinct_per_cell(cells[0], arrays.customer[keep][known][cells[1]], n_cells).reshape(shape)
+    return count, revenue, payers
+
+
+def finalize(main: pd.DataFrame, adoption: pd.DataFrame, context: Context) -> pd.DataFrame:
+    """The engagement metric frame (§8): base metrics, then feature_adoption rows with an ``event`` column."""
+    by = list(context.by)
+    a, seg_table = dense(main, by, PARTIAL_COLUMNS, context.spine.n)
+    days, weeks, _ = calendar(context)
+    builder = FrameBuilder(context.spine, seg_table)
+    builder.add("active_users", a["active_users"])
+    builder.add("active_customers", a["active_customers"])
+    dau = a["user_days"] / np.where(days > 0, days, np.nan)[:, None]
+    wau = a["user_weeks"] / np.where(weeks > 0, weeks, np.nan)[:, None]
+    builder.add("dau", dau)
+    builder.add("wau", wau)
+    builder.add("mau", a["mau"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        builder.add("stickiness", np.where(a["mau"] > 0, dau / a["mau"], np.nan))
+    builder.ratio("avg_session_minutes", a["session_minutes"], a["sessions"])
+    builder.ratio("events_per_active_user", a["events"], a["active_users"])
+    if context.options.get("with_billing"):
+        builder.ratio("purchase_frequency", a["invoices"], a["paying_customers"])
+        builder.ratio("avg_purchase_value", a["invoice_revenue"], a["invoices"])
+    base = builder.build()
+    return pd.concat([base, _adoption_frame(adoption, a, seg_table, context)], ignore_index=True)
+
+
+def _adoption_frame(adoption: pd.DataFrame, a: dict, seg_table: pd.DataFrame | None, context: Context) -> pd.DataFrame:
+    by = list(context.by)
+    if adoption.empty:
+        return pd.DataFrame()
+    summed = adoption.groupby(["period_index", *by, "event"], dropna=False, sort=True, observed=True)["customers"].sum().reset_index()
+    n_seg = len(seg_table) if seg_table is not None else 1
+    if by:
+        lookup = pd.MultiIndex.from_frame(seg_table[by]) if len(by) > 1 else pd.Index(seg_table[by[0]])
+        keys = pd.MultiIndex.from_frame(summed[by]) if len(by) > 1 else pd.Index(summed[by[0]])
+        seg = lookup.get_indexer(keys)
+    else:
+        seg = np.zeros(len(summed), dtype=np.int64)
+    # every event name appears in every period and segment (0 customers where nobody used it)
+    names = sorted(summed["event"].unique())
+    name_index = pd.Index(names).get_indexer(summed["event"])
+    n = context.spine.n
+    users = np.zeros((n, n_seg, len(names)))
+    users[summed["period_index"].to_numpy(dtype=np.int64), seg, name_index] = summed["customers"].to_numpy(dtype=float)
+    active = np.broadcast_to(a["active_customers"][:, :, None], users.shape)
+    rows = []
+    for k, name in enumerate(names):
+        builder = FrameBuilder(context.spine, seg_table)
+        builder.ratio("feature_adoption", users[:, :, k], active[:, :, k])
+        frame = builder.build()
+        frame.insert(len(frame.columns) - 6, "event", name)
+        rows.append(frame)
+    out = pd.concat(rows, ignore_index=True)
+    out["event"] = out["event"].astype("str")
+    return out
+
+
+def engagement_metrics(
+    events: pd.DataFrame,
+    *,
+    billing: pd.DataFrame | None = None,
+    fx: pd.DataFrame | None = None,
+    freq: str = "M",
+    by: Sequence[str] | str | None = None,
+    customers: pd.DataFrame | None = None,
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+    session_gap_minutes: float = 30.0,
+    validated: bool = False,
+) -> pd.DataFrame:
+    """Active users and customers, DAU/WAU/MAU, stickiness, session length, events per
+    user, feature adoption (rows with an ``event`` column) and, given billing,
+    purchase frequency and value (METRICS.md §8).
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> events = pd.DataFrame({"customer_id": [1, 1, 1], "user_id": ["a", "a", "b"], "event": "login",
+    ...     "timestamp": ["2024-01-01 09:00", "2024-01-01 09:20", "2024-01-02 09:00"]})
+    >>> frame = csmetrics.engagement_metrics(events, as_of="2024-01-02 12:00").set_index("metric")
+    >>> float(frame.loc["active_users", "value"]), float(frame.loc["avg_session_minutes", "value"])
+    (2.0, 10.0)
+    """
+    events, billing, context = prepare(events, billing=billing, fx=fx, freq=freq, by=by, customers=customers, tz=tz,
+                                       as_of=as_of, start=start, end=end, session_gap_minutes=session_gap_minutes,
+                                       validated=validated)  # fmt: skip
+    main, adoption = partial(events, billing, context)
+    return finalize(combine([main], context.by, PARTIAL_COLUMNS), adoption, context)

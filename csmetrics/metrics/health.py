@@ -1,0 +1,376 @@
+"""Customer health (METRICS.md §10): a configurable scorecard, its aggregates and the at-risk list.
+
+Each customer and period gets up to four component scores on 0-100:
+
+- usage: active days in the period against the customer's own baseline, the
+  mean active days of its previous ``baseline_periods`` periods:
+  100 * min(active / baseline, 1); with no baseline yet, 100 if active else 0.
+  Present for every scored customer when events are given.
+- sentiment: the latest NPS (score * 10) or CSAT ((score - min) / (max - min)
+  * 100) answer up to the period end. Missing until the customer has answered.
+- support: tickets created in the period plus tickets still open at its end,
+  inverted: 100 * max(0, 1 - load / scale). ``scale`` is learned by ``fit``
+  (the 95th percentile of the load over customer-periods with any) unless given.
+- revenue: MRR at the period end against ``baseline_periods`` periods before:
+  100 * min(now / before, 1); 100 for a customer new since then.
+
+The score is the weighted mean of the components present (weights renormalised);
+``components_used`` counts them and ``contribution_<component>`` is each one's
+share of the score (they add up to it). Bands: red < 40 <= yellow < 70 <= green.
+Scored customers: those with MRR > 0 at the period end when billing is given,
+else every customer seen in any table by the period end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from csmetrics.frame import FrameBuilder, attach_segments, encode_segments
+from csmetrics.metrics._common import NAT, instants
+from csmetrics.periods import make_spine, period_codes, resolve_as_of
+from csmetrics.validate import validate
+
+COMPONENTS = ("usage", "sentiment", "support", "revenue")
+BANDS = ("red", "yellow", "green")
+_DAY = 86_400 * 10**9
+
+
+def weighted_score(scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted mean of the components present (NaN = missing), renormalising the weights.
+
+    ``scores`` is (rows, components). Returns (score, components_used, contributions);
+    contributions (rows, components) add up to the score. A zero weight changes nothing.
+
+    Examples
+    --------
+    Gainsight's documented weighted example: weights 20/15/22 on scores 47/59/21.
+
+    >>> score, used, _ = weighted_score(np.array([[47.0, 59.0, 21.0]]), np.array([20.0, 15.0, 22.0]))
+    >>> round(float(score[0]), 3), int(used[0])
+    (40.123, 3)
+    """
+    present = ~np.isnan(scores) & (weights > 0)
+    total = (present * weights).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        contributions = np.where(present, np.nan_to_num(scores) * weights / total[:, None], np.nan)
+        score = np.where(total > 0, np.nansum(np.where(present, contributions, 0.0), axis=1), np.nan)
+    return score, present.sum(axis=1), contributions
+
+
+def band_of(score: np.ndarray, edges: tuple[float, float]) -> np.ndarray:
+    """red below the first edge, yellow below the second, green from it; None where no score."""
+    band = np.where(score < edges[0], "red", np.where(score < edges[1], "yellow", "green")).astype(object)
+    return np.where(np.isnan(score), None, band)
+
+
+class HealthScorecard:
+    """A health scorecard with scikit-learn's habits: parameters in ``__init__``,
+    ``fit`` learns (the support load scale), ``transform`` scores.
+
+    Parameters
+    ----------
+    weights : mapping component -> weight (default: equal); a component left out weighs 0.
+    bands : (red_below, green_from), default (40, 70).
+    baseline_periods : periods of history for the usage baseline and the revenue trend.
+    support_scale : fixed ticket load that scores 0 (default: learned by ``fit``).
+    """
+
+    def __init__(
+        self,
+        weights: Mapping[str, float] | None = None,
+        bands: tuple[float, float] = (40.0, 70.0),
+        baseline_periods: int = 3,
+        support_scale: float | None = None,
+    ):
+        self.weights = weights
+        self.bands = bands
+        self.baseline_periods = baseline_periods
+        self.support_scale = support_scale
+
+    # -- sklearn-style API -----------------------------------------------------
+    def fit(self, **tables) -> HealthScorecard:
+        """Learn the support load scale from the tables (events, surveys, tickets, billing, ...)."""
+        inputs = _Inputs.build(self, **tables)
+        if self.support_scale is not None:
+            self.support_scale_ = float(self.support_scale)
+        else:
+            load = inputs.support_load[inputs.live & (inputs.support_load > 0)]
+            self.support_scale_ = float(max(np.quantile(load, 0.95), 1.0)) if len(load) else 1.0
+        self.weights_ = self._weights()
+        return self
+
+    def transform(self, **tables) -> pd.DataFrame:
+        """One row per scored customer and period: component scores, score, band, contributions."""
+        if not hasattr(self, "support_scale_"):
+            raise RuntimeError("HealthScorecard is not fitted: call fit() or score()")
+        return _Inputs.build(self, **tables).scores(self)
+
+    def score(self, **tables) -> pd.DataFrame:
+        """``fit`` then ``transform`` on the same tables."""
+        return self.fit(**tables).transform(**tables)
+
+    def _weights(self) -> np.ndarray:
+        if self.weights is None:
+            return np.ones(len(COMPONENTS))
+        unknown = set(self.weights) - set(COMPONENTS)
+        if unknown:
+            raise KeyError(f"unknown health component(s) {sorted(unknown)}; components are {COMPONENTS}")
+        return np.array([float(self.weights.get(c, 0.0)) for c in COMPONENTS])
+
+
+class _Inputs:
+    """Per (customer, period) arrays of the component inputs, on one customer x period grid."""
+
+    @classmethod
+    def build(
+        cls,
+        card: HealthScorecard,
+        *,
+        events: pd.DataFrame | None = None,
+        surveys: pd.DataFrame | None = None,
+        tickets: pd.DataFrame | None = None,
+        billing: pd.DataFrame | None = None,
+        fx: pd.DataFrame | None = None,
+        customers: pd.DataFrame | None = None,
+        freq: str = "M",
+        tz: str = "UTC",
+        as_of: object = None,
+        start: object = None,
+        end: object = None,
+        validated: bool = False,
+    ) -> _Inputs:
+        if not validated:
+            events = validate(events, "events") if events is not None else None
+            surveys = validate(surveys, "surveys") if surveys is not None else None
+            tickets = validate(tickets, "tickets") if tickets is not None else None
+            fx = validate(fx, "fx") if fx is not None else None
+            billing = validate(billing, "billing", fx=fx) if billing is not None else None
+        self = cls()
+        self.customers = customers
+        stamps = {
+            "events": [("timestamp", events)],
+            "surveys": [("responded_at", surveys), ("sent_at", surveys)],
+            "tickets": [("created_at", tickets)],
+            "billing": [("service_start", billing), ("invoiced_at", billing)],
+        }
+        known = [instants(t[c]) for pairs in stamps.values() for c, t in pairs if t is not None and c in t]
+        if not known:
+            raise ValueError("HealthScorecard needs at least one of events, surveys, tickets, billing")
+        every = np.concatenate(known)
+        every = every[every != NAT]
+        self.as_of = resolve_as_of(as_of) if as_of is not None else pd.Timestamp(every.max(), tz="UTC")
+        every = every[every <= self.as_of.value]
+        self.spine = make_spine(period_codes(np.array([every.min(), every.max()]), freq, tz), freq, tz, self.as_of, start, end)
+        ids = [t["customer_id"] for t in (events, surveys, tickets, billing) if t is not None]
+        self.ids = pd.Index(pd.concat(ids, ignore_index=True).unique())
+        n_c, n_p = len(self.ids), self.spine.n
+        self.shape = (n_c, n_p)
+        k = card.baseline_periods
+        first_seen = np.full(n_c, n_p, dtype=np.int64)
+        for table, column in ((events, "timestamp"), (surveys, "responded_at"), (tickets, "created_at"), (billing, "invoiced_at"), (billing, "service_start")):
+            if table is None or column not in table:
+                continue
+            rows, period = self._rows(table, column)
+            np.minimum.at(first_seen, rows, np.clip(period, 0, n_p))
+        self.seen = np.arange(n_p)[None, :] >= first_seen[:, None]
+
+        self.usage = np.full(self.shape, np.nan)
+        if events is not None:
+            active = self._distinct_days(events)
+            cumulative = np.concatenate([np.zeros((n_c, 1)), np.cumsum(active, axis=1)], axis=1)
+            periods = np.arange(n_p)
+            lo = np.maximum(periods - k, 0)
+            history = periods - lo
+            with np.errstate(invalid="ignore", divide="ignore"):
+                baseline = (cumulative[:, periods] - cumulative[:, lo]) / np.where(history > 0, history, np.nan)
+                ratio = np.minimum(active / baseline, 1.0)
+            self.usage = np.where(np.nan_to_num(baseline) > 0, 100 * np.nan_to_num(ratio), np.where(active > 0, 100.0, 0.0))
+
+        self.sentiment = self._sentiment(surveys) if surveys is not None else np.full(self.shape, np.nan)
+        self.support_load = np.zeros(self.shape)
+        self.has_support = tickets is not None
+        if tickets is not None:
+            self.support_load = self._ticket_load(tickets)
+
+        self.mrr = np.full(self.shape, np.nan)
+        self.revenue = np.full(self.shape, np.nan)
+        if billing is not None:
+            self.mrr = self._mrr(billing, fx)
+            before = np.zeros(self.shape)
+            before[:, k:] = self.mrr[:, :-k] if k > 0 else self.mrr
+            with np.errstate(invalid="ignore", divide="ignore"):
+                trend = np.where(before > 0, 100 * np.minimum(self.mrr / before, 1.0), np.where(self.mrr > 0, 100.0, np.nan))
+            self.revenue = trend
+            self.live = self.mrr > 0
+        else:
+            self.live = self.seen
+        return self
+
+    def _rows(self, table: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+        t = instants(table[column])
+        ok = (t != NAT) & (t <= self.as_of.value)
+        rows = self.ids.get_indexer(table["customer_id"].to_numpy()[ok])
+        return rows, self.spine.index(period_codes(t[ok], self.spine.freq, self.spine.tz))
+
+    def _cell_sum(self, rows: np.ndarray, period: np.ndarray, weights=None) -> np.ndarray:
+        inside = (period >= 0) & (period < self.shape[1])
+        flat = rows[inside] * self.shape[1] + period[inside]
+        w = None if weights is None else np.asarray(weights)[inside]
+        return np.bincount(flat, weights=w, minlength=self.shape[0] * self.shape[1]).reshape(self.shape).astype(float)
+
+    def _distinct_days(self, events: pd.DataFrame) -> np.ndarray:
+        """Active (local) days per customer and period."""
+        from csmetrics.periods import local_ns
+
+        rows, period = self._rows(events, "timestamp")
+        t = instants(events["timestamp"])
+        day = np.floor_divide(local_ns(t[(t != NAT) & (t <= self.as_of.value)], self.spine.tz), _DAY)
+        if len(day) == 0:
+            return np.zeros(self.shape)
+        first_of_day = ~pd.Series(rows.astype(np.int64) * (int(day.max() - day.min()) + 1) + (day - day.min())).duplicated().to_numpy()
+        return self._cell_sum(rows[first_of_day], period[first_of_day])
+
+    def _sentiment(self, surveys: pd.DataFrame) -> np.ndarray:
+        from csmetrics.schemas import survey_scale
+
+        answered_at = surveys["responded_at"] if "responded_at" in surveys else surveys["sent_at"]
+        kind = surveys["survey"]
+        usable = surveys["score"].notna() & kind.isin(["nps", "csat"]) & answered_at.notna()
+        part = surveys[usable.to_numpy(dtype=bool)]
+        low, high = survey_scale(part)
+        score = part["score"].to_numpy(dtype=float)
+        value = np.where(part["survey"].to_numpy() == "nps", score * 10, 100 * (score - low) / np.where(high > low, high - low, np.nan))
+        t = instants(answered_at[usable.to_numpy(dtype=bool)])
+        ok = t <= self.as_of.value
+        rows = self.ids.get_indexer(part["customer_id"].to_numpy()[ok])
+        period = np.clip(self.spine.index(period_codes(t[ok], self.spine.freq, self.spine.tz)), 0, self.shape[1] - 1)
+        order = np.argsort(t[ok], kind="stable")  # later answers overwrite earlier ones
+        latest = np.full(self.shape, np.nan)
+        latest[rows[order], period[order]] = value[ok][order]
+        # carry the latest answer forward through the periods without one
+        index = np.where(np.isnan(latest), -1, np.arange(self.shape[1])[None, :])
+        index = np.maximum.accumulate(index, axis=1)
+        return np.where(index >= 0, np.take_along_axis(latest, np.maximum(index, 0), axis=1), np.nan)
+
+    def _ticket_load(self, tickets: pd.DataFrame) -> np.ndarray:
+        rows, period = self._rows(tickets, "created_at")
+        created = instants(tickets["created_at"])
+        inside_rows = (created != NAT) & (created <= self.as_of.value)
+        load = self._cell_sum(rows, period)
+        resolved = instants(tickets["resolved_at"])[inside_rows] if "resolved_at" in tickets else np.full(len(rows), NAT)
+        abandoned = tickets["abandoned"].to_numpy(dtype=bool)[inside_rows] if "abandoned" in tickets else np.zeros(len(rows), bool)
+        done = (resolved != NAT) & (resolved <= self.as_of.value)
+        stop = np.where(done, self.spine.index(period_codes(resolved, self.spine.freq, self.spine.tz)), self.shape[1])
+        open_ = ~abandoned
+        n_c, n_p = self.shape
+        start = np.clip(period[open_], 0, n_p)
+        stop = np.clip(stop[open_], 0, n_p)
+        keep = stop > start
+        diff = np.zeros(n_c * (n_p + 1))
+        np.add.at(diff, rows[open_][keep] * (n_p + 1) + start[keep], 1.0)
+        np.add.at(diff, rows[open_][keep] * (n_p + 1) + stop[keep], -1.0)
+        return load + np.cumsum(diff.reshape(n_c, n_p + 1), axis=1)[:, :n_p]
+
+    def _mrr(self, billing: pd.DataFrame, fx: pd.DataFrame | None) -> np.ndarray:
+        from csmetrics.metrics._billing import MONEY_SCALE, BillingArrays, build_groups, build_ledger, prepare
+
+        prepared, context = prepare(billing, freq=self.spine.freq, tz=self.spine.tz, fx=fx, as_of=self.as_of, validated=True)
+        arrays = BillingArrays.of(prepared, context)
+        ledger = build_ledger(arrays, context)
+        groups = build_groups(ledger, context.spine.n)
+        shift = context.spine.first - self.spine.first  # the billing spine may start earlier or later
+        rows = self.ids.get_indexer(arrays.customer_ids[groups.customer])
+        n_c, n_p = self.shape
+        start = np.clip(groups.period + shift, 0, n_p)
+        stop = np.clip(groups.next_period + shift, 0, n_p)
+        stop = np.where(groups.next_period >= context.spine.n, n_p, stop)
+        keep = (stop > start) & (rows >= 0)
+        diff = np.zeros(n_c * (n_p + 1))
+        np.add.at(diff, rows[keep] * (n_p + 1) + start[keep], groups.end_mrr[keep] / MONEY_SCALE)
+        np.add.at(diff, rows[keep] * (n_p + 1) + stop[keep], -groups.end_mrr[keep] / MONEY_SCALE)
+        return np.cumsum(diff.reshape(n_c, n_p + 1), axis=1)[:, :n_p]
+
+    def scores(self, card: HealthScorecard) -> pd.DataFrame:
+        support = np.where(self.live, 100 * np.maximum(0.0, 1 - self.support_load / card.support_scale_), np.nan) if self.has_support else np.full(self.shape, np.nan)
+        components = np.stack([self.usage, self.sentiment, support, self.revenue], axis=-1)
+        rows, periods = np.nonzero(self.live)
+        picked = components[rows, periods]
+        score, used, contributions = weighted_score(picked, card.weights_)
+        out = pd.DataFrame(
+            {
+                "customer_id": self.ids.to_numpy()[rows],
+                "period": self.spine.starts[periods],
+            }
+        )
+        for i, name in enumerate(COMPONENTS):
+            out[name] = picked[:, i]
+        out["score"] = score
+        out["band"] = pd.Series(band_of(score, card.bands), dtype="str")
+        out["components_used"] = used
+        for i, name in enumerate(COMPONENTS):
+            out[f"contribution_{name}"] = contributions[:, i]
+        # points each component costs: weight share * (100 - its score)
+        total = (~np.isnan(picked) & (card.weights_ > 0)) * card.weights_
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lost = np.where(total > 0, total * (100 - np.nan_to_num(picked)) / total.sum(axis=1, keepdims=True), -np.inf)
+        out["weakest_component"] = np.where(used > 0, np.array(COMPONENTS, dtype=object)[np.argmax(lost, axis=1)], None)
+        out["weakest_component"] = out["weakest_component"].astype("str")
+        out["mrr"] = self.mrr[rows, periods]
+        return out.sort_values(["period", "customer_id"], kind="stable").reset_index(drop=True)
+
+
+def health_metrics(
+    *,
+    scorecard: HealthScorecard | None = None,
+    by: Sequence[str] | str | None = None,
+    customers: pd.DataFrame | None = None,
+    freq: str = "M",
+    **tables,
+) -> pd.DataFrame:
+    """health_score_mean and the red/yellow/green shares per period and segment.
+
+    ``by`` takes customer attributes (joined from ``customers``).
+    """
+    card = scorecard or HealthScorecard()
+    scores = card.score(freq=freq, customers=customers, **tables)
+    return aggregate_scores(scores, card, by=by, customers=customers, freq=freq, tz=tables.get("tz", "UTC"))
+
+
+def aggregate_scores(scores: pd.DataFrame, card: HealthScorecard, *, by=None, customers=None, freq="M", tz="UTC") -> pd.DataFrame:
+    """Aggregate a scorecard's rows into the health metric frame."""
+    by = [by] if isinstance(by, str) else list(by or [])
+    periods = period_codes(scores["period"], freq, tz)
+    from csmetrics.periods import Spine
+
+    as_of = scores["period"].max() if len(scores) else pd.Timestamp.now(tz="UTC")
+    spine = Spine(freq=freq, tz=tz, first=int(periods.min()), last=int(periods.max()), as_of=pd.Timestamp(as_of).tz_convert("UTC"))
+    seg, seg_table = encode_segments(attach_segments(scores, by, customers, "customers"))
+    n_seg = len(seg_table) if seg_table is not None else 1
+    cell = spine.index(periods) * n_seg + seg
+    scored = ~scores["score"].isna().to_numpy()
+
+    def cells(values):
+        return np.bincount(cell[scored], weights=np.asarray(values, dtype=float)[scored], minlength=spine.n * n_seg).reshape(spine.n, n_seg)
+
+    n = cells(np.ones(len(scores)))
+    builder = FrameBuilder(spine, seg_table)
+    builder.ratio("health_score_mean", cells(scores["score"].fillna(0).to_numpy()), n)
+    band = scores["band"].to_numpy(dtype=object)
+    for name in BANDS:
+        builder.ratio(f"health_{name}_share", cells(band == name), n)
+    return builder.build()
+
+
+def at_risk(*, scorecard: HealthScorecard | None = None, period: object = None, **tables) -> pd.DataFrame:
+    """Red customers of a period (default: the last) by MRR, largest first, with the
+    component that pulls each one down most."""
+    card = scorecard or HealthScorecard()
+    scores = card.score(**tables)
+    if scores.empty:
+        return scores
+    target = scores["period"].max() if period is None else pd.Timestamp(period).tz_localize(scores["period"].dt.tz) if pd.Timestamp(period).tzinfo is None else pd.Timestamp(period)
+    red = scores[(scores["period"] == target) & (scores["band"] == "red")]
+    return red.sort_values(["mrr", "score"], ascending=[False, True], na_position="last", kind="stable").reset_index(drop=True)
