@@ -221,7 +221,7 @@ def attach_segments(
     lookup = None
     for column in by:
         if column in table.columns:
-            out[column] = table[column].to_numpy()
+            out[column] = table[column].reset_index(drop=True)
             continue
         if customers is None or column not in customers.columns:
             raise KeyError(
@@ -230,14 +230,14 @@ def attach_segments(
             )
         if lookup is None:
             lookup = customers.set_index("customer_id")
-        out[column] = lookup[column].reindex(table["customer_id"].to_numpy()).to_numpy()
-    frame = pd.DataFrame(out, index=table.index)
-    for column in by:
-        source = table if column in table.columns else customers
+        joined = lookup[column].reindex(table["customer_id"].to_numpy()).reset_index(drop=True)
         try:
-            frame[column] = frame[column].astype(source[column].dtype)
+            joined = joined.astype(customers[column].dtype)
         except (TypeError, ValueError):
             pass  # an integer segment with missing customers stays float/object
+        out[column] = joined
+    frame = pd.DataFrame(out)
+    frame.index = table.index
     return frame
 
 

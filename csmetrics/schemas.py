@@ -131,13 +131,10 @@ def known_values_for_survey(
 
 def survey_scale(surveys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per-row (scale_min, scale_max) with each survey type's default filled in."""
-    survey = surveys["survey"].astype(object).to_numpy()
-    default_low = np.full(len(surveys), np.nan)
-    default_high = np.full(len(surveys), np.nan)
-    for name, (low, high) in DEFAULT_SCALES.items():
-        mask = survey == name
-        default_low[mask] = low
-        default_high[mask] = high
+    codes, names = pd.factorize(surveys["survey"])  # a few survey types: look their scales up once
+    lows = np.array([DEFAULT_SCALES.get(name, (np.nan, np.nan))[0] for name in names] + [np.nan])
+    highs = np.array([DEFAULT_SCALES.get(name, (np.nan, np.nan))[1] for name in names] + [np.nan])
+    default_low, default_high = lows[codes], highs[codes]
     low = _optional_float(surveys, "scale_min")
     high = _optional_float(surveys, "scale_max")
     return np.where(np.isnan(low), default_low, low), np.where(np.isnan(high), default_high, high)

@@ -137,7 +137,10 @@ class Grid:
     def add(self, cells: tuple[np.ndarray, np.ndarray], values: np.ndarray) -> np.ndarray:
         index, keep = cells
         size = self.n_periods * self.n_segments
-        return np.bincount(index, weights=np.asarray(values, dtype=float)[keep], minlength=size).reshape(self.n_periods, self.n_segments)
+        weights = np.asarray(values)
+        if len(index) != len(weights):  # some rows fall outside the spine
+            weights = weights[keep]
+        return np.bincount(index, weights=weights, minlength=size).reshape(self.n_periods, self.n_segments).astype(float)
 
     def ranges(self, start: np.ndarray, stop: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cells of the first period and of the period after the last, for range sums."""

@@ -140,7 +140,9 @@ def _sla(tickets, context, created, responded_at, as_of):
     if not targets or "priority" not in tickets:
         zeros = np.zeros(len(tickets), dtype=bool)
         return zeros, zeros
-    target_minutes = tickets["priority"].map(targets).to_numpy(dtype=float, na_value=np.nan)
+    codes, priorities = pd.factorize(tickets["priority"])  # map the few distinct priorities, not every row
+    per_priority = np.array([float(targets.get(p, np.nan)) for p in priorities] + [np.nan])
+    target_minutes = per_priority[codes]
     has_target = ~np.isnan(target_minutes)
     deadline = created + np.nan_to_num(target_minutes * _MINUTE).astype(np.int64)
     answered = responded_at != NAT
