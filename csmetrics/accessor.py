@@ -75,3 +75,24 @@ class CsAccessor:
         from csmetrics.metrics.surveys import followups
 
         return followups(self._as("surveys"), **kwargs)
+
+    # events
+    def engagement_metrics(self, **kwargs) -> pd.DataFrame:
+        """:func:`csmetrics.engagement_metrics` on this events table."""
+        from csmetrics.metrics.engagement import engagement_metrics
+
+        return engagement_metrics(self._as("events"), **kwargs)
+
+    def health_scores(self, scorecard=None, **tables) -> pd.DataFrame:
+        """Health scores with this frame as the events table:
+        ``events.cs.health_scores(tickets=..., surveys=..., billing=...)``."""
+        from csmetrics.metrics.health import HealthScorecard
+
+        return (scorecard or HealthScorecard()).score(events=self._as("events"), **tables)
+
+    # billing (value)
+    def value_metrics(self, **kwargs) -> pd.DataFrame:
+        """:func:`csmetrics.value_metrics` on this billing table."""
+        from csmetrics.metrics.value import value_metrics
+
+        return value_metrics(self._as("billing"), **kwargs)

@@ -8,8 +8,8 @@ Each customer and period gets up to four component scores on 0-100:
   Present for every scored customer when events are given.
 - sentiment: the latest NPS (score * 10) or CSAT ((score - min) / (max - min)
   * 100) answer up to the period end. Missing until the customer has answered.
-- support: tickets created in the period plus tickets still open at its end,
-  inverted: 100 * max(0, 1 - load / scale). ``scale`` is learned by ``fit``
+- support: the ticket load, tickets created in the period plus older tickets
+  still open at its end (each ticket once), inverted: 100 * max(0, 1 - load / scale). ``scale`` is learned by ``fit``
   (the 95th percentile of the load over customer-periods with any) unless given.
 - revenue: MRR at the period end against ``baseline_periods`` periods before:
   100 * min(now / before, 1); 100 for a customer new since then.
@@ -266,7 +266,8 @@ class _Inputs:
         stop = np.where(done, self.spine.index(period_codes(resolved, self.spine.freq, self.spine.tz)), self.shape[1])
         open_ = ~abandoned
         n_c, n_p = self.shape
-        start = np.clip(period[open_], 0, n_p)
+        # still open at the end of later periods (its creation period already counts it once)
+        start = np.clip(period[open_] + 1, 0, n_p)
         stop = np.clip(stop[open_], 0, n_p)
         keep = stop > start
         diff = np.zeros(n_c * (n_p + 1))
