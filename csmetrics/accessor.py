@@ -96,3 +96,40 @@ class CsAccessor:
         from csmetrics.metrics.value import value_metrics
 
         return value_metrics(self._as("billing"), **kwargs)
+
+    # metric frames
+    def _metric_frame(self) -> pd.DataFrame:
+        missing = [c for c in ("period", "metric", "value") if c not in self._frame.columns]
+        if missing:
+            raise AttributeError(f"this frame is not a metric frame: missing column(s) {missing}")
+        return self._frame
+
+    def wide(self, column: str = "value") -> pd.DataFrame:
+        """:func:`csmetrics.to_wide` of this metric frame."""
+        from csmetrics.frame import to_wide
+
+        return to_wide(self._metric_frame(), column)
+
+    def plot(self, metric: str, ax=None):
+        """A line per segment of ``metric`` over the periods, with its 95% interval where there is one."""
+        import matplotlib.pyplot as plt
+
+        from csmetrics.frame import segment_columns
+
+        frame = self._metric_frame()
+        rows = frame[frame["metric"] == metric]
+        if rows.empty:
+            raise KeyError(f"metric {metric!r} is not in this frame")
+        ax = ax or plt.subplots(figsize=(7, 3))[1]
+        segments = [c for c in segment_columns(rows) if rows[c].notna().any()]
+        groups = rows.groupby(segments, dropna=False, sort=True) if segments else [((), rows)]
+        for key, part in groups:
+            part = part.sort_values("period")
+            label = ", ".join(str(k) for k in (key if isinstance(key, tuple) else (key,))) or metric
+            ax.plot(part["period"], part["value"], marker="o", ms=3, label=label)
+            if part["ci_low"].notna().any():
+                ax.fill_between(part["period"], part["ci_low"], part["ci_high"], alpha=0.2)
+        ax.set_title(metric)
+        if segments:
+            ax.legend()
+        return ax

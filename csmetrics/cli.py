@@ -54,6 +54,89 @@ def validate_command(
     console.print(summary)
 
 
+@app.command("report")
+def report_command(
+    data_dir: Path = typer.Argument(..., help="Folder with <table>.parquet, <table>/ or <table>.csv files."),
+    out: Path = typer.Option(..., "--out", help="Output folder (replaced atomically)."),
+    freq: str | None = typer.Option(None, "--freq", help="D, W, M, Q or Y (default M)."),
+    by: list[str] | None = typer.Option(None, "--by", help="Segment column; repeat for several."),
+    tz: str | None = typer.Option(None, "--tz", help="Report time zone (default UTC)."),
+    as_of: str | None = typer.Option(None, "--as-of", help="Extraction instant (default: latest timestamp)."),
+    config: Path | None = typer.Option(None, "--config", help="csmetrics.toml with thresholds, targets, weights, policies."),
+    quarantine: bool = typer.Option(False, "--quarantine", help="Set bad rows aside (OUT/rejected/) instead of failing."),
+    html: bool = typer.Option(True, "--html/--no-html", help="Write the index.html dashboard."),
+    partitioned: bool = typer.Option(False, "--partitioned", help="Also write metrics/ hive-partitioned by metric."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars or summary."),
+) -> None:
+    """Run every metric family on DATA_DIR and write Parquet, a manifest and an HTML dashboard."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from csmetrics.report import ConfigError, load_config, report
+
+    try:
+        settings = load_config(config) if config is not None else {}
+    except (ConfigError, FileNotFoundError) as err:
+        err_console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from None
+    params = {
+        "freq": freq or settings.get("freq", "M"),
+        "by": by or settings.get("by", []),
+        "tz": tz or settings.get("tz", "UTC"),
+        "as_of": as_of or settings.get("as_of"),
+    }
+    stages = ["read", "validate", "revenue", "value", "support", "surveys", "engagement", "health", "assemble", "html", "write"]
+    with Progress(TextColumn("{task.description:<12}"), BarColumn(), TimeElapsedColumn(), console=err_console,
+                  disable=quiet, transient=False) as progress:  # fmt: skip
+        task = progress.add_task("read", total=len(stages))
+
+        def step(stage: str) -> None:
+            progress.update(task, description=stage, completed=stages.index(stage) if stage in stages else 0)
+
+        try:
+            tables, paths = read_tables(data_dir)
+        except FileNotFoundError as err:
+            err_console.print(f"[red]{err}[/red]")
+            raise typer.Exit(2) from None
+        if not tables:
+            err_console.print(f"[red]no tables found in {data_dir}[/red]")
+            raise typer.Exit(2)
+        try:
+            result = report(tables, paths=paths, quarantine=quarantine, html=html, config=settings, progress=step, **params)
+        except ValidationError as err:
+            progress.stop()
+            err_console.print(f"[red]validation failed[/red]\n{err}")
+            raise typer.Exit(1) from None
+        except ImportError as err:
+            progress.stop()
+            err_console.print(f"[red]{err}[/red] (or pass --no-html)")
+            raise typer.Exit(2) from None
+        step("write")
+        result.write(out, partitioned=partitioned)
+        progress.update(task, description="done", completed=len(stages))
+    if not quiet:
+        summary = Table(title=f"csmetrics report -> {out}")
+        for column in ("input", "rows", "rejected"):
+            summary.add_column(column, justify="left" if column == "input" else "right")
+        for name, info in result.manifest["inputs"].items():
+            summary.add_row(name, f"{info['rows']:,}", f"{info['rows_rejected']:,}")
+        console.print(summary)
+        outputs = ", ".join(f"{k} {v['rows']:,}" for k, v in result.manifest["outputs"].items())
+        console.print(f"as of {result.manifest['as_of']}; outputs: {outputs}" + ("; index.html" if html else ""))
+
+
+@app.command("metrics")
+def metrics_command() -> None:
+    """List every metric of the catalog with its definition."""
+    from csmetrics.catalog import CATALOG
+
+    listing = Table(title="csmetrics metrics")
+    for column in ("metric", "family", "unit", "definition"):
+        listing.add_column(column)
+    for metric in CATALOG:
+        listing.add_row(metric.name, metric.family, metric.unit, metric.definition)
+    console.print(listing)
+
+
 @schemas_app.command("export")
 def export_command(
     out: Path = typer.Option(Path("schemas"), "--out", help="Folder to write <table>.yaml into."),

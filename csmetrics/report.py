@@ -1,0 +1,407 @@
+"""The main job: every metric family over a set of tables, written atomically.
+
+:func:`report` validates the tables, runs each family whose tables are present
+and returns a :class:`Report` (metrics, customers, cohorts, followups, at_risk,
+rejected rows, manifest). :meth:`Report.write` writes everything into a
+temporary folder beside the output folder and swaps it into place at the end,
+so a crash or Ctrl-C leaves the previous report whole. The CLI calls exactly
+this.
+
+One as_of serves every family: the one given, else the latest timestamp of any
+table. A ``by`` column is applied to each family that has it (in its own table
+or in ``customers``) and ignored by the others; metrics.parquet holds the union
+of the segment columns, null where a family was not split by that column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from csmetrics import __version__
+from csmetrics.metrics._common import NAT, instants
+from csmetrics.periods import check_freq, period_codes, to_utc
+from csmetrics.validate import TABLES, validate_tables
+
+#: timestamp columns that can set a table's as_of
+AS_OF_COLUMNS = {
+    "events": ("timestamp",),
+    "tickets": ("created_at", "first_response_at", "resolved_at"),
+    "surveys": ("responded_at", "sent_at"),
+    "billing": ("service_start", "invoiced_at"),
+    "costs": ("incurred_at",),
+}
+CONFIG_KEYS = {
+    "freq", "by", "tz", "as_of", "csat_thresholds", "sla_targets", "cost_roles", "gross_margin",
+    "session_gap_minutes", "health", "policies",
+}  # fmt: skip
+HEALTH_KEYS = {"weights", "bands", "baseline_periods", "support_scale"}
+POLICY_KEYS = {"count_new_churn", "renewal_grace_days", "repeat_window_days"}
+
+
+class ConfigError(ValueError):
+    """A csmetrics.toml that names an unknown key or a bad value."""
+
+
+def load_config(path: Path | str) -> dict:
+    """Read ``csmetrics.toml``; an unknown key is an error that names it.
+
+    ``csat_thresholds`` are written as ``"1-5" = 4``; ``sla_targets`` as
+    ``urgent = 60`` (minutes); ``cost_roles`` as ``acquisition = ["sales"]``;
+    ``[health]`` takes weights, bands, baseline_periods, support_scale;
+    ``[policies]`` takes count_new_churn, renewal_grace_days, repeat_window_days.
+    """
+    with open(path, "rb") as handle:
+        raw = tomllib.load(handle)
+    return check_config(raw, source=str(path))
+
+
+def check_config(raw: Mapping, source: str = "config") -> dict:
+    for key in raw:
+        if key not in CONFIG_KEYS:
+            raise ConfigError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(CONFIG_KEYS))})")
+    for section, known in (("health", HEALTH_KEYS), ("policies", POLICY_KEYS)):
+        for key in raw.get(section, {}):
+            if key not in known:
+                raise ConfigError(f"{source}: unknown key {section}.{key} (known: {', '.join(sorted(known))})")
+    config = dict(raw)
+    if "csat_thresholds" in config:
+        thresholds = {}
+        for scale, value in config["csat_thresholds"].items():
+            try:
+                low, high = (float(x) for x in str(scale).split("-"))
+            except ValueError:
+                raise ConfigError(f"{source}: csat_thresholds key {scale!r} is not 'min-max' (e.g. '1-5')") from None
+            thresholds[(low, high)] = float(value)
+        config["csat_thresholds"] = thresholds
+    if isinstance(config.get("by"), str):
+        config["by"] = [config["by"]]
+    return config
+
+
+@dataclass
+class Report:
+    """Everything one run produces; ``write`` puts it on disk."""
+
+    metrics: pd.DataFrame
+    customers: pd.DataFrame
+    cohorts: pd.DataFrame
+    followups: pd.DataFrame
+    at_risk: pd.DataFrame
+    rejected: dict[str, pd.DataFrame]
+    manifest: dict
+    html: str | None = field(default=None, repr=False)
+
+    def outputs(self) -> dict[str, pd.DataFrame]:
+        return {
+            "metrics": self.metrics,
+            "customers": self.customers,
+            "cohorts": self.cohorts,
+            "followups": self.followups,
+            "at_risk": self.at_risk,
+        }
+
+    def write(self, out_dir: Path | str, *, partitioned: bool = False, _fail_after: int | None = None) -> Path:
+        """Write the outputs atomically into ``out_dir`` (replacing a previous report whole).
+
+        ``_fail_after`` (tests only) raises after that many files, to prove atomicity.
+        """
+        out_dir = Path(out_dir).resolve()
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+        try:
+            written = 0
+
+            def tick() -> None:
+                nonlocal written
+                written += 1
+                if _fail_after is not None and written >= _fail_after:
+                    raise RuntimeError(f"simulated failure after {written} file(s)")
+
+            for name, frame in self.outputs().items():
+                write_parquet(frame, staging / f"{name}.parquet")
+                tick()
+            if partitioned and len(self.metrics):
+                pq.write_to_dataset(_arrow(self.metrics), root_path=staging / "metrics", partition_cols=["metric"])
+                tick()
+            for table, frame in self.rejected.items():
+                if len(frame):
+                    (staging / "rejected").mkdir(exist_ok=True)
+                    write_parquet(_printable(frame), staging / "rejected" / f"{table}.parquet")
+                    tick()
+            if self.html is not None:
+                (staging / "index.html").write_text(self.html, encoding="utf-8")
+                tick()
+            (staging / "manifest.json").write_text(json.dumps(self.manifest, indent=2, sort_keys=True, default=str))
+            _swap_into_place(staging, out_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return out_dir
+
+
+def _swap_into_place(staging: Path, out_dir: Path) -> None:
+    """Replace out_dir by staging with two renames (the old one is removed last)."""
+    backup = None
+    if out_dir.exists():
+        backup = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, backup)
+    os.replace(staging, out_dir)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def _arrow(frame: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Deterministic Parquet: same frame, same bytes."""
+    pq.write_table(_arrow(frame.reset_index(drop=True)), path, compression="zstd")
+
+
+def _printable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rejected rows keep their original values; mixed object columns are written as text."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            out[column] = out[column].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+    return out
+
+
+def content_hash(frame: pd.DataFrame, path: Path | None = None) -> str:
+    """sha256 of the input file's bytes (or folder's files), else of the frame's row hashes."""
+    digest = hashlib.sha256()
+    if path is not None and Path(path).exists():
+        files = sorted(Path(path).rglob("*")) if Path(path).is_dir() else [Path(path)]
+        for file in files:
+            if file.is_file():
+                digest.update(file.read_bytes())
+        return "sha256:" + digest.hexdigest()
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def report_as_of(tables: Mapping[str, pd.DataFrame], as_of: object = None) -> pd.Timestamp:
+    """The given as_of, else the latest timestamp of any (validated) table."""
+    if as_of is not None:
+        return to_utc(as_of)
+    latest = NAT
+    for name, columns in AS_OF_COLUMNS.items():
+        if name in tables:
+            for column in columns:
+                if column in tables[name]:
+                    latest = max(latest, instants(tables[name][column]).max(initial=NAT))
+    if latest == NAT:
+        raise ValueError("no timestamps in the input: cannot infer as_of")
+    return pd.Timestamp(latest, tz="UTC")
+
+
+def _usable_by(by: Sequence[str], table: pd.DataFrame, customers: pd.DataFrame | None, extra: Sequence[str] = ()) -> list[str]:
+    return [c for c in by if c in table.columns or c in extra or (customers is not None and c in customers.columns)]
+
+
+def report(
+    tables: Mapping[str, pd.DataFrame],
+    *,
+    freq: str = "M",
+    by: Sequence[str] = (),
+    tz: str = "UTC",
+    as_of: object = None,
+    quarantine: bool = False,
+    html: bool = True,
+    config: Mapping | None = None,
+    paths: Mapping[str, Path] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Report:
+    """Run every family whose tables are present; see the module docstring.
+
+    ``config`` holds the csmetrics.toml settings (csat_thresholds, sla_targets,
+    cost_roles, gross_margin, session_gap_minutes, health, policies); explicit
+    arguments win over it.
+    """
+    from csmetrics import metrics as families  # noqa: F401  (imports the family modules)
+    from csmetrics.metrics.customers import customer_metrics
+    from csmetrics.metrics.engagement import engagement_metrics
+    from csmetrics.metrics.health import HealthScorecard, aggregate_scores
+    from csmetrics.metrics.revenue import cohort_table, mrr_movements, revenue_metrics
+    from csmetrics.metrics.support import support_metrics
+    from csmetrics.metrics.surveys import followups, survey_metrics
+    from csmetrics.metrics.value import value_metrics
+
+    config = check_config(config or {})
+    step = progress or (lambda stage: None)
+    freq = check_freq(freq)
+    by = list(by)
+    unknown = sorted(set(tables) - set(TABLES))
+    if unknown:
+        raise ValueError(f"unknown table(s) {unknown}")
+    step("validate")
+    valid, rejected = validate_tables(tables, quarantine=quarantine)
+    as_of_ts = report_as_of(valid, as_of)
+    customers = valid.get("customers")
+    fx = valid.get("fx")
+    policies = dict(config.get("policies", {}))
+    common = {"freq": freq, "tz": tz, "as_of": as_of_ts}
+    frames: list[pd.DataFrame] = []
+    ran: list[str] = []
+
+    billing = valid.get("billing")
+    if billing is not None and len(billing):
+        step("revenue")
+        seg = _usable_by(by, billing, customers, extra=["plan"])
+        frames.append(revenue_metrics(billing, by=seg, customers=customers, fx=fx, validated=True, **common, **policies))
+        frames.append(customer_metrics(billing, by=seg, customers=customers, fx=fx, validated=True, **common, **policies))
+        step("value")
+        frames.append(
+            value_metrics(billing, costs=valid.get("costs"), gross_margin=float(config.get("gross_margin", 1.0)),
+                          cost_roles=config.get("cost_roles"), by=seg, customers=customers, fx=fx, validated=True,
+                          **common, **policies)  # fmt: skip
+        )
+        ran += ["revenue", "customers", "value"]
+    tickets = valid.get("tickets")
+    if tickets is not None and len(tickets):
+        step("support")
+        frames.append(support_metrics(tickets, by=_usable_by(by, tickets, customers), customers=customers,
+                                      sla_targets=config.get("sla_targets"), validated=True, **common))  # fmt: skip
+        ran.append("support")
+    surveys = valid.get("surveys")
+    follow = pd.DataFrame()
+    if surveys is not None and len(surveys):
+        step("surveys")
+        frames.append(survey_metrics(surveys, by=_usable_by(by, surveys, customers), customers=customers,
+                                     csat_thresholds=config.get("csat_thresholds"), validated=True, **common))  # fmt: skip
+        follow = followups(surveys, billing=billing, fx=fx, csat_thresholds=config.get("csat_thresholds"), validated=True, **common)
+        ran.append("surveys")
+    events = valid.get("events")
+    if events is not None and len(events):
+        step("engagement")
+        frames.append(engagement_metrics(events, billing=billing, fx=fx, by=_usable_by(by, events, customers),
+                                         customers=customers, validated=True,
+                                         session_gap_minutes=float(config.get("session_gap_minutes", 30.0)), **common))  # fmt: skip
+        ran.append("engagement")
+
+    health_tables = {k: valid[k] for k in ("events", "surveys", "tickets", "billing") if k in valid and len(valid[k])}
+    scores = pd.DataFrame()
+    risky = pd.DataFrame()
+    if health_tables:
+        step("health")
+        card = HealthScorecard(**{k: (tuple(v) if k == "bands" else v) for k, v in config.get("health", {}).items()})
+        scores = card.score(fx=fx, validated=True, **health_tables, **common)
+        frames.append(aggregate_scores(scores, card, by=[c for c in by if customers is not None and c in customers.columns],
+                                       customers=customers, freq=freq, tz=tz))  # fmt: skip
+        if len(scores):
+            last = scores["period"].max()
+            risky = scores[(scores["period"] == last) & (scores["band"] == "red")].sort_values(
+                ["mrr", "score"], ascending=[False, True], na_position="last", kind="stable")  # fmt: skip
+        ran.append("health")
+
+    step("assemble")
+    metrics = _assemble(frames)
+    cohorts = cohort_table(billing, fx=fx, validated=True, **common, **policies) if billing is not None and len(billing) else pd.DataFrame()
+    customer_rows = _customer_rows(scores, billing, fx, common, policies, mrr_movements)
+    partial = _partial_period(as_of_ts, freq, tz)
+    result = Report(
+        metrics=metrics,
+        customers=customer_rows,
+        cohorts=cohorts,
+        followups=follow.reset_index(drop=True),
+        at_risk=risky.reset_index(drop=True),
+        rejected={k: v for k, v in rejected.items() if len(v)},
+        manifest={},
+    )
+    result.manifest = _manifest(result, tables, valid, rejected, paths, ran, freq=freq, by=by, tz=tz,
+                                as_of=as_of_ts, partial=partial, quarantine=quarantine, config=config)  # fmt: skip
+    if html:
+        step("html")
+        from csmetrics.dashboard import render
+
+        result.html = render(result)
+    return result
+
+
+def _assemble(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One long frame: fixed columns first, segment columns in order of appearance, stable order."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        from csmetrics.frame import empty_frame
+
+        return empty_frame()
+    segment_columns: list[str] = []
+    fixed = ["period", "freq", "metric", "value", "numerator", "denominator", "ci_low", "ci_high"]
+    for frame in frames:
+        segment_columns += [c for c in frame.columns if c not in fixed and c not in segment_columns]
+    metrics = pd.concat(frames, ignore_index=True)
+    for column in segment_columns:
+        if metrics[column].dtype == object:
+            metrics[column] = metrics[column].astype("str").where(metrics[column].notna(), None)
+    return metrics[["period", "freq", *segment_columns, "metric", "value", "numerator", "denominator", "ci_low", "ci_high"]]
+
+
+def _customer_rows(scores, billing, fx, common, policies, mrr_movements) -> pd.DataFrame:
+    """Per customer and period: MRR, movements by kind, health score and band."""
+    if billing is not None and len(billing):
+        ledger = mrr_movements(billing, fx=fx, validated=True, **common, **policies)
+        moves = ledger.pivot_table(index=["customer_id", "period"], columns="kind", values="amount", aggfunc="sum", observed=True)
+        moves = moves.reindex(columns=["new", "reactivation", "expansion", "contraction", "churn"]).fillna(0.0)
+        moves.columns = [f"{c}_mrr" for c in moves.columns]
+        moves = moves.reset_index()
+    else:
+        moves = pd.DataFrame(columns=["customer_id", "period"])
+    if len(scores):
+        keep = ["customer_id", "period", "mrr", "score", "band", "components_used", "usage", "sentiment", "support", "revenue", "weakest_component"]
+        rows = scores[keep].rename(columns={"score": "health_score", "band": "health_band"})
+    else:
+        rows = pd.DataFrame(columns=["customer_id", "period"])
+    if len(moves):
+        rows = rows.merge(moves, on=["customer_id", "period"], how="outer") if len(rows) else moves
+        for column in [c for c in rows.columns if c.endswith("_mrr") and c != "mrr"]:
+            rows[column] = rows[column].fillna(0.0)
+    if len(rows):
+        rows = rows.sort_values(["period", "customer_id"], kind="stable").reset_index(drop=True)
+    return rows
+
+
+def _partial_period(as_of: pd.Timestamp, freq: str, tz: str) -> str | None:
+    from csmetrics.periods import code_ends_ns, code_starts
+
+    code = period_codes(pd.DatetimeIndex([as_of]), freq, tz)
+    end = code_ends_ns(code, freq, tz)[0]
+    return None if as_of.value + 1 >= end else str(code_starts(code, freq, tz)[0])
+
+
+def _manifest(result, tables, valid, rejected, paths, ran, **params) -> dict:
+    paths = paths or {}
+    config = params.pop("config")
+    return {
+        "csmetrics_version": __version__,
+        "parameters": {
+            "freq": params["freq"], "by": params["by"], "tz": params["tz"], "quarantine": params["quarantine"],
+            "config": {k: ({f"{a:g}-{b:g}": t for (a, b), t in v.items()} if k == "csat_thresholds" else v) for k, v in config.items()},
+        },  # fmt: skip
+        "as_of": str(params["as_of"]),
+        "partial_period": params["partial"],
+        "families": ran,
+        "inputs": {
+            name: {
+                "path": str(paths[name]) if name in paths else None,
+                "rows": int(len(tables[name])),
+                "rows_rejected": int(len(rejected.get(name, ()))),
+                "content_hash": content_hash(tables[name], paths.get(name)),
+            }
+            for name in sorted(tables)
+        },
+        "outputs": {name: {"rows": int(len(frame))} for name, frame in result.outputs().items()},
+    }
