@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from csmetrics import catalog, stats
-from csmetrics.frame import compare_periods, reaggregate
+from csmetrics.frame import compare_periods, reaggregate, segment_columns
 
 HEADLINES = {
     "revenue": ["mrr", "net_new_mrr", "nrr", "grr", "quick_ratio", "arpu"],
@@ -51,6 +51,21 @@ def _svg(fig) -> str:
     return text[text.index("<svg"):]
 
 
+def company_view(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Company-wide rows: a family's unsegmented rows as they are, segmented ones re-aggregated.
+
+    Metrics that cannot be re-aggregated (MAU, CLV, quantiles) are shown only when
+    their family was not split; feature adoption (per event) is left to the Parquet.
+    """
+    segments = [c for c in segment_columns(metrics) if c != "event"]
+    metrics = metrics[metrics["event"].isna()] if "event" in metrics else metrics
+    plain = metrics[segments].isna().all(axis=1) if segments else pd.Series(True, index=metrics.index)
+    split_metrics = set(metrics.loc[~plain, "metric"])
+    whole = metrics[plain & ~metrics["metric"].isin(split_metrics)][["period", "freq", "metric", "value", "numerator", "denominator", "ci_low", "ci_high"]]
+    combined = reaggregate(metrics[metrics["metric"].isin(split_metrics)], by=()) if split_metrics else whole.iloc[:0]
+    return pd.concat([whole, combined], ignore_index=True)
+
+
 def _series(company: pd.DataFrame, metric: str) -> pd.Series:
     rows = company[company["metric"] == metric]
     return pd.Series(rows["value"].to_numpy(), index=rows["period"].to_numpy())
@@ -77,7 +92,10 @@ def _charts(company: pd.DataFrame, complete: pd.Timestamp | None) -> dict[str, s
             ax.bar(i, abs(amount), bottom=bottom, color=color)
             level = amount if name == "start" else level + amount
         ax.bar(len(steps), level, color="#1d4ed8")
-        ax.set_xticks(range(len(steps) + 1), [s[0] for s in steps] + ["end"])
+        floor = min(steps[0][1], level)
+        if floor > 0:  # zoom on the movements: they are small next to the book
+            ax.set_ylim(floor * 0.97, max(steps[0][1], level) * 1.02 + 1e-9)
+        ax.set_xticks(range(len(steps) + 1), [s[0] for s in steps] + ["end"], rotation=20)
         ax.set_title(f"MRR bridge, {pd.Timestamp(complete):%Y-%m-%d}")
         charts["mrr_bridge"] = _svg(fig)
     if "nps" in metrics:
@@ -149,7 +167,7 @@ def _fmt(value: float, unit: str) -> str:
         return "–"
     if unit == "fraction":
         return f"{100 * value:.1f}%"
-    if unit == "currency":
+    if unit in ("currency", "count"):
         return f"{value:,.0f}"
     if abs(value) >= 100:
         return f"{value:,.0f}"
@@ -166,7 +184,12 @@ def _table(frame: pd.DataFrame, columns: list[str], limit: int = 25) -> str:
         cells = []
         for c in columns:
             v = row[c]
-            text = "" if v is None or (isinstance(v, float) and np.isnan(v)) else (f"{v:,.1f}" if isinstance(v, float) else str(v))
+            if isinstance(v, pd.Timestamp):
+                text = f"{v:%Y-%m-%d}"
+            elif v is None or (isinstance(v, float) and np.isnan(v)):
+                text = ""
+            else:
+                text = f"{v:,.1f}" if isinstance(v, float) else str(v)
             cells.append(f"<td>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -211,7 +234,7 @@ def render(report) -> str:
     import jinja2
 
     metrics = report.metrics
-    company = reaggregate(metrics) if len(metrics) else metrics
+    company = company_view(metrics) if len(metrics) else metrics
     periods = sorted(company["period"].unique()) if len(company) else []
     partial = report.manifest.get("partial_period")
     complete_periods = [p for p in periods if partial is None or str(p) != partial]

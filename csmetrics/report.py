@@ -80,6 +80,9 @@ def check_config(raw: Mapping, source: str = "config") -> dict:
     if "csat_thresholds" in config:
         thresholds = {}
         for scale, value in config["csat_thresholds"].items():
+            if isinstance(scale, tuple):  # already parsed
+                thresholds[(float(scale[0]), float(scale[1]))] = float(value)
+                continue
             try:
                 low, high = (float(x) for x in str(scale).split("-"))
             except ValueError:
