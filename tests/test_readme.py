@@ -19,3 +19,11 @@ def test_quick_start_has_two_commands_and_ci_runs_the_test_one():
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
     assert ci == [blocks[1]]
     assert "sample_data" in blocks[0]
+
+
+def test_tour_runs(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    tour = re.findall(r"```python\n(.*?)```", text.split("## A short tour", 1)[1], flags=re.S)[0]
+    monkeypatch.chdir(ROOT)
+    tour = tour.replace('report.write("report")', f'report.write({str(tmp_path / "report")!r})')
+    exec(compile(tour, "README tour", "exec"), {})
