@@ -11,12 +11,14 @@ from csmetrics.metrics.revenue import cohort_table, current_mrr, mrr_movements, 
 from csmetrics.metrics.support import support_metrics
 from csmetrics.metrics.surveys import followups, survey_metrics
 from csmetrics.metrics.value import value_metrics
+from csmetrics.report import Report, report
 from csmetrics.validate import TABLES, ValidationError, validate, validate_tables
 
 __version__ = "0.1.0"
 
 __all__ = [
     "HealthScorecard",
+    "Report",
     "TABLES",
     "ValidationError",
     "__version__",
@@ -30,6 +32,7 @@ __all__ = [
     "health_metrics",
     "mrr_movements",
     "reaggregate",
+    "report",
     "revenue_metrics",
     "support_metrics",
     "survey_metrics",
