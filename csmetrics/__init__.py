@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from csmetrics._version import __version__
 from csmetrics import accessor as _accessor  # noqa: F401  (registers the `cs` accessor)
 from csmetrics.frame import compare_periods, reaggregate, to_wide
 from csmetrics.metrics.customers import customer_metrics
@@ -14,7 +15,6 @@ from csmetrics.metrics.value import value_metrics
 from csmetrics.report import Report, report
 from csmetrics.validate import TABLES, ValidationError, validate, validate_tables
 
-__version__ = "0.1.0"
 
 __all__ = [
     "HealthScorecard",

@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from csmetrics import __version__
+from csmetrics._version import __version__
 from csmetrics.metrics._common import NAT, instants
 from csmetrics.periods import check_freq, period_codes, to_utc
 from csmetrics.validate import TABLES, validate_tables
