@@ -8,17 +8,16 @@ Data is generated deterministically and cached under bench_data/ (git-ignored).
 from __future__ import annotations
 
 import argparse
-import resource
-import statistics
-import time
+import sys
 from pathlib import Path
 
 import pandas as pd
 
-import csmetrics
-from csmetrics.datagen import generate
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-CACHE = Path(__file__).resolve().parents[1] / "bench_data"
+import csmetrics  # noqa: E402
+from _common import CACHE, median_seconds, peak_rss_mb  # noqa: E402
+from csmetrics.datagen import generate  # noqa: E402
 
 
 def ticket_table(n_tickets: int) -> pd.DataFrame:
@@ -34,26 +33,16 @@ def ticket_table(n_tickets: int) -> pd.DataFrame:
     return tickets
 
 
-def timed(fn, repeat: int = 3) -> float:
-    fn()  # warm-up
-    runs = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tickets", type=int, default=10_000_000)
     args = parser.parse_args()
     tickets = ticket_table(args.tickets)
     rows = len(tickets)
-    seconds = timed(lambda: csmetrics.validate(tickets, "tickets"))
+    seconds = median_seconds(lambda: csmetrics.validate(tickets, "tickets"))
     as_strings = tickets.assign(created_at=tickets["created_at"].dt.strftime("%Y-%m-%d %H:%M:%S")).head(1_000_000)
-    seconds_parse = timed(lambda: csmetrics.validate(as_strings, "tickets"), repeat=1)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    seconds_parse = median_seconds(lambda: csmetrics.validate(as_strings, "tickets"), repeat=1)
+    peak_mb = peak_rss_mb()
     print(f"{'case':<46} {'rows':>12} {'seconds':>9} {'rows/s':>14}")
     print(f"{'tickets, typed columns (Parquet)':<46} {rows:>12,} {seconds:>9.2f} {rows / seconds:>14,.0f}")
     print(f"{'tickets, created_at as text (1M rows)':<46} {len(as_strings):>12,} {seconds_parse:>9.2f} {len(as_strings) / seconds_parse:>14,.0f}")

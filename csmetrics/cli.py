@@ -18,14 +18,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-@app.command("validate")
-def validate_command(
-    data_dir: Path = typer.Argument(..., help="Folder with <table>.parquet / <table>.csv files."),
-    quarantine: Path | None = typer.Option(
-        None, "--quarantine", help="Set bad rows aside into this folder (rejected/<table>.parquet) instead of failing."
-    ),
-) -> None:
-    """Validate every table found in DATA_DIR and print a per-table summary."""
+def _read(data_dir: Path) -> tuple[dict, dict]:
+    """The tables of DATA_DIR, or exit 2 with the reason."""
     try:
         tables, paths = read_tables(data_dir)
     except FileNotFoundError as err:
@@ -34,6 +28,18 @@ def validate_command(
     if not tables:
         err_console.print(f"[red]no tables found in {data_dir} (expected {', '.join(TABLES)})[/red]")
         raise typer.Exit(2)
+    return tables, paths
+
+
+@app.command("validate")
+def validate_command(
+    data_dir: Path = typer.Argument(..., help="Folder with <table>.parquet / <table>.csv files."),
+    quarantine: Path | None = typer.Option(
+        None, "--quarantine", help="Set bad rows aside into this folder (rejected/<table>.parquet) instead of failing."
+    ),
+) -> None:
+    """Validate every table found in DATA_DIR and print a per-table summary."""
+    tables, paths = _read(data_dir)
     try:
         valid, rejected = validate_tables(tables, quarantine=quarantine is not None)
     except ValidationError as err:
@@ -92,14 +98,7 @@ def report_command(
         def step(stage: str) -> None:
             progress.update(task, description=stage, completed=stages.index(stage) if stage in stages else 0)
 
-        try:
-            tables, paths = read_tables(data_dir)
-        except FileNotFoundError as err:
-            err_console.print(f"[red]{err}[/red]")
-            raise typer.Exit(2) from None
-        if not tables:
-            err_console.print(f"[red]no tables found in {data_dir}[/red]")
-            raise typer.Exit(2)
+        tables, paths = _read(data_dir)
         try:
             result = report(tables, paths=paths, quarantine=quarantine, html=html, config=settings, progress=step, **params)
         except ValidationError as err:
