@@ -210,7 +210,8 @@ def _sessions(events: pd.DataFrame, user: np.ndarray, t: np.ndarray, gap_minutes
     width = int(max(user.max(initial=0), 0)) + 1
     owner = np.where(has_id, np.asarray(session_code, dtype=np.int64) + width, user)
     rel = t - t.min()
-    order = np.lexsort((rel, owner))
+    # among events at a session's last instant, the longest duration defines its end
+    order = np.lexsort((np.nan_to_num(duration, nan=-1.0), rel, owner))
     owner_s, t_s, has_id_s = owner[order], t[order], has_id[order]
     new = np.ones(n, dtype=bool)
     new[1:] = (owner_s[1:] != owner_s[:-1]) | (~has_id_s[1:] & (t_s[1:] - t_s[:-1] >= gap_minutes * _MINUTE))

@@ -1,0 +1,228 @@
+"""csmetrics side by side with DuckDB (SQL, 2 threads) and Polars (lazy), and a naive pandas baseline.
+
+    python benchmarks/generate.py --scale medium --out bench_data/medium
+    python benchmarks/run.py --scale medium [--data bench_data/medium] [--pipelines support revenue ...] [--json out.json]
+
+Each pipeline runs in its own process (so peak RSS is per pipeline). Inside it the engines
+are interleaved: one warm-up, then three rounds of csmetrics, DuckDB and Polars; the
+reported compute time is the median (data already in each engine's memory: a pandas
+DataFrame, a DuckDB table, a Polars DataFrame); read time is the load from Parquet.
+The naive pandas version (groupby.apply, per-customer Python) runs on a 1% sample of
+customers and is extrapolated x100 (labelled so). "max_abs_diff" is the largest
+difference between csmetrics and either engine over the metrics all three compute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+PIPELINES = ("support", "surveys", "revenue", "engagement", "validate", "report")
+TABLES_OF = {
+    "support": ("tickets",),
+    "surveys": ("surveys",),
+    "revenue": ("billing", "fx"),
+    "engagement": ("events",),
+    "validate": ("events", "tickets", "surveys", "billing", "customers", "costs", "fx"),
+    "report": ("events", "tickets", "surveys", "billing", "customers", "costs", "fx"),
+}
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def _period_key(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    period = pd.to_datetime(out["period"])
+    out["period"] = (period.dt.tz_convert("UTC").dt.tz_localize(None) if period.dt.tz is not None else period).astype("datetime64[ns]")
+    return out
+
+
+def max_difference(reference: pd.DataFrame, other: pd.DataFrame, keys: list[str], metrics: list[str]) -> float:
+    """Largest |difference| over shared metrics; a row or a NaN present on one side only is inf."""
+    a = _period_key(reference).set_index(keys)[metrics].sort_index()
+    b = _period_key(other).set_index(keys)[metrics].sort_index()
+    a, b = a.align(b, join="outer")
+    x, y = a.to_numpy(dtype=float), b.to_numpy(dtype=float)
+    both_nan = np.isnan(x) & np.isnan(y)
+    diff = np.abs(x - y)
+    diff[both_nan] = 0.0
+    diff[np.isnan(diff)] = np.inf
+    return float(diff.max()) if diff.size else 0.0
+
+
+def csmetrics_wide(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
+    import csmetrics
+
+    wide = csmetrics.to_wide(frame)
+    return wide[[*keys, *metrics]]
+
+
+def sample_customers(tables: dict[str, pd.DataFrame], share: float = 0.01) -> dict[str, pd.DataFrame]:
+    ids = pd.Index(pd.concat([t["customer_id"] for t in tables.values() if "customer_id" in t]).unique())
+    keep = set(ids[np.random.default_rng(0).random(len(ids)) < share])
+    return {k: (t[t["customer_id"].isin(keep)] if "customer_id" in t else t) for k, t in tables.items()}
+
+
+def run_pipeline(name: str, data: str, repeat: int, naive: bool) -> dict:
+    """One pipeline, all engines, in this (child) process."""
+    import polars as pl
+
+    import csmetrics
+    import engines
+
+    paths = {t: Path(data) / f"{t}.parquet" for t in TABLES_OF[name]}
+    read = {}
+    read["csmetrics"], frames = _timed(lambda: {t: pd.read_parquet(p) for t, p in paths.items()})
+    con = engines.duck()
+    read["duckdb"], _ = _timed(lambda: [engines.duck_load(con, t, p) for t, p in paths.items() if t in engines.DUCK_TABLES])
+    read["polars"], plf = _timed(lambda: {t: pl.read_parquet(p) for t, p in paths.items()})
+    valid = {t: csmetrics.validate(f, t) for t, f in frames.items() if t not in ("billing",)}
+    if "billing" in frames:
+        valid["billing"] = csmetrics.validate(frames["billing"], "billing", fx=valid.get("fx"))
+    result = {"rows": {t: len(f) for t, f in frames.items()}, "read_seconds": read}
+
+    keys, metrics, runners = ["period"], [], {}
+    if name == "support":
+        keys, metrics = ["period", "channel"], engines.SUPPORT
+        runners = {
+            "csmetrics": lambda: csmetrics_wide(csmetrics.support_metrics(valid["tickets"], by="channel", validated=True), keys, metrics),
+            "duckdb": lambda: engines.support_duckdb(con),
+            "polars": lambda: engines.support_polars(plf["tickets"]),
+        }
+        naive_fn = lambda sample: engines.support_naive(sample["tickets"])  # noqa: E731
+    elif name == "surveys":
+        keys, metrics = ["period", "touchpoint"], engines.SURVEYS
+        runners = {
+            "csmetrics": lambda: csmetrics_wide(csmetrics.survey_metrics(valid["surveys"], by="touchpoint", validated=True), keys, metrics),
+            "duckdb": lambda: engines.surveys_duckdb(con),
+            "polars": lambda: engines.surveys_polars(plf["surveys"]),
+        }
+        naive_fn = lambda sample: engines.surveys_naive(sample["surveys"])  # noqa: E731
+    elif name == "revenue":
+        metrics = engines.REVENUE
+
+        def csm_revenue():
+            # the full families by month x plan (what users run) ...
+            csmetrics.revenue_metrics(valid["billing"], fx=valid["fx"], by="plan", validated=True)
+            csmetrics.customer_metrics(valid["billing"], fx=valid["fx"], by="plan", validated=True)
+            # ... and the company-wide frame the engines are checked against
+            whole = pd.concat([csmetrics.revenue_metrics(valid["billing"], fx=valid["fx"], validated=True),
+                               csmetrics.customer_metrics(valid["billing"], fx=valid["fx"], validated=True)])  # fmt: skip
+            return csmetrics_wide(whole, keys, metrics)
+
+        runners = {
+            "csmetrics": csm_revenue,
+            "duckdb": lambda: engines.revenue_duckdb(con),
+            "polars": lambda: engines.revenue_polars(plf["billing"], plf["fx"]),
+        }
+        naive_fn = lambda sample: engines.revenue_naive(sample["billing"], frames["fx"])  # noqa: E731
+    elif name == "engagement":
+        metrics = engines.ENGAGEMENT
+        runners = {
+            "csmetrics": lambda: csmetrics_wide(csmetrics.engagement_metrics(valid["events"], validated=True).query("metric != 'feature_adoption'").drop(columns="event"), keys, metrics),
+            "duckdb": lambda: engines.engagement_duckdb(con),
+            "polars": lambda: engines.engagement_polars(plf["events"]),
+        }
+        naive_fn = lambda sample: engines.engagement_naive(sample["events"])  # noqa: E731
+    elif name == "validate":
+        runners = {"csmetrics": lambda: csmetrics.validate_tables(frames)}
+        naive_fn = None
+    else:  # report
+        runners = {"csmetrics": lambda: csmetrics.report(frames, html=False)}
+        naive_fn = None
+
+    outputs = {engine: fn() for engine, fn in runners.items()}  # warm-up
+    times: dict[str, list[float]] = {engine: [] for engine in runners}
+    for _ in range(repeat):
+        for engine, fn in runners.items():
+            seconds, outputs[engine] = _timed(fn)
+            times[engine].append(seconds)
+    result["compute_seconds"] = {engine: statistics.median(t) for engine, t in times.items()}
+    if metrics:
+        result["max_abs_diff"] = max(max_difference(outputs["csmetrics"], outputs[e], keys, metrics) for e in ("duckdb", "polars"))
+        result["max_abs_diff_by_engine"] = {e: max_difference(outputs["csmetrics"], outputs[e], keys, metrics) for e in ("duckdb", "polars")}
+    if naive and naive_fn is not None:
+        sample = sample_customers(frames)
+        seconds, _ = _timed(lambda: naive_fn(sample))
+        result["naive_extrapolated"] = seconds * 100
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="medium")
+    parser.add_argument("--data", type=Path, default=None, help="generated data folder (default bench_data/<scale>)")
+    parser.add_argument("--pipelines", nargs="*", default=list(PIPELINES), choices=PIPELINES)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-naive", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    data = args.data or Path(__file__).resolve().parents[1] / "bench_data" / args.scale
+    if not (data / "tickets.parquet").exists():
+        from generate import make
+
+        print(f"generating {args.scale} data into {data} ...", flush=True)
+        make(args.scale, data)
+    results = {}
+    context = get_context("spawn")
+    for name in args.pipelines:
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            results[name] = pool.submit(run_pipeline, name, str(data), args.repeat, not args.no_naive).result()
+        print_row(name, results[name])
+    malloc = "set" if os.environ.get("MALLOC_MMAP_THRESHOLD_") else "not set"
+    print(f"(median of {args.repeat} after a warm-up; compute only, data in memory; glibc malloc tuning {malloc}; naive = 1% sample x 100)")
+    if args.json:
+        summary = {
+            "scale": args.scale,
+            "pipelines": {
+                name: {
+                    "csmetrics": r["compute_seconds"].get("csmetrics"),
+                    "duckdb": r["compute_seconds"].get("duckdb"),
+                    "polars": r["compute_seconds"].get("polars"),
+                    "naive_extrapolated": r.get("naive_extrapolated"),
+                    "max_abs_diff": r.get("max_abs_diff"),
+                    "peak_rss_mb": r["peak_rss_mb"],
+                    "read_seconds": r["read_seconds"],
+                    "rows": r["rows"],
+                }
+                for name, r in results.items()
+            },
+        }
+        args.json.write_text(json.dumps(summary, indent=2))
+
+
+HEADER_PRINTED = []
+
+
+def print_row(name: str, r: dict) -> None:
+    if not HEADER_PRINTED:
+        print(f"{'pipeline':<11} {'rows':>12} {'csmetrics':>10} {'duckdb':>8} {'polars':>8} {'naive*':>9} {'max diff':>10} {'peak MB':>8}")
+        HEADER_PRINTED.append(True)
+    c = r["compute_seconds"]
+    fmt = lambda v: f"{v:.2f}" if isinstance(v, float) else "-"  # noqa: E731
+    rows = sum(r["rows"].values())
+    diff = r.get("max_abs_diff")
+    print(f"{name:<11} {rows:>12,} {fmt(c.get('csmetrics')):>10} {fmt(c.get('duckdb')):>8} {fmt(c.get('polars')):>8} "
+          f"{fmt(r.get('naive_extrapolated')):>9} {('%.2e' % diff) if diff is not None else '-':>10} {r['peak_rss_mb']:>8,.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
