@@ -93,7 +93,9 @@ class HealthScorecard:
     # -- sklearn-style API -----------------------------------------------------
     def fit(self, **tables) -> HealthScorecard:
         """Learn the support load scale from the tables (events, surveys, tickets, billing, ...)."""
-        inputs = _Inputs.build(self, **tables)
+        return self._fit_inputs(_Inputs.build(self, **tables))
+
+    def _fit_inputs(self, inputs: _Inputs) -> HealthScorecard:
         if self.support_scale is not None:
             self.support_scale_ = float(self.support_scale)
         else:
@@ -109,8 +111,9 @@ class HealthScorecard:
         return _Inputs.build(self, **tables).scores(self)
 
     def score(self, **tables) -> pd.DataFrame:
-        """``fit`` then ``transform`` on the same tables."""
-        return self.fit(**tables).transform(**tables)
+        """``fit`` then ``transform`` on the same tables (their inputs are built once)."""
+        inputs = _Inputs.build(self, **tables)
+        return inputs.scores(self._fit_inputs(inputs))
 
     def _weights(self) -> np.ndarray:
         if self.weights is None:
