@@ -218,7 +218,8 @@ def revenue_polars(billing: pl.DataFrame, fx: pl.DataFrame) -> pd.DataFrame:
     as_of = b.select(pl.max_horizontal(pl.col("service_start").max(), pl.col("invoiced_at").max()).alias("as_of"))
     rec = b.filter(pl.col("kind") == "recurring").join(as_of, how="cross").filter(pl.col("service_start") <= pl.col("as_of"))
     rec = rec.sort("currency", "service_start").join_asof(
-        fx.lazy().sort("date").rename({"date": "service_start", "rate": "rate"}), on="service_start", by="currency", strategy="backward"
+        fx.lazy().sort("currency", "date").rename({"date": "service_start"}), on="service_start", by="currency",
+        strategy="backward", check_sortedness=False,
     )
     rec = rec.with_columns(amount=pl.col("amount") * pl.col("rate").fill_null(1.0), s=pl.col("service_start"), e=pl.col("service_end"))
     months = (pl.col("e").dt.year() - pl.col("s").dt.year()) * 12 + pl.col("e").dt.month() - pl.col("s").dt.month()
@@ -250,7 +251,7 @@ def revenue_polars(billing: pl.DataFrame, fx: pl.DataFrame) -> pd.DataFrame:
         customers_new=(kind == "new").sum().cast(pl.Float64),
         customers_churned=(kind == "churn").sum().cast(pl.Float64),
     ).sort("period").with_columns(mrr=pl.col("net").cum_sum()).drop("net")
-    return per.collect().to_pandas()
+    return per.collect(engine="auto").to_pandas()
 
 
 def revenue_naive(billing: pd.DataFrame, fx: pd.DataFrame) -> pd.DataFrame:

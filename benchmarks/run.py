@@ -119,13 +119,16 @@ def run_pipeline(name: str, data: str, repeat: int, naive: bool) -> dict:
         metrics = engines.REVENUE
 
         def csm_revenue():
-            # the full families by month x plan (what users run) ...
-            csmetrics.revenue_metrics(valid["billing"], fx=valid["fx"], by="plan", validated=True)
-            csmetrics.customer_metrics(valid["billing"], fx=valid["fx"], by="plan", validated=True)
-            # ... and the company-wide frame the engines are checked against
-            whole = pd.concat([csmetrics.revenue_metrics(valid["billing"], fx=valid["fx"], validated=True),
-                               csmetrics.customer_metrics(valid["billing"], fx=valid["fx"], validated=True)])  # fmt: skip
-            return csmetrics_wide(whole, keys, metrics)
+            # both families by month x plan from one pass over billing (as the report runs them) ...
+            from csmetrics.metrics import customers as customers_family
+            from csmetrics.metrics import revenue as revenue_family
+            from csmetrics.metrics._billing import prepare
+
+            billing, context = prepare(valid["billing"], fx=valid["fx"], by="plan", validated=True)
+            summed = revenue_family.combine([revenue_family.partial(billing, context)], context)
+            by_plan = pd.concat([revenue_family.finalize(summed, context), customers_family.finalize(summed, context)])
+            # ... and the company-wide numbers the engines are checked against: an exact re-aggregation
+            return csmetrics_wide(csmetrics.reaggregate(by_plan), keys, metrics)
 
         runners = {
             "csmetrics": csm_revenue,

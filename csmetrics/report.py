@@ -235,14 +235,7 @@ def report(
     cost_roles, gross_margin, session_gap_minutes, health, policies); explicit
     arguments win over it.
     """
-    from csmetrics import metrics as families  # noqa: F401  (imports the family modules)
-    from csmetrics.metrics.customers import customer_metrics
-    from csmetrics.metrics.engagement import engagement_metrics
-    from csmetrics.metrics.health import HealthScorecard, aggregate_scores
-    from csmetrics.metrics.revenue import cohort_table, mrr_movements, revenue_metrics
-    from csmetrics.metrics.support import support_metrics
-    from csmetrics.metrics.surveys import followups, survey_metrics
-    from csmetrics.metrics.value import value_metrics
+    from csmetrics.metrics._billing import shared_ledgers
 
     config = check_config(config or {})
     step = progress or (lambda stage: None)
@@ -254,6 +247,23 @@ def report(
     step("validate")
     valid, rejected = validate_tables(tables, quarantine=quarantine)
     as_of_ts = report_as_of(valid, as_of)
+    with shared_ledgers():
+        return _run_families(valid, rejected, tables, paths, step, freq=freq, by=by, tz=tz, as_of_ts=as_of_ts,
+                             quarantine=quarantine, html=html, config=config)  # fmt: skip
+
+
+def _run_families(valid, rejected, tables, paths, step, *, freq, by, tz, as_of_ts, quarantine, html, config) -> Report:
+    """Every family whose tables are present (billing families share one ledger)."""
+    from csmetrics.metrics import customers as customers_family
+    from csmetrics.metrics import revenue as revenue_family
+    from csmetrics.metrics._billing import prepare as prepare_billing
+    from csmetrics.metrics.engagement import engagement_metrics
+    from csmetrics.metrics.health import HealthScorecard, aggregate_scores
+    from csmetrics.metrics.revenue import cohort_table, mrr_movements
+    from csmetrics.metrics.support import support_metrics
+    from csmetrics.metrics.surveys import followups, survey_metrics
+    from csmetrics.metrics.value import value_metrics
+
     customers = valid.get("customers")
     fx = valid.get("fx")
     policies = dict(config.get("policies", {}))
@@ -265,8 +275,10 @@ def report(
     if billing is not None and len(billing):
         step("revenue")
         seg = _usable_by(by, billing, customers, extra=["plan"])
-        frames.append(revenue_metrics(billing, by=seg, customers=customers, fx=fx, validated=True, **common, **policies))
-        frames.append(customer_metrics(billing, by=seg, customers=customers, fx=fx, validated=True, **common, **policies))
+        prepared, context = prepare_billing(billing, by=seg, customers=customers, fx=fx, validated=True, **common, **policies)
+        summed = revenue_family.combine([revenue_family.partial(prepared, context)], context)
+        frames.append(revenue_family.finalize(summed, context))
+        frames.append(customers_family.finalize(summed, context))
         step("value")
         frames.append(
             value_metrics(billing, costs=valid.get("costs"), gross_margin=float(config.get("gross_margin", 1.0)),

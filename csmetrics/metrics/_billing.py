@@ -27,7 +27,10 @@ values are decoded only for the small output table.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -469,3 +472,52 @@ def invoices(arrays: BillingArrays, as_of: int) -> tuple[np.ndarray, np.ndarray,
     span = int(at_kept.max() - at_kept.min()) + 1 if len(at_kept) else 1
     key = pd.factorize(customer * span + (at_kept - (at_kept.min() if len(at_kept) else 0)))[0] if len(at_kept) else np.array([], dtype=np.int64)
     return keep, at_kept, key.astype(np.int64), arrays.amount[keep]
+
+
+# ----------------------------------------------------------------------------------------
+# One ledger per billing table and context: the families of one report share it
+# ----------------------------------------------------------------------------------------
+_LEDGERS: OrderedDict = OrderedDict()
+_LEDGER_SLOTS = 4
+_SHARING = [False]
+
+
+@contextlib.contextmanager
+def shared_ledgers() -> Iterator[None]:
+    """Inside this block, families given the same billing frame share one ledger.
+
+    Only the report uses it: it owns its validated frames, so nobody changes them in
+    place between two families (outside the block every call builds its own ledger).
+    """
+    _SHARING[0] = True
+    try:
+        yield
+    finally:
+        _SHARING[0] = False
+        _LEDGERS.clear()
+
+
+def arrays_and_ledger(billing: pd.DataFrame, context: BillingContext) -> tuple[BillingArrays, Ledger]:
+    """BillingArrays and Ledger of ``billing`` under ``context`` (shared inside shared_ledgers()).
+
+    Keyed by the identity of the billing frame (held weakly, so a freed frame never
+    hits a stale entry) and everything the ledger depends on: the spine, fx and base
+    currency. Segments and policies do not change the ledger.
+    """
+    if not _SHARING[0]:
+        arrays = BillingArrays.of(billing, context)
+        return arrays, build_ledger(arrays, context)
+    key = (id(billing), len(billing), context.spine, id(context.fx), context.base_currency)
+    hit = _LEDGERS.get(key)
+    if hit is not None and hit[0]() is billing:
+        _LEDGERS.move_to_end(key)
+        return hit[1], hit[2]
+    arrays = BillingArrays.of(billing, context)
+    ledger = build_ledger(arrays, context)
+    try:
+        _LEDGERS[key] = (weakref.ref(billing), arrays, ledger)
+    except TypeError:  # pragma: no cover - frames are weak-referenceable
+        return arrays, ledger
+    while len(_LEDGERS) > _LEDGER_SLOTS:
+        _LEDGERS.popitem(last=False)
+    return arrays, ledger

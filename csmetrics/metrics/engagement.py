@@ -209,15 +209,22 @@ def _sessions(events: pd.DataFrame, user: np.ndarray, t: np.ndarray, gap_minutes
     # owner: the session id where given (gaps never split it), else the user (gaps split)
     width = int(max(user.max(initial=0), 0)) + 1
     owner = np.where(has_id, np.asarray(session_code, dtype=np.int64) + width, user)
-    rel = t - t.min()
-    # among events at a session's last instant, the longest duration defines its end
-    order = np.lexsort((np.nan_to_num(duration, nan=-1.0), rel, owner))
+    # one argsort of a combined (owner, instant) key where it fits, else a lexsort
+    from csmetrics.metrics._billing import _sort_order
+
+    order = _sort_order(owner, t)
     owner_s, t_s, has_id_s = owner[order], t[order], has_id[order]
     new = np.ones(n, dtype=bool)
     new[1:] = (owner_s[1:] != owner_s[:-1]) | (~has_id_s[1:] & (t_s[1:] - t_s[:-1] >= gap_minutes * _MINUTE))
     first = np.flatnonzero(new)
     last = np.append(first[1:] - 1, n - 1)
-    tail = np.nan_to_num(duration[order][last]) * 1e9
+    # the tail is the longest duration among the events at the session's last instant
+    same_instant = np.ones(n, dtype=bool)
+    same_instant[1:] = (owner_s[1:] != owner_s[:-1]) | (t_s[1:] != t_s[:-1])
+    run_start = np.flatnonzero(same_instant)
+    longest = np.maximum.reduceat(np.nan_to_num(duration[order], nan=0.0), run_start)
+    run_of_row = np.cumsum(same_instant) - 1
+    tail = longest[run_of_row[last]] * 1e9
     minutes = (t_s[last] - t_s[first] + tail) / _MINUTE
     return {"first": order[first], "minutes": minutes}
 

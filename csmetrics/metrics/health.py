@@ -279,11 +279,10 @@ class _Inputs:
         return load + np.cumsum(diff.reshape(n_c, n_p + 1), axis=1)[:, :n_p]
 
     def _mrr(self, billing: pd.DataFrame, fx: pd.DataFrame | None) -> np.ndarray:
-        from csmetrics.metrics._billing import MONEY_SCALE, BillingArrays, build_groups, build_ledger, prepare
+        from csmetrics.metrics._billing import MONEY_SCALE, arrays_and_ledger, build_groups, prepare
 
         prepared, context = prepare(billing, freq=self.spine.freq, tz=self.spine.tz, fx=fx, as_of=self.as_of, validated=True)
-        arrays = BillingArrays.of(prepared, context)
-        ledger = build_ledger(arrays, context)
+        arrays, ledger = arrays_and_ledger(prepared, context)
         groups = build_groups(ledger, context.spine.n)
         shift = context.spine.first - self.spine.first  # the billing spine may start earlier or later
         rows = self.ids.get_indexer(arrays.customer_ids[groups.customer])

@@ -31,8 +31,8 @@ from csmetrics.metrics._billing import (
     BillingContext,
     Ledger,
     SegmentCoder,
+    arrays_and_ledger,
     build_groups,
-    build_ledger,
     mrr_at,
     plan_at,
     prepare,
@@ -62,8 +62,7 @@ def partial(billing: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
     """
     spine = context.spine
     n = spine.n
-    arrays = BillingArrays.of(billing, context)
-    ledger = build_ledger(arrays, context)
+    arrays, ledger = arrays_and_ledger(billing, context)
     groups = build_groups(ledger, n)
     coder = SegmentCoder(context, arrays)
 
@@ -257,8 +256,7 @@ def mrr_movements(
     billing, context = prepare(billing, freq=freq, by=by, customers=customers, fx=fx, tz=tz, as_of=as_of,
                                start=start, end=end, **policies)  # fmt: skip
     spine = context.spine
-    arrays = BillingArrays.of(billing, context)
-    ledger = build_ledger(arrays, context)
+    arrays, ledger = arrays_and_ledger(billing, context)
     moving = (ledger.kind != NONE) & (ledger.period >= 0) & (ledger.period < spine.n)
     groups = build_groups(ledger, spine.n)
     money = 1.0 / MONEY_SCALE
@@ -305,8 +303,7 @@ def cohort_table(
                                start=start, end=end, **policies)  # fmt: skip
     spine = context.spine
     n = spine.n
-    arrays = BillingArrays.of(billing, context)
-    ledger = build_ledger(arrays, context)
+    arrays, ledger = arrays_and_ledger(billing, context)
     groups = build_groups(ledger, n)
     first_new = np.full(len(arrays.customer_ids), -1, dtype=np.int64)
     is_new = ledger.kind == NEW
@@ -355,7 +352,6 @@ def current_mrr(
 ) -> pd.Series:
     """Each customer's MRR at as_of (default: billing's own as_of), indexed by customer_id."""
     billing, context = prepare(billing, fx=fx, as_of=as_of, validated=validated, **policies)
-    arrays = BillingArrays.of(billing, context)
-    ledger = build_ledger(arrays, context)
+    arrays, ledger = arrays_and_ledger(billing, context)
     last = np.append(ledger.customer[1:] != ledger.customer[:-1], True) if len(ledger.customer) else np.array([], bool)
     return pd.Series(ledger.after[last] / MONEY_SCALE, index=pd.Index(arrays.customer_ids[ledger.customer[last]], name="customer_id"), name="mrr")

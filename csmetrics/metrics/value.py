@@ -42,8 +42,9 @@ def cost_roles_of(cost_roles: Mapping[str, Sequence[str]] | None) -> dict[str, t
     return roles
 
 
-def _monthly(billing: pd.DataFrame, context, by) -> pd.DataFrame:
-    """Monthly ARPU, logo churn, purchases and trailing-12 mean churn per segment."""
+def _monthly(billing: pd.DataFrame, context, by) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Monthly ARPU, logo churn, purchases and trailing-12 mean churn per segment, and the
+    summed partial when the report's periods are these months (so it is not computed twice)."""
     _, monthly_context = prepare(
         billing, freq="M", by=by, customers=context.customers, fx=context.fx, tz=context.spine.tz,
         as_of=context.spine.as_of, base_currency=context.base_currency, validated=True,
@@ -72,7 +73,7 @@ def _monthly(billing: pd.DataFrame, context, by) -> pd.DataFrame:
     ).reset_index()
     per_month["period"] = monthly_context.spine.starts[per_month["month"].to_numpy()]
     wide = wide.merge(per_month.drop(columns="month"), on=["period", *segments], how="left")
-    return wide
+    return wide, (summed if monthly_context.spine == context.spine else None)
 
 
 def value_metrics(
@@ -111,13 +112,16 @@ def value_metrics(
     billing, context = prepare(billing, freq=freq, by=by, customers=customers, fx=fx, tz=tz, as_of=as_of,
                                start=start, end=end, validated=validated, **policies)  # fmt: skip
     segments = list(context.by)
-    monthly = _monthly(billing, context, segments)
+    monthly, monthly_summed = _monthly(billing, context, segments)
     spine = context.spine
     # the month that holds each period's end (as_of in the partial period)
     end_instants = np.minimum(spine.ends_ns - 1, spine.as_of.value)
     end_month = pd.DatetimeIndex(pd.to_datetime(end_instants, utc=True)).tz_convert(spine.tz)
     month_start = pd.DatetimeIndex(end_month.tz_localize(None).to_period("M").start_time).tz_localize(spine.tz)
-    summed = revenue_family.combine([revenue_family.partial(billing, context)], context)
+    if monthly_summed is not None:
+        summed = monthly_summed  # the monthly pass already holds this period grid
+    else:
+        summed = revenue_family.combine([revenue_family.partial(billing, context)], context)
     arrays, seg_table = revenue_family.dense(summed, context)
     n_seg = len(seg_table) if seg_table is not None else 1
 
