@@ -140,7 +140,11 @@ class Grid:
         weights = np.asarray(values)
         if len(index) != len(weights):  # some rows fall outside the spine
             weights = weights[keep]
-        return np.bincount(index, weights=weights, minlength=size).reshape(self.n_periods, self.n_segments).astype(float)
+        if weights.dtype == bool:  # a count: the cells of the true rows, no weights
+            counts = np.bincount(index[weights], minlength=size)
+        else:
+            counts = np.bincount(index, weights=weights, minlength=size)
+        return counts.reshape(self.n_periods, self.n_segments).astype(float)
 
     def ranges(self, start: np.ndarray, stop: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cells of the first period and of the period after the last, for range sums."""
