@@ -30,10 +30,10 @@ def main() -> None:
                            n_customers=args.events_customers, months=36, seed=9,
                            events_per_active_month=args.events_per_month)["events"]  # fmt: skip
     generated = time.perf_counter() - start
-    events = csmetrics.validate(events, "events")
-    engagement = median_seconds(lambda: csmetrics.engagement_metrics(events, validated=True), repeat=args.repeat)
-    rows_events = len(events)
-    del events
+    valid_events = csmetrics.validate(events, "events")
+    rows_events = len(valid_events)
+    engagement = median_seconds(lambda: csmetrics.engagement_metrics(valid_events, validated=True), repeat=args.repeat)
+    events = valid_events = None  # free the events before the scorecard data is made
 
     health = cached_tables(f"health_{args.health_customers}_24", ("events", "tickets", "surveys", "billing", "fx"),
                            n_customers=args.health_customers, months=24, seed=4, events_per_active_month=4.0)  # fmt: skip
@@ -45,7 +45,7 @@ def main() -> None:
     print(f"{'pipeline':<58} {'rows':>12} {'seconds':>9} {'rows/s':>14}")
     print(f"{'engagement_metrics by month (sessions, MAU, adoption)':<58} {rows_events:>12,} {engagement:>9.2f} {rows_events / engagement:>14,.0f}")
     print(f"{'HealthScorecard.score (customer-period rows out)':<58} {len(scores):>12,} {scoring:>9.2f} {len(scores) / scoring:>14,.0f}")
-    print(f"  health inputs: " + ", ".join(f"{k} {len(v):,}" for k, v in valid.items()))
+    print("  health inputs: " + ", ".join(f"{k} {len(v):,}" for k, v in valid.items()))
     print(f"peak RSS {peak_rss_mb():,.0f} MB (includes the data); data generation {generated:.0f} s (cached afterwards)")
 
 

@@ -12,7 +12,6 @@ well-typed columns and check the rules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np

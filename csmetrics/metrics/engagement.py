@@ -26,8 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from csmetrics.frame import FrameBuilder, encode_segments
-from csmetrics.metrics._common import NAT, Context, Grid, combine, dense, instants, long_partial, make_context, segments_of
+from csmetrics.frame import FrameBuilder
+from csmetrics.metrics._common import Context, Grid, combine, dense, instants, long_partial, make_context, segments_of
 from csmetrics.periods import code_ends_ns, local_ns, period_codes
 from csmetrics.validate import validate
 
