@@ -160,3 +160,16 @@ def test_metric_frame_accessor():
     assert len(ax.get_lines()) == 4  # one per channel
     with pytest.raises(AttributeError, match="not a metric frame"):
         pd.DataFrame({"x": [1]}).cs.wide()
+
+
+def test_partitioned_metrics_dataset(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(SAMPLE / "tickets.parquet", data / "tickets.parquet")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["report", str(data), "--out", str(out), "--quiet", "--no-html", "--partitioned"])
+    assert result.exit_code == 0, result.output
+    partitions = {p.name for p in (out / "metrics").iterdir()}
+    assert "metric=fcr_rate" in partitions and "metric=tickets" in partitions
+    dataset = pd.read_parquet(out / "metrics")
+    assert len(dataset) == len(pd.read_parquet(out / "metrics.parquet"))
