@@ -146,6 +146,19 @@ class Grid:
             counts = np.bincount(index, weights=weights, minlength=size)
         return counts.reshape(self.n_periods, self.n_segments).astype(float)
 
+    def add_classes(self, cells: tuple[np.ndarray, np.ndarray], classes: np.ndarray, n_classes: int) -> np.ndarray:
+        """Row counts per cell and class in one bincount: (periods, segments, n_classes).
+
+        ``classes`` holds one code per row in 0..n_classes-1, or -1 for rows that count nowhere.
+        """
+        index, keep = cells
+        codes = np.asarray(classes)
+        if len(index) != len(codes):
+            codes = codes[keep]
+        counted = codes >= 0
+        flat = np.bincount(index[counted] * n_classes + codes[counted], minlength=self.n_periods * self.n_segments * n_classes)
+        return flat.reshape(self.n_periods, self.n_segments, n_classes).astype(float)
+
     def ranges(self, start: np.ndarray, stop: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cells of the first period and of the period after the last, for range sums."""
         start = np.clip(start, 0, self.n_periods)

@@ -106,36 +106,40 @@ def partial(surveys: pd.DataFrame, context: Context) -> pd.DataFrame:
     at_send = grid.points(rows["sent_period"], seg)
     score, low, high, answered, is_ = rows["score"], rows["low"], rows["high"], rows["answered"], rows["is"]
 
-    nps = answered & is_["nps"]
-    csat = answered & is_["csat"]
-    ces = answered & is_["ces"]
+    # one bincount per classification of the answers, not one per indicator
+    nps_class = np.select([score >= 9, score >= 7], [0, 1], 2)  # promoter, passive, detractor
+    nps = grid.add_classes(at_answer, np.where(answered & is_["nps"], nps_class, -1), 3)
     threshold = csat_threshold(low, high, context.options["csat_thresholds"])
+    csat = grid.add_classes(at_answer, np.where(answered & is_["csat"], (score >= threshold).astype(np.int64), -1), 2)
+    ces = answered & is_["ces"]
+    easy = grid.add_classes(at_answer, np.where(ces, (score >= high - 2).astype(np.int64), -1), 2)
     columns = {
-        "nps_n": grid.add(at_answer, nps),
-        "promoters": grid.add(at_answer, nps & (score >= 9)),
-        "passives": grid.add(at_answer, nps & (score >= 7) & (score <= 8)),
-        "detractors": grid.add(at_answer, nps & (score <= 6)),
-        "csat_n": grid.add(at_answer, csat),
-        "csat_positive": grid.add(at_answer, csat & (score >= threshold)),
-        "ces_n": grid.add(at_answer, ces),
-        "ces_sum": grid.add(at_answer, np.where(ces, score, 0.0)),
-        "ces_easy": grid.add(at_answer, ces & (score >= high - 2)),
-    }
+        "nps_n": nps.sum(axis=2), "promoters": nps[..., 0], "passives": nps[..., 1], "detractors": nps[..., 2],
+        "csat_n": csat.sum(axis=2), "csat_positive": csat[..., 1],
+        "ces_n": easy.sum(axis=2), "ces_sum": grid.add(at_answer, np.where(ces, score, 0.0)), "ces_easy": easy[..., 1],
+    }  # fmt: skip
+    # CXI: component x (top-two box, bottom-two box) flags; on a 3-point scale a middle answer is both
     component = surveys["component"] if "component" in surveys else pd.Series(None, index=surveys.index, dtype="str")
-    for name in CXI_COMPONENTS:
-        mine = answered & is_["cxi"] & (component == name).to_numpy(dtype=bool)
-        columns[f"cxi_{name}_n"] = grid.add(at_answer, mine)
-        columns[f"cxi_{name}_top"] = grid.add(at_answer, mine & (score >= high - 1))
-        columns[f"cxi_{name}_bottom"] = grid.add(at_answer, mine & (score <= low + 1))
-    columns["sent"] = grid.add(at_send, np.ones(len(surveys)))
-    columns["sent_answered"] = grid.add(at_send, answered)
-    columns["answers"] = grid.add(at_answer, answered)
+    codes, names = pd.factorize(component)  # map the few distinct names, not every row
+    component_code = np.append(pd.Index(CXI_COMPONENTS).get_indexer(np.asarray(names, dtype=object)), -1)[codes]
+    boxes = (score >= high - 1).astype(np.int64) + 2 * (score <= low + 1).astype(np.int64)
+    cxi_ok = answered & is_["cxi"] & (component_code >= 0)
+    cxi = grid.add_classes(at_answer, np.where(cxi_ok, component_code * 4 + boxes, -1), 4 * len(CXI_COMPONENTS))
+    for k, name in enumerate(CXI_COMPONENTS):
+        mine = cxi[..., 4 * k:4 * k + 4]
+        columns[f"cxi_{name}_n"] = mine.sum(axis=2)
+        columns[f"cxi_{name}_top"] = mine[..., 1] + mine[..., 3]
+        columns[f"cxi_{name}_bottom"] = mine[..., 2] + mine[..., 3]
+    sends = grid.add_classes(at_send, answered.astype(np.int64), 2)
+    columns["sent"] = sends.sum(axis=2)
+    columns["sent_answered"] = sends[..., 1]
     if "comment" in surveys:
-        comment = surveys["comment"].astype("str").str.strip()
-        has_comment = (surveys["comment"].notna() & (comment != "")).to_numpy(dtype=bool)
+        has_comment = (surveys["comment"].notna() & (surveys["comment"].astype("str").str.strip() != "")).to_numpy(dtype=bool)
     else:
         has_comment = np.zeros(len(surveys), dtype=bool)
-    columns["commented"] = grid.add(at_answer, answered & has_comment)
+    answers = grid.add_classes(at_answer, np.where(answered, has_comment.astype(np.int64), -1), 2)
+    columns["answers"] = answers.sum(axis=2)
+    columns["commented"] = answers[..., 1]
     return long_partial(columns, PARTIAL_COLUMNS, seg_table, n)
 
 
