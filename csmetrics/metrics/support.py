@@ -97,9 +97,12 @@ def _instant_by(tickets: pd.DataFrame, column: str, as_of: int) -> np.ndarray:
     return np.where(values <= as_of, values, NAT)
 
 
-def partial(tickets: pd.DataFrame, context: Context) -> pd.DataFrame:
-    """Additive sums per (period index, segment values) over these tickets."""
-    created, period, seg, seg_table, as_of = _ticket_arrays(tickets, context)
+def partial(tickets: pd.DataFrame, context: Context, arrays: tuple | None = None) -> pd.DataFrame:
+    """Additive sums per (period index, segment values) over these tickets.
+
+    ``arrays`` (from ``_ticket_arrays``) may be passed when ``quantiles`` runs on the same rows.
+    """
+    created, period, seg, seg_table, as_of = arrays or _ticket_arrays(tickets, context)
     n = context.spine.n
     grid = Grid(n, len(seg_table) if seg_table is not None else 1)
     at_created = grid.points(period, seg)
@@ -161,9 +164,9 @@ def _distinct_customers(customer_id: pd.Series, at_created, grid: Grid) -> np.nd
     ).astype(float)
 
 
-def quantiles(tickets: pd.DataFrame, context: Context) -> pd.DataFrame:
+def quantiles(tickets: pd.DataFrame, context: Context, arrays: tuple | None = None) -> pd.DataFrame:
     """Response and resolution quantiles per (period index, segment), exact, from the rows."""
-    created, period, seg, seg_table, as_of = _ticket_arrays(tickets, context)
+    created, period, seg, seg_table, as_of = arrays or _ticket_arrays(tickets, context)
     n = context.spine.n
     n_seg = len(seg_table) if seg_table is not None else 1
     inside = (period >= 0) & (period < n)
@@ -265,5 +268,6 @@ def support_metrics(
     """
     tickets, context = prepare(tickets, freq=freq, by=by, customers=customers, tz=tz, as_of=as_of, start=start,
                                end=end, sla_targets=sla_targets, validated=validated)  # fmt: skip
-    summed = combine([partial(tickets, context)], context.by, PARTIAL_COLUMNS)
-    return finalize(summed, quantiles(tickets, context), context)
+    arrays = _ticket_arrays(tickets, context)
+    summed = combine([partial(tickets, context, arrays)], context.by, PARTIAL_COLUMNS)
+    return finalize(summed, quantiles(tickets, context, arrays), context)
