@@ -90,12 +90,15 @@ def run_pipeline(name: str, data: str, repeat: int, naive: bool) -> dict:
     paths = {t: Path(data) / f"{t}.parquet" for t in TABLES_OF[name]}
     read = {}
     read["csmetrics"], frames = _timed(lambda: {t: pd.read_parquet(p) for t, p in paths.items()})
-    con = engines.duck()
-    read["duckdb"], _ = _timed(lambda: [engines.duck_load(con, t, p) for t, p in paths.items() if t in engines.DUCK_TABLES])
-    read["polars"], plf = _timed(lambda: {t: pl.read_parquet(p) for t, p in paths.items()})
-    valid = {t: csmetrics.validate(f, t) for t, f in frames.items() if t not in ("billing",)}
-    if "billing" in frames:
-        valid["billing"] = csmetrics.validate(frames["billing"], "billing", fx=valid.get("fx"))
+    con, plf = engines.duck(), {}
+    if name not in ("validate", "report"):  # csmetrics-only pipelines: no copies in the other engines
+        read["duckdb"], _ = _timed(lambda: [engines.duck_load(con, t, p) for t, p in paths.items() if t in engines.DUCK_TABLES])
+        read["polars"], plf = _timed(lambda: {t: pl.read_parquet(p) for t, p in paths.items()})
+    valid = {}
+    if name not in ("validate", "report"):
+        valid = {t: csmetrics.validate(f, t) for t, f in frames.items() if t not in ("billing",)}
+        if "billing" in frames:
+            valid["billing"] = csmetrics.validate(frames["billing"], "billing", fx=valid.get("fx"))
     result = {"rows": {t: len(f) for t, f in frames.items()}, "read_seconds": read}
 
     keys, metrics, runners = ["period"], [], {}
