@@ -80,8 +80,8 @@ def sample_customers(tables: dict[str, pd.DataFrame], share: float = 0.01) -> di
     return {k: (t[t["customer_id"].isin(keep)] if "customer_id" in t else t) for k, t in tables.items()}
 
 
-def run_pipeline(name: str, data: str, repeat: int, naive: bool) -> dict:
-    """One pipeline, all engines, in this (child) process."""
+def run_pipeline(name: str, data: str, repeat: int, naive: bool, only: str | None = None) -> dict:
+    """One pipeline, all engines (or ``only`` one), in this (child) process."""
     import polars as pl
 
     import csmetrics
@@ -91,8 +91,9 @@ def run_pipeline(name: str, data: str, repeat: int, naive: bool) -> dict:
     read = {}
     read["csmetrics"], frames = _timed(lambda: {t: pd.read_parquet(p) for t, p in paths.items()})
     con, plf = engines.duck(), {}
-    if name not in ("validate", "report"):  # csmetrics-only pipelines: no copies in the other engines
+    if name not in ("validate", "report") and only in (None, "duckdb"):  # no copies the run does not use
         read["duckdb"], _ = _timed(lambda: [engines.duck_load(con, t, p) for t, p in paths.items() if t in engines.DUCK_TABLES])
+    if name not in ("validate", "report") and only in (None, "polars"):
         read["polars"], plf = _timed(lambda: {t: pl.read_parquet(p) for t, p in paths.items()})
     valid = {}
     if name not in ("validate", "report"):
@@ -154,6 +155,9 @@ def run_pipeline(name: str, data: str, repeat: int, naive: bool) -> dict:
         runners = {"csmetrics": lambda: csmetrics.report(frames, html=False)}
         naive_fn = None
 
+    if only is not None:
+        runners = {only: runners[only]}
+        naive = naive and only == "csmetrics"
     outputs = {engine: fn() for engine, fn in runners.items()}  # warm-up
     times: dict[str, list[float]] = {engine: [] for engine in runners}
     for _ in range(repeat):
@@ -161,10 +165,13 @@ def run_pipeline(name: str, data: str, repeat: int, naive: bool) -> dict:
             seconds, outputs[engine] = _timed(fn)
             times[engine].append(seconds)
     result["compute_seconds"] = {engine: statistics.median(t) for engine, t in times.items()}
-    if metrics:
+    if only is not None:
+        result["output"] = outputs[only]
+        result["keys"], result["metrics"] = keys, metrics
+    elif metrics:
         result["max_abs_diff"] = max(max_difference(outputs["csmetrics"], outputs[e], keys, metrics) for e in ("duckdb", "polars"))
         result["max_abs_diff_by_engine"] = {e: max_difference(outputs["csmetrics"], outputs[e], keys, metrics) for e in ("duckdb", "polars")}
-    if naive and naive_fn is not None:
+    if naive and naive_fn is not None and name != "validate":
         sample = sample_customers(frames)
         seconds, _ = _timed(lambda: naive_fn(sample))
         result["naive_extrapolated"] = seconds * 100
@@ -180,6 +187,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--isolate", action="store_true",
+                        help="run each engine in its own process (when three engines' copies do not fit in memory)")
     args = parser.parse_args()
     data = args.data or Path(__file__).resolve().parents[1] / "bench_data" / args.scale
     if not (data / "tickets.parquet").exists():
@@ -190,8 +199,11 @@ def main() -> None:
     results = {}
     context = get_context("spawn")
     for name in args.pipelines:
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            results[name] = pool.submit(run_pipeline, name, str(data), args.repeat, not args.no_naive).result()
+        if args.isolate and name not in ("validate", "report"):
+            results[name] = isolated(name, str(data), args.repeat, not args.no_naive, context)
+        else:
+            with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+                results[name] = pool.submit(run_pipeline, name, str(data), args.repeat, not args.no_naive).result()
         print_row(name, results[name])
     malloc = "set" if os.environ.get("MALLOC_MMAP_THRESHOLD_") else "not set"
     print(f"(median of {args.repeat} after a warm-up; compute only, data in memory; glibc malloc tuning {malloc}; naive = 1% sample x 100)")
@@ -213,6 +225,27 @@ def main() -> None:
             },
         }
         args.json.write_text(json.dumps(summary, indent=2))
+
+
+def isolated(name: str, data: str, repeat: int, naive: bool, context) -> dict:
+    """Each engine in its own process; outputs compared here. Peak RSS is the largest of the three."""
+    parts = {}
+    for engine in ("csmetrics", "duckdb", "polars"):
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            parts[engine] = pool.submit(run_pipeline, name, data, repeat, naive, engine).result()
+    base = parts["csmetrics"]
+    keys, metrics = base["keys"], base["metrics"]
+    diffs = {e: max_difference(base["output"], parts[e]["output"], keys, metrics) for e in ("duckdb", "polars")}
+    return {
+        "rows": base["rows"],
+        "read_seconds": {e: parts[e]["read_seconds"].get(e, parts[e]["read_seconds"].get("csmetrics")) for e in parts},
+        "compute_seconds": {e: parts[e]["compute_seconds"][e] for e in parts},
+        "max_abs_diff": max(diffs.values()),
+        "max_abs_diff_by_engine": diffs,
+        "naive_extrapolated": base.get("naive_extrapolated"),
+        "peak_rss_mb": max(p["peak_rss_mb"] for p in parts.values()),
+        "peak_rss_mb_by_engine": {e: p["peak_rss_mb"] for e, p in parts.items()},
+    }
 
 
 HEADER_PRINTED = []
