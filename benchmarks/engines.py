@@ -301,7 +301,8 @@ def engagement_duckdb(con) -> pd.DataFrame:
                                ELSE 's' || customer_id || ':' || session_id END AS owner FROM ev),
         g AS (SELECT *, CASE WHEN lag(t) OVER w IS NULL OR (session_id IS NULL AND t - lag(t) OVER w >= INTERVAL 30 MINUTE)
                              THEN 1 ELSE 0 END AS fresh FROM e WINDOW w AS (PARTITION BY owner ORDER BY t)),
-        n0 AS (SELECT *, sum(fresh) OVER (PARTITION BY owner ORDER BY t ROWS UNBOUNDED PRECEDING) AS sid FROM g),
+        -- ties in t: the session-opening row must come first, or it lands in the previous session
+        n0 AS (SELECT *, sum(fresh) OVER (PARTITION BY owner ORDER BY t, fresh DESC ROWS UNBOUNDED PRECEDING) AS sid FROM g),
         n AS (SELECT *, max(t) OVER (PARTITION BY owner, sid) AS last_t FROM n0),
         sess AS (SELECT date_trunc('month', min(t)) AS period,
                         (epoch(max(t) - min(t)) + coalesce(max(duration_seconds) FILTER (WHERE t = last_t), 0)) / 60 AS minutes
