@@ -281,3 +281,13 @@ def compare_periods(frame: pd.DataFrame, metric: str, alpha: float = 0.05) -> pd
     out["p_value"] = p
     out["significant"] = ~np.isnan(p) & (np.nan_to_num(p, nan=1.0) < alpha)
     return out
+
+
+def segment_positions(seg_table: pd.DataFrame | None, values: pd.DataFrame, by: Sequence[str]) -> np.ndarray:
+    """Row of ``seg_table`` holding each row's ``by`` values (-1 if absent; 0 without segments)."""
+    by = list(by)
+    if seg_table is None or not by:
+        return np.zeros(len(values), dtype=np.int64)
+    if len(by) == 1:
+        return pd.Index(seg_table[by[0]]).get_indexer(pd.Index(values[by[0]]))
+    return pd.MultiIndex.from_frame(seg_table[by]).get_indexer(pd.MultiIndex.from_frame(values[by]))

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from csmetrics.frame import FrameBuilder
+from csmetrics.frame import FrameBuilder, segment_positions
 from csmetrics.metrics._common import Context, Grid, combine, dense, instants, long_partial, make_context, segments_of
 from csmetrics.periods import code_ends_ns, local_ns, period_codes
 from csmetrics.validate import validate
@@ -237,18 +237,14 @@ def _purchases(billing: pd.DataFrame | None, context: Context, seg_table: pd.Dat
     from csmetrics.frame import attach_segments
     from csmetrics.metrics._billing import BillingArrays, invoices
 
+
     spine = context.spine
     arrays = BillingArrays.of(billing, context.options["billing_context"])
     keep, at, invoice, amount = invoices(arrays, spine.as_of.value)
     lines = billing[keep]
     # the segment codes must be those of the events' segment table
-    if seg_table is not None:
-        values = attach_segments(lines, context.by, context.customers, "billing")
-        lookup = pd.MultiIndex.from_frame(seg_table) if seg_table.shape[1] > 1 else pd.Index(seg_table.iloc[:, 0])
-        keys = pd.MultiIndex.from_frame(values) if values.shape[1] > 1 else pd.Index(values.iloc[:, 0])
-        seg = lookup.get_indexer(keys)
-    else:
-        seg = np.zeros(len(lines), dtype=np.int64)
+    values = attach_segments(lines, context.by, context.customers, "billing") if context.by else lines
+    seg = segment_positions(seg_table, values, context.by)
     known = seg >= 0  # a segment no event has: no engagement row to attach the purchase to
     period = spine.index(period_codes(at[known], spine.freq, spine.tz))
     cells = grid.points(period, seg[known])
@@ -290,12 +286,7 @@ def _adoption_frame(adoption: pd.DataFrame, a: dict, seg_table: pd.DataFrame | N
         return pd.DataFrame()
     summed = adoption.groupby(["period_index", *by, "event"], dropna=False, sort=True, observed=True)["customers"].sum().reset_index()
     n_seg = len(seg_table) if seg_table is not None else 1
-    if by:
-        lookup = pd.MultiIndex.from_frame(seg_table[by]) if len(by) > 1 else pd.Index(seg_table[by[0]])
-        keys = pd.MultiIndex.from_frame(summed[by]) if len(by) > 1 else pd.Index(summed[by[0]])
-        seg = lookup.get_indexer(keys)
-    else:
-        seg = np.zeros(len(summed), dtype=np.int64)
+    seg = segment_positions(seg_table, summed, by)
     # every event name appears in every period and segment (0 customers where nobody used it)
     names = sorted(summed["event"].unique())
     name_index = pd.Index(names).get_indexer(summed["event"])

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from csmetrics.frame import FrameBuilder
+from csmetrics.frame import FrameBuilder, segment_positions
 from csmetrics.metrics._common import (
     NAT,
     Context,
@@ -221,12 +221,7 @@ def finalize(summed: pd.DataFrame, exact: pd.DataFrame, context: Context) -> pd.
 def _dense_values(exact: pd.DataFrame, by: list[str], seg_table: pd.DataFrame | None, n: int) -> dict[str, np.ndarray]:
     """Put the per-cell quantiles on the grid of ``seg_table`` (NaN where a cell has none)."""
     n_seg = len(seg_table) if seg_table is not None else 1
-    if by:
-        lookup = pd.MultiIndex.from_frame(seg_table[by]) if len(by) > 1 else pd.Index(seg_table[by[0]])
-        keys = pd.MultiIndex.from_frame(exact[by]) if len(by) > 1 else pd.Index(exact[by[0]])
-        seg = lookup.get_indexer(keys)
-    else:
-        seg = np.zeros(len(exact), dtype=np.int64)
+    seg = segment_positions(seg_table, exact, by)
     cell = exact["period_index"].to_numpy(dtype=np.int64) * n_seg + seg
     out = {}
     for name in QUANTILE_COLUMNS:
