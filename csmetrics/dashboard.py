@@ -245,7 +245,7 @@ def render(report) -> str:
         better = "flat" if np.isnan(change) or change == 0 or item["direction"] == "none" else (
             "up" if (change > 0) == (item["direction"] == "up") else "down")  # fmt: skip
         arrow = "" if np.isnan(change) else ("▲ " if change > 0 else "▼ " if change < 0 else "= ")
-        unit = "fraction" if item["unit"] == "fraction" else item["unit"]
+        unit = item["unit"]
         item.update(text=_fmt(item["value"], unit), change=f"{arrow}{_fmt(abs(change), unit) if not np.isnan(change) else 'no previous period'}", css=better)
         cards.setdefault(item["family"], []).append(item)
     used = set(metrics["metric"]) if len(metrics) else set()

@@ -258,7 +258,7 @@ def _run_families(valid, rejected, tables, paths, step, *, freq, by, tz, as_of_t
     from csmetrics.metrics import revenue as revenue_family
     from csmetrics.metrics._billing import prepare as prepare_billing
     from csmetrics.metrics.engagement import engagement_metrics
-    from csmetrics.metrics.health import HealthScorecard, aggregate_scores
+    from csmetrics.metrics.health import HealthScorecard, aggregate_scores, red_by_mrr
     from csmetrics.metrics.revenue import cohort_table, mrr_movements
     from csmetrics.metrics.support import support_metrics
     from csmetrics.metrics.surveys import followups, survey_metrics
@@ -317,10 +317,7 @@ def _run_families(valid, rejected, tables, paths, step, *, freq, by, tz, as_of_t
         scores = card.score(fx=fx, validated=True, **health_tables, **common)
         frames.append(aggregate_scores(scores, card, by=[c for c in by if customers is not None and c in customers.columns],
                                        customers=customers, freq=freq, tz=tz))  # fmt: skip
-        if len(scores):
-            last = scores["period"].max()
-            risky = scores[(scores["period"] == last) & (scores["band"] == "red")].sort_values(
-                ["mrr", "score"], ascending=[False, True], na_position="last", kind="stable")  # fmt: skip
+        risky = red_by_mrr(scores)
         ran.append("health")
 
     step("assemble")

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from csmetrics.metrics._common import NAT, as_tuple, instants
-from csmetrics.periods import Spine, make_spine, period_codes, resolve_as_of
+from csmetrics.metrics._common import NAT, as_tuple, instants, resolve_spine
+from csmetrics.periods import Spine, period_codes
 from csmetrics.validate import resolve_base_currency, validate
 
 MONEY_SCALE = 10_000
@@ -105,20 +105,10 @@ def prepare(
     static = [c for c in by if c != "plan"]
     if static and (customers is None or any(c not in customers for c in static)):
         raise KeyError(f"segment columns {static} must be columns of the customers table")
-    start_ns, end_ns, invoiced_ns = (instants(billing[c]) for c in ("service_start", "service_end", "invoiced_at"))
-    if as_of is None:
-        latest = max(start_ns.max(initial=NAT), invoiced_ns.max(initial=NAT))
-        if latest == NAT:
-            raise ValueError("as_of cannot be inferred from an empty billing table; pass as_of=")
-        as_of_ts = pd.Timestamp(latest, tz="UTC")
-    else:
-        as_of_ts = resolve_as_of(as_of)
-    known = np.concatenate([start_ns[start_ns <= as_of_ts.value], end_ns[end_ns <= as_of_ts.value],
-                            invoiced_ns[invoiced_ns <= as_of_ts.value], [as_of_ts.value]])  # fmt: skip
-    known = known[known != NAT]
-    # subscriptions are data up to as_of: the spine runs through as_of's period
-    bounds = np.array([known.min(), known.max()])
-    spine = make_spine(period_codes(bounds, freq, tz), freq, tz, as_of_ts, start, end)
+    # subscriptions are data up to as_of: the spine always runs through as_of's period
+    spine = resolve_spine(billing, period_columns=("service_start", "service_end", "invoiced_at"),
+                          as_of_columns=("service_start", "invoiced_at"), freq=freq, tz=tz, as_of=as_of,
+                          start=start, end=end, through_as_of=True)  # fmt: skip
     if fx is not None and "currency" in billing:
         base_currency = resolve_base_currency(set(billing["currency"].dropna().unique()), set(fx["currency"]), base_currency)
     context = BillingContext(spine, by, Policies.from_kwargs(policies), fx, base_currency, customers)

@@ -39,6 +39,36 @@ class Context:
     options: dict = field(default_factory=dict)
 
 
+def resolve_spine(
+    table: pd.DataFrame,
+    *,
+    period_columns: Sequence[str],
+    as_of_columns: Sequence[str],
+    freq: str,
+    tz: str,
+    as_of: object,
+    start: object,
+    end: object,
+    through_as_of: bool,
+) -> Spine:
+    """as_of (given, else the latest of ``as_of_columns``) and the spine of the periods with
+    data in ``period_columns`` up to it; ``through_as_of`` extends the spine to as_of's period."""
+    if as_of is None:
+        latest = max((instants(table[c]).max(initial=NAT) for c in as_of_columns if c in table), default=NAT)
+        if latest == NAT:
+            raise ValueError("as_of cannot be inferred from an empty table; pass as_of=")
+        as_of_ts = pd.Timestamp(latest, tz="UTC")
+    else:
+        as_of_ts = resolve_as_of(as_of)
+    known = [instants(table[c]) for c in period_columns if c in table]
+    stamps = np.concatenate(known) if known else np.array([], dtype=np.int64)
+    stamps = stamps[(stamps != NAT) & (stamps <= as_of_ts.value)]
+    if through_as_of or len(stamps) == 0:
+        stamps = np.append(stamps, as_of_ts.value)
+    bounds = np.array([stamps.min(), stamps.max()])
+    return make_spine(period_codes(bounds, freq, tz), freq, tz, as_of_ts, start, end)
+
+
 def make_context(
     table: pd.DataFrame,
     *,
@@ -59,21 +89,8 @@ def make_context(
     extends the spine through its period (stock metrics such as backlog are
     known up to it).
     """
-    present = [c for c in as_of_columns if c in table]
-    if as_of is None:
-        latest = max((instants(table[c]).max(initial=NAT) for c in present), default=NAT)
-        if latest == NAT:
-            raise ValueError("as_of cannot be inferred from an empty table; pass as_of=")
-        as_of_ts = pd.Timestamp(latest, tz="UTC")
-    else:
-        as_of_ts = resolve_as_of(as_of)
-    known = [instants(table[c]) for c in period_columns if c in table]
-    stamps = np.concatenate(known) if known else np.array([], dtype=np.int64)
-    stamps = stamps[(stamps != NAT) & (stamps <= as_of_ts.value)]
-    if as_of is not None or len(stamps) == 0:
-        stamps = np.append(stamps, as_of_ts.value)
-    bounds = np.array([stamps.min(), stamps.max()])
-    spine = make_spine(period_codes(bounds, freq, tz), freq, tz, as_of_ts, start, end)
+    spine = resolve_spine(table, period_columns=period_columns, as_of_columns=as_of_columns, freq=freq, tz=tz,
+                          as_of=as_of, start=start, end=end, through_as_of=as_of is not None)  # fmt: skip
     return Context(spine, as_tuple(by), customers, options)
 
 

@@ -367,13 +367,20 @@ def aggregate_scores(scores: pd.DataFrame, card: HealthScorecard, *, by=None, cu
     return builder.build()
 
 
+def red_by_mrr(scores: pd.DataFrame, period: object = None) -> pd.DataFrame:
+    """The red rows of a scorecard's period (default: the last), largest MRR first, then lowest score."""
+    if scores.empty:
+        return scores
+    if period is None:
+        target = scores["period"].max()
+    else:
+        target = pd.Timestamp(period)
+        target = target.tz_localize(scores["period"].dt.tz) if target.tzinfo is None else target
+    red = scores[(scores["period"] == target) & (scores["band"] == "red")]
+    return red.sort_values(["mrr", "score"], ascending=[False, True], na_position="last", kind="stable").reset_index(drop=True)
+
+
 def at_risk(*, scorecard: HealthScorecard | None = None, period: object = None, **tables) -> pd.DataFrame:
     """Red customers of a period (default: the last) by MRR, largest first, with the
     component that pulls each one down most."""
-    card = scorecard or HealthScorecard()
-    scores = card.score(**tables)
-    if scores.empty:
-        return scores
-    target = scores["period"].max() if period is None else pd.Timestamp(period).tz_localize(scores["period"].dt.tz) if pd.Timestamp(period).tzinfo is None else pd.Timestamp(period)
-    red = scores[(scores["period"] == target) & (scores["band"] == "red")]
-    return red.sort_values(["mrr", "score"], ascending=[False, True], na_position="last", kind="stable").reset_index(drop=True)
+    return red_by_mrr((scorecard or HealthScorecard()).score(**tables), period)
