@@ -151,3 +151,29 @@ def quantiles_by_group(
 def quantile_by_group(values: np.ndarray, groups: np.ndarray, n_groups: int, q: float) -> np.ndarray:
     """One quantile per group (see :func:`quantiles_by_group`)."""
     return quantiles_by_group(values, groups, n_groups, (q,))[:, 0]
+
+
+def quantile_of_counts(values: np.ndarray, counts: np.ndarray, q: float) -> float:
+    """numpy's linear quantile of the multiset with each of ``values`` repeated ``counts`` times.
+
+    ``values`` need not be sorted or distinct (histograms of several partitions can simply be
+    concatenated); the result equals ``np.quantile(np.repeat(values, counts), q)``.
+
+    Examples
+    --------
+    >>> float(quantile_of_counts(np.array([1.0, 3.0, 2.0]), np.array([2, 1, 1]), 0.5))
+    1.5
+    """
+    values, inverse = np.unique(np.asarray(values, dtype=float), return_inverse=True)
+    counts = np.bincount(inverse, weights=np.asarray(counts, dtype=float), minlength=len(values))
+    total = int(counts.sum())
+    if total == 0:
+        return float("nan")
+    ends = np.cumsum(counts)
+    h = (total - 1) * q
+    lower = int(np.floor(h))
+    a = values[np.searchsorted(ends, lower, side="right")]
+    b = values[np.searchsorted(ends, min(lower + 1, total - 1), side="right")]
+    t = h - lower
+    # numpy's _lerp, so the result is bit-for-bit np.quantile's
+    return float(b - (b - a) * (1 - t)) if t >= 0.5 else float(a + (b - a) * t)

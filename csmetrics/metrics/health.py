@@ -30,7 +30,8 @@ import pandas as pd
 
 from csmetrics.frame import FrameBuilder, attach_segments, encode_segments
 from csmetrics.metrics._common import NAT, instants
-from csmetrics.periods import make_spine, period_codes, resolve_as_of
+from csmetrics.periods import Spine, make_spine, period_codes, resolve_as_of
+from csmetrics.stats import quantile_of_counts
 from csmetrics.validate import validate
 
 COMPONENTS = ("usage", "sentiment", "support", "revenue")
@@ -93,14 +94,15 @@ class HealthScorecard:
     # -- sklearn-style API -----------------------------------------------------
     def fit(self, **tables) -> HealthScorecard:
         """Learn the support load scale from the tables (events, surveys, tickets, billing, ...)."""
-        return self._fit_inputs(_Inputs.build(self, **tables))
+        return self.fit_loads(*load_counts(_Inputs.build(self, **tables).rows()))
 
-    def _fit_inputs(self, inputs: _Inputs) -> HealthScorecard:
+    def fit_loads(self, loads: np.ndarray, counts: np.ndarray) -> HealthScorecard:
+        """Fit from the distinct positive ticket loads of scored customer-periods and their counts
+        (what a partitioned engine sums across partitions; the quantile is exact)."""
         if self.support_scale is not None:
             self.support_scale_ = float(self.support_scale)
         else:
-            load = inputs.support_load[inputs.live & (inputs.support_load > 0)]
-            self.support_scale_ = float(max(np.quantile(load, 0.95), 1.0)) if len(load) else 1.0
+            self.support_scale_ = float(max(quantile_of_counts(loads, counts, 0.95), 1.0)) if len(loads) else 1.0
         self.weights_ = self._weights()
         return self
 
@@ -108,12 +110,35 @@ class HealthScorecard:
         """One row per scored customer and period: component scores, score, band, contributions."""
         if not hasattr(self, "support_scale_"):
             raise RuntimeError("HealthScorecard is not fitted: call fit() or score()")
-        return _Inputs.build(self, **tables).scores(self)
+        return self.finish(_Inputs.build(self, **tables).rows())
 
     def score(self, **tables) -> pd.DataFrame:
         """``fit`` then ``transform`` on the same tables (their inputs are built once)."""
-        inputs = _Inputs.build(self, **tables)
-        return inputs.scores(self._fit_inputs(inputs))
+        rows = _Inputs.build(self, **tables).rows()
+        return self.fit_loads(*load_counts(rows)).finish(rows)
+
+    def finish(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Score the component inputs of :meth:`_Inputs.rows` (a fitted scorecard)."""
+        load = rows.pop("support_load").to_numpy(dtype=float)
+        support = 100 * np.maximum(0.0, 1 - load / self.support_scale_)  # NaN load (no tickets table): NaN
+        picked = np.column_stack([rows["usage"], rows["sentiment"], support, rows["revenue"]]).astype(float)
+        score, used, contributions = weighted_score(picked, self.weights_)
+        out = rows[["customer_id", "period"]].copy()
+        for i, name in enumerate(COMPONENTS):
+            out[name] = picked[:, i]
+        out["score"] = score
+        out["band"] = pd.Series(band_of(score, self.bands), dtype="str", index=out.index)
+        out["components_used"] = used
+        for i, name in enumerate(COMPONENTS):
+            out[f"contribution_{name}"] = contributions[:, i]
+        # points each component costs: weight share * (100 - its score)
+        total = (~np.isnan(picked) & (self.weights_ > 0)) * self.weights_
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lost = np.where(total > 0, total * (100 - np.nan_to_num(picked)) / total.sum(axis=1, keepdims=True), -np.inf)
+        weakest = np.where(used > 0, np.array(COMPONENTS, dtype=object)[np.argmax(lost, axis=1)], None) if len(rows) else []
+        out["weakest_component"] = pd.Series(weakest, dtype="str", index=out.index)
+        out["mrr"] = rows["mrr"].to_numpy(dtype=float)
+        return out.sort_values(["period", "customer_id"], kind="stable").reset_index(drop=True)
 
     def _weights(self) -> np.ndarray:
         if self.weights is None:
@@ -144,6 +169,7 @@ class _Inputs:
         start: object = None,
         end: object = None,
         validated: bool = False,
+        spine: Spine | None = None,
     ) -> _Inputs:
         if not validated:
             events = validate(events, "events") if events is not None else None
@@ -153,20 +179,9 @@ class _Inputs:
             billing = validate(billing, "billing", fx=fx) if billing is not None else None
         self = cls()
         self.customers = customers
-        stamps = {
-            "events": [("timestamp", events)],
-            "surveys": [("responded_at", surveys), ("sent_at", surveys)],
-            "tickets": [("created_at", tickets)],
-            "billing": [("service_start", billing), ("invoiced_at", billing)],
-        }
-        known = [instants(t[c]) for pairs in stamps.values() for c, t in pairs if t is not None and c in t]
-        if not known:
-            raise ValueError("HealthScorecard needs at least one of events, surveys, tickets, billing")
-        every = np.concatenate(known)
-        every = every[every != NAT]
-        self.as_of = resolve_as_of(as_of) if as_of is not None else pd.Timestamp(every.max(), tz="UTC")
-        every = every[every <= self.as_of.value]
-        self.spine = make_spine(period_codes(np.array([every.min(), every.max()]), freq, tz), freq, tz, self.as_of, start, end)
+        self.spine = spine or health_spine(events=events, surveys=surveys, tickets=tickets, billing=billing, freq=freq,
+                                           tz=tz, as_of=as_of, start=start, end=end)  # fmt: skip
+        self.as_of = self.spine.as_of
         ids = [t["customer_id"] for t in (events, surveys, tickets, billing) if t is not None]
         self.ids = pd.Index(pd.concat(ids, ignore_index=True).unique())
         n_c, n_p = len(self.ids), self.spine.n
@@ -296,33 +311,37 @@ class _Inputs:
         np.add.at(diff, rows[keep] * (n_p + 1) + stop[keep], -groups.end_mrr[keep] / MONEY_SCALE)
         return np.cumsum(diff.reshape(n_c, n_p + 1), axis=1)[:, :n_p]
 
-    def scores(self, card: HealthScorecard) -> pd.DataFrame:
-        support = np.where(self.live, 100 * np.maximum(0.0, 1 - self.support_load / card.support_scale_), np.nan) if self.has_support else np.full(self.shape, np.nan)
-        components = np.stack([self.usage, self.sentiment, support, self.revenue], axis=-1)
+    def rows(self) -> pd.DataFrame:
+        """The component inputs of every scored (live) customer and period, before the scale is known."""
         rows, periods = np.nonzero(self.live)
-        picked = components[rows, periods]
-        score, used, contributions = weighted_score(picked, card.weights_)
-        out = pd.DataFrame(
-            {
-                "customer_id": self.ids.to_numpy()[rows],
-                "period": self.spine.starts[periods],
-            }
-        )
-        for i, name in enumerate(COMPONENTS):
-            out[name] = picked[:, i]
-        out["score"] = score
-        out["band"] = pd.Series(band_of(score, card.bands), dtype="str")
-        out["components_used"] = used
-        for i, name in enumerate(COMPONENTS):
-            out[f"contribution_{name}"] = contributions[:, i]
-        # points each component costs: weight share * (100 - its score)
-        total = (~np.isnan(picked) & (card.weights_ > 0)) * card.weights_
-        with np.errstate(invalid="ignore", divide="ignore"):
-            lost = np.where(total > 0, total * (100 - np.nan_to_num(picked)) / total.sum(axis=1, keepdims=True), -np.inf)
-        out["weakest_component"] = np.where(used > 0, np.array(COMPONENTS, dtype=object)[np.argmax(lost, axis=1)], None)
-        out["weakest_component"] = out["weakest_component"].astype("str")
+        out = pd.DataFrame({"customer_id": self.ids.to_numpy()[rows], "period": self.spine.starts[periods]})
+        out["usage"] = self.usage[rows, periods]
+        out["sentiment"] = self.sentiment[rows, periods]
+        out["support_load"] = self.support_load[rows, periods] if self.has_support else np.nan
+        out["revenue"] = self.revenue[rows, periods]
         out["mrr"] = self.mrr[rows, periods]
-        return out.sort_values(["period", "customer_id"], kind="stable").reset_index(drop=True)
+        return out
+
+
+def health_spine(*, freq: str = "M", tz: str = "UTC", as_of: object = None, start: object = None, end: object = None,
+                 **tables: pd.DataFrame | None) -> Spine:  # fmt: skip
+    """The scorecard's periods: from the earliest to the latest timestamp (up to as_of) of any table."""
+    stamps = {"events": ("timestamp",), "surveys": ("responded_at", "sent_at"), "tickets": ("created_at",),
+              "billing": ("service_start", "invoiced_at")}  # fmt: skip
+    known = [instants(t[c]) for name, t in tables.items() if t is not None for c in stamps[name] if c in t]
+    if not known:
+        raise ValueError("HealthScorecard needs at least one of events, surveys, tickets, billing")
+    every = np.concatenate(known)
+    every = every[every != NAT]
+    as_of_ts = resolve_as_of(as_of) if as_of is not None else pd.Timestamp(every.max(), tz="UTC")
+    every = every[every <= as_of_ts.value]
+    return make_spine(period_codes(np.array([every.min(), every.max()]), freq, tz), freq, tz, as_of_ts, start, end)
+
+
+def load_counts(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct positive ticket loads of scored rows and how often each occurs."""
+    load = rows["support_load"].to_numpy(dtype=float)
+    return np.unique(load[load > 0], return_counts=True)
 
 
 def health_metrics(

@@ -42,38 +42,59 @@ def cost_roles_of(cost_roles: Mapping[str, Sequence[str]] | None) -> dict[str, t
     return roles
 
 
-def _monthly(billing: pd.DataFrame, context, by) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Monthly ARPU, logo churn, purchases and trailing-12 mean churn per segment, and the
-    summed partial when the report's periods are these months (so it is not computed twice)."""
-    _, monthly_context = prepare(
-        billing, freq="M", by=by, customers=context.customers, fx=context.fx, tz=context.spine.tz,
-        as_of=context.spine.as_of, base_currency=context.base_currency, validated=True,
-        **context.policies.__dict__,
+def monthly_context(billing: pd.DataFrame, context):
+    """The calendar-month context CLV needs, whatever the report's freq (``billing`` may be a
+    partitioned engine's summary of the table: only its timestamps' range matters)."""
+    _, monthly = prepare(
+        billing, freq="M", by=context.by, customers=context.customers, fx=context.fx, tz=context.spine.tz,
+        as_of=context.spine.as_of, base_currency=context.base_currency, validated=True, **context.policies.__dict__,
     )  # fmt: skip
-    summed = revenue_family.combine([revenue_family.partial(billing, monthly_context)], monthly_context)
-    frame = pd.concat([revenue_family.finalize(summed, monthly_context), customers_family.finalize(summed, monthly_context)])
-    wide = to_wide(frame)
-    segments = list(by)
-    wide = wide.sort_values([*segments, "period"], kind="stable")
-    grouped = wide.groupby(segments, dropna=False, sort=False)["logo_churn_rate"] if segments else wide["logo_churn_rate"]
-    wide["mean_churn"] = grouped.transform(lambda s: s.rolling(12, min_periods=1).mean()) if segments else grouped.rolling(12, min_periods=1).mean()
-    # purchases per paying customer per month, and revenue per purchase
-    arrays = BillingArrays.of(billing, monthly_context)
-    keep, at, invoice, amount = invoices(arrays, monthly_context.spine.as_of.value)
-    month = monthly_context.spine.index(period_codes(at, "M", monthly_context.spine.tz))
+    return monthly
+
+
+def partial(billing: pd.DataFrame, context, monthly) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """Additive pieces over a set of customers: the monthly billing partial, purchases per
+    (month, segment) and, when the report's periods are not months, the billing partial on them."""
+    summed = revenue_family.partial(billing, monthly)
+    segments = list(context.by)
+    arrays = BillingArrays.of(billing, monthly)
+    keep, at, invoice, amount = invoices(arrays, monthly.spine.as_of.value)
+    month = monthly.spine.index(period_codes(at, "M", monthly.spine.tz))
     table = pd.DataFrame({"month": month, "invoice": invoice, "customer": arrays.customer[keep], "amount": amount})
     if segments:
         from csmetrics.frame import attach_segments
 
-        values = attach_segments(billing[keep], [c for c in segments if c != "plan"], context.customers, "billing") if any(c != "plan" for c in segments) else pd.DataFrame(index=billing[keep].index)
+        static = [c for c in segments if c != "plan"]
+        values = attach_segments(billing[keep], static, context.customers, "billing") if static else None
         for column in segments:
             table[column] = values[column].to_numpy() if column != "plan" else billing.loc[keep, "plan"].to_numpy()
+    # an invoice and a payer belong to one customer: these counts add up across customer sets
     per_month = table.groupby(["month", *segments], dropna=False, sort=True, observed=True).agg(
         invoices=("invoice", "nunique"), payers=("customer", "nunique"), revenue=("amount", "sum")
     ).reset_index()
-    per_month["period"] = monthly_context.spine.starts[per_month["month"].to_numpy()]
-    wide = wide.merge(per_month.drop(columns="month"), on=["period", *segments], how="left")
-    return wide, (summed if monthly_context.spine == context.spine else None)
+    own = None if monthly.spine == context.spine else revenue_family.partial(billing, context)
+    return summed, per_month, own
+
+
+def combine(partials: Sequence[tuple], context, monthly) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """Sum the pieces of disjoint customer sets."""
+    segments = list(context.by)
+    summed = revenue_family.combine([p[0] for p in partials], monthly)
+    per_month = pd.concat([p[1] for p in partials], ignore_index=True)
+    per_month = per_month.groupby(["month", *segments], dropna=False, sort=True, observed=True)[["invoices", "payers", "revenue"]].sum().reset_index()
+    own = None if partials[0][2] is None else revenue_family.combine([p[2] for p in partials], context)
+    return summed, per_month, own
+
+
+def _monthly(summed: pd.DataFrame, per_month: pd.DataFrame, monthly, segments: list[str]) -> pd.DataFrame:
+    """Monthly ARPU, logo churn, purchases and trailing-12 mean churn per segment."""
+    frame = pd.concat([revenue_family.finalize(summed, monthly), customers_family.finalize(summed, monthly)])
+    wide = to_wide(frame)
+    wide = wide.sort_values([*segments, "period"], kind="stable")
+    grouped = wide.groupby(segments, dropna=False, sort=False)["logo_churn_rate"] if segments else wide["logo_churn_rate"]
+    wide["mean_churn"] = grouped.transform(lambda s: s.rolling(12, min_periods=1).mean()) if segments else grouped.rolling(12, min_periods=1).mean()
+    per_month = per_month.assign(period=monthly.spine.starts[per_month["month"].to_numpy()])
+    return wide.merge(per_month.drop(columns="month"), on=["period", *segments], how="left")
 
 
 def value_metrics(
@@ -111,21 +132,28 @@ def value_metrics(
         costs = validate(costs, "costs")
     billing, context = prepare(billing, freq=freq, by=by, customers=customers, fx=fx, tz=tz, as_of=as_of,
                                start=start, end=end, validated=validated, **policies)  # fmt: skip
+    monthly = monthly_context(billing, context)
+    pieces = combine([partial(billing, context, monthly)], context, monthly)
+    return finalize(pieces, context, monthly, costs=costs, gross_margin=gross_margin, cost_roles=cost_roles,
+                    lifespan_months=lifespan_months)  # fmt: skip
+
+
+def finalize(pieces: tuple, context, monthly, *, costs: pd.DataFrame | None = None, gross_margin: float = 1.0,
+             cost_roles: Mapping[str, Sequence[str]] | None = None, lifespan_months: float | None = None) -> pd.DataFrame:  # fmt: skip
+    """The value metric frame (§9) from combined pieces (and the validated costs table)."""
+    monthly_summed, per_month, own = pieces
     segments = list(context.by)
-    monthly, monthly_summed = _monthly(billing, context, segments)
+    wide = _monthly(monthly_summed, per_month, monthly, segments)
     spine = context.spine
     # the month that holds each period's end (as_of in the partial period)
     end_instants = np.minimum(spine.ends_ns - 1, spine.as_of.value)
     end_month = pd.DatetimeIndex(pd.to_datetime(end_instants, utc=True)).tz_convert(spine.tz)
     month_start = pd.DatetimeIndex(end_month.tz_localize(None).to_period("M").start_time).tz_localize(spine.tz)
-    if monthly_summed is not None:
-        summed = monthly_summed  # the monthly pass already holds this period grid
-    else:
-        summed = revenue_family.combine([revenue_family.partial(billing, context)], context)
+    summed = monthly_summed if own is None else own  # the monthly pass already holds the month grid
     arrays, seg_table = revenue_family.dense(summed, context)
     n_seg = len(seg_table) if seg_table is not None else 1
 
-    lookup = monthly.set_index(["period", *segments]) if segments else monthly.set_index("period")
+    lookup = wide.set_index(["period", *segments]) if segments else wide.set_index("period")
     columns = {}
     for name in ("arpu", "mean_churn", "invoices", "payers", "revenue"):
         grid = np.full((spine.n, n_seg), np.nan)
