@@ -363,26 +363,47 @@ def health_metrics(
 
 def aggregate_scores(scores: pd.DataFrame, card: HealthScorecard, *, by=None, customers=None, freq="M", tz="UTC") -> pd.DataFrame:
     """Aggregate a scorecard's rows into the health metric frame."""
+    spine = scores_spine([scores["period"]], freq, tz)
+    return aggregate_finalize([aggregate_partial(scores, spine, by=by, customers=customers)], spine, by=by)
+
+
+def scores_spine(periods: Sequence[pd.Series], freq: str, tz: str) -> Spine:
+    """The periods from the first to the last of the scored rows' (as_of: the last period's start)."""
+    codes = np.concatenate([period_codes(p, freq, tz) for p in periods if len(p)] or [np.array([], dtype=np.int64)])
+    as_of = max((p.max() for p in periods if len(p)), default=pd.Timestamp.now(tz="UTC"))
+    first, last = (int(codes.min()), int(codes.max())) if len(codes) else (0, 0)
+    return Spine(freq=freq, tz=tz, first=first, last=last, as_of=pd.Timestamp(as_of).tz_convert("UTC"))
+
+
+_SCORE_SUMS = ("scored", "score_sum", *(f"n_{band}" for band in BANDS))
+
+
+def aggregate_partial(scores: pd.DataFrame, spine: Spine, *, by=None, customers=None) -> pd.DataFrame:
+    """Additive sums per (period, segment) of scored rows: count, score sum, rows per band."""
+    from csmetrics.metrics._common import Grid, long_partial
+
     by = [by] if isinstance(by, str) else list(by or [])
-    periods = period_codes(scores["period"], freq, tz)
-    from csmetrics.periods import Spine
-
-    as_of = scores["period"].max() if len(scores) else pd.Timestamp.now(tz="UTC")
-    spine = Spine(freq=freq, tz=tz, first=int(periods.min()), last=int(periods.max()), as_of=pd.Timestamp(as_of).tz_convert("UTC"))
     seg, seg_table = encode_segments(attach_segments(scores, by, customers, "customers"))
-    n_seg = len(seg_table) if seg_table is not None else 1
-    cell = spine.index(periods) * n_seg + seg
+    grid = Grid(spine.n, len(seg_table) if seg_table is not None else 1)
     scored = ~scores["score"].isna().to_numpy()
-
-    def cells(values):
-        return np.bincount(cell[scored], weights=np.asarray(values, dtype=float)[scored], minlength=spine.n * n_seg).reshape(spine.n, n_seg)
-
-    n = cells(np.ones(len(scores)))
-    builder = FrameBuilder(spine, seg_table)
-    builder.ratio("health_score_mean", cells(scores["score"].fillna(0).to_numpy()), n)
+    cells = grid.points(spine.index(period_codes(scores["period"], spine.freq, spine.tz)), seg)
     band = scores["band"].to_numpy(dtype=object)
+    columns = {"scored": grid.add(cells, scored), "score_sum": grid.add(cells, np.where(scored, scores["score"].to_numpy(dtype=float), 0.0))}
     for name in BANDS:
-        builder.ratio(f"health_{name}_share", cells(band == name), n)
+        columns[f"n_{name}"] = grid.add(cells, scored & (band == name))
+    return long_partial(columns, _SCORE_SUMS, seg_table, spine.n)
+
+
+def aggregate_finalize(partials: Sequence[pd.DataFrame], spine: Spine, *, by=None) -> pd.DataFrame:
+    """health_score_mean and band shares from the partials of disjoint customer sets."""
+    from csmetrics.metrics._common import combine, dense
+
+    by = [by] if isinstance(by, str) else list(by or [])
+    a, seg_table = dense(combine(partials, by, _SCORE_SUMS), by, _SCORE_SUMS, spine.n)
+    builder = FrameBuilder(spine, seg_table)
+    builder.ratio("health_score_mean", a["score_sum"], a["scored"])
+    for name in BANDS:
+        builder.ratio(f"health_{name}_share", a[f"n_{name}"], a["scored"])
     return builder.build()
 
 

@@ -255,6 +255,11 @@ def mrr_movements(
     """
     billing, context = prepare(billing, freq=freq, by=by, customers=customers, fx=fx, tz=tz, as_of=as_of,
                                start=start, end=end, **policies)  # fmt: skip
+    return movements(billing, context)
+
+
+def movements(billing: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
+    """:func:`mrr_movements` of these (validated) customers in a given context."""
     spine = context.spine
     arrays, ledger = arrays_and_ledger(billing, context)
     moving = (ledger.kind != NONE) & (ledger.period >= 0) & (ledger.period < spine.n)
@@ -301,8 +306,12 @@ def cohort_table(
     """
     billing, context = prepare(billing, freq=freq, customers=customers, fx=fx, tz=tz, as_of=as_of,
                                start=start, end=end, **policies)  # fmt: skip
-    spine = context.spine
-    n = spine.n
+    return cohort_finalize([cohort_partial(billing, context)], context)
+
+
+def cohort_partial(billing: pd.DataFrame, context: BillingContext) -> dict[str, np.ndarray]:
+    """(period, cohort) sums of MRR and active customers, and cohort sizes, over these customers."""
+    n = context.spine.n
     arrays, ledger = arrays_and_ledger(billing, context)
     groups = build_groups(ledger, n)
     first_new = np.full(len(arrays.customer_ids), -1, dtype=np.int64)
@@ -312,13 +321,23 @@ def cohort_table(
     keep = (cohort >= 0) & (cohort < n)
     p, nxt, c = groups.period[keep], groups.next_period[keep], cohort[keep]
     end_mrr = groups.end_mrr[keep].astype(float)
-    active = (end_mrr > 0).astype(float)
     grid = Grid(n, n)  # (period, cohort)
     alive = grid.ranges(p, nxt, c)
-    mrr = grid.add_range(alive, end_mrr) / MONEY_SCALE
-    customers_active = grid.add_range(alive, active)
     starting = first_new[(first_new >= 0) & (first_new < n)]
-    size = np.bincount(starting, minlength=n).astype(float)
+    return {
+        "mrr": grid.add_range(alive, end_mrr),  # money units: exact sums across partitions
+        "customers_active": grid.add_range(alive, (end_mrr > 0).astype(float)),
+        "size": np.bincount(starting, minlength=n).astype(float),
+    }
+
+
+def cohort_finalize(partials: Sequence[dict[str, np.ndarray]], context: BillingContext) -> pd.DataFrame:
+    """The cohort table from the partials of disjoint customer sets."""
+    spine = context.spine
+    n = spine.n
+    mrr = sum(p["mrr"] for p in partials) / MONEY_SCALE
+    customers_active = sum(p["customers_active"] for p in partials)
+    size = sum(p["size"] for p in partials)
     period_idx, cohort_idx = np.nonzero(np.ones((n, n), dtype=bool))
     later = period_idx >= cohort_idx
     period_idx, cohort_idx = period_idx[later], cohort_idx[later]

@@ -223,6 +223,18 @@ def followups(
     """
     surveys, context = prepare(surveys, freq=freq, tz=tz, as_of=as_of, start=start, end=end,
                                csat_thresholds=csat_thresholds, validated=validated)  # fmt: skip
+    if billing is not None and not validated:
+        from csmetrics.validate import validate_tables
+
+        tables = validate_tables({"billing": billing, **({"fx": fx} if fx is not None else {})})[0]
+        billing, fx = tables["billing"], tables.get("fx")
+    return sort_followups(followup_rows(surveys, context, billing=billing, fx=fx))
+
+
+def followup_rows(surveys: pd.DataFrame, context: Context, *, billing: pd.DataFrame | None = None,
+                  fx: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+    """The unhappy answers of these (validated) rows, with the customers' MRR at as_of given
+    billing of the same customers; unsorted (see :func:`sort_followups`)."""
     rows = answer_arrays(surveys, context)
     threshold = csat_threshold(rows["low"], rows["high"], context.options["csat_thresholds"])
     in_spine = (rows["answer_period"] >= 0) & (rows["answer_period"] < context.spine.n)
@@ -248,9 +260,15 @@ def followups(
     if billing is not None:
         from csmetrics.metrics.revenue import current_mrr
 
-        mrr = current_mrr(billing, fx=fx, as_of=as_of, validated=validated)
+        mrr = current_mrr(billing, fx=fx, as_of=context.spine.as_of, validated=True)
         out["mrr"] = mrr.reindex(out["customer_id"].to_numpy()).to_numpy()
-        out = out.sort_values(["mrr", "responded_at"], ascending=[False, False], na_position="last", kind="stable")
+    return out
+
+
+def sort_followups(rows: pd.DataFrame) -> pd.DataFrame:
+    """Largest MRR first (customers without MRR last), then the latest answer; without MRR, latest first."""
+    if "mrr" in rows:
+        rows = rows.sort_values(["mrr", "responded_at", "response_id"], ascending=[False, False, True], na_position="last", kind="stable")
     else:
-        out = out.sort_values("responded_at", ascending=False, kind="stable")
-    return out.reset_index(drop=True)
+        rows = rows.sort_values(["responded_at", "response_id"], ascending=[False, True], kind="stable")
+    return rows.reset_index(drop=True)
