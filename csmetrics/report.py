@@ -134,7 +134,10 @@ class Report:
                     raise RuntimeError(f"simulated failure after {written} file(s)")
 
             for name, frame in self.outputs().items():
-                write_parquet(frame, staging / f"{name}.parquet")
+                if isinstance(frame, Streamed):
+                    write_streamed(frame, staging / f"{name}.parquet")
+                else:
+                    write_parquet(frame, staging / f"{name}.parquet")
                 tick()
             if partitioned and len(self.metrics):
                 pq.write_to_dataset(_arrow(self.metrics), root_path=staging / "metrics", partition_cols=["metric"])
@@ -175,6 +178,22 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     pq.write_table(_arrow(frame.reset_index(drop=True)), path, compression="zstd")
 
 
+def write_streamed(streamed: Streamed, path: Path) -> None:
+    """Parts one at a time into one Parquet file (one row group or more per part), in order."""
+    writer = None
+    try:
+        for frame in streamed.frames():
+            table = _arrow(frame.reset_index(drop=True))
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+            writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        write_parquet(pd.DataFrame(columns=["customer_id", "period"]), path)
+
+
 def _printable(frame: pd.DataFrame) -> pd.DataFrame:
     """Rejected rows keep their original values; mixed object columns are written as text."""
     out = frame.copy()
@@ -197,23 +216,21 @@ def content_hash(frame: pd.DataFrame, path: Path | None = None) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def report_as_of(tables: Mapping[str, pd.DataFrame], as_of: object = None) -> pd.Timestamp:
+def report_as_of(tables: Mapping[str, pd.DataFrame], as_of: object = None, engine=None) -> pd.Timestamp:
     """The given as_of, else the latest timestamp of any (validated) table."""
     if as_of is not None:
         return to_utc(as_of)
     latest = NAT
     for name, columns in AS_OF_COLUMNS.items():
-        if name in tables:
+        if engine is not None and engine.name == "dask" and name in engine.stats:
+            latest = max([latest, *(engine.stats[name]["max"].get(c, NAT) for c in columns)])
+        elif name in tables:
             for column in columns:
                 if column in tables[name]:
                     latest = max(latest, instants(tables[name][column]).max(initial=NAT))
     if latest == NAT:
         raise ValueError("no timestamps in the input: cannot infer as_of")
     return pd.Timestamp(latest, tz="UTC")
-
-
-def _usable_by(by: Sequence[str], table: pd.DataFrame, customers: pd.DataFrame | None, extra: Sequence[str] = ()) -> list[str]:
-    return [c for c in by if c in table.columns or c in extra or (customers is not None and c in customers.columns)]
 
 
 def report(
@@ -228,13 +245,19 @@ def report(
     config: Mapping | None = None,
     paths: Mapping[str, Path] | None = None,
     progress: Callable[[str], None] | None = None,
+    engine: str = "pandas",
+    buckets: int | None = None,
 ) -> Report:
     """Run every family whose tables are present; see the module docstring.
 
     ``config`` holds the csmetrics.toml settings (csat_thresholds, sla_targets,
     cost_roles, gross_margin, session_gap_minutes, health, policies); explicit
-    arguments win over it.
+    arguments win over it. ``engine="dask"`` (or any Dask DataFrame among the
+    tables) runs on the current Dask scheduler, with ``buckets`` customer
+    buckets (default: the largest table's partition count).
     """
+    from csmetrics.dask_engine import any_dask
+    from csmetrics.engine import PandasEngine
     from csmetrics.metrics._billing import shared_ledgers
 
     config = check_config(config or {})
@@ -245,96 +268,90 @@ def report(
     if unknown:
         raise ValueError(f"unknown table(s) {unknown}")
     step("validate")
-    valid, rejected = validate_tables(tables, quarantine=quarantine)
-    as_of_ts = report_as_of(valid, as_of)
+    if engine == "dask" or any_dask(*tables.values()):
+        from csmetrics.dask_engine import load
+
+        runner, valid, rejected = load(tables, quarantine=quarantine, buckets=buckets)
+    elif engine == "pandas":
+        valid, rejected = validate_tables(tables, quarantine=quarantine)
+        runner = PandasEngine(valid)
+    else:
+        raise ValueError(f"unknown engine {engine!r}: pandas or dask")
+    as_of_ts = report_as_of(valid, as_of, runner)
     with shared_ledgers():
-        return _run_families(valid, rejected, tables, paths, step, freq=freq, by=by, tz=tz, as_of_ts=as_of_ts,
+        return _run_families(runner, valid, rejected, tables, paths, step, freq=freq, by=by, tz=tz, as_of_ts=as_of_ts,
                              quarantine=quarantine, html=html, config=config)  # fmt: skip
 
 
-def _run_families(valid, rejected, tables, paths, step, *, freq, by, tz, as_of_ts, quarantine, html, config) -> Report:
-    """Every family whose tables are present (billing families share one ledger)."""
-    from csmetrics.metrics import customers as customers_family
-    from csmetrics.metrics import revenue as revenue_family
-    from csmetrics.metrics._billing import prepare as prepare_billing
-    from csmetrics.metrics.engagement import engagement_metrics
-    from csmetrics.metrics.health import HealthScorecard, aggregate_scores, red_by_mrr
-    from csmetrics.metrics.revenue import cohort_table, mrr_movements
-    from csmetrics.metrics.support import support_metrics
-    from csmetrics.metrics.surveys import followups, survey_metrics
-    from csmetrics.metrics.value import value_metrics
+def _run_families(engine, valid, rejected, tables, paths, step, *, freq, by, tz, as_of_ts, quarantine, html, config) -> Report:
+    """Every family whose tables are present, on the engine's buckets (see csmetrics.pipeline)."""
+    from csmetrics import pipeline
+    from csmetrics.engine import resolve
+    from csmetrics.metrics.health import HealthScorecard
 
     customers = valid.get("customers")
     fx = valid.get("fx")
     policies = dict(config.get("policies", {}))
     common = {"freq": freq, "tz": tz, "as_of": as_of_ts}
-    frames: list[pd.DataFrame] = []
+    pending = {}
     ran: list[str] = []
-
-    billing = valid.get("billing")
-    if billing is not None and len(billing):
-        step("revenue")
-        seg = _usable_by(by, billing, customers, extra=["plan"])
-        prepared, context = prepare_billing(billing, by=seg, customers=customers, fx=fx, validated=True, **common, **policies)
-        summed = revenue_family.combine([revenue_family.partial(prepared, context)], context)
-        frames.append(revenue_family.finalize(summed, context))
-        frames.append(customers_family.finalize(summed, context))
-        step("value")
-        frames.append(
-            value_metrics(billing, costs=valid.get("costs"), gross_margin=float(config.get("gross_margin", 1.0)),
-                          cost_roles=config.get("cost_roles"), by=seg, customers=customers, fx=fx, validated=True,
-                          **common, **policies)  # fmt: skip
-        )
+    columns = {name: list(engine.summary(name, as_of_ts).columns) for name in ("billing", "tickets", "surveys", "events") if engine.has(name)}
+    plain_billing = None
+    if engine.has("billing"):
+        seg = pipeline.usable_by(by, columns["billing"], customers, extra=["plan"])
+        context = pipeline.billing_context(engine, by=seg, customers=customers, fx=fx, policies=policies, **common)
+        plain_billing = pipeline.billing_context(engine, fx=fx, policies=policies, **common)
+        pending["revenue"] = pipeline.revenue(engine, context)
+        pending["value"] = pipeline.value(engine, context, costs=valid.get("costs"), gross_margin=float(config.get("gross_margin", 1.0)),
+                                          cost_roles=config.get("cost_roles"))  # fmt: skip
+        pending["cohorts"] = pipeline.cohorts(engine, plain_billing)
         ran += ["revenue", "customers", "value"]
-    tickets = valid.get("tickets")
-    if tickets is not None and len(tickets):
-        step("support")
-        frames.append(support_metrics(tickets, by=_usable_by(by, tickets, customers), customers=customers,
-                                      sla_targets=config.get("sla_targets"), validated=True, **common))  # fmt: skip
+    if engine.has("tickets"):
+        pending["support"] = pipeline.support(engine, by=pipeline.usable_by(by, columns["tickets"], customers), customers=customers,
+                                              sla_targets=config.get("sla_targets"), **common)  # fmt: skip
         ran.append("support")
-    surveys = valid.get("surveys")
-    follow = pd.DataFrame()
-    if surveys is not None and len(surveys):
-        step("surveys")
-        frames.append(survey_metrics(surveys, by=_usable_by(by, surveys, customers), customers=customers,
-                                     csat_thresholds=config.get("csat_thresholds"), validated=True, **common))  # fmt: skip
-        follow = followups(surveys, billing=billing, fx=fx, csat_thresholds=config.get("csat_thresholds"), validated=True, **common)
+    if engine.has("surveys"):
+        pending["surveys"] = pipeline.surveys(engine, by=pipeline.usable_by(by, columns["surveys"], customers), customers=customers,
+                                              csat_thresholds=config.get("csat_thresholds"), **common)  # fmt: skip
+        pending["followups"] = pipeline.followups(engine, fx=fx, csat_thresholds=config.get("csat_thresholds"), **common)
         ran.append("surveys")
-    events = valid.get("events")
-    if events is not None and len(events):
-        step("engagement")
-        frames.append(engagement_metrics(events, billing=billing, fx=fx, by=_usable_by(by, events, customers),
-                                         customers=customers, validated=True,
-                                         session_gap_minutes=float(config.get("session_gap_minutes", 30.0)), **common))  # fmt: skip
+    if engine.has("events"):
+        pending["engagement"] = pipeline.engagement(engine, by=pipeline.usable_by(by, columns["events"], customers), customers=customers,
+                                                    fx=fx, session_gap_minutes=float(config.get("session_gap_minutes", 30.0)), **common)  # fmt: skip
         ran.append("engagement")
-
-    health_tables = {k: valid[k] for k in ("events", "surveys", "tickets", "billing") if k in valid and len(valid[k])}
-    scores = pd.DataFrame()
-    risky = pd.DataFrame()
-    if health_tables:
+    scores = None
+    if any(engine.has(name) for name in pipeline.HEALTH_TABLES):
         step("health")
         card = HealthScorecard(**{k: (tuple(v) if k == "bands" else v) for k, v in config.get("health", {}).items()})
-        scores = card.score(fx=fx, validated=True, **health_tables, **common)
-        frames.append(aggregate_scores(scores, card, by=[c for c in by if customers is not None and c in customers.columns],
-                                       customers=customers, freq=freq, tz=tz))  # fmt: skip
-        risky = red_by_mrr(scores)
+        scores = pipeline.health_scores(engine, card, fx=fx, **common)
+        pending["health"] = pipeline.health(engine, scores, card, by=[c for c in by if customers is not None and c in customers.columns],
+                                            customers=customers, freq=freq, tz=tz)  # fmt: skip
         ran.append("health")
+    step("metrics")
+    done = resolve(engine, pending)
 
     step("assemble")
+    frames = []
+    if "revenue" in done:
+        frames += list(done["revenue"]) + [done["value"]]
+    frames += [done[name] for name in ("support", "surveys", "engagement") if name in done]
+    risky = pd.DataFrame()
+    if "health" in done:
+        frames.append(done["health"][0])
+        risky = done["health"][1]
     metrics = _assemble(frames)
-    cohorts = cohort_table(billing, fx=fx, validated=True, **common, **policies) if billing is not None and len(billing) else pd.DataFrame()
-    customer_rows = _customer_rows(scores, billing, fx, common, policies, mrr_movements)
-    partial = _partial_period(as_of_ts, freq, tz)
+    customer_rows = _customer_output(engine, scores, plain_billing)
     result = Report(
         metrics=metrics,
         customers=customer_rows,
-        cohorts=cohorts,
-        followups=follow.reset_index(drop=True),
+        cohorts=done.get("cohorts", pd.DataFrame()),
+        followups=done.get("followups", pd.DataFrame()).reset_index(drop=True),
         at_risk=risky.reset_index(drop=True),
         rejected={k: v for k, v in rejected.items() if len(v)},
         manifest={},
     )
-    result.manifest = _manifest(result, tables, valid, rejected, paths, ran, freq=freq, by=by, tz=tz,
+    partial = _partial_period(as_of_ts, freq, tz)
+    result.manifest = _manifest(result, tables, engine, rejected, paths, ran, freq=freq, by=by, tz=tz,
                                 as_of=as_of_ts, partial=partial, quarantine=quarantine, config=config)  # fmt: skip
     if html:
         step("html")
@@ -342,6 +359,40 @@ def _run_families(valid, rejected, tables, paths, step, *, freq, by, tz, as_of_t
 
         result.html = render(result)
     return result
+
+
+def _customer_output(engine, scores, context):
+    """customers.parquet: one frame on pandas; on Dask, groups of consecutive periods kept on the
+    cluster and streamed into the file by :meth:`Report.write`."""
+    from csmetrics import pipeline
+
+    if scores is None and context is None:
+        return pd.DataFrame(columns=["customer_id", "period"])
+    groups = pipeline.customer_rows(engine, scores, context, 1 if engine.name == "pandas" else engine.n)
+    if engine.name == "pandas":
+        return groups[0]
+    groups = engine.persist(groups)
+    (lengths,) = engine.gather(engine.map(len, groups))
+    return Streamed(groups, int(sum(lengths)))
+
+
+@dataclass
+class Streamed:
+    """An output too large for one machine: parts in order, computed one at a time when written."""
+
+    parts: list
+    rows: int
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def frames(self):
+        import dask
+
+        for part in self.parts:
+            (frame,) = dask.compute(part)
+            if len(frame):
+                yield frame
 
 
 def _assemble(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -362,30 +413,6 @@ def _assemble(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return metrics[["period", "freq", *segment_columns, "metric", "value", "numerator", "denominator", "ci_low", "ci_high"]]
 
 
-def _customer_rows(scores, billing, fx, common, policies, mrr_movements) -> pd.DataFrame:
-    """Per customer and period: MRR, movements by kind, health score and band."""
-    if billing is not None and len(billing):
-        ledger = mrr_movements(billing, fx=fx, validated=True, **common, **policies)
-        moves = ledger.pivot_table(index=["customer_id", "period"], columns="kind", values="amount", aggfunc="sum", observed=True)
-        moves = moves.reindex(columns=["new", "reactivation", "expansion", "contraction", "churn"]).fillna(0.0)
-        moves.columns = [f"{c}_mrr" for c in moves.columns]
-        moves = moves.reset_index()
-    else:
-        moves = pd.DataFrame(columns=["customer_id", "period"])
-    if len(scores):
-        keep = ["customer_id", "period", "mrr", "score", "band", "components_used", "usage", "sentiment", "support", "revenue", "weakest_component"]
-        rows = scores[keep].rename(columns={"score": "health_score", "band": "health_band"})
-    else:
-        rows = pd.DataFrame(columns=["customer_id", "period"])
-    if len(moves):
-        rows = rows.merge(moves, on=["customer_id", "period"], how="outer") if len(rows) else moves
-        for column in [c for c in rows.columns if c.endswith("_mrr") and c != "mrr"]:
-            rows[column] = rows[column].fillna(0.0)
-    if len(rows):
-        rows = rows.sort_values(["period", "customer_id"], kind="stable").reset_index(drop=True)
-    return rows
-
-
 def _partial_period(as_of: pd.Timestamp, freq: str, tz: str) -> str | None:
     from csmetrics.periods import code_ends_ns, code_starts
 
@@ -394,7 +421,14 @@ def _partial_period(as_of: pd.Timestamp, freq: str, tz: str) -> str | None:
     return None if as_of.value + 1 >= end else str(code_starts(code, freq, tz)[0])
 
 
-def _manifest(result, tables, valid, rejected, paths, ran, **params) -> dict:
+def _input_rows(name: str, tables, engine, rejected) -> int:
+    if engine.name == "pandas":
+        return int(len(tables[name]))
+    valid = engine.rows(name) if name in engine.stats else int(len(engine.small[name]))
+    return valid + int(len(rejected.get(name, ())))
+
+
+def _manifest(result, tables, engine, rejected, paths, ran, **params) -> dict:
     paths = paths or {}
     config = params.pop("config")
     return {
@@ -406,12 +440,13 @@ def _manifest(result, tables, valid, rejected, paths, ran, **params) -> dict:
         "as_of": str(params["as_of"]),
         "partial_period": params["partial"],
         "families": ran,
+        "engine": engine.name,
         "inputs": {
             name: {
                 "path": str(paths[name]) if name in paths else None,
-                "rows": int(len(tables[name])),
+                "rows": _input_rows(name, tables, engine, rejected),
                 "rows_rejected": int(len(rejected.get(name, ()))),
-                "content_hash": content_hash(tables[name], paths.get(name)),
+                "content_hash": content_hash(tables[name], paths.get(name)) if name in paths or engine.name == "pandas" else None,
             }
             for name in sorted(tables)
         },

@@ -61,6 +61,11 @@ def schema_of(table: str) -> pa.DataFrameSchema:
     return _SCHEMAS[table]
 
 
+def unique_columns(table: str) -> list[str]:
+    """Columns whose values must be unique in the whole table (a partitioned engine checks them globally)."""
+    return [name for name, col in schema_of(table).columns.items() if col.unique]
+
+
 def required_columns(table: str) -> list[str]:
     """Columns that must be present in ``table``."""
     return [name for name, col in schema_of(table).columns.items() if col.required]
@@ -73,6 +78,8 @@ def validate(
     quarantine: bool = False,
     fx: pd.DataFrame | None = None,
     base_currency: str | None = None,
+    duplicated: Mapping[str, np.ndarray] | None = None,
+    currencies: set[str] | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Coerce and validate one input table.
 
@@ -89,6 +96,11 @@ def validate(
         For billing with several currencies: the (validated) fx table, and the
         base currency (default: the one billing currency fx has no rate for, if
         exactly one). Rows in a currency with no rate fail.
+    duplicated, currencies
+        For one partition of a larger table (the Dask engine): the values of
+        unique columns that occur more than once in the whole table (their rows
+        fail "unique" like duplicates inside the partition), and the table's
+        distinct currencies.
 
     Examples
     --------
@@ -111,8 +123,13 @@ def validate(
     original_index = df.index
     coerced, failures = coerce(df.reset_index(drop=True), table)
     failures.append(_schema_failures(coerced, schema))
+    for column, values in (duplicated or {}).items():
+        if column in coerced and len(values):
+            positions = np.flatnonzero(coerced[column].isin(values).to_numpy(dtype=bool))
+            failures.append(pd.DataFrame({"row": positions, "column": column, "rule": _rule_text("field_uniqueness"),
+                                          "value": coerced[column].to_numpy(dtype=object)[positions]}))  # fmt: skip
     if table == "billing":
-        failures.append(_currency_failures(coerced, fx, base_currency))
+        failures.append(_currency_failures(coerced, fx, base_currency, currencies))
     failure_table = _failure_table(table, failures, df.reset_index(drop=True))
 
     bad_positions = np.unique(failure_table["row"].to_numpy(dtype=np.int64))
@@ -370,13 +387,13 @@ def _rule_text(check: str) -> str:
 
 
 def _currency_failures(
-    billing: pd.DataFrame, fx: pd.DataFrame | None, base_currency: str | None
+    billing: pd.DataFrame, fx: pd.DataFrame | None, base_currency: str | None, currencies: set[str] | None = None
 ) -> pd.DataFrame:
     """Mixed currencies need fx (table-level); rows in a currency with no rate fail."""
     empty = pd.DataFrame(columns=["row", "column", "rule", "value"])
     if "currency" not in billing:
         return empty
-    currencies = set(billing["currency"].dropna().unique())
+    currencies = set(billing["currency"].dropna().unique()) if currencies is None else set(currencies)
     if len(currencies) <= 1:
         return empty
     if fx is None:

@@ -1,0 +1,351 @@
+"""The Dask engine: the same families on tables larger than one machine's memory.
+
+:func:`load` turns Dask DataFrames (events, tickets, surveys, billing; the small
+tables customers, costs and fx are brought into pandas) into a
+:class:`DaskEngine`:
+
+1. one pass over the id columns finds values of unique columns (ticket_id,
+   response_id, line_id) that occur in more than one row anywhere, by hashing
+   them into groups; and the distinct billing currencies;
+2. every partition is validated by the pandas validator with those global facts
+   (so a duplicate across partitions fails "unique" exactly as in one frame, and
+   the currency check sees every currency); rejected rows are gathered (quarantine)
+   or the failures raise one :class:`~csmetrics.validate.ValidationError`;
+3. ``customer_id`` gets one type across tables (text when any table has text
+   ids, as :func:`~csmetrics.validate.harmonize_ids`), and every valid partition
+   is split by a hash of ``customer_id`` into buckets: a customer's rows of every
+   table land in the same bucket, which is what the per-customer families need.
+
+Families then run through :mod:`csmetrics.pipeline` exactly as on pandas.
+Results (metric frames) are pandas; nothing is approximate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from csmetrics.metrics._common import NAT, instants
+from csmetrics.validate import (
+    FAILURE_COLUMNS,
+    TABLES,
+    ValidationError,
+    resolve_base_currency,
+    unique_columns,
+    validate,
+    validate_tables,
+)
+
+#: tables that stay distributed; the others are small and brought into pandas
+BIG = ("events", "tickets", "surveys", "billing")
+#: timestamp columns whose latest value sets a table's as_of (the families' as_of columns)
+AS_OF_COLUMNS = {
+    "events": ("timestamp",),
+    "tickets": ("created_at", "first_response_at", "resolved_at"),
+    "surveys": ("responded_at", "sent_at"),
+    "billing": ("service_start", "invoiced_at"),
+}
+
+
+def is_dask(obj: Any) -> bool:
+    """A Dask DataFrame (without importing dask)."""
+    return type(obj).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(obj, "npartitions")
+
+
+def any_dask(*objs: Any) -> bool:
+    return any(is_dask(o) for o in objs)
+
+
+def _dask():
+    try:
+        import dask
+    except ImportError as err:  # pragma: no cover - the extra is not installed
+        raise ImportError("the Dask engine needs the dask extra: pip install 'csmetrics[dask]'") from err
+    return dask
+
+
+# --------------------------------------------------------------------------
+# The engine
+# --------------------------------------------------------------------------
+class DaskEngine:
+    """Buckets of customers on a Dask scheduler (see :mod:`csmetrics.engine` for the interface)."""
+
+    name = "dask"
+
+    def __init__(self, buckets: dict[str, list], stats: dict[str, dict], heads: dict[str, pd.DataFrame], n: int,
+                 small: dict[str, pd.DataFrame] | None = None):  # fmt: skip
+        self.buckets, self.stats, self.heads, self.n = buckets, stats, heads, n
+        self.small = small or {}
+        self._shared: dict[int, tuple[Any, Any]] = {}
+        self._below: dict[tuple[str, int], dict[str, int]] = {}
+
+    def has(self, name: str) -> bool:
+        return name in self.buckets and self.stats[name]["rows"] > 0
+
+    def rows(self, name: str) -> int:
+        return self.stats[name]["rows"] if name in self.stats else 0
+
+    def table(self, name: str) -> list:
+        return self.buckets.get(name, [None] * self.n)
+
+    def _share(self, value: Any) -> Any:
+        """One task holding a value every bucket's call uses (sent to each worker once)."""
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return value
+        if id(value) not in self._shared:
+            self._shared[id(value)] = (value, _dask().delayed(value, name=f"shared-{uuid.uuid4().hex}", traverse=False))
+        return self._shared[id(value)][1]
+
+    def map(self, fn: Callable, *handles: list, **shared) -> list:
+        call = _dask().delayed(fn, pure=False, traverse=False)
+        shared = {k: self._share(v) for k, v in shared.items()}
+        return [call(*items, **shared) for items in zip(*handles, strict=True)]
+
+    def regroup(self, handle: list, key: Callable, n: int) -> list:
+        dask = _dask()
+        split = dask.delayed(_split, pure=False, nout=n)
+        pieces = [split(item, key, n) for item in handle]
+        join = dask.delayed(_concat, pure=False)
+        return [join([p[j] for p in pieces]) for j in range(n)]
+
+    def persist(self, handle: list) -> list:
+        return list(_dask().persist(*handle))
+
+    def gather(self, *handles: list) -> tuple[list, ...]:
+        return _dask().compute(*[list(h) for h in handles])
+
+    def summary(self, name: str, as_of: object = None) -> pd.DataFrame:
+        """The table's columns, with rows holding each timestamp column's min, max and latest
+        value up to as_of (default: the table's own as_of), and the distinct currencies."""
+        stats = self.stats[name]
+        limit = pd.Timestamp(as_of).value if as_of is not None else max(
+            (stats["max"].get(c, NAT) for c in AS_OF_COLUMNS.get(name, ())), default=NAT)  # fmt: skip
+        later = [c for c, v in stats["max"].items() if v > limit]
+        if later and (name, limit) not in self._below:
+            (found,) = self.gather(self.map(_max_below, self.table(name), columns=tuple(later), limit=limit))
+            self._below[(name, limit)] = {c: max((f[c] for f in found), default=NAT) for c in later}
+        below = self._below.get((name, limit), {})
+        currencies = sorted(stats.get("currencies", ()))
+        n_rows = max(3, len(currencies))
+        head = self.heads[name]
+        out = pd.DataFrame({c: pd.Series([None] * n_rows, dtype=object) for c in head.columns})
+        for column in stats["min"]:
+            values = [stats["min"][column], stats["max"][column], below.get(column, NAT)]
+            values += [NAT] * (n_rows - len(values))
+            out[column] = pd.to_datetime(np.array(values, dtype=np.int64), utc=True).where(np.array(values) != NAT)
+        if "currency" in head.columns:
+            out["currency"] = pd.Series(currencies + [None] * (n_rows - len(currencies)), dtype="str")
+        return out
+
+
+def _split(frame: pd.DataFrame, key: Callable, n: int) -> tuple[pd.DataFrame, ...]:
+    group = key(frame)
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(n + 1))
+    taken = frame.iloc[order]
+    return tuple(taken.iloc[bounds[j]:bounds[j + 1]] for j in range(n))
+
+
+def _concat(pieces: list[pd.DataFrame]) -> pd.DataFrame:
+    pieces = [p for p in pieces if p is not None]
+    nonempty = [p for p in pieces if len(p)]
+    return pd.concat(nonempty, ignore_index=True) if nonempty else pieces[0].reset_index(drop=True)
+
+
+def _max_below(frame: pd.DataFrame, columns: tuple[str, ...], limit: int) -> dict[str, int]:
+    out = {}
+    for column in columns:
+        t = instants(frame[column])
+        t = t[(t != NAT) & (t <= limit)]
+        out[column] = int(t.max()) if len(t) else NAT
+    return out
+
+
+def _stats(frame: pd.DataFrame | None) -> dict:
+    """Rows, per timestamp column min and max (int ns), distinct currencies."""
+    if frame is None:
+        return {"rows": 0, "min": {}, "max": {}}
+    out: dict[str, Any] = {"rows": len(frame), "min": {}, "max": {}}
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+            t = instants(frame[column])
+            t = t[t != NAT]
+            out["min"][column] = int(t.min()) if len(t) else NAT
+            out["max"][column] = int(t.max()) if len(t) else NAT
+    if "currency" in frame.columns:
+        out["currencies"] = set(frame["currency"].dropna().unique())
+    return out
+
+
+def _merge_stats(parts: list[dict]) -> dict:
+    out: dict[str, Any] = {"rows": sum(p["rows"] for p in parts), "min": {}, "max": {}}
+    for p in parts:
+        for column, value in p["min"].items():
+            if value != NAT:
+                out["min"][column] = min(out["min"].get(column, value), value)
+            out["min"].setdefault(column, NAT)
+        for column, value in p["max"].items():
+            out["max"][column] = max(out["max"].get(column, NAT), value)
+        if "currencies" in p:
+            out.setdefault("currencies", set()).update(p["currencies"])
+    return out
+
+
+# --------------------------------------------------------------------------
+# Loading: global checks, per-partition validation, buckets by customer
+# --------------------------------------------------------------------------
+def _hash_group(values: pd.Series, n: int) -> np.ndarray:
+    return (pd.util.hash_pandas_object(values, index=False).to_numpy() % np.uint64(n)).astype(np.int64)
+
+
+def _as_kind(values: pd.Series, kind: str) -> pd.Series:
+    """Ids as one type: int64 or text."""
+    if kind == "str":
+        return values if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object else values.astype("str")
+    return values.astype("int64") if values.dtype != np.int64 else values
+
+
+def _id_kind(dtype) -> str:
+    return "int" if pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_float_dtype(dtype) else "str"
+
+
+def _id_values(part: pd.DataFrame, column: str, kind: str) -> pd.Series:
+    """A unique column's present values as compared for duplicates (whole numbers as int64, else text)."""
+    values = part[column].dropna() if column in part else pd.Series([], dtype=object)
+    if kind == "int":
+        as_float = values.to_numpy(dtype=float)
+        if (as_float == np.floor(as_float)).all():
+            return pd.Series(as_float.astype(np.int64))
+    return values.astype("str").reset_index(drop=True)
+
+
+def _id_groups(part: pd.DataFrame, column: str, kind: str, n: int) -> tuple[pd.Series, ...]:
+    values = _id_values(part, column, kind)
+    return _split(values.to_frame("id"), lambda f: _hash_group(f["id"], n), n)
+
+
+def _duplicates(pieces: list[pd.DataFrame]) -> np.ndarray:
+    values = pd.concat(pieces, ignore_index=True)["id"]
+    return values[values.duplicated(keep=False)].unique()
+
+
+def _validate_part(part, name, quarantine, fx, base_currency, duplicated, currencies):
+    """(valid, rejected, failures) of one partition."""
+    kwargs = {"fx": fx, "base_currency": base_currency, "currencies": currencies} if name == "billing" else {}
+    try:
+        result = validate(part, name, quarantine=quarantine, duplicated=duplicated, **kwargs)
+    except ValidationError as err:
+        return None, None, err.failures
+    if quarantine:
+        return result[0], result[1], None
+    return result, None, None
+
+
+def _bucket_pieces(part: pd.DataFrame | None, kind: str, n: int) -> tuple[pd.DataFrame, ...]:
+    part = part.assign(customer_id=_as_kind(part["customer_id"], kind))
+    return _split(part, lambda f: _hash_group(f["customer_id"], n), n)
+
+
+def load(
+    tables: Mapping[str, Any],
+    *,
+    quarantine: bool = False,
+    validated: bool = False,
+    base_currency: str | None = None,
+    buckets: int | None = None,
+) -> tuple[DaskEngine, dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """Validate and bucket the tables; returns (engine, small tables in pandas, rejected rows)."""
+    import dask
+    import dask.dataframe as dd
+
+    tables = {k: v for k, v in tables.items() if v is not None}
+    unknown = sorted(set(tables) - set(TABLES))
+    if unknown:
+        raise ValueError(f"unknown table(s) {unknown}; expected some of {', '.join(TABLES)}")
+    big = {k: (v if is_dask(v) else dd.from_pandas(v, npartitions=1)) for k, v in tables.items() if k in BIG}
+    small = {k: (v.compute() if is_dask(v) else v) for k, v in tables.items() if k not in BIG}
+    if validated:
+        valid_small, rejected = dict(small), {}
+    else:
+        valid_small, rejected = validate_tables(small, quarantine=quarantine)
+    fx = valid_small.get("fx")
+    n = buckets or max(2, max((t.npartitions for t in big.values()), default=1))
+
+    # one type for customer_id across tables (text if any table has text ids)
+    kinds = {_id_kind(t._meta["customer_id"].dtype) for t in big.values() if "customer_id" in t.columns}
+    kinds |= {_id_kind(t["customer_id"].dtype) for t in valid_small.values() if "customer_id" in t.columns}
+    kind = "str" if "str" in kinds else "int"
+    for name, table in valid_small.items():
+        if "customer_id" in table.columns:
+            valid_small[name] = table.assign(customer_id=_as_kind(table["customer_id"], kind))
+
+    # global facts: duplicated unique values, billing currencies
+    facts: dict[str, Any] = {}
+    if not validated:
+        for name, table in big.items():
+            for column in unique_columns(name):
+                if column in table.columns:
+                    split = dask.delayed(_id_groups, pure=False, nout=_ID_GROUPS)
+                    pieces = [split(p, column, _id_kind(table._meta[column].dtype), _ID_GROUPS) for p in table.to_delayed()]
+                    facts[(name, column)] = [dask.delayed(_duplicates, pure=False)([p[j] for p in pieces]) for j in range(_ID_GROUPS)]
+        if "billing" in big and "currency" in big["billing"].columns:
+            facts[("billing", "currency")] = big["billing"]["currency"].dropna().unique()
+    computed = dict(zip(facts, dask.compute(*facts.values()), strict=True)) if facts else {}
+    duplicated: dict[str, dict[str, np.ndarray]] = {}
+    for (name, column), value in computed.items():
+        if column != "currency":
+            duplicated.setdefault(name, {})[column] = np.concatenate([np.asarray(v, dtype=object) for v in value] or [np.array([], dtype=object)])
+    currencies = set(computed[("billing", "currency")]) if ("billing", "currency") in computed else None
+    base = base_currency
+    if currencies is not None and len(currencies) > 1:
+        if fx is None:
+            failures = pd.DataFrame({"table": ["billing"], "row": [None], "column": ["currency"], "rule": ["mixed currencies need an fx table"],
+                                     "value": [sorted(currencies)]})  # fmt: skip
+            raise ValidationError("billing", failures[FAILURE_COLUMNS])
+        base = resolve_base_currency(currencies, set(fx["currency"]), base_currency)
+
+    # validate every partition with those facts, then split the valid rows into customer buckets
+    results: dict[str, list] = {}
+    for name, table in big.items():
+        parts = table.to_delayed()
+        if validated:
+            results[name] = [dask.delayed(lambda p: (p, None, None), pure=False)(p) for p in parts]
+        else:
+            check = dask.delayed(_validate_part, pure=False, traverse=False)
+            results[name] = [check(p, name, quarantine, fx, base, duplicated.get(name), currencies) for p in parts]
+        results[name] = list(dask.persist(*results[name]))
+    outcome = dask.compute({name: [dask.delayed(_outcome)(r) for r in res] for name, res in results.items()})[0]
+    errors = []
+    for name, parts in outcome.items():
+        failures = [f for _, f, _ in parts if f is not None and len(f)]
+        if failures:
+            errors.append(ValidationError(name, pd.concat(failures, ignore_index=True)))
+        found = [r for r, _, _ in parts if r is not None and len(r)]
+        if found:
+            rejected[name] = pd.concat(found)
+    if errors:  # without quarantine any failure; with it, only table-level ones (a missing column)
+        raise errors[0]
+    stats = {name: _merge_stats([s for _, _, s in parts]) for name, parts in outcome.items()}
+
+    bucketed: dict[str, list] = {}
+    heads: dict[str, pd.DataFrame] = {}
+    for name, res in results.items():
+        cut = dask.delayed(_bucket_pieces, pure=False, nout=n)
+        pieces = [cut(dask.delayed(lambda r: r[0], pure=False)(r), kind, n) for r in res]
+        join = dask.delayed(_concat, pure=False)
+        bucketed[name] = list(dask.persist(*[join([p[j] for p in pieces]) for j in range(n)]))
+        heads[name] = dask.compute(dask.delayed(lambda f: f.iloc[:0])(bucketed[name][0]))[0]
+    del results
+    return DaskEngine(bucketed, stats, heads, n, valid_small), valid_small, rejected
+
+
+_ID_GROUPS = 16
+
+
+def _outcome(result: tuple) -> tuple:
+    valid, rejected, failures = result
+    return rejected, failures, _stats(valid)
