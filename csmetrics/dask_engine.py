@@ -293,13 +293,13 @@ def load(
                     pieces = [split(p, column, _id_kind(table._meta[column].dtype), _ID_GROUPS) for p in table.to_delayed()]
                     facts[(name, column)] = [dask.delayed(_duplicates, pure=False)([p[j] for p in pieces]) for j in range(_ID_GROUPS)]
         if "billing" in big and "currency" in big["billing"].columns:
-            facts[("billing", "currency")] = big["billing"]["currency"].dropna().unique()
+            facts[("billing", "currency")] = [dask.delayed(_currencies, pure=False)(p) for p in big["billing"].to_delayed()]
     computed = dict(zip(facts, dask.compute(*facts.values()), strict=True)) if facts else {}
     duplicated: dict[str, dict[str, np.ndarray]] = {}
     for (name, column), value in computed.items():
         if column != "currency":
             duplicated.setdefault(name, {})[column] = np.concatenate([np.asarray(v, dtype=object) for v in value] or [np.array([], dtype=object)])
-    currencies = set(computed[("billing", "currency")]) if ("billing", "currency") in computed else None
+    currencies = set().union(*computed[("billing", "currency")]) if ("billing", "currency") in computed else None
     base = base_currency
     if currencies is not None and len(currencies) > 1:
         if fx is None:
@@ -344,6 +344,10 @@ def load(
 
 
 _ID_GROUPS = 16
+
+
+def _currencies(part: pd.DataFrame) -> set:
+    return set(part["currency"].dropna().astype("str").unique())
 
 
 def _outcome(result: tuple) -> tuple:
