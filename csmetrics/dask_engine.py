@@ -233,8 +233,16 @@ def _duplicates(pieces: list[pd.DataFrame]) -> np.ndarray:
     return values[values.duplicated(keep=False)].unique()
 
 
+def plain_strings(part: pd.DataFrame) -> pd.DataFrame:
+    """Dask reads text as ``string[pyarrow]`` (missing = NA); pandas' default ``str`` keeps the
+    frames identical to the pandas engine's."""
+    text = [c for c, t in part.dtypes.items() if isinstance(t, pd.StringDtype) and t != "str"]
+    return part.astype(dict.fromkeys(text, "str")) if text else part
+
+
 def _validate_part(part, name, quarantine, fx, base_currency, duplicated, currencies):
     """(valid, rejected, failures) of one partition."""
+    part = plain_strings(part)
     kwargs = {"fx": fx, "base_currency": base_currency, "currencies": currencies} if name == "billing" else {}
     try:
         result = validate(part, name, quarantine=quarantine, duplicated=duplicated, **kwargs)
@@ -313,7 +321,7 @@ def load(
     for name, table in big.items():
         parts = table.to_delayed()
         if validated:
-            results[name] = [dask.delayed(lambda p: (p, None, None), pure=False)(p) for p in parts]
+            results[name] = [dask.delayed(lambda p: (plain_strings(p), None, None), pure=False)(p) for p in parts]
         else:
             check = dask.delayed(_validate_part, pure=False, traverse=False)
             results[name] = [check(p, name, quarantine, fx, base, duplicated.get(name), currencies) for p in parts]
@@ -353,3 +361,57 @@ def _currencies(part: pd.DataFrame) -> set:
 def _outcome(result: tuple) -> tuple:
     valid, rejected, failures = result
     return rejected, failures, _stats(valid)
+
+
+# --------------------------------------------------------------------------
+# The public family functions, when given Dask DataFrames
+# --------------------------------------------------------------------------
+_WINDOW = ("freq", "tz", "as_of", "start", "end")
+
+
+def run(family: str, tables: Mapping[str, Any], *, validated: bool = False, base_currency: str | None = None,
+        by=None, **params) -> Any:  # fmt: skip
+    """What ``csmetrics.<family>`` returns, computed on Dask (called by the public functions)."""
+    from csmetrics import pipeline
+    from csmetrics.engine import resolve
+
+    engine, small, _ = load(tables, validated=validated, base_currency=base_currency)
+    customers, fx = small.get("customers"), small.get("fx")
+    window = {k: params.pop(k) for k in _WINDOW if k in params}
+    by = [by] if isinstance(by, str) else list(by or [])
+    if family in ("revenue", "customers", "value", "cohorts"):
+        policies = {k: params.pop(k) for k in list(params) if k in ("count_new_churn", "renewal_grace_days", "repeat_window_days")}
+        seg = by if family != "cohorts" else []
+        context = pipeline.billing_context(engine, by=seg, customers=customers if seg else None, fx=fx, base_currency=base_currency,
+                                           policies=policies, **window)  # fmt: skip
+        if family == "value":
+            pending = pipeline.value(engine, context, costs=small.get("costs"), **params)
+        elif family == "cohorts":
+            pending = pipeline.cohorts(engine, context)
+        else:
+            pending = pipeline.revenue(engine, context)
+        result = resolve(engine, {"out": pending})["out"]
+        return result[0 if family == "revenue" else 1] if family in ("revenue", "customers") else result
+    if family in ("support", "surveys", "engagement"):
+        extra = {"fx": fx} if family == "engagement" else {}
+        return resolve(engine, {"out": getattr(pipeline, family)(engine, by=by, customers=customers, **extra, **params, **window)})["out"]
+    if family == "followups":
+        return resolve(engine, {"out": pipeline.followups(engine, fx=fx, **params, **window)})["out"]
+    if family in ("scores", "health", "at_risk"):
+        card = params.pop("scorecard")
+        fit = params.pop("fit", True)
+        scores = pipeline.health_scores(engine, card, fx=fx, fit=fit, **window)
+        if family == "scores":
+            (parts,) = engine.gather(scores)
+            return pd.concat(parts, ignore_index=True).sort_values(["period", "customer_id"], kind="stable").reset_index(drop=True)
+        if family == "health":
+            return resolve(engine, {"out": pipeline.health(engine, scores, card, by=by, customers=customers,
+                                                           freq=window.get("freq", "M"), tz=window.get("tz", "UTC"))})["out"][0]  # fmt: skip
+        from csmetrics.metrics.health import red_by_mrr
+
+        period = params.get("period")
+        if period is None:  # the last scored period of all buckets
+            return resolve(engine, {"out": pipeline.health(engine, scores, card, **{k: window[k] for k in ("freq", "tz") if k in window})})["out"][1]
+        (parts,) = engine.gather(engine.map(red_by_mrr, scores, period=period))
+        return red_by_mrr(pd.concat(parts, ignore_index=True), period)
+    raise ValueError(f"unknown family {family!r}")

@@ -230,7 +230,12 @@ def attach_segments(
             )
         if lookup is None:
             lookup = customers.set_index("customer_id")
-        joined = lookup[column].reindex(table["customer_id"].to_numpy()).reset_index(drop=True)
+            keys = table["customer_id"]
+            if pd.api.types.is_integer_dtype(keys.dtype) != pd.api.types.is_integer_dtype(lookup.index.dtype):
+                # integer ids on one side, text on the other: match them as text (as validate_tables does)
+                lookup.index = lookup.index.astype("str")
+                keys = keys.astype("str")
+        joined = lookup[column].reindex(keys.to_numpy()).reset_index(drop=True)
         try:
             joined = joined.astype(customers[column].dtype)
         except (TypeError, ValueError):

@@ -29,11 +29,12 @@ def usable_by(by: Sequence[str], columns: Sequence[str], customers: pd.DataFrame
 # --------------------------------------------------------------------------
 # Billing: revenue + customers, value, cohorts, customer movements
 # --------------------------------------------------------------------------
-def billing_context(engine, *, by=(), customers=None, fx=None, freq="M", tz="UTC", as_of=None, policies=None):
+def billing_context(engine, *, by=(), customers=None, fx=None, freq="M", tz="UTC", as_of=None, start=None, end=None,
+                    base_currency=None, policies=None):  # fmt: skip
     from csmetrics.metrics._billing import prepare
 
     _, context = prepare(engine.summary("billing", as_of), by=by, customers=customers, fx=fx, freq=freq, tz=tz,
-                         as_of=as_of, validated=True, **(policies or {}))  # fmt: skip
+                         as_of=as_of, start=start, end=end, base_currency=base_currency, validated=True, **(policies or {}))  # fmt: skip
     return context
 
 
@@ -49,14 +50,15 @@ def revenue(engine, context) -> Pending:
     return Pending((engine.map(revenue_family.partial, engine.table("billing"), context=context),), finish)
 
 
-def value(engine, context, *, costs=None, gross_margin=1.0, cost_roles=None) -> Pending:
+def value(engine, context, *, costs=None, gross_margin=1.0, cost_roles=None, lifespan_months=None) -> Pending:
     from csmetrics.metrics import value as value_family
 
     monthly = value_family.monthly_context(engine.summary("billing", context.spine.as_of), context)
 
     def finish(parts):
         pieces = value_family.combine(parts, context, monthly)
-        return value_family.finalize(pieces, context, monthly, costs=costs, gross_margin=gross_margin, cost_roles=cost_roles)
+        return value_family.finalize(pieces, context, monthly, costs=costs, gross_margin=gross_margin, cost_roles=cost_roles,
+                                     lifespan_months=lifespan_months)  # fmt: skip
 
     return Pending((engine.map(value_family.partial, engine.table("billing"), context=context, monthly=monthly),), finish)
 
@@ -70,12 +72,12 @@ def cohorts(engine, context) -> Pending:
 # --------------------------------------------------------------------------
 # Support, surveys, engagement
 # --------------------------------------------------------------------------
-def support(engine, *, by=(), customers=None, sla_targets=None, freq="M", tz="UTC", as_of=None) -> Pending:
+def support(engine, *, by=(), customers=None, sla_targets=None, freq="M", tz="UTC", as_of=None, start=None, end=None) -> Pending:
     from csmetrics.metrics import support as family
     from csmetrics.metrics._common import combine
 
     _, context = family.prepare(engine.summary("tickets", as_of), by=by, customers=customers, sla_targets=sla_targets,
-                                freq=freq, tz=tz, as_of=as_of, validated=True)  # fmt: skip
+                                freq=freq, tz=tz, as_of=as_of, start=start, end=end, validated=True)  # fmt: skip
     tickets = engine.table("tickets")
     parts = engine.map(family.partial, tickets, context=context)
     # quantiles: duration rows with their segment values, regrouped so that each cell is whole in one group
@@ -112,12 +114,12 @@ def _cell_quantiles(rows: pd.DataFrame, context) -> pd.DataFrame:
     return exact_quantiles(rows.assign(segment=seg), seg_table, context.spine.n)
 
 
-def surveys(engine, *, by=(), customers=None, csat_thresholds=None, freq="M", tz="UTC", as_of=None) -> Pending:
+def surveys(engine, *, by=(), customers=None, csat_thresholds=None, freq="M", tz="UTC", as_of=None, start=None, end=None) -> Pending:
     from csmetrics.metrics import surveys as family
     from csmetrics.metrics._common import combine
 
     _, context = family.prepare(engine.summary("surveys", as_of), by=by, customers=customers, csat_thresholds=csat_thresholds,
-                                freq=freq, tz=tz, as_of=as_of, validated=True)  # fmt: skip
+                                freq=freq, tz=tz, as_of=as_of, start=start, end=end, validated=True)  # fmt: skip
 
     def finish(parts):
         return family.finalize(combine(parts, context.by, family.PARTIAL_COLUMNS), context)
@@ -125,11 +127,11 @@ def surveys(engine, *, by=(), customers=None, csat_thresholds=None, freq="M", tz
     return Pending((engine.map(family.partial, engine.table("surveys"), context=context),), finish)
 
 
-def followups(engine, *, fx=None, csat_thresholds=None, freq="M", tz="UTC", as_of=None) -> Pending:
+def followups(engine, *, fx=None, csat_thresholds=None, freq="M", tz="UTC", as_of=None, start=None, end=None) -> Pending:
     from csmetrics.metrics import surveys as family
 
     _, context = family.prepare(engine.summary("surveys", as_of), csat_thresholds=csat_thresholds, freq=freq, tz=tz,
-                                as_of=as_of, validated=True)  # fmt: skip
+                                as_of=as_of, start=start, end=end, validated=True)  # fmt: skip
     billing = engine.table("billing") if engine.has("billing") else [None] * len(engine.table("surveys"))
     rows = engine.map(_followup_rows, engine.table("surveys"), billing, context=context, fx=fx)
     return Pending((rows,), lambda parts: family.sort_followups(pd.concat(parts, ignore_index=True)))
@@ -141,14 +143,15 @@ def _followup_rows(surveys, billing, context, fx):
     return followup_rows(surveys, context, billing=billing, fx=fx)
 
 
-def engagement(engine, *, by=(), customers=None, fx=None, session_gap_minutes=30.0, freq="M", tz="UTC", as_of=None) -> Pending:
+def engagement(engine, *, by=(), customers=None, fx=None, session_gap_minutes=30.0, freq="M", tz="UTC", as_of=None,
+               start=None, end=None) -> Pending:  # fmt: skip
     from csmetrics.metrics import engagement as family
     from csmetrics.metrics._common import combine
 
     with_billing = engine.has("billing")
     _, _, context = family.prepare(engine.summary("events", as_of), billing=engine.summary("billing", as_of) if with_billing else None,
                                    fx=fx, by=by, customers=customers, session_gap_minutes=session_gap_minutes, freq=freq,
-                                   tz=tz, as_of=as_of, validated=True)  # fmt: skip
+                                   tz=tz, as_of=as_of, start=start, end=end, validated=True)  # fmt: skip
     billing = engine.table("billing") if with_billing else [None] * len(engine.table("events"))
     parts = engine.map(family.partial, engine.table("events"), billing, context=context)
 
@@ -165,18 +168,19 @@ def engagement(engine, *, by=(), customers=None, fx=None, session_gap_minutes=30
 HEALTH_TABLES = ("events", "surveys", "tickets", "billing")
 
 
-def health_scores(engine, card, *, fx=None, freq="M", tz="UTC", as_of=None):
-    """Fit ``card`` over all buckets and return the handle of the scored rows per bucket."""
+def health_scores(engine, card, *, fx=None, freq="M", tz="UTC", as_of=None, start=None, end=None, fit=True):
+    """Fit ``card`` over all buckets (unless ``fit`` is False) and return the handle of the scored rows per bucket."""
     from csmetrics.metrics.health import health_spine, load_counts
 
     present = [name for name in HEALTH_TABLES if engine.has(name)]
-    spine = health_spine(freq=freq, tz=tz, as_of=as_of, **{name: engine.summary(name, as_of) for name in present})
+    spine = health_spine(freq=freq, tz=tz, as_of=as_of, start=start, end=end,
+                         **{name: engine.summary(name, as_of) for name in present})  # fmt: skip
     n = len(engine.table(present[0]))
     handles = [engine.table(name) if name in present else [None] * n for name in HEALTH_TABLES]
     rows = engine.persist(engine.map(_health_rows, *handles, card=card, spine=spine, fx=fx))
-    (counts,) = engine.gather(engine.map(load_counts, rows))
-    loads = np.concatenate([c[0] for c in counts]) if counts else np.array([])
-    card.fit_loads(loads, np.concatenate([c[1] for c in counts]) if counts else np.array([]))
+    if fit:
+        (counts,) = engine.gather(engine.map(load_counts, rows))
+        card.fit_loads(np.concatenate([c[0] for c in counts]), np.concatenate([c[1] for c in counts]))
     return engine.persist(engine.map(card.finish, rows))
 
 

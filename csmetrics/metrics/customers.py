@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from csmetrics.dask_engine import any_dask
+from csmetrics.dask_engine import run as dask_run
 from csmetrics.frame import FrameBuilder
 from csmetrics.metrics._billing import BillingContext, prepare
 from csmetrics.metrics.revenue import combine, dense, partial
@@ -52,6 +54,8 @@ def customer_metrics(
     ``count_new_churn=False`` customers_churned counts only customers who were
     active at the period start (each once).
     """
+    if any_dask(billing, customers, fx):
+        return dask_run("customers", {"billing": billing, "customers": customers, "fx": fx}, by=by, freq=freq, tz=tz, as_of=as_of, start=start, end=end, **policies)
     billing, context = prepare(billing, freq=freq, by=by, customers=customers, fx=fx, tz=tz, as_of=as_of,
                                start=start, end=end, **policies)  # fmt: skip
     return finalize(combine([partial(billing, context)], context), context)

@@ -29,6 +29,8 @@ import pandas as pd
 from csmetrics.frame import FrameBuilder, segment_positions
 from csmetrics.metrics._common import Context, Grid, combine, dense, instants, long_partial, make_context, segments_of
 from csmetrics.periods import code_ends_ns, local_ns, period_codes
+from csmetrics.dask_engine import any_dask
+from csmetrics.dask_engine import run as dask_run
 from csmetrics.validate import validate
 
 PARTIAL_COLUMNS = (
@@ -334,6 +336,9 @@ def engagement_metrics(
     >>> float(frame.loc["active_users", "value"]), float(frame.loc["avg_session_minutes", "value"])
     (2.0, 10.0)
     """
+    if any_dask(events, billing, customers, fx):
+        return dask_run("engagement", {"events": events, "billing": billing, "customers": customers, "fx": fx}, by=by, freq=freq, tz=tz, as_of=as_of, start=start, end=end,
+                        session_gap_minutes=session_gap_minutes, validated=validated)  # fmt: skip
     events, billing, context = prepare(events, billing=billing, fx=fx, freq=freq, by=by, customers=customers, tz=tz,
                                        as_of=as_of, start=start, end=end, session_gap_minutes=session_gap_minutes,
                                        validated=validated)  # fmt: skip

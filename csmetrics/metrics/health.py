@@ -94,6 +94,9 @@ class HealthScorecard:
     # -- sklearn-style API -----------------------------------------------------
     def fit(self, **tables) -> HealthScorecard:
         """Learn the support load scale from the tables (events, surveys, tickets, billing, ...)."""
+        if _on_dask(tables):
+            _dask_health("scores", self, tables)
+            return self
         return self.fit_loads(*load_counts(_Inputs.build(self, **tables).rows()))
 
     def fit_loads(self, loads: np.ndarray, counts: np.ndarray) -> HealthScorecard:
@@ -110,10 +113,14 @@ class HealthScorecard:
         """One row per scored customer and period: component scores, score, band, contributions."""
         if not hasattr(self, "support_scale_"):
             raise RuntimeError("HealthScorecard is not fitted: call fit() or score()")
+        if _on_dask(tables):
+            return _dask_health("scores", self, tables, fit=False)
         return self.finish(_Inputs.build(self, **tables).rows())
 
     def score(self, **tables) -> pd.DataFrame:
         """``fit`` then ``transform`` on the same tables (their inputs are built once)."""
+        if _on_dask(tables):
+            return _dask_health("scores", self, tables)
         rows = _Inputs.build(self, **tables).rows()
         return self.fit_loads(*load_counts(rows)).finish(rows)
 
@@ -357,6 +364,8 @@ def health_metrics(
     ``by`` takes customer attributes (joined from ``customers``).
     """
     card = scorecard or HealthScorecard()
+    if _on_dask(tables):
+        return _dask_health("health", card, {**tables, "customers": customers, "freq": freq}, by=by)
     scores = card.score(freq=freq, customers=customers, **tables)
     return aggregate_scores(scores, card, by=by, customers=customers, freq=freq, tz=tables.get("tz", "UTC"))
 
@@ -423,4 +432,24 @@ def red_by_mrr(scores: pd.DataFrame, period: object = None) -> pd.DataFrame:
 def at_risk(*, scorecard: HealthScorecard | None = None, period: object = None, **tables) -> pd.DataFrame:
     """Red customers of a period (default: the last) by MRR, largest first, with the
     component that pulls each one down most."""
-    return red_by_mrr((scorecard or HealthScorecard()).score(**tables), period)
+    card = scorecard or HealthScorecard()
+    if _on_dask(tables):
+        return _dask_health("at_risk", card, tables, period=period)
+    return red_by_mrr(card.score(**tables), period)
+
+
+_TABLES = ("events", "surveys", "tickets", "billing", "fx", "customers")
+
+
+def _on_dask(tables: Mapping) -> bool:
+    from csmetrics.dask_engine import any_dask
+
+    return any_dask(*tables.values())
+
+
+def _dask_health(family: str, card: HealthScorecard, kwargs: Mapping, **params):
+    from csmetrics.dask_engine import run
+
+    tables = {k: v for k, v in kwargs.items() if k in _TABLES}
+    params.update({k: v for k, v in kwargs.items() if k not in _TABLES})
+    return run(family, tables, scorecard=card, **params)

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from csmetrics.dask_engine import any_dask
+from csmetrics.dask_engine import run as dask_run
 from csmetrics.frame import FrameBuilder
 from csmetrics.metrics._billing import (
     CHURN,
@@ -228,6 +230,8 @@ def revenue_metrics(
     >>> frame.pivot(index="period", columns="metric", values="value")[["mrr", "new_mrr", "expansion_mrr"]].to_numpy().tolist()
     [[100.0, 100.0, 0.0], [150.0, 0.0, 50.0]]
     """
+    if any_dask(billing, customers, fx):
+        return dask_run("revenue", {"billing": billing, "customers": customers, "fx": fx}, by=by, freq=freq, tz=tz, as_of=as_of, start=start, end=end, **policies)
     billing, context = prepare(billing, freq=freq, by=by, customers=customers, fx=fx, tz=tz, as_of=as_of,
                                start=start, end=end, **policies)  # fmt: skip
     return finalize(combine([partial(billing, context)], context), context)
@@ -304,6 +308,8 @@ def cohort_table(
     (active / cohort_customers), mrr, revenue_retention (MRR / the cohort's MRR
     at the end of its first period; NaN where that is 0).
     """
+    if any_dask(billing, customers, fx):
+        return dask_run("cohorts", {"billing": billing, "customers": customers, "fx": fx}, freq=freq, tz=tz, as_of=as_of, start=start, end=end, **policies)
     billing, context = prepare(billing, freq=freq, customers=customers, fx=fx, tz=tz, as_of=as_of,
                                start=start, end=end, **policies)  # fmt: skip
     return cohort_finalize([cohort_partial(billing, context)], context)

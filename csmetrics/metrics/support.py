@@ -35,6 +35,8 @@ from csmetrics.metrics._common import (
 )
 from csmetrics.periods import period_codes
 from csmetrics.stats import quantiles_by_group
+from csmetrics.dask_engine import any_dask
+from csmetrics.dask_engine import run as dask_run
 from csmetrics.validate import validate
 
 PARTIAL_COLUMNS = (
@@ -276,6 +278,9 @@ def support_metrics(
     >>> float(frame.loc[frame["metric"] == "fcr_rate", "value"].iloc[0])
     0.78
     """
+    if any_dask(tickets, customers):
+        return dask_run("support", {"tickets": tickets, "customers": customers}, by=by, freq=freq, tz=tz, as_of=as_of, start=start, end=end, sla_targets=sla_targets,
+                        validated=validated)  # fmt: skip
     tickets, context = prepare(tickets, freq=freq, by=by, customers=customers, tz=tz, as_of=as_of, start=start,
                                end=end, sla_targets=sla_targets, validated=validated)  # fmt: skip
     arrays = _ticket_arrays(tickets, context)

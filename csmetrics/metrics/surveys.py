@@ -25,6 +25,8 @@ from csmetrics.metrics._common import NAT, Context, Grid, combine, dense, instan
 from csmetrics.periods import period_codes
 from csmetrics.schemas import CXI_COMPONENTS, survey_scale
 from csmetrics.stats import nps_interval
+from csmetrics.dask_engine import any_dask
+from csmetrics.dask_engine import run as dask_run
 from csmetrics.validate import validate
 
 DEFAULT_CSAT_THRESHOLDS: dict[tuple[float, float], float] = {(1, 5): 4, (1, 7): 6, (0, 10): 6, (1, 10): 6}
@@ -199,6 +201,9 @@ def survey_metrics(
     >>> float(nps["value"]), round(float(nps["ci_low"]), 1), round(float(nps["ci_high"]), 1)
     (30.0, 14.1, 44.2)
     """
+    if any_dask(surveys, customers):
+        return dask_run("surveys", {"surveys": surveys, "customers": customers}, by=by, freq=freq, tz=tz, as_of=as_of, start=start, end=end,
+                        csat_thresholds=csat_thresholds, validated=validated)  # fmt: skip
     surveys, context = prepare(surveys, freq=freq, by=by, customers=customers, tz=tz, as_of=as_of, start=start,
                                end=end, csat_thresholds=csat_thresholds, validated=validated)  # fmt: skip
     return finalize(combine([partial(surveys, context)], context.by, PARTIAL_COLUMNS), context)
@@ -221,6 +226,9 @@ def followups(
     reported periods, with customer, score, comment and, given billing, the customer's
     current MRR; largest MRR first (customers without MRR last), then the latest answer.
     """
+    if any_dask(surveys, billing, fx):
+        return dask_run("followups", {"surveys": surveys, "billing": billing, "fx": fx}, freq=freq, tz=tz, as_of=as_of, start=start, end=end,
+                        csat_thresholds=csat_thresholds, validated=validated)  # fmt: skip
     surveys, context = prepare(surveys, freq=freq, tz=tz, as_of=as_of, start=start, end=end,
                                csat_thresholds=csat_thresholds, validated=validated)  # fmt: skip
     if billing is not None and not validated:

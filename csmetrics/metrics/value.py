@@ -23,6 +23,8 @@ from csmetrics.metrics._billing import BillingArrays, invoices, prepare
 from csmetrics.metrics._common import instants
 from csmetrics.periods import period_codes
 from csmetrics.stats import safe_ratio
+from csmetrics.dask_engine import any_dask
+from csmetrics.dask_engine import run as dask_run
 from csmetrics.validate import validate
 
 DEFAULT_COST_ROLES: dict[str, tuple[str, ...]] = {
@@ -128,6 +130,10 @@ def value_metrics(
     >>> float(frame.loc["clv_purchase", "value"])
     3600.0
     """
+    if any_dask(billing, costs, customers, fx):
+        return dask_run("value", {"billing": billing, "costs": costs, "customers": customers, "fx": fx}, by=by, freq=freq, tz=tz, as_of=as_of, start=start, end=end,
+                        validated=validated, gross_margin=gross_margin, cost_roles=cost_roles, lifespan_months=lifespan_months,
+                        **policies)  # fmt: skip
     if not validated and costs is not None:
         costs = validate(costs, "costs")
     billing, context = prepare(billing, freq=freq, by=by, customers=customers, fx=fx, tz=tz, as_of=as_of,

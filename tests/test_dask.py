@@ -1,0 +1,169 @@
+"""The Dask engine gives the pandas engine's frames: every family, the report, validation across partitions."""
+
+from __future__ import annotations
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import csmetrics
+from csmetrics.catalog import CATALOG
+from csmetrics.datagen import generate
+from csmetrics.metrics.health import HealthScorecard, at_risk, health_metrics
+from csmetrics.report import report
+from csmetrics.validate import ValidationError
+
+BIG = ("events", "tickets", "surveys", "billing")
+UNITS = {m.name: m.unit for m in CATALOG}
+
+
+@pytest.fixture(autouse=True)
+def threads():
+    with dask.config.set(scheduler="threads", num_workers=2):
+        yield
+
+
+def to_dask(tables: dict[str, pd.DataFrame], partitions: int = 3) -> dict:
+    return {k: dd.from_pandas(v, npartitions=partitions, sort=False) if k in BIG else v for k, v in tables.items()}
+
+
+def assert_same_metrics(expected: pd.DataFrame, got: pd.DataFrame) -> None:
+    """Same rows and labels; counts exactly, sums to 1e-12, rates and means to 1e-9 (relative)."""
+    assert list(got.columns) == list(expected.columns)
+    assert len(got) == len(expected) > 0
+    labels = [c for c in expected.columns if c not in ("value", "numerator", "denominator", "ci_low", "ci_high")]
+    pd.testing.assert_frame_equal(got[labels].reset_index(drop=True), expected[labels].reset_index(drop=True))
+    unit = expected["metric"].map(UNITS).to_numpy()
+    for column in ("value", "numerator", "denominator", "ci_low", "ci_high"):
+        if column not in expected:
+            continue
+        e, g = expected[column].to_numpy(dtype=float), got[column].to_numpy(dtype=float)
+        assert np.array_equal(np.isnan(e), np.isnan(g)), column
+        both = ~np.isnan(e)
+        counts = both & np.isin(unit, ("count", "users")) & (column == "value")
+        sums = both & (unit == "currency") & (column == "value")
+        assert np.array_equal(e[counts], g[counts]), column
+        np.testing.assert_allclose(g[sums], e[sums], rtol=1e-12, atol=1e-9, err_msg=column)
+        rest = both & ~counts & ~sums
+        np.testing.assert_allclose(g[rest], e[rest], rtol=1e-9, atol=1e-12, err_msg=column)
+
+
+# --------------------------------------------------------------------------
+# Every family on sample_data
+# --------------------------------------------------------------------------
+FAMILIES = {
+    "revenue": lambda t: csmetrics.revenue_metrics(t["billing"], by="plan", fx=t["fx"]),
+    "customers": lambda t: csmetrics.customer_metrics(t["billing"], by="region", customers=t["customers"], fx=t["fx"]),
+    "value": lambda t: csmetrics.value_metrics(t["billing"], costs=t["costs"], fx=t["fx"], gross_margin=0.8),
+    "support": lambda t: csmetrics.support_metrics(t["tickets"], by="channel", sla_targets={"urgent": 60, "high": 240}),
+    "surveys": lambda t: csmetrics.survey_metrics(t["surveys"], by=["touchpoint", "size"], customers=t["customers"]),
+    "engagement": lambda t: csmetrics.engagement_metrics(t["events"], billing=t["billing"], fx=t["fx"], by="region", customers=t["customers"]),
+    "health": lambda t: health_metrics(events=t["events"], surveys=t["surveys"], tickets=t["tickets"], billing=t["billing"], fx=t["fx"]),
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_on_dask_equals_pandas(sample_tables, family):
+    expected = FAMILIES[family](sample_tables)
+    got = FAMILIES[family](to_dask(sample_tables))
+    assert isinstance(got, pd.DataFrame)
+    assert_same_metrics(expected, got)
+
+
+def test_scores_cohorts_followups_and_at_risk_on_dask(sample_tables):
+    t, d = sample_tables, to_dask(sample_tables, 4)
+    health = {"events": "events", "surveys": "surveys", "tickets": "tickets", "billing": "billing", "fx": "fx"}
+    scores = HealthScorecard().score(**{k: t[v] for k, v in health.items()})
+    card = HealthScorecard()
+    got = card.score(**{k: d[v] for k, v in health.items()})
+    pd.testing.assert_frame_equal(got, scores, rtol=1e-9)
+    assert card.support_scale_ >= 1
+    pd.testing.assert_frame_equal(at_risk(**{k: d[v] for k, v in health.items()}), at_risk(**{k: t[v] for k, v in health.items()}), rtol=1e-9)
+    pd.testing.assert_frame_equal(csmetrics.cohort_table(d["billing"], fx=t["fx"]), csmetrics.cohort_table(t["billing"], fx=t["fx"]), rtol=1e-12)
+    expected = csmetrics.followups(t["surveys"], billing=t["billing"], fx=t["fx"])
+    pd.testing.assert_frame_equal(csmetrics.followups(d["surveys"], billing=d["billing"], fx=t["fx"]), expected, rtol=1e-12)
+    assert len(expected) > 0
+
+
+def test_report_on_dask_equals_pandas(sample_tables, tmp_path):
+    expected = report(sample_tables, by=["region"], html=False)
+    got = report(to_dask(sample_tables, 4), by=["region"], html=False, buckets=3)
+    assert_same_metrics(expected.metrics, got.metrics)
+    for name in ("cohorts", "followups", "at_risk"):
+        pd.testing.assert_frame_equal(getattr(got, name), getattr(expected, name), rtol=1e-9)
+    got.write(tmp_path / "dask")
+    expected.write(tmp_path / "pandas")
+    customers = pd.read_parquet(tmp_path / "dask" / "customers.parquet")
+    pd.testing.assert_frame_equal(customers, pd.read_parquet(tmp_path / "pandas" / "customers.parquet"), rtol=1e-9)
+    assert got.manifest["engine"] == "dask" and expected.manifest["engine"] == "pandas"
+    assert got.manifest["outputs"] == expected.manifest["outputs"]
+    assert {k: v["rows"] for k, v in got.manifest["inputs"].items()} == {k: v["rows"] for k, v in expected.manifest["inputs"].items()}
+
+
+# --------------------------------------------------------------------------
+# Any partitioning of any data set: the same frames
+# --------------------------------------------------------------------------
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), partitions=st.integers(1, 5), buckets=st.integers(1, 4), customers=st.integers(5, 40))
+def test_hypothesis_partitions_give_the_pandas_frames(seed, partitions, buckets, customers):
+    tables = generate(customers, 8, seed=seed, start="2024-01-01")
+    expected = report(tables, html=False, by=["region"])
+    got = report(to_dask(tables, partitions), html=False, by=["region"], buckets=buckets)
+    assert_same_metrics(expected.metrics, got.metrics)
+    assert len(got.customers) == len(expected.customers)
+
+
+# --------------------------------------------------------------------------
+# Validation across partitions
+# --------------------------------------------------------------------------
+def _tickets_with_cross_partition_duplicate(sample_tables) -> pd.DataFrame:
+    tickets = sample_tables["tickets"].copy()
+    tickets.loc[tickets.index[-1], "ticket_id"] = tickets["ticket_id"].iloc[0]  # first and last rows: different partitions
+    return tickets
+
+
+def test_cross_partition_duplicate_id_is_caught(sample_tables):
+    tickets = _tickets_with_cross_partition_duplicate(sample_tables)
+    ddf = dd.from_pandas(tickets, npartitions=3, sort=False)
+    # each partition on its own is valid: only a global check can see the duplicate
+    for part in ddf.to_delayed():
+        csmetrics.validate(part.compute(), "tickets")
+    with pytest.raises(ValidationError) as err:
+        csmetrics.support_metrics(ddf)
+    assert err.value.table == "tickets"
+    assert set(err.value.failures["column"]) == {"ticket_id"} and set(err.value.failures["rule"]) == {"unique"}
+    assert len(err.value.failures) == 2
+
+
+def test_quarantine_on_dask_sets_aside_the_pandas_rows(sample_tables):
+    tables = dict(sample_tables)
+    tables["tickets"] = _tickets_with_cross_partition_duplicate(sample_tables)
+    bad_billing = tables["billing"].copy()
+    bad_billing.loc[bad_billing.index[:3], "amount"] = np.nan
+    tables["billing"] = bad_billing
+    expected = report(tables, quarantine=True, html=False)
+    got = report(to_dask(tables, 3), quarantine=True, html=False)
+    for name in ("tickets", "billing"):
+        pd.testing.assert_frame_equal(got.rejected[name].sort_index(), expected.rejected[name].sort_index())
+    assert len(got.rejected["tickets"]) == 2
+    assert got.manifest["inputs"]["tickets"]["rows"] == len(tables["tickets"])
+    assert_same_metrics(expected.metrics, got.metrics)
+
+
+def test_mixed_currencies_across_partitions_need_fx(sample_tables):
+    billing = sample_tables["billing"].copy()
+    billing["currency"] = np.where(np.arange(len(billing)) < len(billing) // 2, "USD", "EUR")
+    with pytest.raises(ValidationError, match="mixed currencies need an fx table"):
+        csmetrics.revenue_metrics(dd.from_pandas(billing, npartitions=2, sort=False))
+
+
+def test_text_and_integer_customer_ids_become_one_type(sample_tables):
+    tickets = sample_tables["tickets"].assign(customer_id=lambda t: t["customer_id"].astype(str))
+    customers = sample_tables["customers"]
+    expected = csmetrics.support_metrics(tickets, by="region", customers=customers)
+    got = csmetrics.support_metrics(dd.from_pandas(tickets, npartitions=3, sort=False), by="region", customers=customers)
+    assert_same_metrics(expected, got)
