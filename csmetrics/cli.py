@@ -18,10 +18,10 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def _read(data_dir: Path) -> tuple[dict, dict]:
-    """The tables of DATA_DIR, or exit 2 with the reason."""
+def _read(data_dir: Path, lazy: bool = False) -> tuple[dict, dict]:
+    """The tables of DATA_DIR (the large ones as Dask DataFrames when ``lazy``), or exit 2 with the reason."""
     try:
-        tables, paths = read_tables(data_dir)
+        tables, paths = read_tables(data_dir, lazy=lazy)
     except FileNotFoundError as err:
         err_console.print(f"[red]{err}[/red]")
         raise typer.Exit(2) from None
@@ -73,11 +73,20 @@ def report_command(
     html: bool = typer.Option(True, "--html/--no-html", help="Write the index.html dashboard."),
     partitioned: bool = typer.Option(False, "--partitioned", help="Also write metrics/ hive-partitioned by metric."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars or summary."),
+    engine: str = typer.Option("pandas", "--engine", help="pandas (in memory) or dask (partitioned, larger than memory)."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Dask: address of a running scheduler (tcp://host:8786)."),
+    workers: int | None = typer.Option(None, "--workers", help="Dask: workers of the local cluster (default: one per core)."),
+    memory_limit: str | None = typer.Option(None, "--memory-limit", help="Dask: memory limit per local worker (e.g. 4GB)."),
+    buckets: int | None = typer.Option(None, "--buckets", help="Dask: customer buckets (default: the largest table's partitions)."),
 ) -> None:
-    """Run every metric family on DATA_DIR and write Parquet, a manifest and an HTML dashboard."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    """Run every metric family on DATA_DIR and write Parquet, a manifest and an HTML dashboard.
 
-    from csmetrics.report import ConfigError, load_config, report
+    With --engine dask the large tables are read partition by partition on a local
+    cluster (or the cluster at --scheduler); the outputs are the pandas engine's.
+    """
+    from contextlib import ExitStack
+
+    from csmetrics.report import ConfigError, load_config
 
     try:
         settings = load_config(config) if config is not None else {}
@@ -90,17 +99,57 @@ def report_command(
         "tz": tz or settings.get("tz", "UTC"),
         "as_of": as_of or settings.get("as_of"),
     }
-    stages = ["read", "validate", "revenue", "value", "support", "surveys", "engagement", "health", "assemble", "html", "write"]
+    if engine not in ("pandas", "dask"):
+        err_console.print(f"[red]--engine must be pandas or dask, not {engine!r}[/red]")
+        raise typer.Exit(2)
+    if engine == "pandas" and any(v is not None for v in (scheduler, workers, memory_limit, buckets)):
+        err_console.print("[red]--scheduler, --workers, --memory-limit and --buckets need --engine dask[/red]")
+        raise typer.Exit(2)
+    stages = ["read", "validate", "health", "metrics", "assemble", "html", "write"]
+    with ExitStack() as stack:
+        if engine == "dask":
+            client = _dask_client(stack, scheduler, workers, memory_limit, quiet)
+            if not quiet:
+                err_console.print(f"Dask: {len(client.scheduler_info()['workers'])} workers; dashboard {client.dashboard_link}")
+        _report(data_dir, out, stages, settings, params, engine, buckets, quarantine, html, partitioned, quiet)
+
+
+def _dask_client(stack, scheduler: str | None, workers: int | None, memory_limit: str | None, quiet: bool):
+    """A client of the given scheduler, else of a local cluster (processes, one thread each)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        err_console.print("[red]--engine dask needs the dask extra: pip install 'csmetrics[dask]'[/red]")
+        raise typer.Exit(2) from None
+    from csmetrics import dask_engine
+
+    dask_engine.PROGRESS[0] = not quiet
+    if scheduler is not None:
+        return stack.enter_context(Client(scheduler))
+    cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, memory_limit=memory_limit or "auto",
+                                               dashboard_address=":0"))  # fmt: skip
+    return stack.enter_context(Client(cluster))
+
+
+def _report(data_dir, out, stages, settings, params, engine, buckets, quarantine, html, partitioned, quiet) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from csmetrics.report import report
+
+    # on Dask, its own progress bars show each computation: stages are printed as lines
     with Progress(TextColumn("{task.description:<12}"), BarColumn(), TimeElapsedColumn(), console=err_console,
-                  disable=quiet, transient=False) as progress:  # fmt: skip
+                  disable=quiet or engine == "dask", transient=False) as progress:  # fmt: skip
         task = progress.add_task("read", total=len(stages))
 
         def step(stage: str) -> None:
             progress.update(task, description=stage, completed=stages.index(stage) if stage in stages else 0)
+            if engine == "dask" and not quiet:
+                err_console.print(f"[bold]{stage}[/bold]")
 
-        tables, paths = _read(data_dir)
+        tables, paths = _read(data_dir, lazy=engine == "dask")
         try:
-            result = report(tables, paths=paths, quarantine=quarantine, html=html, config=settings, progress=step, **params)
+            result = report(tables, paths=paths, quarantine=quarantine, html=html, config=settings, progress=step,
+                            engine=engine, buckets=buckets, **params)  # fmt: skip
         except ValidationError as err:
             progress.stop()
             err_console.print(f"[red]validation failed[/red]\n{err}")

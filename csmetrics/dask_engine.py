@@ -60,6 +60,48 @@ def any_dask(*objs: Any) -> bool:
     return any(is_dask(o) for o in objs)
 
 
+#: show Dask's progress bar for each computation (set by the CLI)
+PROGRESS = [False]
+
+
+def _client():
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def compute(*collections):
+    """dask.compute, with Dask's progress bar when asked for (distributed clients)."""
+    client = _client() if PROGRESS[0] else None
+    if client is None:
+        return _dask().compute(*collections)
+    from distributed import progress
+
+    futures = client.compute([_dask().delayed(_identity, pure=False)(c) for c in collections])  # nested lists/dicts too
+    progress(futures)
+    print(flush=True)
+    return tuple(client.gather(futures))
+
+
+def _identity(value):
+    return value
+
+
+def persist(*collections):
+    client = _client() if PROGRESS[0] else None
+    if client is None:
+        return _dask().persist(*collections)
+    from distributed import progress
+
+    persisted = client.persist(list(collections))
+    progress(persisted)
+    print(flush=True)
+    return tuple(persisted)
+
+
 def _dask():
     try:
         import dask
@@ -113,10 +155,10 @@ class DaskEngine:
         return [join([p[j] for p in pieces]) for j in range(n)]
 
     def persist(self, handle: list) -> list:
-        return list(_dask().persist(*handle))
+        return list(persist(*handle))
 
     def gather(self, *handles: list) -> tuple[list, ...]:
-        return _dask().compute(*[list(h) for h in handles])
+        return compute(*[list(h) for h in handles])
 
     def summary(self, name: str, as_of: object = None) -> pd.DataFrame:
         """The table's columns, with rows holding each timestamp column's min, max and latest
@@ -302,7 +344,7 @@ def load(
                     facts[(name, column)] = [dask.delayed(_duplicates, pure=False)([p[j] for p in pieces]) for j in range(_ID_GROUPS)]
         if "billing" in big and "currency" in big["billing"].columns:
             facts[("billing", "currency")] = [dask.delayed(_currencies, pure=False)(p) for p in big["billing"].to_delayed()]
-    computed = dict(zip(facts, dask.compute(*facts.values()), strict=True)) if facts else {}
+    computed = dict(zip(facts, compute(*facts.values()), strict=True)) if facts else {}
     duplicated: dict[str, dict[str, np.ndarray]] = {}
     for (name, column), value in computed.items():
         if column != "currency":
@@ -325,8 +367,8 @@ def load(
         else:
             check = dask.delayed(_validate_part, pure=False, traverse=False)
             results[name] = [check(p, name, quarantine, fx, base, duplicated.get(name), currencies) for p in parts]
-        results[name] = list(dask.persist(*results[name]))
-    outcome = dask.compute({name: [dask.delayed(_outcome)(r) for r in res] for name, res in results.items()})[0]
+        results[name] = list(persist(*results[name]))
+    outcome = compute({name: [dask.delayed(_outcome)(r) for r in res] for name, res in results.items()})[0]
     errors = []
     for name, parts in outcome.items():
         failures = [f for _, f, _ in parts if f is not None and len(f)]
@@ -345,7 +387,7 @@ def load(
         cut = dask.delayed(_bucket_pieces, pure=False, nout=n)
         pieces = [cut(dask.delayed(lambda r: r[0], pure=False)(r), kind, n) for r in res]
         join = dask.delayed(_concat, pure=False)
-        bucketed[name] = list(dask.persist(*[join([p[j] for p in pieces]) for j in range(n)]))
+        bucketed[name] = list(persist(*[join([p[j] for p in pieces]) for j in range(n)]))
         heads[name] = dask.compute(dask.delayed(lambda f: f.iloc[:0])(bucketed[name][0]))[0]
     del results
     return DaskEngine(bucketed, stats, heads, n, valid_small), valid_small, rejected

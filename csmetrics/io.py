@@ -34,7 +34,23 @@ def read_table(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def read_tables(data_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, Path]]:
-    """Read every table present in ``data_dir``; returns the tables and their paths."""
+def read_lazy(path: Path):
+    """A Dask DataFrame over a Parquet file, a folder of Parquet files, or a CSV file (nothing read yet)."""
+    import dask.dataframe as dd
+
+    path = Path(path)
+    if path.suffix == ".csv":
+        return dd.read_csv(path, blocksize="64MB")
+    return dd.read_parquet(path)
+
+
+def read_tables(data_dir: Path, lazy: bool = False) -> tuple[dict, dict[str, Path]]:
+    """Read every table present in ``data_dir``; returns the tables and their paths.
+
+    With ``lazy``, events, tickets, surveys and billing are Dask DataFrames (read by
+    the workers, partition by partition); the small tables are read into pandas.
+    """
+    from csmetrics.dask_engine import BIG
+
     paths = find_tables(data_dir)
-    return {name: read_table(path) for name, path in paths.items()}, paths
+    return {name: read_lazy(path) if lazy and name in BIG else read_table(path) for name, path in paths.items()}, paths
