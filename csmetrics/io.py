@@ -41,7 +41,7 @@ def read_lazy(path: Path):
     path = Path(path)
     if path.suffix == ".csv":
         return dd.read_csv(path, blocksize="64MB")
-    return dd.read_parquet(path)
+    return dd.read_parquet(path, blocksize="32MiB")  # about a million rows a partition: fits a small worker
 
 
 def read_tables(data_dir: Path, lazy: bool = False) -> tuple[dict, dict[str, Path]]:

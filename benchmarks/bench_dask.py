@@ -1,0 +1,113 @@
+"""The whole report on the pandas and the Dask engine: seconds, peak memory, same outputs.
+
+    python benchmarks/bench_dask.py --data bench_data/large --workers 2 --memory-limit 2.5GB [--engines dask,pandas]
+
+Each engine runs ``csmetrics report DATA --out OUT/<engine> --no-html`` in its own
+process; peak memory is the largest sum of resident memory over that process
+and all its children (the Dask workers included), sampled every 0.2 s. The
+in-memory size of the data is measured by loading one table at a time in a
+separate process (pandas ``memory_usage(deep=True)``). When both engines ran,
+their outputs are compared (metrics, cohorts, followups, at_risk to 1e-9
+relative; customers row for row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+
+SIZE_SCRIPT = """
+import sys, pandas as pd
+from csmetrics.io import find_tables, read_table
+total = 0
+for name, path in find_tables(sys.argv[1]).items():
+    frame = read_table(path)
+    total += int(frame.memory_usage(deep=True).sum())
+    del frame
+print(total)
+"""
+
+
+def data_size(data: Path) -> int:
+    return int(subprocess.run([sys.executable, "-c", SIZE_SCRIPT, str(data)], check=True, capture_output=True, text=True).stdout)
+
+
+def run(command: list[str]) -> tuple[float, int, int]:
+    """(seconds, peak RSS of the process tree in bytes, exit code)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    root = psutil.Process(process.pid)
+    peak = 0
+    while process.poll() is None:
+        total = 0
+        try:
+            for p in [root, *root.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+        except psutil.Error:
+            pass
+        peak = max(peak, total)
+        time.sleep(0.2)
+    seconds = time.perf_counter() - start
+    if process.returncode:
+        sys.stderr.write(process.stderr.read()[-4000:])
+    return seconds, peak, process.returncode
+
+
+def compare(a: Path, b: Path) -> dict[str, str]:
+    out = {}
+    for name in ("metrics", "cohorts", "followups", "at_risk", "customers"):
+        x, y = pd.read_parquet(a / f"{name}.parquet"), pd.read_parquet(b / f"{name}.parquet")
+        try:
+            pd.testing.assert_frame_equal(x, y, rtol=1e-9)
+            out[name] = f"equal ({len(x):,} rows)"
+        except AssertionError as err:
+            out[name] = f"DIFFERENT: {str(err).splitlines()[0]}"
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=Path("bench_out"))
+    parser.add_argument("--engines", default="dask,pandas")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--memory-limit", default="2.5GB", help="per Dask worker")
+    parser.add_argument("--buckets", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    size = data_size(args.data)
+    print(f"data {args.data}: {size / 2**30:.2f} GiB in memory (pandas, all tables)")
+    results = {}
+    cli = [sys.executable, "-c", "from csmetrics.cli import app; app()", "report", str(args.data), "--no-html", "--quiet"]
+    for engine in args.engines.split(","):
+        command = [*cli, "--out", str(args.out / engine), "--engine", engine]
+        if engine == "dask":
+            command += ["--workers", str(args.workers), "--memory-limit", args.memory_limit]
+            if args.buckets:
+                command += ["--buckets", str(args.buckets)]
+        seconds, peak, code = run(command)
+        results[engine] = {"seconds": round(seconds, 1), "peak_rss_mb": round(peak / 2**20), "exit_code": code}
+        print(f"{engine:<7} {seconds:8.1f} s  peak {peak / 2**30:6.2f} GiB  exit {code}", flush=True)
+    if all(results.get(e, {}).get("exit_code") == 0 for e in ("dask", "pandas")):
+        results["comparison"] = compare(args.out / "pandas", args.out / "dask")
+        for name, verdict in results["comparison"].items():
+            print(f"  {name:<10} {verdict}")
+    summary = {"data": str(args.data), "data_bytes": size, "workers": args.workers, "memory_limit": args.memory_limit,
+               "machine_bytes": psutil.virtual_memory().total, "results": results}  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
