@@ -167,3 +167,49 @@ def test_text_and_integer_customer_ids_become_one_type(sample_tables):
     expected = csmetrics.support_metrics(tickets, by="region", customers=customers)
     got = csmetrics.support_metrics(dd.from_pandas(tickets, npartitions=3, sort=False), by="region", customers=customers)
     assert_same_metrics(expected, got)
+
+
+# --------------------------------------------------------------------------
+# The command line: a local cluster of processes, Parquet folders read lazily
+# --------------------------------------------------------------------------
+def test_cli_report_engine_dask_writes_the_pandas_outputs(tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import SAMPLE
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in SAMPLE.glob("*.parquet"):
+        frame = pd.read_parquet(path)
+        if path.stem == "events":  # a dataset folder of several files, as a data lake holds it
+            (data / "events").mkdir()
+            for k, rows in enumerate(np.array_split(np.arange(len(frame)), 3)):
+                frame.iloc[rows].to_parquet(data / "events" / f"part-{k}.parquet")
+        else:
+            frame.to_parquet(data / path.name)
+    cli = [sys.executable, "-c", "from csmetrics.cli import app; app()", "report", str(data), "--no-html", "--quiet"]
+    done = subprocess.run([*cli, "--out", str(tmp_path / "pandas")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([*cli, "--out", str(tmp_path / "dask"), "--engine", "dask", "--workers", "2", "--memory-limit", "1GB"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for name in ("metrics", "customers", "cohorts", "followups", "at_risk"):
+        expected = pd.read_parquet(tmp_path / "pandas" / f"{name}.parquet")
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "dask" / f"{name}.parquet"), expected, rtol=1e-9)
+    import json
+
+    manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text())
+    assert manifest["engine"] == "dask" and manifest["inputs"]["events"]["rows"] == 152_529
+    assert manifest["inputs"]["events"]["content_hash"].startswith("sha256:")
+
+
+def test_cli_dask_options_need_the_dask_engine(tmp_path):
+    from typer.testing import CliRunner
+
+    from csmetrics.cli import app
+
+    from .conftest import SAMPLE
+
+    result = CliRunner().invoke(app, ["report", str(SAMPLE), "--out", str(tmp_path / "o"), "--workers", "2"])
+    assert result.exit_code == 2 and "need --engine dask" in result.output
