@@ -192,8 +192,10 @@ def _split(frame: pd.DataFrame, key: Callable, n: int) -> tuple[pd.DataFrame, ..
     return tuple(taken.iloc[bounds[j]:bounds[j + 1]] for j in range(n))
 
 
-def _concat(pieces: list[pd.DataFrame]) -> pd.DataFrame:
+def _concat(pieces: list[pd.DataFrame | None]) -> pd.DataFrame | None:
     pieces = [p for p in pieces if p is not None]
+    if not pieces:
+        return None
     nonempty = [p for p in pieces if len(p)]
     return pd.concat(nonempty, ignore_index=True) if nonempty else pieces[0].reset_index(drop=True)
 
@@ -295,7 +297,11 @@ def _validate_part(part, name, quarantine, fx, base_currency, duplicated, curren
     return result, None, None
 
 
-def _bucket_pieces(part: pd.DataFrame | None, kind: str, n: int) -> tuple[pd.DataFrame, ...]:
+def _bucket_pieces(result: tuple, kind: str, n: int) -> tuple[pd.DataFrame | None, ...]:
+    """A validated partition's rows split into the ``n`` customer buckets (None if it failed)."""
+    part = result[0]
+    if part is None:
+        return (None,) * n
     part = part.assign(customer_id=_as_kind(part["customer_id"], kind))
     return _split(part, lambda f: _hash_group(f["customer_id"], n), n)
 
@@ -367,29 +373,37 @@ def load(
         else:
             check = dask.delayed(_validate_part, pure=False, traverse=False)
             results[name] = [check(p, name, quarantine, fx, base, duplicated.get(name), currencies) for p in parts]
-        results[name] = list(persist(*results[name]))
-    outcome = compute({name: [dask.delayed(_outcome)(r) for r in res] for name, res in results.items()})[0]
+    # one computation validates each partition once: its outcome (rejected rows, failures, stats) and
+    # its pieces of the customer buckets are both made from it, then it is released
+    outcomes, bucketed = {}, {}
+    for name, res in results.items():
+        outcomes[name] = [dask.delayed(_outcome, pure=False)(r) for r in res]
+        cut = dask.delayed(_bucket_pieces, pure=False, nout=n)
+        pieces = [cut(r, kind, n) for r in res]
+        join = dask.delayed(_concat, pure=False)
+        bucketed[name] = [join([p[j] for p in pieces]) for j in range(n)]
+    names = list(results)
+    persisted = persist(*[h for name in names for h in (*outcomes[name], *bucketed[name])])
+    k = 0
+    for name in names:
+        outcomes[name] = persisted[k:k + len(outcomes[name])]
+        k += len(outcomes[name])
+        bucketed[name] = list(persisted[k:k + n])
+        k += n
+    del results, persisted
+    outcome = compute(outcomes)[0]
     errors = []
     for name, parts in outcome.items():
-        failures = [f for _, f, _ in parts if f is not None and len(f)]
+        failures = [f for _, f, _, _ in parts if f is not None and len(f)]
         if failures:
             errors.append(ValidationError(name, pd.concat(failures, ignore_index=True)))
-        found = [r for r, _, _ in parts if r is not None and len(r)]
+        found = [r for r, _, _, _ in parts if r is not None and len(r)]
         if found:
             rejected[name] = pd.concat(found)
     if errors:  # without quarantine any failure; with it, only table-level ones (a missing column)
         raise errors[0]
-    stats = {name: _merge_stats([s for _, _, s in parts]) for name, parts in outcome.items()}
-
-    bucketed: dict[str, list] = {}
-    heads: dict[str, pd.DataFrame] = {}
-    for name, res in results.items():
-        cut = dask.delayed(_bucket_pieces, pure=False, nout=n)
-        pieces = [cut(dask.delayed(lambda r: r[0], pure=False)(r), kind, n) for r in res]
-        join = dask.delayed(_concat, pure=False)
-        bucketed[name] = list(persist(*[join([p[j] for p in pieces]) for j in range(n)]))
-        heads[name] = dask.compute(dask.delayed(lambda f: f.iloc[:0])(bucketed[name][0]))[0]
-    del results
+    stats = {name: _merge_stats([s for _, _, s, _ in parts]) for name, parts in outcome.items()}
+    heads = {name: next(h for _, _, _, h in parts if h is not None) for name, parts in outcome.items()}
     return DaskEngine(bucketed, stats, heads, n, valid_small), valid_small, rejected
 
 
@@ -401,8 +415,9 @@ def _currencies(part: pd.DataFrame) -> set:
 
 
 def _outcome(result: tuple) -> tuple:
+    """(rejected rows, failures, stats, zero-row frame of the valid columns) of one partition."""
     valid, rejected, failures = result
-    return rejected, failures, _stats(valid)
+    return rejected, failures, _stats(valid), None if valid is None else valid.iloc[:0]
 
 
 # --------------------------------------------------------------------------
