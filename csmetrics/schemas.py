@@ -128,9 +128,10 @@ def known_values_for_survey(
     return pd.Series(~is_survey | df[column].isin(allowed).to_numpy(dtype=bool), index=df.index)
 
 
-def survey_scale(surveys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row (scale_min, scale_max) with each survey type's default filled in."""
-    codes, names = pd.factorize(surveys["survey"])  # a few survey types: look their scales up once
+def survey_scale(surveys: pd.DataFrame, factorized: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row (scale_min, scale_max) with each survey type's default filled in
+    (``factorized``: ``pd.factorize(surveys["survey"])`` when the caller has it)."""
+    codes, names = factorized or pd.factorize(surveys["survey"])  # a few survey types: look their scales up once
     lows = np.array([DEFAULT_SCALES.get(name, (np.nan, np.nan))[0] for name in names] + [np.nan])
     highs = np.array([DEFAULT_SCALES.get(name, (np.nan, np.nan))[1] for name in names] + [np.nan])
     default_low, default_high = lows[codes], highs[codes]

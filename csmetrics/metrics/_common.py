@@ -172,9 +172,10 @@ class Grid:
         codes = np.asarray(classes)
         if len(index) != len(codes):
             codes = codes[keep]
-        counted = codes >= 0
-        flat = np.bincount(index[counted] * n_classes + codes[counted], minlength=self.n_periods * self.n_segments * n_classes)
-        return flat.reshape(self.n_periods, self.n_segments, n_classes).astype(float)
+        # -1 goes to an extra class that is dropped: one bincount, no masked copies
+        width = n_classes + 1
+        flat = np.bincount(index * width + np.where(codes >= 0, codes, n_classes), minlength=self.n_periods * self.n_segments * width)
+        return flat.reshape(self.n_periods, self.n_segments, width)[..., :n_classes].astype(float)
 
     def ranges(self, start: np.ndarray, stop: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cells of the first period and of the period after the last, for range sums."""

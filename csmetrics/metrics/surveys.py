@@ -85,9 +85,12 @@ def answer_arrays(surveys: pd.DataFrame, context: Context) -> dict[str, np.ndarr
     sent = instants(surveys["sent_at"]) if "sent_at" in surveys else np.full(len(surveys), NAT)
     answered_at = np.where(responded != NAT, responded, sent)
     answered = ~np.isnan(score) & (answered_at != NAT) & (answered_at <= as_of)
-    low, high = survey_scale(surveys)
+    kinds = pd.factorize(survey)  # a few survey types: compare codes, not strings
+    low, high = survey_scale(surveys, kinds)
+    codes, names = kinds
+    position = {name: k for k, name in enumerate(names)}
     return {
-        "is": {name: (survey == name).to_numpy(dtype=bool) for name in ("nps", "csat", "ces", "cxi")},
+        "is": {name: codes == position.get(name, -2) for name in ("nps", "csat", "ces", "cxi")},
         "score": score,
         "low": low,
         "high": high,
@@ -135,14 +138,21 @@ def partial(surveys: pd.DataFrame, context: Context) -> pd.DataFrame:
     sends = grid.add_classes(at_send, answered.astype(np.int64), 2)
     columns["sent"] = sends.sum(axis=2)
     columns["sent_answered"] = sends[..., 1]
-    if "comment" in surveys:
-        has_comment = (surveys["comment"].notna() & (surveys["comment"].astype("str").str.strip() != "")).to_numpy(dtype=bool)
-    else:
-        has_comment = np.zeros(len(surveys), dtype=bool)
+    has_comment = _has_text(surveys["comment"]) if "comment" in surveys else np.zeros(len(surveys), dtype=bool)
     answers = grid.add_classes(at_answer, np.where(answered, has_comment.astype(np.int64), -1), 2)
     columns["answers"] = answers.sum(axis=2)
     columns["commented"] = answers[..., 1]
     return long_partial(columns, PARTIAL_COLUMNS, seg_table, n)
+
+
+def _has_text(column: pd.Series) -> np.ndarray:
+    """Present and not only whitespace (Unicode), per row; Arrow kernels, no per-row Python."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = pa.array(column.astype("str").array)
+    blank = pc.or_kleene(pc.utf8_is_space(values), pc.equal(pc.utf8_length(values), 0))
+    return pc.fill_null(pc.invert(blank), False).to_numpy(zero_copy_only=False)
 
 
 def finalize(summed: pd.DataFrame, context: Context) -> pd.DataFrame:
