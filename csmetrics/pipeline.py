@@ -93,7 +93,8 @@ def support(engine, *, by=(), customers=None, sla_targets=None, freq="M", tz="UT
 def _duration_rows(tickets: pd.DataFrame, context) -> pd.DataFrame:
     from csmetrics.metrics.support import durations
 
-    rows, seg_table = durations(tickets, context)
+    arrays, seg_table = durations(tickets, context)
+    rows = pd.DataFrame(arrays)
     if seg_table is not None:
         for column in seg_table.columns:
             rows[column] = seg_table[column].take(rows["segment"].to_numpy()).reset_index(drop=True)

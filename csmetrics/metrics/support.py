@@ -166,7 +166,7 @@ def _distinct_customers(customer_id: pd.Series, at_created, grid: Grid) -> np.nd
     ).astype(float)
 
 
-def durations(tickets: pd.DataFrame, context: Context, arrays: tuple | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def durations(tickets: pd.DataFrame, context: Context, arrays: tuple | None = None) -> tuple[dict[str, np.ndarray], pd.DataFrame | None]:
     """The rows the quantiles need: period index, segment code, minutes to first response and
     hours to resolution (NaN where not done by as_of), for tickets in the spine with either."""
     created, period, seg, seg_table, as_of = arrays or _ticket_arrays(tickets, context)
@@ -175,24 +175,23 @@ def durations(tickets: pd.DataFrame, context: Context, arrays: tuple | None = No
     for name, column, unit in (("first_response_minutes", "first_response_at", _MINUTE), ("resolution_hours", "resolved_at", _HOUR)):
         done = _instant_by(tickets, column, as_of)
         took[name] = np.where(done != NAT, (done - created) / unit, np.nan)
-    keep = inside & ~(np.isnan(took["first_response_minutes"]) & np.isnan(took["resolution_hours"]))
-    rows = pd.DataFrame({"period_index": period[keep], "segment": seg[keep]})
-    for name, values in took.items():
-        rows[name] = values[keep]
-    return rows, seg_table
+    keep = np.flatnonzero(inside & ~(np.isnan(took["first_response_minutes"]) & np.isnan(took["resolution_hours"])))
+    rows = {"period_index": period[keep], "segment": seg[keep]}
+    return rows | {name: values[keep] for name, values in took.items()}, seg_table
 
 
-def exact_quantiles(rows: pd.DataFrame, seg_table: pd.DataFrame | None, n: int) -> pd.DataFrame:
-    """p50 and p90 per (period index, segment values) of the cells with rows, exact."""
+def exact_quantiles(rows, seg_table: pd.DataFrame | None, n: int) -> pd.DataFrame:
+    """p50 and p90 per (period index, segment values) of the cells with rows (a frame or a dict
+    of arrays: period_index, segment, the two durations), exact."""
     n_seg = len(seg_table) if seg_table is not None else 1
-    cell = rows["period_index"].to_numpy(dtype=np.int64) * n_seg + rows["segment"].to_numpy(dtype=np.int64)
+    cell = np.asarray(rows["period_index"], dtype=np.int64) * n_seg + np.asarray(rows["segment"], dtype=np.int64)
     used = np.flatnonzero(np.bincount(cell, minlength=n * n_seg))
     frame = pd.DataFrame({"period_index": used // n_seg})
     if seg_table is not None:
         for column in seg_table.columns:
             frame[column] = seg_table[column].iloc[used % n_seg].reset_index(drop=True)
     for name in ("first_response_minutes", "resolution_hours"):
-        q = quantiles_by_group(rows[name].to_numpy(dtype=float), cell, n * n_seg, (0.5, 0.9))[used]
+        q = quantiles_by_group(np.asarray(rows[name], dtype=float), cell, n * n_seg, (0.5, 0.9))[used]
         frame[f"{name}_p50"] = q[:, 0]
         frame[f"{name}_p90"] = q[:, 1]
     return frame
