@@ -101,12 +101,18 @@ def segments_of(table: pd.DataFrame, context: Context, table_name: str) -> tuple
 
 
 def long_partial(
-    columns: dict[str, np.ndarray], names: Sequence[str], seg_table: pd.DataFrame | None, n_periods: int
+    columns: dict[str, np.ndarray], names: Sequence[str], seg_table: pd.DataFrame | None, n_periods: int,
+    every_segment: bool = False,
 ) -> pd.DataFrame:
-    """The (periods, segments) arrays as a long frame of the cells any row touched."""
+    """The (periods, segments) arrays as a long frame of the cells any row touched
+    (``every_segment``: and a zero row in the first period for segments no row touched,
+    so that every segment of the rows is reported, whatever engine splits them)."""
     n_seg = next(iter(columns.values())).shape[1]
     values = np.column_stack([np.asarray(columns[name], dtype=float).ravel() for name in names])
     touched = values.any(axis=1)
+    if every_segment and n_periods:
+        grid = touched.reshape(n_periods, n_seg)
+        grid[0, ~grid.any(axis=0)] = True
     frame = pd.DataFrame({"period_index": np.repeat(np.arange(n_periods), n_seg)[touched]})
     if seg_table is not None:
         segment_of_cell = np.tile(np.arange(n_seg), n_periods)[touched]

@@ -48,6 +48,7 @@ QUANTILE_COLUMNS = (
 )  # fmt: skip
 _MINUTE = 60 * 10**9
 _HOUR = 3600 * 10**9
+_DENSE_PAIRS = 2**28  # bytes of the (cell, customer) grid for distinct customers
 
 
 def prepare(
@@ -136,7 +137,7 @@ def partial(tickets: pd.DataFrame, context: Context, arrays: tuple | None = None
     open_ = (period >= 0) & ~abandoned
     columns["backlog"] = grid.add_range(grid.ranges(period[open_], stop[open_], seg[open_]), np.ones(int(open_.sum())))
     columns["customers"] = _distinct_customers(tickets["customer_id"], at_created, grid)
-    return long_partial(columns, PARTIAL_COLUMNS, seg_table, n)
+    return long_partial(columns, PARTIAL_COLUMNS, seg_table, n, every_segment=True)
 
 
 def _sla(tickets, context, created, responded_at, as_of):
@@ -160,10 +161,14 @@ def _distinct_customers(customer_id: pd.Series, at_created, grid: Grid) -> np.nd
     """Customers with a ticket, per cell (additive across partitions split by customer)."""
     index, keep = at_created
     codes, uniques = pd.factorize(customer_id.to_numpy()[keep] if not keep.all() else customer_id)
-    pairs = pd.unique(index * max(len(uniques), 1) + codes)
-    return np.bincount(pairs // max(len(uniques), 1), minlength=grid.n_periods * grid.n_segments).reshape(
-        grid.n_periods, grid.n_segments
-    ).astype(float)
+    width, n_cells = max(len(uniques), 1), grid.n_periods * grid.n_segments
+    if n_cells * width <= _DENSE_PAIRS:  # a (cell, customer) byte grid: one scatter and one sum, no hashing
+        seen = np.zeros(n_cells * width, dtype=bool)
+        seen[index * width + codes] = True
+        counts = seen.reshape(n_cells, width).sum(axis=1)
+    else:
+        counts = np.bincount(pd.unique(index * width + codes) // width, minlength=n_cells)
+    return counts.reshape(grid.n_periods, grid.n_segments).astype(float)
 
 
 def durations(tickets: pd.DataFrame, context: Context, arrays: tuple | None = None) -> tuple[dict[str, np.ndarray], pd.DataFrame | None]:

@@ -173,3 +173,18 @@ def test_property_split_by_customer_recombines_exactly(table, seed):
     whole = support_family.combine([support_family.partial(tickets, context)], context.by, support_family.PARTIAL_COLUMNS)
     exact = support_family.quantiles(tickets, context)
     pd.testing.assert_frame_equal(support_family.finalize(split, exact, context), support_family.finalize(whole, exact, context))
+
+
+def test_distinct_customers_dense_grid_and_hash_agree(monkeypatch):
+    from csmetrics.metrics import support
+    from csmetrics.metrics._common import Grid
+
+    rng = np.random.default_rng(3)
+    customer = pd.Series(rng.integers(0, 50, 2_000))
+    grid = Grid(6, 3)
+    index, keep = rng.integers(0, 18, 2_000), np.ones(2_000, dtype=bool)
+    by_hand = pd.DataFrame({"cell": index, "c": customer}).groupby("cell")["c"].nunique().reindex(range(18), fill_value=0)
+    dense = support._distinct_customers(customer, (index, keep), grid)
+    monkeypatch.setattr(support, "_DENSE_PAIRS", 0)
+    hashed = support._distinct_customers(customer, (index, keep), grid)
+    assert np.array_equal(dense, hashed) and np.array_equal(dense.ravel(), by_hand.to_numpy())
