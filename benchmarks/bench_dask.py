@@ -99,7 +99,8 @@ def main() -> None:
         seconds, peak, code = run(command)
         results[engine] = {"seconds": round(seconds, 1), "peak_rss_mb": round(peak / 2**20), "exit_code": code}
         print(f"{engine:<7} {seconds:8.1f} s  peak {peak / 2**30:6.2f} GiB  exit {code}", flush=True)
-    if all(results.get(e, {}).get("exit_code") == 0 for e in ("dask", "pandas")):
+    # compare when both outputs exist (from this run, or the other engine's earlier run into --out)
+    if all((args.out / e / "manifest.json").exists() for e in ("dask", "pandas")) and all(r["exit_code"] == 0 for r in results.values()):
         results["comparison"] = compare(args.out / "pandas", args.out / "dask")
         for name, verdict in results["comparison"].items():
             print(f"  {name:<10} {verdict}")
