@@ -213,3 +213,14 @@ def test_cli_dask_options_need_the_dask_engine(tmp_path):
 
     result = CliRunner().invoke(app, ["report", str(SAMPLE), "--out", str(tmp_path / "o"), "--workers", "2"])
     assert result.exit_code == 2 and "need --engine dask" in result.output
+
+
+def test_at_risk_order_does_not_depend_on_row_order():
+    from csmetrics.metrics.health import red_by_mrr
+
+    period = pd.Timestamp("2024-03-01", tz="UTC")
+    scores = pd.DataFrame({"customer_id": [5, 3, 9, 1], "period": period, "band": "red", "mrr": [100.0, 100.0, 50.0, 100.0],
+                           "score": [20.0, 20.0, 10.0, 30.0]})  # fmt: skip
+    expected = [3, 5, 1, 9]  # MRR first, then the lower score, then customer_id
+    for seed in range(4):
+        assert red_by_mrr(scores.sample(frac=1, random_state=seed))["customer_id"].tolist() == expected

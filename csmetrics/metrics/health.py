@@ -426,7 +426,8 @@ def red_by_mrr(scores: pd.DataFrame, period: object = None) -> pd.DataFrame:
         target = pd.Timestamp(period)
         target = target.tz_localize(scores["period"].dt.tz) if target.tzinfo is None else target
     red = scores[(scores["period"] == target) & (scores["band"] == "red")]
-    return red.sort_values(["mrr", "score"], ascending=[False, True], na_position="last", kind="stable").reset_index(drop=True)
+    # customer_id last: ties come out in one order whatever order the rows arrive in (either engine)
+    return red.sort_values(["mrr", "score", "customer_id"], ascending=[False, True, True], na_position="last", kind="stable").reset_index(drop=True)
 
 
 def at_risk(*, scorecard: HealthScorecard | None = None, period: object = None, **tables) -> pd.DataFrame:
