@@ -306,7 +306,7 @@ _COERCERS = {
 def _schema_failures(df: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
     """Run the pandera schema lazily; failures as (row, column, rule, value)."""
     try:
-        schema.validate(df, lazy=True)
+        schema.validate(df, lazy=True, inplace=True)  # no copy: coercion is ours, pandera only checks
     except pa.errors.SchemaErrors as err:
         cases = err.failure_cases
     else:
