@@ -36,7 +36,7 @@ TABLES = tuple(MODELS)
 
 FAILURE_COLUMNS = ["table", "row", "column", "rule", "value"]
 _ID_COLUMNS = {"customer_id", "ticket_id", "response_id", "line_id", "user_id", "session_id", "agent_id"}
-_SCHEMAS: dict[str, pa.DataFrameSchema] = {}
+_SCHEMAS: dict[str | tuple, pa.DataFrameSchema] = {}
 
 
 class ValidationError(ValueError):
@@ -59,6 +59,23 @@ def schema_of(table: str) -> pa.DataFrameSchema:
     if table not in _SCHEMAS:
         _SCHEMAS[table] = MODELS[table].to_schema()
     return _SCHEMAS[table]
+
+
+def _without_proven_unique(schema: pa.DataFrameSchema, df: pd.DataFrame, table: str) -> pa.DataFrameSchema:
+    """The schema without the unique checks of integer columns that are strictly increasing
+    (hence unique; sequential ids usually are): one comparison pass instead of a hash table."""
+    proven = []
+    for column in unique_columns(table):
+        if column in df and pd.api.types.is_integer_dtype(df[column].dtype) and not df[column].hasnans:
+            values = df[column].to_numpy()
+            if (values[1:] > values[:-1]).all():
+                proven.append(column)
+    if not proven:
+        return schema
+    key = (table, tuple(proven))
+    if key not in _SCHEMAS:
+        _SCHEMAS[key] = schema.update_columns({column: {"unique": False} for column in proven})
+    return _SCHEMAS[key]
 
 
 def unique_columns(table: str) -> list[str]:
@@ -122,7 +139,7 @@ def validate(
 
     original_index = df.index
     coerced, failures = coerce(df.reset_index(drop=True), table)
-    failures.append(_schema_failures(coerced, schema))
+    failures.append(_schema_failures(coerced, _without_proven_unique(schema, coerced, table)))
     for column, values in (duplicated or {}).items():
         if column in coerced and len(values):
             positions = np.flatnonzero(coerced[column].isin(values).to_numpy(dtype=bool))

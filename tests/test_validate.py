@@ -238,3 +238,13 @@ def test_property_quarantine_identity(df):
     dup = df["ticket_id"].duplicated(keep=False)
     bad = dup | (df["handle_seconds"] < 0) | (df["resolved_at"] < df["created_at"])
     assert set(rejected.index) == set(df.index[bad.fillna(False)])
+
+
+@pytest.mark.parametrize("ids, duplicated", [([1, 2, 3, 4], []), ([4, 1, 3, 2], []), ([1, 2, 2, 3], [2, 2]), ([3, 1, 3, 2], [3, 3])])
+def test_unique_ids_sorted_or_not(ids, duplicated):
+    # strictly increasing integer ids skip pandera's hash check; anything else keeps it
+    tickets = pd.DataFrame({"ticket_id": ids, "customer_id": 1, "created_at": "2024-01-01"})
+    valid, rejected = csmetrics.validate(tickets, "tickets", quarantine=True)
+    assert sorted(rejected["ticket_id"].tolist()) == duplicated
+    assert set(rejected["reason"]) <= {"ticket_id: unique"}
+    assert len(valid) == len(ids) - len(duplicated)
