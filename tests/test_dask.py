@@ -224,3 +224,20 @@ def test_at_risk_order_does_not_depend_on_row_order():
     expected = [3, 5, 1, 9]  # MRR first, then the lower score, then customer_id
     for seed in range(4):
         assert red_by_mrr(scores.sample(frac=1, random_state=seed))["customer_id"].tolist() == expected
+
+
+def test_cli_report_on_a_running_cluster(tmp_path):
+    import subprocess
+    import sys
+
+    from distributed import LocalCluster
+
+    from .conftest import SAMPLE
+
+    expected = report({p.stem: pd.read_parquet(p) for p in SAMPLE.glob("*.parquet")}, html=False)
+    cli = [sys.executable, "-c", "from csmetrics.cli import app; app()", "report", str(SAMPLE), "--no-html", "--quiet"]
+    with LocalCluster(n_workers=1, threads_per_worker=2, memory_limit="2GB", dashboard_address=":0") as cluster:
+        done = subprocess.run([*cli, "--out", str(tmp_path / "out"), "--engine", "dask", "--scheduler", cluster.scheduler_address],
+                              capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert_same_metrics(expected.metrics, pd.read_parquet(tmp_path / "out" / "metrics.parquet"))
