@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from csmetrics.engine import AS_OF_COLUMNS, PandasEngine
 from csmetrics.metrics._common import NAT, instants
 from csmetrics.validate import (
     FAILURE_COLUMNS,
@@ -42,13 +43,6 @@ from csmetrics.validate import (
 
 #: tables that stay distributed; the others are small and brought into pandas
 BIG = ("events", "tickets", "surveys", "billing")
-#: timestamp columns whose latest value sets a table's as_of (the families' as_of columns)
-AS_OF_COLUMNS = {
-    "events": ("timestamp",),
-    "tickets": ("created_at", "first_response_at", "resolved_at"),
-    "surveys": ("responded_at", "sent_at"),
-    "billing": ("service_start", "invoiced_at"),
-}
 
 
 def is_dask(obj: Any) -> bool:
@@ -132,7 +126,12 @@ class DaskEngine:
         return self.stats[name]["rows"] if name in self.stats else 0
 
     def table(self, name: str) -> list:
-        return self.buckets.get(name, [None] * self.n)
+        return self.buckets[name] if self.has(name) else [None] * self.n
+
+    def latest(self, name: str) -> int:
+        if name in self.small:
+            return PandasEngine(self.small).latest(name)
+        return max((self.stats[name]["max"].get(c, NAT) for c in AS_OF_COLUMNS.get(name, ())), default=NAT) if name in self.stats else NAT
 
     def _share(self, value: Any) -> Any:
         """One task holding a value every bucket's call uses (sent to each worker once)."""
@@ -164,8 +163,7 @@ class DaskEngine:
         """The table's columns, with rows holding each timestamp column's min, max and latest
         value up to as_of (default: the table's own as_of), and the distinct currencies."""
         stats = self.stats[name]
-        limit = pd.Timestamp(as_of).value if as_of is not None else max(
-            (stats["max"].get(c, NAT) for c in AS_OF_COLUMNS.get(name, ())), default=NAT)  # fmt: skip
+        limit = pd.Timestamp(as_of).value if as_of is not None else self.latest(name)
         later = [c for c, v in stats["max"].items() if v > limit]
         if later and (name, limit) not in self._below:
             (found,) = self.gather(self.map(_max_below, self.table(name), columns=tuple(later), limit=limit))
@@ -178,7 +176,7 @@ class DaskEngine:
         for column in stats["min"]:
             values = [stats["min"][column], stats["max"][column], below.get(column, NAT)]
             values += [NAT] * (n_rows - len(values))
-            out[column] = pd.to_datetime(np.array(values, dtype=np.int64), utc=True).where(np.array(values) != NAT)
+            out[column] = pd.to_datetime(np.array(values, dtype=np.int64), utc=True)  # NAT -> NaT
         if "currency" in head.columns:
             out["currency"] = pd.Series(currencies + [None] * (n_rows - len(currencies)), dtype="str")
         return out
@@ -221,7 +219,7 @@ def _stats(frame: pd.DataFrame | None) -> dict:
             out["min"][column] = int(t.min()) if len(t) else NAT
             out["max"][column] = int(t.max()) if len(t) else NAT
     if "currency" in frame.columns:
-        out["currencies"] = set(frame["currency"].dropna().unique())
+        out["currencies"] = _currencies(frame)
     return out
 
 
@@ -259,7 +257,7 @@ def _id_kind(dtype) -> str:
 
 def _id_values(part: pd.DataFrame, column: str, kind: str) -> pd.Series:
     """A unique column's present values as compared for duplicates (whole numbers as int64, else text)."""
-    values = part[column].dropna() if column in part else pd.Series([], dtype=object)
+    values = part[column].dropna()
     if kind == "int":
         as_float = values.to_numpy(dtype=float)
         if (as_float == np.floor(as_float)).all():

@@ -6,7 +6,9 @@ one bucket (the whole tables); :class:`csmetrics.dask_engine.DaskEngine` has man
 made by hashing ``customer_id``. Families are written once against this interface
 (see :mod:`csmetrics.pipeline`):
 
-- ``table(name)``: the handle of a table (one item per bucket, None where absent);
+- ``table(name)``: the handle of a table (one item per bucket; None items where it is absent or empty);
+- ``n``: the number of buckets;
+- ``latest(name)``: the latest timestamp of a table's as_of columns (int ns, NAT if none);
 - ``map(fn, *handles, **shared)``: ``fn`` per bucket; ``shared`` values go to every call;
 - ``regroup(handle, key, n)``: frames re-split by ``key(frame) -> group in 0..n-1``
   (a shuffle: for exact per-cell quantiles and for ordered output);
@@ -25,7 +27,18 @@ from typing import Any
 
 import pandas as pd
 
+from csmetrics.metrics._common import NAT, instants
+
 Handle = list
+
+#: timestamp columns whose latest value sets a table's as_of
+AS_OF_COLUMNS = {
+    "events": ("timestamp",),
+    "tickets": ("created_at", "first_response_at", "resolved_at"),
+    "surveys": ("responded_at", "sent_at"),
+    "billing": ("service_start", "invoiced_at"),
+    "costs": ("incurred_at",),
+}
 
 
 @dataclass
@@ -52,6 +65,7 @@ class PandasEngine:
     """Everything in this process: one bucket holding the whole tables."""
 
     name = "pandas"
+    n = 1
 
     def __init__(self, tables: Mapping[str, pd.DataFrame]):
         self.tables = dict(tables)
@@ -60,7 +74,13 @@ class PandasEngine:
         return name in self.tables and len(self.tables[name]) > 0
 
     def table(self, name: str) -> Handle:
-        return [self.tables.get(name)]
+        return [self.tables[name] if self.has(name) else None]
+
+    def latest(self, name: str) -> int:
+        table = self.tables.get(name)
+        if table is None:
+            return NAT
+        return max((instants(table[c]).max(initial=NAT) for c in AS_OF_COLUMNS.get(name, ()) if c in table), default=NAT)
 
     def map(self, fn: Callable, *handles: Handle, **shared) -> Handle:
         return [fn(*items, **shared) for items in zip(*handles, strict=True)]

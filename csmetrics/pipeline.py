@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from csmetrics.engine import Pending
+from csmetrics.metrics._billing import KINDS
 
 _QUANTILE_GROUPS = 16
 
@@ -133,8 +134,7 @@ def followups(engine, *, fx=None, csat_thresholds=None, freq="M", tz="UTC", as_o
 
     _, context = family.prepare(engine.summary("surveys", as_of), csat_thresholds=csat_thresholds, freq=freq, tz=tz,
                                 as_of=as_of, start=start, end=end, validated=True)  # fmt: skip
-    billing = engine.table("billing") if engine.has("billing") else [None] * len(engine.table("surveys"))
-    rows = engine.map(_followup_rows, engine.table("surveys"), billing, context=context, fx=fx)
+    rows = engine.map(_followup_rows, engine.table("surveys"), engine.table("billing"), context=context, fx=fx)
     return Pending((rows,), lambda parts: family.sort_followups(pd.concat(parts, ignore_index=True)))
 
 
@@ -153,8 +153,7 @@ def engagement(engine, *, by=(), customers=None, fx=None, session_gap_minutes=30
     _, _, context = family.prepare(engine.summary("events", as_of), billing=engine.summary("billing", as_of) if with_billing else None,
                                    fx=fx, by=by, customers=customers, session_gap_minutes=session_gap_minutes, freq=freq,
                                    tz=tz, as_of=as_of, start=start, end=end, validated=True)  # fmt: skip
-    billing = engine.table("billing") if with_billing else [None] * len(engine.table("events"))
-    parts = engine.map(family.partial, engine.table("events"), billing, context=context)
+    parts = engine.map(family.partial, engine.table("events"), engine.table("billing"), context=context)
 
     def finish(parts):
         main = combine([p[0] for p in parts], context.by, family.PARTIAL_COLUMNS)
@@ -176,8 +175,7 @@ def health_scores(engine, card, *, fx=None, freq="M", tz="UTC", as_of=None, star
     present = [name for name in HEALTH_TABLES if engine.has(name)]
     spine = health_spine(freq=freq, tz=tz, as_of=as_of, start=start, end=end,
                          **{name: engine.summary(name, as_of) for name in present})  # fmt: skip
-    n = len(engine.table(present[0]))
-    handles = [engine.table(name) if name in present else [None] * n for name in HEALTH_TABLES]
+    handles = [engine.table(name) for name in HEALTH_TABLES]  # None items for the absent ones
     rows = engine.persist(engine.map(_health_rows, *handles, card=card, spine=spine, fx=fx))
     if fit:
         (counts,) = engine.gather(engine.map(load_counts, rows))
@@ -219,15 +217,13 @@ def _period_range(scores: pd.DataFrame) -> pd.Series:
 # --------------------------------------------------------------------------
 CUSTOMER_COLUMNS = ("customer_id", "period", "mrr", "score", "band", "components_used", "usage", "sentiment", "support",
                     "revenue", "weakest_component")  # fmt: skip
-MOVEMENT_COLUMNS = tuple(f"{kind}_mrr" for kind in ("new", "reactivation", "expansion", "contraction", "churn"))
+MOVEMENT_COLUMNS = tuple(f"{kind}_mrr" for kind in KINDS)
 
 
 def customer_rows(engine, scores, context, n_groups: int) -> list:
     """Handle of the customer rows regrouped into ``n_groups`` consecutive period ranges, each sorted
     by (period, customer_id): written in group order they are the whole table's order."""
-    n = len(engine.table("billing")) if context is not None else len(scores)
-    billing = engine.table("billing") if context is not None else [None] * n
-    rows = engine.map(_customer_rows, scores if scores is not None else [None] * n, billing, context=context)
+    rows = engine.map(_customer_rows, scores if scores is not None else [None] * engine.n, engine.table("billing"), context=context)
     spine = context.spine if context is not None else None
     return engine.map(_sorted, engine.regroup(rows, _PeriodRange(spine, n_groups), n_groups))
 
@@ -260,7 +256,7 @@ def _customer_rows(scores: pd.DataFrame | None, billing: pd.DataFrame | None, co
     if billing is not None and len(billing):
         ledger = movements(billing, context)
         moves = ledger.pivot_table(index=["customer_id", "period"], columns="kind", values="amount", aggfunc="sum", observed=True)
-        moves = moves.reindex(columns=[c.removesuffix("_mrr") for c in MOVEMENT_COLUMNS]).fillna(0.0)
+        moves = moves.reindex(columns=list(KINDS)).fillna(0.0)
         moves.columns = list(MOVEMENT_COLUMNS)
         moves = moves.reset_index()
     else:

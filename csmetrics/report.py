@@ -31,18 +31,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from csmetrics._version import __version__
-from csmetrics.metrics._common import NAT, instants
+from csmetrics.engine import AS_OF_COLUMNS
+from csmetrics.metrics._common import NAT
 from csmetrics.periods import check_freq, period_codes, to_utc
 from csmetrics.validate import TABLES, validate_tables
 
-#: timestamp columns that can set a table's as_of
-AS_OF_COLUMNS = {
-    "events": ("timestamp",),
-    "tickets": ("created_at", "first_response_at", "resolved_at"),
-    "surveys": ("responded_at", "sent_at"),
-    "billing": ("service_start", "invoiced_at"),
-    "costs": ("incurred_at",),
-}
 CONFIG_KEYS = {
     "freq", "by", "tz", "as_of", "csat_thresholds", "sla_targets", "cost_roles", "gross_margin",
     "session_gap_minutes", "health", "policies",
@@ -216,18 +209,11 @@ def content_hash(frame: pd.DataFrame, path: Path | None = None) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def report_as_of(tables: Mapping[str, pd.DataFrame], as_of: object = None, engine=None) -> pd.Timestamp:
+def report_as_of(engine, as_of: object = None) -> pd.Timestamp:
     """The given as_of, else the latest timestamp of any (validated) table."""
     if as_of is not None:
         return to_utc(as_of)
-    latest = NAT
-    for name, columns in AS_OF_COLUMNS.items():
-        if engine is not None and engine.name == "dask" and name in engine.stats:
-            latest = max([latest, *(engine.stats[name]["max"].get(c, NAT) for c in columns)])
-        elif name in tables:
-            for column in columns:
-                if column in tables[name]:
-                    latest = max(latest, instants(tables[name][column]).max(initial=NAT))
+    latest = max(engine.latest(name) for name in AS_OF_COLUMNS)
     if latest == NAT:
         raise ValueError("no timestamps in the input: cannot infer as_of")
     return pd.Timestamp(latest, tz="UTC")
@@ -277,7 +263,7 @@ def report(
         runner = PandasEngine(valid)
     else:
         raise ValueError(f"unknown engine {engine!r}: pandas or dask")
-    as_of_ts = report_as_of(valid, as_of, runner)
+    as_of_ts = report_as_of(runner, as_of)
     with shared_ledgers():
         return _run_families(runner, valid, rejected, tables, paths, step, freq=freq, by=by, tz=tz, as_of_ts=as_of_ts,
                              quarantine=quarantine, html=html, config=config)  # fmt: skip
@@ -368,7 +354,7 @@ def _customer_output(engine, scores, context):
 
     if scores is None and context is None:
         return pd.DataFrame(columns=["customer_id", "period"])
-    groups = pipeline.customer_rows(engine, scores, context, 1 if engine.name == "pandas" else engine.n)
+    groups = pipeline.customer_rows(engine, scores, context, engine.n)
     if engine.name == "pandas":
         return groups[0]
     groups = engine.persist(groups)
