@@ -58,7 +58,10 @@ def any_dask(*objs: Any) -> bool:
 PROGRESS = [False]
 
 
-def _client():
+def _progress_client():
+    """The distributed client to show progress on, if asked for and there is one."""
+    if not PROGRESS[0]:
+        return None
     try:
         from distributed import get_client
 
@@ -67,33 +70,33 @@ def _client():
         return None
 
 
-def compute(*collections):
-    """dask.compute, with Dask's progress bar when asked for (distributed clients)."""
-    client = _client() if PROGRESS[0] else None
-    if client is None:
-        return _dask().compute(*collections)
+def _shown(futures):
     from distributed import progress
 
-    futures = client.compute([_dask().delayed(_identity, pure=False)(c) for c in collections])  # nested lists/dicts too
     progress(futures)
     print(flush=True)
-    return tuple(client.gather(futures))
+    return futures
+
+
+def compute(*collections):
+    """dask.compute, with Dask's progress bar when asked for (distributed clients)."""
+    client = _progress_client()
+    if client is None:
+        return _dask().compute(*collections)
+    wrapped = [_dask().delayed(_identity, pure=False)(c) for c in collections]  # nested lists/dicts too
+    return tuple(client.gather(_shown(client.compute(wrapped))))
+
+
+def persist(*collections):
+    """dask.persist, with Dask's progress bar when asked for (distributed clients)."""
+    client = _progress_client()
+    if client is None:
+        return _dask().persist(*collections)
+    return tuple(_shown(client.persist(list(collections))))
 
 
 def _identity(value):
     return value
-
-
-def persist(*collections):
-    client = _client() if PROGRESS[0] else None
-    if client is None:
-        return _dask().persist(*collections)
-    from distributed import progress
-
-    persisted = client.persist(list(collections))
-    progress(persisted)
-    print(flush=True)
-    return tuple(persisted)
 
 
 def _dask():
