@@ -438,7 +438,9 @@ def run(family: str, tables: Mapping[str, Any], *, validated: bool = False, base
     window = {k: params.pop(k) for k in _WINDOW if k in params}
     by = [by] if isinstance(by, str) else list(by or [])
     if family in ("revenue", "customers", "value", "cohorts"):
-        policies = {k: params.pop(k) for k in list(params) if k in ("count_new_churn", "renewal_grace_days", "repeat_window_days")}
+        from csmetrics.metrics._billing import Policies
+
+        policies = {k: params.pop(k) for k in list(params) if k in Policies.__dataclass_fields__}
         seg = by if family != "cohorts" else []
         context = pipeline.billing_context(engine, by=seg, customers=customers if seg else None, fx=fx, base_currency=base_currency,
                                            policies=policies, **window)  # fmt: skip
