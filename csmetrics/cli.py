@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from csmetrics.validate import TABLES, ValidationError, validate_tables
 from csmetrics.io import read_tables
+from csmetrics.output import OutputError, prepare_output_folder
 
 app = typer.Typer(help="Customer-success metrics from raw tables.", no_args_is_help=True, add_completion=False)
 schemas_app = typer.Typer(help="The published table contracts.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _fail(message: str) -> NoReturn:
+    """A usage or input mistake: one line on stderr, exit code 2."""
+    err_console.print("[red]error:[/red] " + escape(" ".join(str(message).split())), highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
 
 
 def _read(data_dir: Path, lazy: bool = False) -> tuple[dict, dict]:
@@ -105,6 +114,10 @@ def report_command(
     if engine == "pandas" and any(v is not None for v in (scheduler, workers, memory_limit, buckets)):
         err_console.print("[red]--scheduler, --workers, --memory-limit and --buckets need --engine dask[/red]")
         raise typer.Exit(2)
+    try:
+        out = prepare_output_folder(out, [data_dir])
+    except OutputError as err:
+        _fail(str(err))
     stages = ["read", "validate", "health", "metrics", "assemble", "html", "write"]
     with ExitStack() as stack:
         if engine == "dask":
@@ -159,7 +172,11 @@ def _report(data_dir, out, stages, settings, params, engine, buckets, quarantine
             err_console.print(f"[red]{err}[/red] (or pass --no-html)")
             raise typer.Exit(2) from None
         step("write")
-        result.write(out, partitioned=partitioned)
+        try:
+            result.write(out, partitioned=partitioned)
+        except OutputError as err:
+            progress.stop()
+            _fail(str(err))
         progress.update(task, description="done", completed=len(stages))
     if not quiet:
         summary = Table(title=f"csmetrics report -> {out}")

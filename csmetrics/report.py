@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ import pyarrow.parquet as pq
 from csmetrics._version import __version__
 from csmetrics.engine import AS_OF_COLUMNS
 from csmetrics.metrics._common import NAT
+from csmetrics.output import MANIFEST, prepare_output_folder, staging_folder, swap_into_place
 from csmetrics.periods import check_freq, period_codes, to_utc
 from csmetrics.validate import TABLES, validate_tables
 
@@ -110,13 +109,15 @@ class Report:
         }
 
     def write(self, out_dir: Path | str, *, partitioned: bool = False, _fail_after: int | None = None) -> Path:
-        """Write the outputs atomically into ``out_dir`` (replacing a previous report whole).
+        """Write the outputs atomically into ``out_dir`` (METRICS.md §16, :mod:`csmetrics.output`).
 
+        ``out_dir`` must be absent, empty or a previous csmetrics report, and may not hold an
+        input; otherwise :class:`~csmetrics.output.OutputError` is raised and nothing is touched.
         ``_fail_after`` (tests only) raises after that many files, to prove atomicity.
         """
-        out_dir = Path(out_dir).resolve()
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+        inputs = [info.get("path") for info in self.manifest.get("inputs", {}).values()]
+        out_dir = prepare_output_folder(out_dir, inputs)
+        staging = staging_folder(out_dir)
         try:
             written = 0
 
@@ -143,23 +144,14 @@ class Report:
             if self.html is not None:
                 (staging / "index.html").write_text(self.html, encoding="utf-8")
                 tick()
-            (staging / "manifest.json").write_text(json.dumps(self.manifest, indent=2, sort_keys=True, default=str))
-            _swap_into_place(staging, out_dir)
+            files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+            manifest = {**self.manifest, "files": [*files, MANIFEST]}
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+            swap_into_place(staging, out_dir)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return out_dir
-
-
-def _swap_into_place(staging: Path, out_dir: Path) -> None:
-    """Replace out_dir by staging with two renames (the old one is removed last)."""
-    backup = None
-    if out_dir.exists():
-        backup = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, backup)
-    os.replace(staging, out_dir)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
 
 
 def _arrow(frame: pd.DataFrame) -> pa.Table:

@@ -37,7 +37,7 @@ def test_cli_writes_every_output_with_valid_schemas(sample_report):
     MetricFrame.validate(metrics)
     families = {csmetrics.catalog.get(m).family for m in metrics["metric"].unique()}
     assert families == {"revenue", "customers", "value", "support", "surveys", "engagement", "health"}
-    assert not list(sample_report.parent.glob(".out.tmp-*"))  # no staging folder left behind
+    assert not list(sample_report.parent.glob(".out.csmetrics-*"))  # no staging folder left behind
 
 
 def test_manifest(sample_report):

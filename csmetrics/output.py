@@ -1,0 +1,209 @@
+"""The output folder (METRICS.md §16): checked before anything is written, swapped atomically.
+
+A report is written into a hidden staging folder beside OUT, named
+``.<OUT name>.csmetrics-<pid>-<random>``, and then put in place:
+
+- OUT must be absent, empty, or a previous csmetrics report: its ``manifest.json``
+  names csmetrics and lists its files, and OUT holds nothing else. Anything else
+  (a folder with other files, an input folder or a folder that contains one, an
+  existing file) is refused with :class:`OutputError` before anything is touched.
+- On Linux the staging folder and OUT are exchanged with one ``renameat2`` call
+  (``RENAME_EXCHANGE``): at every instant OUT holds either the previous report or
+  the new complete one. Elsewhere (or on a file system without exchange) OUT is moved
+  aside and the staging folder renamed into place; a run killed between those two
+  renames leaves the previous report in ``.<OUT name>.csmetrics-<pid>-old``, and the
+  next run puts it back before it does anything else.
+- The manifest is the last file written into a staging folder, and the first file
+  removed from a replaced report, so a leftover that lacks it never looks complete.
+  The next run removes the leftovers of runs that are no longer alive.
+- Folders are created with the user's umask (not the 0700 of ``tempfile``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["MANIFEST", "OutputError", "check_output_folder", "prepare_output_folder", "recover", "staging_folder",
+           "swap_into_place"]
+
+MANIFEST = "manifest.json"
+_TAG = "csmetrics"
+#: The files a csmetrics report of version 0.1 wrote, for manifests written before they listed their files.
+_LEGACY_FILES = {"metrics.parquet", "customers.parquet", "cohorts.parquet", "followups.parquet", "at_risk.parquet",
+                 "index.html", MANIFEST}  # fmt: skip
+
+
+class OutputError(ValueError):
+    """An output folder that csmetrics refuses to write, because it would lose what is there."""
+
+
+def _prefix(out_dir: Path) -> str:
+    return f".{out_dir.name}.{_TAG}-"
+
+
+def _files_under(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+def _is_previous_report(out_dir: Path) -> str | None:
+    """None when ``out_dir`` is a csmetrics report holding only its files, else why not."""
+    manifest_path = out_dir / MANIFEST
+    if not manifest_path.is_file():
+        return "it is not empty and has no csmetrics manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "its manifest.json is not a csmetrics manifest"
+    if not isinstance(manifest, dict) or "csmetrics_version" not in manifest:
+        return "its manifest.json is not a csmetrics manifest"
+    present = _files_under(out_dir)
+    listed = manifest.get("files")
+    if isinstance(listed, list):
+        allowed = set(map(str, listed)) | {MANIFEST}
+    else:  # a report written before manifests listed their files
+        allowed = {f for f in present if f in _LEGACY_FILES or f.startswith(("rejected/", "metrics/"))}
+    extra = sorted(present - allowed)
+    if extra:
+        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        return f"it holds files the report did not write ({shown})"
+    return None
+
+
+def check_output_folder(out_dir: Path | str, inputs: Iterable[Path | str | None] = ()) -> Path:
+    """The resolved output folder, or :class:`OutputError` naming why it cannot be written.
+
+    ``inputs`` are the input files or folders of the run: OUT may be none of them and
+    may contain none of them.
+    """
+    out_dir = Path(out_dir).expanduser().resolve()
+    for source in inputs:
+        if source is None:
+            continue
+        source = Path(source).expanduser().resolve()
+        folder = source if source.is_dir() else source.parent
+        if out_dir == folder or out_dir in folder.parents:
+            raise OutputError(f"--out {out_dir} holds the input {source}: choose a folder outside the data folder")
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise OutputError(f"--out {out_dir} exists and is not a folder: nothing was written")
+        if any(out_dir.iterdir()):
+            why = _is_previous_report(out_dir)
+            if why is not None:
+                raise OutputError(f"--out {out_dir} is not a csmetrics report folder ({why}): nothing was written; "
+                                  "choose an empty or new folder")  # fmt: skip
+    elif not out_dir.parent.is_dir():
+        if out_dir.parent.exists():
+            raise OutputError(f"--out {out_dir}: {out_dir.parent} is not a folder")
+    return out_dir
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _leftovers(out_dir: Path) -> list[tuple[Path, int, str]]:
+    """Staging folders beside OUT: (path, pid, role) with role 'old' or 'new'."""
+    found = []
+    if not out_dir.parent.is_dir():
+        return found
+    prefix = _prefix(out_dir)
+    for path in out_dir.parent.iterdir():
+        if not path.name.startswith(prefix):
+            continue
+        parts = path.name[len(prefix):].split("-")
+        if len(parts) == 2 and parts[0].isdigit():
+            found.append((path, int(parts[0]), "old" if parts[1] == "old" else "new"))
+    return found
+
+
+def recover(out_dir: Path) -> None:
+    """Put back a previous report that a killed run left aside, and remove dead runs' staging folders."""
+    leftovers = [item for item in _leftovers(out_dir) if not _alive(item[1])]
+    for path, _pid, role in leftovers:
+        if role == "old" and not out_dir.exists() and (path / MANIFEST).is_file():
+            os.rename(path, out_dir)
+    for path, _pid, _role in leftovers:
+        if path.exists():
+            _remove(path)
+
+
+def prepare_output_folder(out_dir: Path | str, inputs: Iterable[Path | str | None] = ()) -> Path:
+    """Check OUT (:func:`check_output_folder`), then recover what a killed run left beside it."""
+    inputs = list(inputs)
+    checked = check_output_folder(out_dir, inputs)
+    recover(checked)
+    return check_output_folder(checked, inputs)
+
+
+def staging_folder(out_dir: Path) -> Path:
+    """A new hidden folder beside OUT, created with the user's umask."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = out_dir.parent / f"{_prefix(out_dir)}{os.getpid()}-{secrets.token_hex(6)}"
+        try:
+            os.mkdir(path)  # mode 0o777 & ~umask
+        except FileExistsError:
+            continue
+        return path
+
+
+def _remove(path: Path) -> None:
+    """Remove a staging or replaced folder, its manifest first (so it never looks complete)."""
+    try:
+        (path / MANIFEST).unlink()
+    except FileNotFoundError:
+        pass
+    shutil.rmtree(path, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two paths (Linux renameat2); False where the system cannot."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def swap_into_place(staging: Path, out_dir: Path) -> None:
+    """Make the complete ``staging`` folder OUT; the previous report (if any) is removed last."""
+    if not out_dir.exists():
+        os.rename(staging, out_dir)
+        return
+    if _exchange(staging, out_dir):
+        _remove(staging)  # now holds the previous report
+        return
+    aside = out_dir.parent / f"{_prefix(out_dir)}{os.getpid()}-old"
+    os.rename(out_dir, aside)
+    os.rename(staging, out_dir)
+    _remove(aside)
