@@ -15,26 +15,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from csmetrics.schemas import FREQS
+from csmetrics.options import check_as_of, check_freq
+
+__all__ = ["Spine", "check_freq", "code_ends_ns", "code_starts", "local_ns", "make_spine", "period_codes",
+           "resolve_as_of", "to_utc"]
 
 _NS_PER_DAY = 86_400 * 10**9
 _NAT = np.iinfo(np.int64).min
 
 
-def check_freq(freq: str) -> str:
-    """Normalise and check a frequency code."""
-    upper = str(freq).upper()
-    if upper not in FREQS:
-        raise ValueError(f"freq must be one of {', '.join(FREQS)}, got {freq!r}")
-    return upper
-
-
-def to_utc(value: object) -> pd.Timestamp | None:
-    """A timestamp-like as a UTC Timestamp (naive taken as UTC); None stays None."""
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+def to_utc(value: object, name: str = "timestamp") -> pd.Timestamp | None:
+    """A timestamp-like as a UTC Timestamp (naive taken as UTC); None stays None; a value
+    that is no timestamp, or lies outside 1677-2262, is a ConfigError naming ``name``."""
+    return check_as_of(value, name)
 
 
 def local_ns(instants: pd.Series | pd.DatetimeIndex | np.ndarray, tz: str = "UTC") -> np.ndarray:
@@ -177,9 +170,9 @@ def make_spine(
     first = int(valid.min()) if len(valid) else as_of_code
     last = int(valid.max()) if len(valid) else as_of_code
     if start is not None:
-        first = int(period_codes(pd.DatetimeIndex([to_utc(start)]), freq, tz)[0])
+        first = int(period_codes(pd.DatetimeIndex([to_utc(start, "start")]), freq, tz)[0])
     if end is not None:
-        last = int(period_codes(pd.DatetimeIndex([to_utc(end)]), freq, tz)[0])
+        last = int(period_codes(pd.DatetimeIndex([to_utc(end, "end")]), freq, tz)[0])
     last = min(last, as_of_code)
     first = min(first, last)
     return Spine(freq=freq, tz=tz, first=first, last=last, as_of=as_of)
@@ -188,7 +181,7 @@ def make_spine(
 def resolve_as_of(as_of: object, *candidates: pd.Series | None) -> pd.Timestamp:
     """as_of as given, else the latest timestamp among the candidate columns."""
     if as_of is not None:
-        return to_utc(as_of)
+        return to_utc(as_of, "as_of")
     latest = [c.max() for c in candidates if c is not None and len(c) and c.notna().any()]
     if not latest:
         raise ValueError("as_of cannot be inferred from an empty table; pass as_of=")

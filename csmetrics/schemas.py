@@ -34,6 +34,8 @@ DEFAULT_SCALES: dict[str, tuple[float, float]] = {
 }
 
 _UTC = {"unit": "ns", "tz": "UTC"}
+#: The largest billing or cost amount in absolute value (METRICS.md §16): money is exact in 1e-4 units.
+MAX_AMOUNT = 1e11
 
 
 # --------------------------------------------------------------------------
@@ -215,7 +217,7 @@ class Billing(_Base):
 
     customer_id: Series[Any] = pa.Field(nullable=False)
     kind: Series[str] = pa.Field(isin=list(BILLING_KINDS))
-    amount: Series[float]
+    amount: Series[float] = pa.Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT)
     service_start: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
     service_end: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
     invoiced_at: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
@@ -247,7 +249,7 @@ class Costs(_Base):
 
     incurred_at: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs=_UTC)
     category: Series[str]
-    amount: Series[float] = pa.Field(ge=0)
+    amount: Series[float] = pa.Field(ge=0, le=MAX_AMOUNT)
 
 
 class Fx(_Base):

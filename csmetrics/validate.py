@@ -14,6 +14,7 @@ table) is an error in both modes: no row could be processed correctly.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,8 @@ import pandas as pd
 import pandera.pandas as pa
 
 from csmetrics import schemas
+
+NAT = np.iinfo(np.int64).min
 
 MODELS: dict[str, type[pa.DataFrameModel]] = {
     "events": schemas.Events,
@@ -139,7 +142,7 @@ def validate(
 
     original_index = df.index
     coerced, failures = coerce(df.reset_index(drop=True), table)
-    failures.append(_schema_failures(coerced, _without_proven_unique(schema, coerced, table)))
+    failures.append(_not_already_failed(_schema_failures(coerced, _without_proven_unique(schema, coerced, table)), failures))
     for column, values in (duplicated or {}).items():
         if column in coerced and len(values):
             positions = np.flatnonzero(coerced[column].isin(values).to_numpy(dtype=bool))
@@ -160,11 +163,19 @@ def validate(
 
     good = np.ones(len(df), dtype=bool)
     good[bad_positions] = False
-    valid = coerced.loc[good]
+    valid = _narrow_ids(coerced.loc[good], table)
     valid.index = original_index[good]
     rejected = df.iloc[bad_positions].copy()
     rejected["reason"] = reasons
     return valid, rejected
+
+
+def _narrow_ids(valid: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Required integer ids that were nullable only because of rejected rows become int64 again."""
+    for name, column in schema_of(table).columns.items():
+        if name in valid and column.required and isinstance(valid[name].dtype, pd.Int64Dtype) and not valid[name].hasnans:
+            valid = valid.assign(**{name: valid[name].astype("int64")})
+    return valid
 
 
 def validate_tables(
@@ -226,7 +237,8 @@ def coerce(df: pd.DataFrame, table: str) -> tuple[pd.DataFrame, list[pd.DataFram
     """Coerce the model's columns; returns the frame and the coercion failures.
 
     Failures are frames of (row position, column, rule, value) for values that
-    were present but could not be converted.
+    were present but could not be converted (or, for numbers, are not finite;
+    for timestamps, lie outside pandas' nanosecond range 1677-2262).
     """
     out = df.copy(deep=False)
     failures: list[pd.DataFrame] = []
@@ -234,41 +246,153 @@ def coerce(df: pd.DataFrame, table: str) -> tuple[pd.DataFrame, list[pd.DataFram
         if name not in out.columns:
             continue
         kind = _kind_of(column)
-        converted, bad = _COERCERS[kind](out[name])
+        try:
+            converted, bad = _COERCERS[kind](out[name])
+        except _AmbiguousDates as err:
+            failure = pd.DataFrame({"table": table, "row": [None], "column": [name], "rule": [err.rule],
+                                    "value": [err.examples]})  # fmt: skip
+            raise ValidationError(table, failure[FAILURE_COLUMNS]) from None
         out[name] = converted
-        if bad is not None and bad.any():
-            positions = np.flatnonzero(bad)
-            failures.append(
-                pd.DataFrame(
-                    {"row": positions, "column": name, "rule": f"coercible to {kind}", "value": None}
-                ).assign(value=df[name].iloc[positions].astype(object).to_numpy())
-            )
+        for rule, mask in _failure_masks(kind, bad):
+            if mask.any():
+                positions = np.flatnonzero(mask)
+                failures.append(
+                    pd.DataFrame({"row": positions, "column": name, "rule": rule, "value": None}).assign(
+                        value=df[name].iloc[positions].astype(object).to_numpy()
+                    )
+                )
     return out, failures
 
 
-def _coerce_timestamp(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+def _failure_masks(kind: str, bad) -> list[tuple[str, np.ndarray]]:
+    """A coercer's failures as (rule, mask) pairs; the rule None means 'coercible to <kind>'."""
+    if bad is None:
+        return []
+    if isinstance(bad, dict):
+        return [(f"coercible to {kind}" if rule is None else rule, np.asarray(mask, dtype=bool)) for rule, mask in bad.items()]
+    return [(f"coercible to {kind}", np.asarray(bad, dtype=bool))]
+
+
+class _AmbiguousDates(ValueError):
+    """A text timestamp column that no single format reads (a table-level failure)."""
+
+    def __init__(self, rule: str, examples: list[str]):
+        super().__init__(rule)
+        self.rule, self.examples = rule, examples
+
+
+_NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+OUT_OF_RANGE = "timestamp within 1677-09-22..2262-04-11"
+
+
+def _to_ns(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """A UTC datetime series of any unit as nanoseconds; values outside the ns range become NaT
+    and are returned as failures (never an OutOfBoundsDatetime)."""
+    unit = values.dt.unit
+    if unit == "ns":
+        return values, np.zeros(len(values), dtype=bool)
+    per = _NS_PER_UNIT[unit]
+    raw = np.asarray(values.array.asi8)
+    missing = values.isna().to_numpy()
+    limit = (2**63 - 1) // per
+    bad = ~missing & ((raw > limit) | (raw <= -limit))
+    ns = np.where(missing | bad, NAT, np.where(bad, 0, raw) * per)
+    return pd.Series(pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC"), index=values.index), bad
+
+
+def _coerce_timestamp(values: pd.Series) -> tuple[pd.Series, dict]:
+    """UTC nanoseconds: tz-aware values converted, naive ones taken as UTC, text parsed
+    with one format per column; values outside the nanosecond range fail their row."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(values.cat.categories.dtype if len(values.cat.categories) else object)
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC").dt.as_unit("ns"), None
+        converted, out_of_range = _to_ns(values.dt.tz_convert("UTC"))
+        return converted, {OUT_OF_RANGE: out_of_range}
     if pd.api.types.is_datetime64_dtype(values.dtype):
-        return values.dt.tz_localize("UTC").dt.as_unit("ns"), None
+        converted, out_of_range = _to_ns(values.dt.tz_localize("UTC"))
+        return converted, {OUT_OF_RANGE: out_of_range}
     present = values.notna().to_numpy()
-    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
-    retry = present & parsed.isna().to_numpy()
-    if retry.any():
-        again = pd.to_datetime(values[retry], utc=True, errors="coerce", format="mixed")
-        parsed = parsed.copy()
-        parsed[retry] = again
-    parsed = parsed.dt.as_unit("ns")
-    return parsed, present & parsed.isna().to_numpy()
+    parsed = _parse_text_timestamps(values, present)
+    parsed_ok = parsed.notna().to_numpy()
+    converted, out_of_range = _to_ns(parsed)
+    return converted, {None: present & ~parsed_ok, OUT_OF_RANGE: out_of_range}
 
 
-def _coerce_float(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
-    if values.dtype == np.float64:
-        return values, None
+def _parse_text_timestamps(values: pd.Series, present: np.ndarray) -> pd.Series:
+    """ISO 8601 where it applies; every other value with one format for the whole column.
+
+    The format is guessed from the values (month-first and day-first readings both
+    tried). The format that reads every other value is used; formats that read them
+    all but differently (``05/02/2023``), or values that need different formats
+    (``13/02/2023`` and ``02/13/2023``), are a table-level failure naming examples.
+    A value no format reads fails its row.
+    """
+    from pandas._libs.tslibs.parsing import guess_datetime_format
+
     if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
-        return values.astype("float64"), None
-    converted = pd.to_numeric(values, errors="coerce").astype("float64")
-    return converted, values.notna().to_numpy() & converted.isna().to_numpy()
+        return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    text = values.astype(object).where(present, None)
+    parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+    if parsed.dt.unit == "ns" or not len(parsed):
+        parsed = parsed.dt.as_unit("us")  # room for out-of-range years, checked by _to_ns
+    retry = present & parsed.isna().to_numpy()
+    if not retry.any():
+        return parsed
+    others = text[retry].astype(str)
+    candidates: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas warns when a guess contradicts dayfirst: both are tried on purpose
+        for sample in others.drop_duplicates().head(50):
+            for dayfirst in (False, True):
+                guessed = guess_datetime_format(sample, dayfirst=dayfirst)
+                if guessed and guessed not in candidates:
+                    candidates.append(guessed)
+    readings = {fmt: pd.to_datetime(others, utc=True, errors="coerce", format=fmt).dt.as_unit("us") for fmt in candidates}
+    if not readings:
+        return parsed
+    complete = [fmt for fmt, got in readings.items() if got.notna().all()]
+    if complete:
+        chosen = complete[0]
+        for fmt in complete[1:]:
+            differs = np.flatnonzero((readings[fmt] != readings[chosen]).to_numpy())
+            if len(differs):
+                i = int(differs[0])
+                raise _AmbiguousDates(
+                    f"one date format: {others.iloc[i]!r} reads as {readings[chosen].iloc[i]:%Y-%m-%d} ({chosen}) "
+                    f"and as {readings[fmt].iloc[i]:%Y-%m-%d} ({fmt}); write ISO 8601 dates (YYYY-MM-DD)",
+                    [others.iloc[i]],
+                )
+    else:
+        chosen = max(readings, key=lambda fmt: int(readings[fmt].notna().sum()))
+        for fmt, got in readings.items():
+            only_other = np.flatnonzero((got.notna() & readings[chosen].isna()).to_numpy())
+            only_chosen = np.flatnonzero((readings[chosen].notna() & got.isna()).to_numpy())
+            if len(only_other) and len(only_chosen):
+                first, second = others.iloc[int(only_chosen[0])], others.iloc[int(only_other[0])]
+                raise _AmbiguousDates(
+                    f"one date format: {first!r} reads only as {chosen} and {second!r} only as {fmt}; "
+                    "write one format (ISO 8601: YYYY-MM-DD)",
+                    [first, second],
+                )
+    parsed = parsed.copy()
+    parsed[retry] = readings[chosen].to_numpy()
+    return parsed
+
+
+def _coerce_float(values: pd.Series) -> tuple[pd.Series, dict]:
+    """float64; text that is no number fails, and so does a non-finite number (inf)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(object)
+    if values.dtype == np.float64:
+        converted, unparsable = values, np.zeros(len(values), dtype=bool)
+    elif pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
+        converted = values.astype("float64")
+        unparsable = values.notna().to_numpy() & converted.isna().to_numpy()
+    else:
+        converted = pd.to_numeric(values, errors="coerce").astype("float64")
+        unparsable = values.notna().to_numpy() & converted.isna().to_numpy()
+    infinite = np.isinf(converted.to_numpy(dtype=float, na_value=np.nan))
+    return converted, {None: unparsable, "finite": infinite}
 
 
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
@@ -296,14 +420,27 @@ def _coerce_str(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
     return values.astype("str"), None
 
 
-def _coerce_id(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
-    """Integer ids stay int64 (float ids that are whole numbers too); anything else is str."""
+def _coerce_id(values: pd.Series) -> tuple[pd.Series, dict | None]:
+    """Integer ids stay int64 (float ids that are whole numbers too); anything else is text.
+
+    Ids are kept exactly or rejected, never wrapped: unsigned ids above 2**63 - 1 become
+    text (their exact digits), and a float id that is not exact (beyond 2**53) fails its row.
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(values.cat.categories.dtype if len(values.cat.categories) else object)
     if pd.api.types.is_integer_dtype(values.dtype) and not values.hasnans:
+        if pd.api.types.is_unsigned_integer_dtype(values.dtype) and len(values) and values.max() > np.iinfo(np.int64).max:
+            return values.astype("str"), None
         return values.astype("int64"), None
     if pd.api.types.is_float_dtype(values.dtype):
         as_float = values.to_numpy(dtype=float, na_value=np.nan)
         missing = np.isnan(as_float)
-        if (as_float[~missing] == np.floor(as_float[~missing])).all():
+        inexact = ~missing & ~(np.abs(as_float) <= 2.0**53)
+        whole = np.isfinite(as_float[~missing]) & (as_float[~missing] == np.floor(as_float[~missing]))
+        if inexact.any():
+            kept = values.where(~inexact)
+            return _coerce_id(kept)[0], {"an exact id (a float beyond 2**53 or not finite is not)": inexact}
+        if whole.all():
             return values.astype("Int64" if missing.any() else "int64"), None
     return _coerce_str(values)
 
@@ -384,6 +521,18 @@ def _blame(df: pd.DataFrame, rows: np.ndarray, name: str, stats: dict[str, Any])
     return pd.concat(frames, ignore_index=True)
 
 
+def _not_already_failed(found: pd.DataFrame, earlier: list[pd.DataFrame]) -> pd.DataFrame:
+    """``found`` without the (row, column) pairs of ``earlier`` failures: a value that failed
+    coercion is reported once, not again as "not null" or out of range."""
+    earlier = [f for f in earlier if len(f)]
+    if not earlier or not len(found):
+        return found
+    keys = pd.concat([f[["row", "column"]] for f in earlier], ignore_index=True).drop_duplicates()
+    keys["row"] = keys["row"].astype(np.int64)
+    merged = found.assign(row=found["row"].astype(np.int64)).merge(keys, on=["row", "column"], how="left", indicator=True)
+    return merged.loc[merged["_merge"] == "left_only", list(found.columns)].reset_index(drop=True)
+
+
 def _rule_text(check: str) -> str:
     replacements = {
         "field_uniqueness": "unique",
@@ -396,8 +545,12 @@ def _rule_text(check: str) -> str:
     }
     for old, new in replacements.items():
         if check.startswith(old):
-            rest = check[len(old):]
-            return f"{new} {rest.strip('()')}".strip() if new in (">=", ">", "<=", "one of") else new
+            rest = check[len(old):].strip("()")
+            try:
+                rest = f"{float(rest):g}"
+            except ValueError:
+                pass
+            return f"{new} {rest}".strip() if new in (">=", ">", "<=", "one of") else new
     if check.startswith("dtype("):
         return f"type {check[6:-1]}"
     return check

@@ -36,9 +36,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from csmetrics.metrics._common import NAT, as_tuple, instants, resolve_spine
+from csmetrics.metrics._common import NAT, check_segment_columns, instants, resolve_spine
+from csmetrics.options import UnknownNameError, check_bool, check_by, check_freq, check_number, check_tz
 from csmetrics.periods import Spine, period_codes
-from csmetrics.validate import resolve_base_currency, validate
+from csmetrics.validate import ValidationError, resolve_base_currency, validate
 
 MONEY_SCALE = 10_000
 DAYS_PER_MONTH = 30.4375
@@ -56,11 +57,16 @@ class Policies:
     renewal_grace_days: float = 0.0
     repeat_window_days: float = 35.0
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "count_new_churn", check_bool("count_new_churn", self.count_new_churn))
+        for name in ("renewal_grace_days", "repeat_window_days"):
+            object.__setattr__(self, name, check_number(name, getattr(self, name), low=0))
+
     @classmethod
     def from_kwargs(cls, kwargs: dict) -> Policies:
         unknown = set(kwargs) - set(cls.__dataclass_fields__)
         if unknown:
-            raise TypeError(f"unknown policy {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+            raise UnknownNameError(f"unknown policy {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
         return cls(**kwargs)
 
 
@@ -89,10 +95,12 @@ def prepare(
     end: object = None,
     base_currency: str | None = None,
     validated: bool = False,
+    reserved: Sequence[str] = (),
     **policies,
 ) -> tuple[pd.DataFrame, BillingContext]:
     """Validate billing and build the context (spine, as_of) from the whole table."""
-    by = as_tuple(by)
+    freq, tz = check_freq(freq), check_tz(tz)
+    by = check_by(by, reserved=reserved)
     if not validated:
         if fx is not None:
             fx = validate(fx, "fx")
@@ -104,7 +112,9 @@ def prepare(
         billing = billing.assign(**{c: pd.Series(pd.NaT, index=billing.index, dtype="datetime64[ns, UTC]") for c in missing})
     static = [c for c in by if c != "plan"]
     if static and (customers is None or any(c not in customers for c in static)):
-        raise KeyError(f"segment columns {static} must be columns of the customers table")
+        check_segment_columns(by, billing.iloc[:0, :0], customers, "billing", extra=["plan"])
+        raise UnknownNameError(f"segment columns {static} must be columns of the customers table "
+                               f"(billing segments are customer attributes or plan)")  # fmt: skip
     # subscriptions are data up to as_of: the spine always runs through as_of's period
     spine = resolve_spine(billing, period_columns=("service_start", "service_end", "invoiced_at"),
                           as_of_columns=("service_start", "invoiced_at"), freq=freq, tz=tz, as_of=as_of,
@@ -218,6 +228,24 @@ class Ledger:
     period: np.ndarray  # spine index
 
 
+#: Money sums stay exact in float64 (2**53 units of 1e-4: 9e11 of the base currency) and in int64.
+MAX_MONEY_UNITS = 2.0**53
+
+
+def money_units(amount: np.ndarray) -> np.ndarray:
+    """Amounts (base currency) as int64 units of 1e-4; a total beyond the exact range is an error
+    naming billing.amount (§16: nothing wraps), never a wrapped number."""
+    scaled = np.asarray(amount, dtype=float) * MONEY_SCALE
+    total = float(np.abs(scaled).sum()) if len(scaled) else 0.0
+    if not np.isfinite(total) or total >= MAX_MONEY_UNITS:
+        worst = int(np.nanargmax(np.abs(scaled))) if len(scaled) else 0
+        failures = pd.DataFrame({"table": ["billing"], "row": [None], "column": ["amount"],
+                                 "rule": [f"monthly amounts within the exact money range (their sum < {MAX_MONEY_UNITS / MONEY_SCALE:.3g})"],
+                                 "value": [f"largest monthly amount {scaled[worst] / MONEY_SCALE:.6g}"]})  # fmt: skip
+        raise ValidationError("billing", failures)
+    return np.rint(scaled).astype(np.int64)
+
+
 def _sort_order(customer: np.ndarray, instant: np.ndarray) -> np.ndarray:
     """An order by (customer, instant): one argsort of a combined int64 key where it fits."""
     if len(instant) == 0:
@@ -236,7 +264,7 @@ def build_ledger(arrays: BillingArrays, context: BillingContext) -> Ledger:
     spine, as_of = context.spine, context.spine.as_of.value
     keep = (arrays.kind == RECURRING) & (arrays.start <= as_of) & (arrays.start != NAT)
     start, end = arrays.start[keep], arrays.end[keep]
-    step = np.rint(monthly_amount(arrays.amount[keep], start, end) * MONEY_SCALE).astype(np.int64)
+    step = money_units(monthly_amount(arrays.amount[keep], start, end))
     customer_of_line, plan_of_line = arrays.customer[keep], arrays.plan[keep]
     ends = end <= as_of  # an end after as_of is not known yet
 

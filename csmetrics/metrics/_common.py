@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from csmetrics.frame import attach_segments, encode_segments
+from csmetrics.options import UnknownNameError, check_by, check_freq, check_tz
 from csmetrics.periods import Spine, make_spine, period_codes, resolve_as_of
 
 NAT = np.iinfo(np.int64).min
@@ -81,6 +82,8 @@ def make_context(
     as_of: object,
     start: object,
     end: object,
+    table_name: str = "the table",
+    reserved: Sequence[str] = (),
     **options,
 ) -> Context:
     """Spine from the periods with data (``period_columns`` up to as_of) and the as_of instant.
@@ -89,9 +92,26 @@ def make_context(
     extends the spine through its period (stock metrics such as backlog are
     known up to it).
     """
+    freq, tz = check_freq(freq), check_tz(tz)
+    by = check_by(by, reserved=reserved)
+    check_segment_columns(by, table, customers, table_name)
     spine = resolve_spine(table, period_columns=period_columns, as_of_columns=as_of_columns, freq=freq, tz=tz,
                           as_of=as_of, start=start, end=end, through_as_of=as_of is not None)  # fmt: skip
-    return Context(spine, as_tuple(by), customers, options)
+    return Context(spine, by, customers, options)
+
+
+def check_segment_columns(by: Sequence[str], table: pd.DataFrame, customers: pd.DataFrame | None, table_name: str,
+                          extra: Sequence[str] = ()) -> None:  # fmt: skip
+    """Each ``by`` column is in the table, in customers or in ``extra``; else an error listing the columns there are."""
+    available = [*table.columns, *(customers.columns if customers is not None else ()), *extra]
+    missing = [c for c in by if c not in available]
+    if missing:
+        there = ", ".join(dict.fromkeys(str(c) for c in available if c != "customer_id"))
+        raise UnknownNameError(
+            f"segment column(s) {missing} are neither in {table_name} nor in customers"
+            + ("" if customers is not None else " (no customers table given)")
+            + f"; the columns there are: {there}"
+        )
 
 
 def segments_of(table: pd.DataFrame, context: Context, table_name: str) -> tuple[np.ndarray, pd.DataFrame | None]:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from csmetrics.options import check_number
 from csmetrics.frame import FrameBuilder, segment_positions
 from csmetrics.metrics._common import Context, Grid, combine, dense, instants, long_partial, make_context, segments_of
 from csmetrics.periods import code_ends_ns, local_ns, period_codes
@@ -61,7 +62,8 @@ def prepare(
         customers = validate(customers, "customers") if customers is not None else None
     context = make_context(
         events, period_columns=["timestamp"], as_of_columns=["timestamp"], freq=freq, by=by, customers=customers,
-        tz=tz, as_of=as_of, start=start, end=end, session_gap_minutes=float(session_gap_minutes),
+        tz=tz, as_of=as_of, start=start, end=end, table_name="events", reserved=("event",),
+        session_gap_minutes=check_number("session_gap_minutes", session_gap_minutes, low=0, low_open=True),
         with_billing=billing is not None,
     )  # fmt: skip
     if billing is not None:

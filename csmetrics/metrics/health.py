@@ -30,6 +30,7 @@ import pandas as pd
 
 from csmetrics.frame import FrameBuilder, attach_segments, encode_segments
 from csmetrics.metrics._common import NAT, instants
+from csmetrics.options import check_bands, check_int, check_number, check_weights
 from csmetrics.periods import Spine, make_spine, period_codes, resolve_as_of
 from csmetrics.stats import quantile_of_counts
 from csmetrics.validate import validate
@@ -86,10 +87,12 @@ class HealthScorecard:
         baseline_periods: int = 3,
         support_scale: float | None = None,
     ):
-        self.weights = weights
-        self.bands = bands
-        self.baseline_periods = baseline_periods
-        self.support_scale = support_scale
+        self.weights = check_weights(weights, COMPONENTS)
+        self.bands = check_bands(bands)
+        self.baseline_periods = check_int("baseline_periods", baseline_periods, low=1)
+        self.support_scale = None if support_scale is None else check_number(
+            "support_scale", support_scale, low=0, low_open=True
+        )
 
     # -- sklearn-style API -----------------------------------------------------
     def fit(self, **tables) -> HealthScorecard:

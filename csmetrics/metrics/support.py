@@ -37,6 +37,7 @@ from csmetrics.periods import period_codes
 from csmetrics.stats import quantiles_by_group
 from csmetrics.dask_engine import any_dask
 from csmetrics.dask_engine import run as dask_run
+from csmetrics.options import check_sla_targets
 from csmetrics.validate import validate
 
 PARTIAL_COLUMNS = (
@@ -70,8 +71,8 @@ def prepare(
         customers = validate(customers, "customers") if customers is not None else None
     context = make_context(
         tickets, period_columns=["created_at"], as_of_columns=["created_at", "first_response_at", "resolved_at"],
-        freq=freq, by=by, customers=customers, tz=tz, as_of=as_of, start=start, end=end,
-        present=frozenset(tickets.columns), sla_targets=dict(sla_targets) if sla_targets else None,
+        freq=freq, by=by, customers=customers, tz=tz, as_of=as_of, start=start, end=end, table_name="tickets",
+        present=frozenset(tickets.columns), sla_targets=check_sla_targets(sla_targets) or None,
     )  # fmt: skip
     return tickets, context
 

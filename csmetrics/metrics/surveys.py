@@ -27,6 +27,7 @@ from csmetrics.schemas import CXI_COMPONENTS, survey_scale
 from csmetrics.stats import nps_interval
 from csmetrics.dask_engine import any_dask
 from csmetrics.dask_engine import run as dask_run
+from csmetrics.options import check_csat_thresholds
 from csmetrics.validate import validate
 
 DEFAULT_CSAT_THRESHOLDS: dict[tuple[float, float], float] = {(1, 5): 4, (1, 7): 6, (0, 10): 6, (1, 10): 6}
@@ -58,10 +59,10 @@ def prepare(
     if "responded_at" not in surveys and "sent_at" not in surveys:
         raise ValueError("surveys: need responded_at or sent_at to place answers in periods")
     thresholds = dict(DEFAULT_CSAT_THRESHOLDS)
-    thresholds.update({(float(k[0]), float(k[1])): float(v) for k, v in (csat_thresholds or {}).items()})
+    thresholds.update(check_csat_thresholds(csat_thresholds) or {})
     context = make_context(
         surveys, period_columns=["responded_at", "sent_at"], as_of_columns=["responded_at", "sent_at"],
-        freq=freq, by=by, customers=customers, tz=tz, as_of=as_of, start=start, end=end,
+        freq=freq, by=by, customers=customers, tz=tz, as_of=as_of, start=start, end=end, table_name="surveys",
         csat_thresholds=thresholds,
     )  # fmt: skip
     return surveys, context

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from csmetrics.options import check_cost_roles, check_number
 from csmetrics.frame import FrameBuilder, to_wide
 from csmetrics.metrics import customers as customers_family
 from csmetrics.metrics import revenue as revenue_family
@@ -36,12 +37,15 @@ DEFAULT_COST_ROLES: dict[str, tuple[str, ...]] = {
 
 def cost_roles_of(cost_roles: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
     """The default roles with any given ones replaced; unknown roles are an error."""
-    roles = dict(DEFAULT_COST_ROLES)
-    for role, categories in (cost_roles or {}).items():
-        if role not in roles:
-            raise KeyError(f"unknown cost role {role!r}; roles are {sorted(roles)}")
-        roles[role] = tuple(categories)
-    return roles
+    return {**DEFAULT_COST_ROLES, **(check_cost_roles(cost_roles) or {})}
+
+
+def check_value_options(gross_margin: object, cost_roles: object, lifespan_months: object) -> None:
+    """gross_margin in (0, 1], cost_roles lists of categories, lifespan_months > 0 or None."""
+    check_number("gross_margin", gross_margin, low=0, high=1, low_open=True)
+    check_cost_roles(cost_roles)
+    if lifespan_months is not None:
+        check_number("lifespan_months", lifespan_months, low=0, low_open=True)
 
 
 def monthly_context(billing: pd.DataFrame, context):
@@ -130,6 +134,7 @@ def value_metrics(
     >>> float(frame.loc["clv_purchase", "value"])
     3600.0
     """
+    check_value_options(gross_margin, cost_roles, lifespan_months)
     if any_dask(billing, costs, customers, fx):
         return dask_run("value", {"billing": billing, "costs": costs, "customers": customers, "fx": fx}, by=by, freq=freq, tz=tz, as_of=as_of, start=start, end=end,
                         validated=validated, gross_margin=gross_margin, cost_roles=cost_roles, lifespan_months=lifespan_months,
