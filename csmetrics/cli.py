@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import NoReturn
 
@@ -11,7 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from csmetrics.validate import TABLES, ValidationError, validate_tables
-from csmetrics.io import read_tables
+from csmetrics.io import InputError, read_tables
+from csmetrics.options import ConfigError, check_as_of, check_by, check_freq, check_tz
 from csmetrics.output import OutputError, prepare_output_folder
 
 app = typer.Typer(help="Customer-success metrics from raw tables.", no_args_is_help=True, add_completion=False)
@@ -30,13 +32,15 @@ def _fail(message: str) -> NoReturn:
 def _read(data_dir: Path, lazy: bool = False) -> tuple[dict, dict]:
     """The tables of DATA_DIR (the large ones as Dask DataFrames when ``lazy``), or exit 2 with the reason."""
     try:
-        tables, paths = read_tables(data_dir, lazy=lazy)
-    except FileNotFoundError as err:
-        err_console.print(f"[red]{err}[/red]")
-        raise typer.Exit(2) from None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tables, paths = read_tables(data_dir, lazy=lazy)
+    except (FileNotFoundError, InputError) as err:
+        _fail(str(err))
+    for warning in caught:
+        err_console.print("[yellow]warning:[/yellow] " + escape(str(warning.message)), highlight=False, soft_wrap=True)
     if not tables:
-        err_console.print(f"[red]no tables found in {data_dir} (expected {', '.join(TABLES)})[/red]")
-        raise typer.Exit(2)
+        _fail(f"no tables found in {data_dir} (expected {', '.join(f'{t}.parquet, {t}/ or {t}.csv' for t in TABLES)})")
     return tables, paths
 
 
@@ -95,25 +99,27 @@ def report_command(
     """
     from contextlib import ExitStack
 
-    from csmetrics.report import ConfigError, load_config
+    from csmetrics.report import load_config
 
     try:
         settings = load_config(config) if config is not None else {}
-    except (ConfigError, FileNotFoundError) as err:
-        err_console.print(f"[red]{err}[/red]")
-        raise typer.Exit(2) from None
-    params = {
-        "freq": freq or settings.get("freq", "M"),
-        "by": by or settings.get("by", []),
-        "tz": tz or settings.get("tz", "UTC"),
-        "as_of": as_of or settings.get("as_of"),
-    }
+        params = {
+            "freq": check_freq(freq, "--freq") if freq is not None else settings.get("freq", "M"),
+            "by": list(check_by(by)) if by else settings.get("by", []),
+            "tz": check_tz(tz, "--tz") if tz is not None else settings.get("tz", "UTC"),
+            "as_of": check_as_of(as_of, "--as-of") if as_of is not None else settings.get("as_of"),
+        }
+    except ConfigError as err:
+        _fail(str(err))
     if engine not in ("pandas", "dask"):
-        err_console.print(f"[red]--engine must be pandas or dask, not {engine!r}[/red]")
-        raise typer.Exit(2)
+        _fail(f"--engine must be pandas or dask, not {engine!r}")
     if engine == "pandas" and any(v is not None for v in (scheduler, workers, memory_limit, buckets)):
-        err_console.print("[red]--scheduler, --workers, --memory-limit and --buckets need --engine dask[/red]")
-        raise typer.Exit(2)
+        _fail("--scheduler, --workers, --memory-limit and --buckets need --engine dask")
+    for name, number in (("--workers", workers), ("--buckets", buckets)):
+        if number is not None and number < 1:
+            _fail(f"{name} must be 1 or more, not {number}")
+    if not data_dir.is_dir():
+        _fail(f"data folder {data_dir} does not exist")
     try:
         out = prepare_output_folder(out, [data_dir])
     except OutputError as err:
@@ -165,8 +171,11 @@ def _report(data_dir, out, stages, settings, params, engine, buckets, quarantine
                             engine=engine, buckets=buckets, **params)  # fmt: skip
         except ValidationError as err:
             progress.stop()
-            err_console.print(f"[red]validation failed[/red]\n{err}")
+            err_console.print("[red]validation failed[/red]\n" + escape(str(err)), highlight=False)
             raise typer.Exit(1) from None
+        except ConfigError as err:
+            progress.stop()
+            _fail(str(err))
         except ImportError as err:
             progress.stop()
             err_console.print(f"[red]{err}[/red] (or pass --no-html)")

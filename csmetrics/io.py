@@ -5,11 +5,24 @@ Only the CLI and the report read files; metric families take DataFrames.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from csmetrics.options import ConfigError
 from csmetrics.validate import TABLES
+
+__all__ = ["CSV_LINE", "InputError", "find_tables", "read_lazy", "read_table", "read_tables"]
+
+#: The index name of a table read from CSV: its labels are the file's line numbers (header = line 1).
+CSV_LINE = "csv_line"
+
+
+class InputError(ConfigError):
+    """An input file or folder that cannot be read as a table (empty, header only, drifting schemas)."""
 
 
 def find_tables(data_dir: Path) -> dict[str, Path]:
@@ -23,6 +36,13 @@ def find_tables(data_dir: Path) -> dict[str, Path]:
             if candidate.exists():
                 found[table] = candidate
                 break
+    used = set(found.values())
+    strays = sorted(p.name for p in data_dir.iterdir()
+                    if not p.name.startswith(".") and p not in used and (p.suffix in (".parquet", ".csv") or p.is_dir()))  # fmt: skip
+    if strays:
+        expected = ", ".join(f"{t}.parquet|.csv|/" for t in TABLES)
+        warnings.warn(f"{data_dir}: {', '.join(strays)} match no table and are not read (expected names: {expected})",
+                      UserWarning, stacklevel=2)  # fmt: skip
     return found
 
 
@@ -30,8 +50,39 @@ def read_table(path: Path) -> pd.DataFrame:
     """Read one table from a Parquet file, a folder of Parquet files, or a CSV file."""
     path = Path(path)
     if path.suffix == ".csv":
-        return pd.read_csv(path)
-    return pd.read_parquet(path)
+        try:
+            frame = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            raise InputError(f"{path}: the file is empty (a CSV needs a header line and rows)") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as err:
+            raise InputError(f"{path}: not a readable CSV ({' '.join(str(err).split())})") from None
+        if frame.empty:
+            raise InputError(f"{path}: the file has a header but no rows")
+        frame.index = pd.RangeIndex(2, len(frame) + 2, name=CSV_LINE)
+        return frame
+    if path.is_dir():
+        _check_same_schema(path)
+    try:
+        frame = pd.read_parquet(path)
+    except (pa.ArrowException, OSError) as err:
+        raise InputError(f"{path}: not a readable Parquet table ({' '.join(str(err).split())})") from None
+    return frame
+
+
+def _check_same_schema(folder: Path) -> None:
+    """Every Parquet file of a table folder has the same columns and types (else name two that differ)."""
+    files = sorted(p for p in folder.rglob("*.parquet") if p.is_file())
+    if not files:
+        raise InputError(f"{folder}: the folder holds no .parquet files")
+    first = pq.read_schema(files[0]).remove_metadata()
+    for other in files[1:]:
+        schema = pq.read_schema(other).remove_metadata()
+        if not schema.equals(first):
+            theirs = {f.name: str(f.type) for f in schema}
+            ours = {f.name: str(f.type) for f in first}
+            diff = sorted(set(ours.items()) ^ set(theirs.items()))
+            raise InputError(f"{folder}: the files disagree on their columns: {files[0].name} and {other.name} "
+                             f"differ in {', '.join(f'{n} ({t})' for n, t in diff[:4])}")  # fmt: skip
 
 
 def read_lazy(path: Path):

@@ -92,14 +92,14 @@ def check_int(name: str, value: object, *, low: int = 1) -> int:
     raise ConfigError(f"{name} must be a whole number >= {low}, not {value!r}")
 
 
-def check_freq(freq: object) -> str:
+def check_freq(freq: object, name: str = "freq") -> str:
     """One of D, W, M, Q, Y (any case)."""
     if isinstance(freq, str) and freq.upper() in FREQS:
         return freq.upper()
-    raise ConfigError(f"freq must be one of {', '.join(FREQS)}, not {freq!r}")
+    raise ConfigError(f"{name} must be one of {', '.join(FREQS)}, not {freq!r}")
 
 
-def check_tz(tz: object) -> str:
+def check_tz(tz: object, name: str = "tz") -> str:
     """An IANA time zone name (e.g. UTC, Europe/Berlin)."""
     if isinstance(tz, str) and tz:
         try:
@@ -108,7 +108,7 @@ def check_tz(tz: object) -> str:
             pass
         else:
             return tz
-    raise ConfigError(f"tz must be a time zone name such as 'UTC' or 'Europe/Berlin', not {tz!r}")
+    raise ConfigError(f"{name} must be a time zone name such as 'UTC' or 'Europe/Berlin', not {tz!r}")
 
 
 def check_as_of(value: object, name: str = "as_of") -> pd.Timestamp | None:

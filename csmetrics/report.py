@@ -16,6 +16,7 @@ of the segment columns, null where a family was not split by that column.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import shutil
 import tomllib
@@ -32,57 +33,87 @@ from csmetrics._version import __version__
 from csmetrics.engine import AS_OF_COLUMNS
 from csmetrics.metrics._common import NAT
 from csmetrics.output import MANIFEST, prepare_output_folder, staging_folder, swap_into_place
-from csmetrics.periods import check_freq, period_codes, to_utc
+from csmetrics.metrics._billing import Policies
+from csmetrics.metrics.health import HealthScorecard
+from csmetrics.options import (
+    ConfigError,
+    UnknownNameError,
+    check_as_of,
+    check_bool,
+    check_by,
+    check_cost_roles,
+    check_csat_thresholds,
+    check_freq,
+    check_int,
+    check_number,
+    check_sla_targets,
+    check_tz,
+)
+from csmetrics.periods import period_codes, to_utc
 from csmetrics.validate import TABLES, validate_tables
 
-CONFIG_KEYS = {
-    "freq", "by", "tz", "as_of", "csat_thresholds", "sla_targets", "cost_roles", "gross_margin",
-    "session_gap_minutes", "health", "policies",
-}  # fmt: skip
-HEALTH_KEYS = {"weights", "bands", "baseline_periods", "support_scale"}
-POLICY_KEYS = {"count_new_churn", "renewal_grace_days", "repeat_window_days"}
+def _scorecard_keys() -> tuple[str, ...]:
+    return tuple(name for name in inspect.signature(HealthScorecard.__init__).parameters if name != "self")
 
 
-class ConfigError(ValueError):
-    """A csmetrics.toml that names an unknown key or a bad value."""
+#: csmetrics.toml keys: the report's options; [health] takes the scorecard's parameters, [policies] the Policies fields.
+CONFIG_KEYS = ("freq", "by", "tz", "as_of", "csat_thresholds", "sla_targets", "cost_roles", "gross_margin",
+               "session_gap_minutes", "health", "policies")  # fmt: skip
+POLICY_KEYS = tuple(Policies.__dataclass_fields__)
 
 
 def load_config(path: Path | str) -> dict:
-    """Read ``csmetrics.toml``; an unknown key is an error that names it.
+    """Read ``csmetrics.toml``; an unknown key or a wrongly typed value is a ConfigError naming it.
 
     ``csat_thresholds`` are written as ``"1-5" = 4``; ``sla_targets`` as
     ``urgent = 60`` (minutes); ``cost_roles`` as ``acquisition = ["sales"]``;
     ``[health]`` takes weights, bands, baseline_periods, support_scale;
     ``[policies]`` takes count_new_churn, renewal_grace_days, repeat_window_days.
     """
-    with open(path, "rb") as handle:
-        raw = tomllib.load(handle)
+    try:
+        with open(path, "rb") as handle:
+            raw = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror})") from None
     return check_config(raw, source=str(path))
 
 
 def check_config(raw: Mapping, source: str = "config") -> dict:
+    """Every key known and every value of the right type and range; returns the parsed settings."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: settings must be a table of keys, not {raw!r}")
     for key in raw:
         if key not in CONFIG_KEYS:
-            raise ConfigError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(CONFIG_KEYS))})")
-    for section, known in (("health", HEALTH_KEYS), ("policies", POLICY_KEYS)):
+            raise UnknownNameError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(CONFIG_KEYS))})")
+    sections = {"health": _scorecard_keys(), "policies": POLICY_KEYS}
+    for section, known in sections.items():
+        if section in raw and not isinstance(raw[section], Mapping):
+            raise ConfigError(f"{source}: [{section}] must be a table of keys ({', '.join(known)}), not {raw[section]!r}")
         for key in raw.get(section, {}):
             if key not in known:
-                raise ConfigError(f"{source}: unknown key {section}.{key} (known: {', '.join(sorted(known))})")
-    config = dict(raw)
-    if "csat_thresholds" in config:
-        thresholds = {}
-        for scale, value in config["csat_thresholds"].items():
-            if isinstance(scale, tuple):  # already parsed
-                thresholds[(float(scale[0]), float(scale[1]))] = float(value)
-                continue
-            try:
-                low, high = (float(x) for x in str(scale).split("-"))
-            except ValueError:
-                raise ConfigError(f"{source}: csat_thresholds key {scale!r} is not 'min-max' (e.g. '1-5')") from None
-            thresholds[(low, high)] = float(value)
-        config["csat_thresholds"] = thresholds
-    if isinstance(config.get("by"), str):
-        config["by"] = [config["by"]]
+                raise UnknownNameError(f"{source}: unknown key {section}.{key} (known: {', '.join(sorted(known))})")
+    checks = {
+        "freq": check_freq,
+        "by": lambda v: list(check_by(v)),
+        "tz": check_tz,
+        "as_of": check_as_of,
+        "csat_thresholds": check_csat_thresholds,
+        "sla_targets": check_sla_targets,
+        "cost_roles": check_cost_roles,
+        "gross_margin": lambda v: check_number("gross_margin", v, low=0, high=1, low_open=True),
+        "session_gap_minutes": lambda v: check_number("session_gap_minutes", v, low=0, low_open=True),
+        "health": lambda v: (HealthScorecard(**{k: (tuple(x) if k == "bands" and isinstance(x, list) else x) for k, x in v.items()}), dict(v))[1],
+        "policies": lambda v: (Policies(**v), dict(v))[1],
+    }
+    config = {}
+    for key, value in raw.items():
+        try:
+            config[key] = checks[key](value)
+        except ConfigError as err:
+            where = f"[{key}] " if key in sections else ""
+            raise ConfigError(f"{source}: {where}{err}") from None
     return config
 
 
@@ -180,8 +211,12 @@ def write_streamed(streamed: Streamed, path: Path) -> None:
 
 
 def _printable(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rejected rows keep their original values; mixed object columns are written as text."""
+    """Rejected rows keep their original values and position in the input (``source_row``, or
+    ``csv_line`` for a CSV file); mixed object columns are written as text."""
     out = frame.copy()
+    position = frame.index.name or "source_row"  # csv_line for a CSV file, else the row of the Parquet table
+    if position not in out.columns:
+        out.insert(0, position, np.asarray(frame.index))
     for column in out.columns:
         if out[column].dtype == object:
             out[column] = out[column].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
@@ -204,10 +239,10 @@ def content_hash(frame: pd.DataFrame, path: Path | None = None) -> str:
 def report_as_of(engine, as_of: object = None) -> pd.Timestamp:
     """The given as_of, else the latest timestamp of any (validated) table."""
     if as_of is not None:
-        return to_utc(as_of)
+        return to_utc(as_of, "as_of")
     latest = max(engine.latest(name) for name in AS_OF_COLUMNS)
     if latest == NAT:
-        raise ValueError("no timestamps in the input: cannot infer as_of")
+        raise ConfigError("no timestamps in the input tables (after validation): cannot infer as_of; pass --as-of / as_of=")
     return pd.Timestamp(latest, tz="UTC")
 
 
@@ -240,11 +275,15 @@ def report(
 
     config = check_config(config or {})
     step = progress or (lambda stage: None)
-    freq = check_freq(freq)
-    by = list(by)
+    freq, tz, by = check_freq(freq), check_tz(tz), list(check_by(by))
+    as_of = check_as_of(as_of)
+    quarantine, html = check_bool("quarantine", quarantine), check_bool("html", html)
+    if buckets is not None:
+        check_int("buckets", buckets, low=1)
     unknown = sorted(set(tables) - set(TABLES))
     if unknown:
-        raise ValueError(f"unknown table(s) {unknown}")
+        raise UnknownNameError(f"unknown table(s) {unknown}; expected some of {', '.join(TABLES)}")
+    _check_segments_exist(by, tables)
     step("validate")
     if engine == "dask" or any_dask(*tables.values()):
         from csmetrics.dask_engine import load
@@ -259,6 +298,15 @@ def report(
     with shared_ledgers():
         return _run_families(runner, valid, rejected, tables, paths, step, freq=freq, by=by, tz=tz, as_of_ts=as_of_ts,
                              quarantine=quarantine, html=html, config=config)  # fmt: skip
+
+
+def _check_segments_exist(by: list[str], tables: Mapping[str, object]) -> None:
+    """Each ``by`` column is a column of some table (or plan); else an error listing the columns there are."""
+    columns = {str(c) for name, table in tables.items() if name not in ("fx", "costs") for c in table.columns}
+    missing = [c for c in by if c not in columns]
+    if missing:
+        raise UnknownNameError(f"segment column(s) {missing} are in no table; the columns there are: "
+                               f"{', '.join(sorted(columns - {'customer_id'}))}")  # fmt: skip
 
 
 def _run_families(engine, valid, rejected, tables, paths, step, *, freq, by, tz, as_of_ts, quarantine, html, config) -> Report:

@@ -49,10 +49,22 @@ class ValidationError(ValueError):
     ``table`` names the table.
     """
 
-    def __init__(self, table: str, failures: pd.DataFrame, *, message: str | None = None):
+    def __init__(self, table: str, failures: pd.DataFrame, *, message: str | None = None, rows: str = "rows"):
         self.table = table
         self.failures = failures.reset_index(drop=True)
-        super().__init__(message or format_failures(table, self.failures))
+        super().__init__(message or format_failures(table, self.failures, rows=rows))
+
+    @classmethod
+    def several(cls, errors: list[ValidationError]) -> ValidationError:
+        """One error for every broken table of a run, with a summary line first."""
+        tables = [e.table for e in errors]
+        summary = f"{len(errors)} tables failed validation: " + ", ".join(
+            f"{e.table} ({_scope(e.failures)})" for e in errors
+        )
+        failures = pd.concat([e.failures for e in errors], ignore_index=True)
+        error = cls(",".join(tables), failures, message="\n".join([summary, *(str(e) for e in errors)]))
+        error.errors = errors
+        return error
 
 
 def schema_of(table: str) -> pa.DataFrameSchema:
@@ -157,7 +169,7 @@ def validate(
     failure_table["row"] = original_index.take(failure_table["row"].to_numpy(dtype=np.int64))
     if not quarantine:
         if len(failure_table):
-            raise ValidationError(table, failure_table)
+            raise ValidationError(table, failure_table, rows="CSV lines" if df.index.name == "csv_line" else "rows")
         coerced.index = original_index
         return coerced
 
@@ -196,13 +208,24 @@ def validate_tables(
     order = sorted(tables, key=lambda name: (name != "fx", TABLES.index(name)))
     valid: dict[str, pd.DataFrame] = {}
     rejected: dict[str, pd.DataFrame] = {}
+    errors: list[ValidationError] = []
     for name in order:
         extra = {"fx": valid.get("fx"), "base_currency": base_currency} if name == "billing" else {}
-        result = validate(tables[name], name, quarantine=quarantine, **extra)
+        if name == "billing" and "fx" in tables and "fx" not in valid:
+            continue  # fx failed: billing's currencies cannot be checked against it
+        try:
+            result = validate(tables[name], name, quarantine=quarantine, **extra)
+        except ValidationError as err:
+            errors.append(err)
+            continue
         if quarantine:
             valid[name], rejected[name] = result
         else:
             valid[name] = result
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ValidationError.several(errors)
     return harmonize_ids(valid), rejected
 
 
@@ -574,10 +597,18 @@ def _currency_failures(
         raise ValidationError("billing", failures.assign(table="billing")[FAILURE_COLUMNS])
     known = set(fx["currency"].unique())
     base = resolve_base_currency(currencies, known, base_currency)
+    missing = sorted(currencies - known)
+    if base is None and len(missing) > 1:
+        failures = pd.DataFrame(
+            {"row": [None], "column": ["currency"], "value": [missing],
+             "rule": [f"one base currency: {len(missing)} billing currencies have no fx rate, so the base currency "
+                      "is ambiguous; pass base_currency= or add fx rates for all but the base"]}
+        )  # fmt: skip
+        raise ValidationError("billing", failures.assign(table="billing")[FAILURE_COLUMNS])
     unknown = billing["currency"].notna() & ~billing["currency"].isin(known | {base})
     positions = np.flatnonzero(unknown.to_numpy())
     return pd.DataFrame(
-        {"row": positions, "column": "currency", "rule": "has an fx rate",
+        {"row": positions, "column": "currency", "rule": f"has an fx rate (base currency {base})",
          "value": billing["currency"].to_numpy(dtype=object)[positions]}
     )
 
@@ -616,17 +647,25 @@ def _reasons(failure_table: pd.DataFrame, n_rows: int) -> np.ndarray:
     return reasons
 
 
-def format_failures(table: str, failures: pd.DataFrame, examples: int = 5) -> str:
-    """Human-readable summary: one line per (column, rule) with count and examples."""
+def _scope(failures: pd.DataFrame) -> str:
+    n_rows = failures["row"].dropna().nunique()
+    return f"{n_rows} rows" if n_rows else "table-level"
+
+
+def format_failures(table: str, failures: pd.DataFrame, examples: int = 5, rows: str = "rows") -> str:
+    """Human-readable summary: one line per (column, rule) with count and examples.
+
+    ``rows`` names what the row labels are: "rows" (positions or index labels) or
+    "CSV lines" for a table read from a CSV file.
+    """
     if failures.empty:
         return f"table {table!r}: valid"
-    n_rows = failures["row"].dropna().nunique()
-    scope = f"{n_rows} rows" if n_rows else "table-level"
-    lines = [f"table {table!r} failed validation ({scope}):"]
+    lines = [f"table {table!r} failed validation ({_scope(failures)}):"]
+    label = rows
     for (column, rule), group in failures.groupby(["column", "rule"], sort=True, dropna=False):
         rows = group["row"].tolist()
         values = group["value"].tolist()[:examples]
-        where = "" if rows == [None] else f": {len(rows)} rows, e.g. rows {rows[:examples]} values {values}"
+        where = "" if rows == [None] else f": {len(rows)} rows, e.g. {label} {rows[:examples]} values {values}"
         if rows == [None]:
             where = f" (values {values[0]})" if values and values[0] is not None else ""
         lines.append(f"  - {table}.{column}: rule '{rule}'{where}")

@@ -155,8 +155,15 @@ def test_mixed_currencies_need_fx_in_both_modes():
     fx = validate(pd.DataFrame({"currency": ["EUR"], "date": ["2024-01-01"], "rate": [1.1]}), "fx")
     assert len(validate(billing, "billing", fx=fx)) == 4  # USD is the base: the one currency fx lacks
     three = billing.assign(currency=["USD", "GBP", "EUR", "EUR"])
-    rules = failing_rules(three, "billing", fx=fx)
-    assert ("currency", "has an fx rate") in rules
+    # two currencies without a rate: the base is ambiguous, and the error says so (issue 12; it used to
+    # reject every row as "has an fx rate"), in both modes
+    for quarantine in (False, True):
+        with pytest.raises(ValidationError, match="base currency is ambiguous") as info:
+            validate(three, "billing", fx=fx, quarantine=quarantine)
+        assert info.value.failures["value"].iloc[0] == ["GBP", "USD"]
+    # with the base given, the other currency's rows fail, naming the base
+    rules = failing_rules(three, "billing", fx=fx, base_currency="USD")
+    assert rules == {("currency", "has an fx rate (base currency USD)")}
 
 
 def test_message_names_table_column_rule_count_and_examples():
