@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from csmetrics.options import UnknownNameError
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -125,7 +127,7 @@ def get(name: str) -> Metric:
     try:
         return BY_NAME[name]
     except KeyError:
-        raise KeyError(f"unknown metric {name!r}; see csmetrics.catalog.CATALOG") from None
+        raise UnknownNameError(f"unknown metric {name!r}; see csmetrics.catalog.CATALOG or `csmetrics metrics`") from None
 
 
 def catalog_frame() -> pd.DataFrame:

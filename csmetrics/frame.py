@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from csmetrics import catalog, stats
+from csmetrics.options import ConfigError, UnknownNameError, check_by, check_number
 from csmetrics.periods import Spine, check_freq, code_starts, period_codes
 
 VALUE_COLUMNS = ["value", "numerator", "denominator", "ci_low", "ci_high"]
@@ -101,6 +102,27 @@ def empty_frame(segment_columns: Sequence[str] = ()) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+class NotAMetricFrameError(ConfigError, KeyError):
+    """A frame that lacks the columns of the metric frame (METRICS.md §3)."""
+
+
+def check_metric_frame(frame: object, needed: Sequence[str] = ("period", "freq", "metric", "value"),
+                       function: str = "this function") -> pd.DataFrame:  # fmt: skip
+    """``frame`` itself when it is a DataFrame with the metric frame's ``needed`` columns, else a clear error."""
+    if not isinstance(frame, pd.DataFrame):
+        raise NotAMetricFrameError(f"{function} takes a metric frame (a DataFrame), not {type(frame).__name__}")
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise NotAMetricFrameError(
+            f"{function} takes a metric frame (columns period, freq, metric, value, numerator, denominator, ...): "
+            f"this one lacks {missing}; it has {list(map(str, frame.columns))[:12]}"
+        )
+    if frame.columns.duplicated().any():
+        raise NotAMetricFrameError(f"{function}: the frame has duplicate column labels "
+                                   f"{sorted(set(frame.columns[frame.columns.duplicated()]))}")  # fmt: skip
+    return frame
+
+
 def segment_columns(frame: pd.DataFrame) -> list[str]:
     """The segment columns of a metric frame (everything but the fixed ones)."""
     fixed = {"period", "freq", "metric", *VALUE_COLUMNS}
@@ -120,6 +142,9 @@ def to_wide(frame: pd.DataFrame, column: str = "value") -> pd.DataFrame:
     >>> to_wide(long)[["tickets", "fcr_rate"]].to_numpy().tolist()
     [[100.0, 0.78]]
     """
+    check_metric_frame(frame, ("period", "freq", "metric"), "to_wide")
+    if column not in frame.columns:
+        raise NotAMetricFrameError(f"to_wide: column {column!r} is not in the frame (value, numerator, denominator, ci_low, ci_high)")
     keys = ["period", "freq", *segment_columns(frame)]
     order = list(dict.fromkeys(frame["metric"]))
     wide = frame.pivot_table(index=keys, columns="metric", values=column, aggfunc="first", dropna=False, observed=True)
@@ -137,7 +162,11 @@ def reaggregate(frame: pd.DataFrame, by: Sequence[str] = (), freq: str | None = 
     combined exactly (quantiles, CXI, tickets per customer; rates over a start
     base when rolling up over time) are left out of the result.
     """
-    by = list(by)
+    check_metric_frame(frame, ("period", "freq", "metric", "value", "numerator", "denominator"), "reaggregate")
+    by = list(check_by(by))
+    unknown = [c for c in by if c not in segment_columns(frame)]
+    if unknown:
+        raise UnknownNameError(f"reaggregate: {unknown} are not segment columns of the frame (it has {segment_columns(frame)})")
     if frame.empty:
         return empty_frame(by).assign(freq=pd.Series(dtype="str"))
     rows = frame
@@ -213,6 +242,28 @@ def encode_segments(values: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame | No
     return seg_codes.astype(np.int64), pd.DataFrame({c: table[c] for c in values.columns})
 
 
+def id_positions(ids: object, keys: object) -> np.ndarray:
+    """Position of each key among ``ids`` (-1 where absent).
+
+    customer_id may be an integer in one table and text (or categorical text) in
+    another; such ids are matched as text, as :func:`csmetrics.validate_tables` does,
+    so that every family joins the same customers.
+    """
+    ids_index = pd.Index(np.asarray(ids, dtype=object) if isinstance(getattr(ids, "dtype", None), pd.CategoricalDtype) else ids)
+    keys_index = pd.Index(np.asarray(keys, dtype=object) if isinstance(getattr(keys, "dtype", None), pd.CategoricalDtype) else keys)
+    if _is_integer_ids(ids_index) != _is_integer_ids(keys_index):
+        ids_index, keys_index = ids_index.astype("str"), keys_index.astype("str")
+    return np.asarray(ids_index.get_indexer(keys_index), dtype=np.int64)
+
+
+def _is_integer_ids(index: pd.Index) -> bool:
+    if pd.api.types.is_integer_dtype(index.dtype):
+        return True
+    if index.dtype == object and len(index):
+        return all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in index[:1000])
+    return False
+
+
 def attach_segments(
     table: pd.DataFrame, by: Sequence[str], customers: pd.DataFrame | None, table_name: str
 ) -> pd.DataFrame:
@@ -229,13 +280,9 @@ def attach_segments(
                 + ("" if customers is not None else " (no customers table given)")
             )
         if lookup is None:
-            lookup = customers.set_index("customer_id")
-            keys = table["customer_id"]
-            if pd.api.types.is_integer_dtype(keys.dtype) != pd.api.types.is_integer_dtype(lookup.index.dtype):
-                # integer ids on one side, text on the other: match them as text (as validate_tables does)
-                lookup.index = lookup.index.astype("str")
-                keys = keys.astype("str")
-        joined = lookup[column].reindex(keys.to_numpy()).reset_index(drop=True)
+            lookup = id_positions(customers["customer_id"], table["customer_id"])
+        values = customers[column].reset_index(drop=True)
+        joined = values.reindex(lookup).reset_index(drop=True)
         try:
             joined = joined.astype(customers[column].dtype)
         except (TypeError, ValueError):
@@ -254,6 +301,8 @@ def compare_periods(frame: pd.DataFrame, metric: str, alpha: float = 0.05) -> pd
     ``promoters`` and ``detractors`` rows of the same frame). ``significant`` is
     p < alpha. One row per period and segment; the first period has no previous.
     """
+    check_metric_frame(frame, ("period", "freq", "metric", "value", "numerator", "denominator"), "compare_periods")
+    check_number("alpha", alpha, low=0, high=1, low_open=True, high_open=True)
     info = catalog.get(metric)
     if info.interval not in ("wilson", "adjusted_wald"):
         raise ValueError(f"compare_periods tests proportions and NPS; {metric!r} is neither")

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from csmetrics.frame import id_positions
 from csmetrics.metrics._common import NAT, check_segment_columns, instants, resolve_spine
 from csmetrics.options import UnknownNameError, check_bool, check_by, check_freq, check_number, check_tz
 from csmetrics.periods import Spine, period_codes
@@ -107,9 +108,6 @@ def prepare(
         if customers is not None:
             customers = validate(customers, "customers")
         billing = validate(billing, "billing", fx=fx, base_currency=base_currency)
-    missing = [c for c in ("service_start", "service_end", "invoiced_at") if c not in billing]
-    if missing:
-        billing = billing.assign(**{c: pd.Series(pd.NaT, index=billing.index, dtype="datetime64[ns, UTC]") for c in missing})
     static = [c for c in by if c != "plan"]
     if static and (customers is None or any(c not in customers for c in static)):
         check_segment_columns(by, billing.iloc[:0, :0], customers, "billing", extra=["plan"])
@@ -152,7 +150,9 @@ class BillingArrays:
             plan, plans = pd.factorize(billing["plan"], sort=True)
         else:
             plan, plans = np.full(len(billing), -1), np.array([], dtype=object)
-        start, end, invoiced = (instants(billing[c]) for c in ("service_start", "service_end", "invoiced_at"))
+        # optional timestamp columns may be absent (e.g. no invoiced_at when every line is recurring)
+        start, end, invoiced = (instants(billing[c]) if c in billing else np.full(len(billing), NAT, dtype=np.int64)
+                                for c in ("service_start", "service_end", "invoiced_at"))  # fmt: skip
         amount = billing["amount"].to_numpy(dtype=float)
         if context.fx is not None and "currency" in billing:
             at = np.where(kind == RECURRING, start, invoiced)
@@ -388,6 +388,14 @@ def build_groups(ledger: Ledger, n_periods: int) -> Groups:
                   np.rint(movement).astype(np.int64), count.astype(np.int64), ledger.plan[last])  # fmt: skip
 
 
+def group_peaks(ledger: Ledger) -> np.ndarray:
+    """The largest MRR after any instant of each (customer, period) group, in :func:`build_groups` order."""
+    if len(ledger.customer) == 0:
+        return np.zeros(0, dtype=np.int64)
+    first = np.flatnonzero(_starts_of_runs(ledger.customer, ledger.period))
+    return np.maximum.reduceat(ledger.after, first)
+
+
 def plan_at(groups: Groups, customer: np.ndarray, period: np.ndarray) -> np.ndarray:
     """Plan code of each customer's latest group at or before ``period`` (-1 if none)."""
     if len(customer) == 0 or len(groups.customer) == 0:
@@ -448,7 +456,7 @@ class SegmentCoder:
             else:
                 customers = context.customers
                 codes, uniques = pd.factorize(customers[column], sort=True)
-                position = pd.Index(customers["customer_id"]).get_indexer(arrays.customer_ids)
+                position = id_positions(customers["customer_id"], arrays.customer_ids)
                 of_customer = np.where(position >= 0, codes[np.maximum(position, 0)] + 1, 0)
                 self.values.append(np.concatenate([[None], np.asarray(uniques, dtype=object)]))
                 self.dtypes.append(customers[column].dtype)

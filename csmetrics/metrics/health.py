@@ -17,8 +17,10 @@ Each customer and period gets up to four component scores on 0-100:
 The score is the weighted mean of the components present (weights renormalised);
 ``components_used`` counts them and ``contribution_<component>`` is each one's
 share of the score (they add up to it). Bands: red < 40 <= yellow < 70 <= green.
-Scored customers: those with MRR > 0 at the period end when billing is given,
-else every customer seen in any table by the period end.
+Scored customers (§14): when billing is given, those active in the period (MRR > 0
+at some instant of it up to as_of, in exact money units), so a churned customer is
+scored in its churn period and not after; else every customer seen in any table by
+the period end. The at-risk list leaves out customers with MRR 0 at the period end.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import pandas as pd
 
 from csmetrics.frame import FrameBuilder, attach_segments, encode_segments
 from csmetrics.metrics._common import NAT, instants
-from csmetrics.options import check_bands, check_int, check_number, check_weights
+from csmetrics.options import ConfigError, check_bands, check_freq, check_int, check_number, check_tz, check_weights
 from csmetrics.periods import Spine, make_spine, period_codes, resolve_as_of
 from csmetrics.stats import quantile_of_counts
 from csmetrics.validate import validate
@@ -226,13 +228,12 @@ class _Inputs:
         self.mrr = np.full(self.shape, np.nan)
         self.revenue = np.full(self.shape, np.nan)
         if billing is not None:
-            self.mrr = self._mrr(billing, fx)
+            self.mrr, self.live = self._mrr(billing, fx)
             before = np.zeros(self.shape)
             before[:, k:] = self.mrr[:, :-k] if k > 0 else self.mrr
             with np.errstate(invalid="ignore", divide="ignore"):
                 trend = np.where(before > 0, 100 * np.minimum(self.mrr / before, 1.0), np.where(self.mrr > 0, 100.0, np.nan))
             self.revenue = trend
-            self.live = self.mrr > 0
         else:
             self.live = self.seen
         return self
@@ -303,8 +304,10 @@ class _Inputs:
         np.add.at(diff, rows[open_][keep] * (n_p + 1) + stop[keep], -1.0)
         return load + np.cumsum(diff.reshape(n_c, n_p + 1), axis=1)[:, :n_p]
 
-    def _mrr(self, billing: pd.DataFrame, fx: pd.DataFrame | None) -> np.ndarray:
-        from csmetrics.metrics._billing import MONEY_SCALE, arrays_and_ledger, build_groups, prepare
+    def _mrr(self, billing: pd.DataFrame, fx: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+        """MRR at each period end (exact: summed in integer money units) and whether the customer
+        is active in the period (§14: MRR > 0 at some instant of it up to as_of)."""
+        from csmetrics.metrics._billing import MONEY_SCALE, arrays_and_ledger, build_groups, group_peaks, prepare
 
         prepared, context = prepare(billing, freq=self.spine.freq, tz=self.spine.tz, fx=fx, as_of=self.as_of, validated=True)
         arrays, ledger = arrays_and_ledger(prepared, context)
@@ -312,14 +315,27 @@ class _Inputs:
         shift = context.spine.first - self.spine.first  # the billing spine may start earlier or later
         rows = self.ids.get_indexer(arrays.customer_ids[groups.customer])
         n_c, n_p = self.shape
-        start = np.clip(groups.period + shift, 0, n_p)
+        at = groups.period + shift
+        start = np.clip(at, 0, n_p)
         stop = np.clip(groups.next_period + shift, 0, n_p)
         stop = np.where(groups.next_period >= context.spine.n, n_p, stop)
         keep = (stop > start) & (rows >= 0)
-        diff = np.zeros(n_c * (n_p + 1))
-        np.add.at(diff, rows[keep] * (n_p + 1) + start[keep], groups.end_mrr[keep] / MONEY_SCALE)
-        np.add.at(diff, rows[keep] * (n_p + 1) + stop[keep], -groups.end_mrr[keep] / MONEY_SCALE)
-        return np.cumsum(diff.reshape(n_c, n_p + 1), axis=1)[:, :n_p]
+        units = np.zeros(n_c * (n_p + 1), dtype=np.int64)
+        np.add.at(units, rows[keep] * (n_p + 1) + start[keep], groups.end_mrr[keep])
+        np.add.at(units, rows[keep] * (n_p + 1) + stop[keep], -groups.end_mrr[keep])
+        mrr_units = np.cumsum(units.reshape(n_c, n_p + 1), axis=1)[:, :n_p]
+        # active: in a period with instants, MRR > 0 before the first or after any of them; in the
+        # periods up to the customer's next instant, its MRR after the last one (> 0 in exact units)
+        active = np.zeros(n_c * (n_p + 1), dtype=np.int64)
+        after_start = np.clip(at + 1, 0, n_p)
+        carried = keep & (groups.end_mrr > 0) & (stop > after_start)
+        np.add.at(active, rows[carried] * (n_p + 1) + after_start[carried], 1)
+        np.add.at(active, rows[carried] * (n_p + 1) + stop[carried], -1)
+        live = np.cumsum(active.reshape(n_c, n_p + 1), axis=1)[:, :n_p] > 0
+        inside = (rows >= 0) & (at >= 0) & (at < n_p)
+        peak = (groups.start_mrr > 0) | (group_peaks(ledger) > 0)
+        live[rows[inside & peak], at[inside & peak]] = True
+        return mrr_units / MONEY_SCALE, live
 
     def rows(self) -> pd.DataFrame:
         """The component inputs of every scored (live) customer and period, before the scale is known."""
@@ -341,11 +357,15 @@ def health_spine(*, freq: str = "M", tz: str = "UTC", as_of: object = None, star
     known = [instants(t[c]) for name, t in tables.items() if t is not None for c in stamps[name] if c in t]
     if not known:
         raise ValueError("HealthScorecard needs at least one of events, surveys, tickets, billing")
+    freq, tz = check_freq(freq), check_tz(tz)
     every = np.concatenate(known)
     every = every[every != NAT]
+    if as_of is None and not len(every):
+        raise ConfigError("the health tables hold no timestamps: cannot infer as_of; pass as_of=")
     as_of_ts = resolve_as_of(as_of) if as_of is not None else pd.Timestamp(every.max(), tz="UTC")
     every = every[every <= as_of_ts.value]
-    return make_spine(period_codes(np.array([every.min(), every.max()]), freq, tz), freq, tz, as_of_ts, start, end)
+    bounds = np.array([every.min(), every.max()]) if len(every) else np.array([], dtype=np.int64)
+    return make_spine(period_codes(bounds, freq, tz), freq, tz, as_of_ts, start, end)
 
 
 def load_counts(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -428,7 +448,8 @@ def red_by_mrr(scores: pd.DataFrame, period: object = None) -> pd.DataFrame:
     else:
         target = pd.Timestamp(period)
         target = target.tz_localize(scores["period"].dt.tz) if target.tzinfo is None else target
-    red = scores[(scores["period"] == target) & (scores["band"] == "red")]
+    # §14: a customer scored in its churn period but with MRR 0 at its end is no longer at risk
+    red = scores[(scores["period"] == target) & (scores["band"] == "red") & ~(scores["mrr"] == 0)]
     # customer_id last: ties come out in one order whatever order the rows arrive in (either engine)
     return red.sort_values(["mrr", "score", "customer_id"], ascending=[False, True, True], na_position="last", kind="stable").reset_index(drop=True)
 

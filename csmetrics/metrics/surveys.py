@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from csmetrics.frame import FrameBuilder
+from csmetrics.frame import FrameBuilder, id_positions
 from csmetrics.metrics._common import NAT, Context, Grid, combine, dense, instants, long_partial, make_context, segments_of
 from csmetrics.periods import period_codes
 from csmetrics.schemas import CXI_COMPONENTS, survey_scale
@@ -280,7 +280,9 @@ def followup_rows(surveys: pd.DataFrame, context: Context, *, billing: pd.DataFr
         from csmetrics.metrics.revenue import current_mrr
 
         mrr = current_mrr(billing, fx=fx, as_of=context.spine.as_of, validated=True)
-        out["mrr"] = mrr.reindex(out["customer_id"].to_numpy()).to_numpy()
+        position = id_positions(mrr.index, out["customer_id"])
+        values = np.append(mrr.to_numpy(dtype=float), np.nan)  # -1 (no billing for the customer) picks NaN
+        out["mrr"] = values[position]
     return out
 
 
