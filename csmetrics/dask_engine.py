@@ -437,13 +437,20 @@ def run(family: str, tables: Mapping[str, Any], *, validated: bool = False, base
     customers, fx = small.get("customers"), small.get("fx")
     window = {k: params.pop(k) for k in _WINDOW if k in params}
     by = [by] if isinstance(by, str) else list(by or [])
-    if family in ("revenue", "customers", "value", "cohorts"):
+    if family in ("revenue", "customers", "value", "cohorts", "movements", "current_mrr"):
         from csmetrics.metrics._billing import Policies
 
         policies = {k: params.pop(k) for k in list(params) if k in Policies.__dataclass_fields__}
-        seg = by if family != "cohorts" else []
-        context = pipeline.billing_context(engine, by=seg, customers=customers if seg else None, fx=fx, base_currency=base_currency,
+        context = pipeline.billing_context(engine, by=by, customers=customers if by else None, fx=fx, base_currency=base_currency,
                                            policies=policies, **window)  # fmt: skip
+        if family in ("movements", "current_mrr"):
+            from csmetrics.metrics.revenue import current_mrr_of, movements, sort_movements
+
+            if family == "movements":
+                (parts,) = engine.gather(engine.map(movements, engine.table("billing"), context=context))
+                return sort_movements(pd.concat(parts, ignore_index=True))
+            (parts,) = engine.gather(engine.map(current_mrr_of, engine.table("billing"), context=context))
+            return pd.concat(parts).sort_index(kind="stable")
         if family == "value":
             pending = pipeline.value(engine, context, costs=small.get("costs"), **params)
         elif family == "cohorts":

@@ -145,12 +145,19 @@ def validate(
     (1, ['resolved_at: not before created_at'])
     """
     schema = schema_of(table)
+    _check_frame(df, table)
+    near = _case_variants(df, table)
     missing = [c for c in required_columns(table) if c not in df.columns]
     if missing:
         failures = pd.DataFrame(
-            {"table": table, "row": None, "column": missing, "rule": "required column is missing", "value": None}
-        )
+            {"table": table, "row": None, "column": missing, "value": [near.get(c) for c in missing],
+             "rule": [f"required column is missing (found {near[c]!r}: names are case-sensitive)" if c in near
+                      else "required column is missing" for c in missing]}
+        )  # fmt: skip
         raise ValidationError(table, failures[FAILURE_COLUMNS])
+    for column, found in near.items():
+        warnings.warn(f"{table}: column {found!r} is not read; did you mean {column!r}? (column names are case-sensitive)",
+                      UserWarning, stacklevel=2)  # fmt: skip
 
     original_index = df.index
     coerced, failures = coerce(df.reset_index(drop=True), table)
@@ -188,6 +195,26 @@ def _narrow_ids(valid: pd.DataFrame, table: str) -> pd.DataFrame:
         if name in valid and column.required and isinstance(valid[name].dtype, pd.Int64Dtype) and not valid[name].hasnans:
             valid = valid.assign(**{name: valid[name].astype("int64")})
     return valid
+
+
+def _check_frame(df: object, table: str) -> None:
+    """A DataFrame with unique string-like column labels."""
+    if not isinstance(df, pd.DataFrame):
+        failures = pd.DataFrame({"table": [table], "row": [None], "column": [""], "rule": ["a pandas DataFrame"],
+                                 "value": [type(df).__name__]})  # fmt: skip
+        raise ValidationError(table, failures[FAILURE_COLUMNS])
+    duplicated = df.columns[df.columns.duplicated()]
+    if len(duplicated):
+        failures = pd.DataFrame({"table": table, "row": None, "column": [str(c) for c in dict.fromkeys(duplicated)],
+                                 "rule": "unique column label", "value": None})  # fmt: skip
+        raise ValidationError(table, failures[FAILURE_COLUMNS])
+
+
+def _case_variants(df: pd.DataFrame, table: str) -> dict[str, str]:
+    """Model columns absent from ``df`` that ``df`` has in another case ('Channel' for 'channel')."""
+    present = {str(c).strip().casefold(): str(c) for c in df.columns}
+    return {name: present[name.casefold()] for name in schema_of(table).columns
+            if name not in df.columns and name.casefold() in present}  # fmt: skip
 
 
 def validate_tables(
@@ -451,10 +478,12 @@ def _coerce_id(values: pd.Series) -> tuple[pd.Series, dict | None]:
     """
     if isinstance(values.dtype, pd.CategoricalDtype):
         values = values.astype(values.cat.categories.dtype if len(values.cat.categories) else object)
-    if pd.api.types.is_integer_dtype(values.dtype) and not values.hasnans:
+    if pd.api.types.is_integer_dtype(values.dtype):
         if pd.api.types.is_unsigned_integer_dtype(values.dtype) and len(values) and values.max() > np.iinfo(np.int64).max:
-            return values.astype("str"), None
-        return values.astype("int64"), None
+            return values.astype("str").where(values.notna(), None), None
+        # nullable integers stay integers (Int64), as float ids with nulls do: a partition with and one
+        # without nulls must give ids of one kind, or the same session would be two
+        return values.astype("Int64" if values.hasnans else "int64"), None
     if pd.api.types.is_float_dtype(values.dtype):
         as_float = values.to_numpy(dtype=float, na_value=np.nan)
         missing = np.isnan(as_float)

@@ -257,9 +257,21 @@ def mrr_movements(
     contraction, churn), amount (the signed change: its sum is net new MRR),
     mrr_before, mrr_after, and the ``by`` segment of the customer in that period.
     """
+    if any_dask(billing, customers, fx):
+        return dask_run("movements", {"billing": billing, "customers": customers, "fx": fx}, by=by, freq=freq, tz=tz,
+                        as_of=as_of, start=start, end=end, **policies)  # fmt: skip
     billing, context = prepare(billing, freq=freq, by=by, customers=customers, fx=fx, tz=tz, as_of=as_of,
-                               start=start, end=end, **policies)  # fmt: skip
-    return movements(billing, context)
+                               start=start, end=end, reserved=MOVEMENT_COLUMNS, **policies)  # fmt: skip
+    return sort_movements(movements(billing, context))
+
+
+#: The columns of the movement ledger (none of them may be a segment column).
+MOVEMENT_COLUMNS = ("customer_id", "instant", "kind", "amount", "mrr_before", "mrr_after")
+
+
+def sort_movements(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ledger in one order whatever engine or bucket made its rows: by customer, then instant."""
+    return frame.sort_values(["customer_id", "instant"], kind="stable").reset_index(drop=True)
 
 
 def movements(billing: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
@@ -293,6 +305,7 @@ def cohort_table(
     billing: pd.DataFrame,
     *,
     freq: str = "M",
+    by: Sequence[str] | str | None = None,
     customers: pd.DataFrame | None = None,
     fx: pd.DataFrame | None = None,
     tz: str = "UTC",
@@ -301,70 +314,117 @@ def cohort_table(
     end: object = None,
     **policies,
 ) -> pd.DataFrame:
-    """Per cohort (period of a customer's first MRR > 0) and periods since start.
+    """Per cohort (period of a customer's first MRR > 0), segment and periods since start.
 
-    Columns: cohort, period, periods_since_start, cohort_customers,
+    Columns: cohort, the ``by`` columns, period, periods_since_start, cohort_customers,
     customers_active (MRR > 0 at the period end), logo_retention
     (active / cohort_customers), mrr, revenue_retention (MRR / the cohort's MRR
-    at the end of its first period; NaN where that is 0).
+    at the end of its first period; NaN where that is 0). ``by`` (§12) takes customer
+    attributes (joined from ``customers``) and ``plan``: the plan of the customer's
+    first MRR > 0, so a customer stays in one segment of its cohort.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> billing = pd.DataFrame({"customer_id": [1, 2, 2], "kind": "recurring", "amount": [100.0, 50.0, 50.0],
+    ...     "plan": ["pro", "basic", "basic"], "service_start": ["2024-01-01", "2024-01-01", "2024-02-01"],
+    ...     "service_end": ["2024-02-01", "2024-02-01", "2024-03-01"]})
+    >>> table = csmetrics.cohort_table(billing, by="plan", as_of="2024-02-15")
+    >>> table[["plan", "periods_since_start", "customers_active", "logo_retention"]].to_numpy().tolist()
+    [['basic', 0, 1.0, 1.0], ['basic', 1, 1.0, 1.0], ['pro', 0, 1.0, 1.0], ['pro', 1, 0.0, 0.0]]
     """
     if any_dask(billing, customers, fx):
-        return dask_run("cohorts", {"billing": billing, "customers": customers, "fx": fx}, freq=freq, tz=tz, as_of=as_of, start=start, end=end, **policies)
-    billing, context = prepare(billing, freq=freq, customers=customers, fx=fx, tz=tz, as_of=as_of,
-                               start=start, end=end, **policies)  # fmt: skip
+        return dask_run("cohorts", {"billing": billing, "customers": customers, "fx": fx}, by=by, freq=freq, tz=tz, as_of=as_of,
+                        start=start, end=end, **policies)  # fmt: skip
+    billing, context = prepare(billing, freq=freq, by=by, customers=customers, fx=fx, tz=tz, as_of=as_of,
+                               start=start, end=end, reserved=COHORT_COLUMNS, **policies)  # fmt: skip
     return cohort_finalize([cohort_partial(billing, context)], context)
 
 
-def cohort_partial(billing: pd.DataFrame, context: BillingContext) -> dict[str, np.ndarray]:
-    """(period, cohort) sums of MRR and active customers, and cohort sizes, over these customers."""
+#: The columns of the cohort table (none of them may be a segment column).
+COHORT_COLUMNS = ("cohort", "periods_since_start", "cohort_customers", "customers_active", "logo_retention", "mrr",
+                  "revenue_retention")  # fmt: skip
+_COHORT_SUMS = ("mrr", "customers_active", "size")
+
+
+def cohort_partial(billing: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
+    """(period, cohort, segment) sums of MRR (money units) and active customers, and cohort sizes,
+    over these customers: a long frame keyed by values, so partials of disjoint customers add up."""
     n = context.spine.n
     arrays, ledger = arrays_and_ledger(billing, context)
     groups = build_groups(ledger, n)
-    first_new = np.full(len(arrays.customer_ids), -1, dtype=np.int64)
+    n_customers = len(arrays.customer_ids)
+    first_new = np.full(n_customers, -1, dtype=np.int64)
+    first_plan = np.full(n_customers, -1, dtype=np.int64)
     is_new = ledger.kind == NEW
     first_new[ledger.customer[is_new]] = ledger.period[is_new]  # one new movement per customer
+    first_plan[ledger.customer[is_new]] = ledger.plan[is_new]
+    coder = SegmentCoder(context, arrays)
+    segment, used = pd.factorize(coder.codes(np.arange(n_customers, dtype=np.int64), first_plan), sort=True)
+    n_seg = max(len(used), 1)
     cohort = first_new[groups.customer]
     keep = (cohort >= 0) & (cohort < n)
-    p, nxt, c = groups.period[keep], groups.next_period[keep], cohort[keep]
+    p, nxt = groups.period[keep], groups.next_period[keep]
+    column = cohort[keep] * n_seg + segment[groups.customer[keep]]
     end_mrr = groups.end_mrr[keep].astype(float)
-    grid = Grid(n, n)  # (period, cohort)
-    alive = grid.ranges(p, nxt, c)
-    starting = first_new[(first_new >= 0) & (first_new < n)]
-    return {
-        "mrr": grid.add_range(alive, end_mrr),  # money units: exact sums across partitions
-        "customers_active": grid.add_range(alive, (end_mrr > 0).astype(float)),
-        "size": np.bincount(starting, minlength=n).astype(float),
-    }
+    grid = Grid(n, n * n_seg)  # (period, cohort x segment)
+    alive = grid.ranges(p, nxt, column)
+    starting = (first_new >= 0) & (first_new < n)
+    size = np.zeros((n, n * n_seg))
+    first_column = first_new[starting] * n_seg + segment[starting]
+    np.add.at(size, (first_new[starting], first_column), 1.0)
+    sums = {"mrr": grid.add_range(alive, end_mrr), "customers_active": grid.add_range(alive, (end_mrr > 0).astype(float)),
+            "size": size}  # fmt: skip
+    cells = np.flatnonzero((sums["mrr"] != 0) | (sums["customers_active"] != 0) | (size != 0))
+    period_index, rest = np.divmod(cells, n * n_seg)
+    cohort_index, seg = np.divmod(rest, n_seg)
+    frame = pd.DataFrame({"period_index": period_index, "cohort_index": cohort_index})
+    seg_table = coder.table(np.asarray(used)[seg] if len(used) else np.zeros(0, dtype=np.int64))
+    for name in context.by:
+        frame[name] = seg_table[name].to_numpy() if len(cells) else pd.Series([], dtype=object)
+    for name in _COHORT_SUMS:
+        frame[name] = sums[name].ravel()[cells]
+    return frame
 
 
-def cohort_finalize(partials: Sequence[dict[str, np.ndarray]], context: BillingContext) -> pd.DataFrame:
+def cohort_finalize(partials: Sequence[pd.DataFrame], context: BillingContext) -> pd.DataFrame:
     """The cohort table from the partials of disjoint customer sets."""
     spine = context.spine
-    n = spine.n
-    mrr = sum(p["mrr"] for p in partials) / MONEY_SCALE
-    customers_active = sum(p["customers_active"] for p in partials)
-    size = sum(p["size"] for p in partials)
-    period_idx, cohort_idx = np.nonzero(np.ones((n, n), dtype=bool))
-    later = period_idx >= cohort_idx
-    period_idx, cohort_idx = period_idx[later], cohort_idx[later]
-    first_mrr = mrr[cohort_idx, cohort_idx]
+    n, by = spine.n, list(context.by)
+    stacked = pd.concat(partials, ignore_index=True)
+    summed = stacked.groupby(["cohort_index", *by, "period_index"], dropna=False, sort=True, observed=True)[list(_COHORT_SUMS)].sum()
+    summed = summed.reset_index()
+    # every (cohort, segment) with customers, over every period from the cohort's on
+    keys = summed.groupby(["cohort_index", *by], dropna=False, sort=True, observed=True)["size"].sum().reset_index()
+    keys = keys[keys["size"] > 0].drop(columns="size").reset_index(drop=True)
+    spans = n - keys["cohort_index"].to_numpy()
+    table = keys.loc[np.repeat(np.arange(len(keys)), spans)].reset_index(drop=True)
+    offset = np.arange(len(table)) - np.repeat(np.cumsum(spans) - spans, spans)
+    table["period_index"] = table["cohort_index"].to_numpy() + offset
+    table = table.merge(summed, on=["cohort_index", *by, "period_index"], how="left")
+    for name in _COHORT_SUMS:
+        table[name] = table[name].fillna(0.0)
+    size = table.groupby(["cohort_index", *by], dropna=False, sort=False, observed=True)["size"].transform("sum").to_numpy()
+    first = table["period_index"] == table["cohort_index"]
+    first_mrr = table["mrr"].where(first).groupby([table[c] for c in ["cohort_index", *by]], dropna=False, sort=False,
+                                                  observed=True).transform("max").to_numpy() / MONEY_SCALE  # fmt: skip
+    mrr = table["mrr"].to_numpy() / MONEY_SCALE
+    active = table["customers_active"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        logo = np.where(size[cohort_idx] > 0, customers_active[period_idx, cohort_idx] / size[cohort_idx], np.nan)
-        revenue = np.where(first_mrr > 0, mrr[period_idx, cohort_idx] / first_mrr, np.nan)
+        logo = np.where(size > 0, active / size, np.nan)
+        revenue = np.where(first_mrr > 0, mrr / first_mrr, np.nan)
     starts = spine.starts
-    table = pd.DataFrame(
-        {
-            "cohort": starts[cohort_idx],
-            "period": starts[period_idx],
-            "periods_since_start": period_idx - cohort_idx,
-            "cohort_customers": size[cohort_idx],
-            "customers_active": customers_active[period_idx, cohort_idx],
-            "logo_retention": logo,
-            "mrr": mrr[period_idx, cohort_idx],
-            "revenue_retention": revenue,
-        }
-    )
-    return table[table["cohort_customers"] > 0].sort_values(["cohort", "period"]).reset_index(drop=True)
+    out = pd.DataFrame({"cohort": starts[table["cohort_index"].to_numpy()]})
+    for name in by:
+        out[name] = table[name].to_numpy()
+    out["period"] = starts[table["period_index"].to_numpy()]
+    out["periods_since_start"] = offset
+    out["cohort_customers"] = size
+    out["customers_active"] = active
+    out["logo_retention"] = logo
+    out["mrr"] = mrr
+    out["revenue_retention"] = revenue
+    return out.sort_values(["cohort", *by, "period"], kind="stable").reset_index(drop=True)
 
 
 def current_mrr(
@@ -375,8 +435,24 @@ def current_mrr(
     validated: bool = False,
     **policies,
 ) -> pd.Series:
-    """Each customer's MRR at as_of (default: billing's own as_of), indexed by customer_id."""
+    """Each customer's MRR at as_of (default: billing's own as_of), indexed by customer_id (sorted).
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> billing = pd.DataFrame({"customer_id": [2, 1], "kind": "recurring", "amount": [300.0, 100.0],
+    ...     "service_start": "2024-01-01", "service_end": ["2024-04-01", "2024-02-01"]})
+    >>> csmetrics.current_mrr(billing, as_of="2024-01-15").to_dict()
+    {1: 100.0, 2: 100.0}
+    """
+    if any_dask(billing, fx):
+        return dask_run("current_mrr", {"billing": billing, "fx": fx}, as_of=as_of, validated=validated, **policies)
     billing, context = prepare(billing, fx=fx, as_of=as_of, validated=validated, **policies)
+    return current_mrr_of(billing, context).sort_index(kind="stable")
+
+
+def current_mrr_of(billing: pd.DataFrame, context: BillingContext) -> pd.Series:
+    """:func:`current_mrr` of these (validated) customers in a given context (unsorted)."""
     arrays, ledger = arrays_and_ledger(billing, context)
     last = np.append(ledger.customer[1:] != ledger.customer[:-1], True) if len(ledger.customer) else np.array([], bool)
     return pd.Series(ledger.after[last] / MONEY_SCALE, index=pd.Index(arrays.customer_ids[ledger.customer[last]], name="customer_id"), name="mrr")
