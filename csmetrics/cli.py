@@ -20,6 +20,8 @@ app = typer.Typer(help="Customer-success metrics from raw tables.", no_args_is_h
 schemas_app = typer.Typer(help="The published table contracts.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 console = Console()
+#: The only interface a local Dask cluster listens on.
+LOOPBACK = "127.0.0.1"
 err_console = Console(stderr=True)
 
 
@@ -145,8 +147,9 @@ def _dask_client(stack, scheduler: str | None, workers: int | None, memory_limit
     dask_engine.PROGRESS[0] = not quiet
     if scheduler is not None:
         return stack.enter_context(Client(scheduler))
+    # the local cluster (scheduler, workers and dashboard) listens on the loopback interface only
     cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, memory_limit=memory_limit or "auto",
-                                               dashboard_address=":0"))  # fmt: skip
+                                               host=LOOPBACK, dashboard_address=f"{LOOPBACK}:0"))  # fmt: skip
     return stack.enter_context(Client(cluster))
 
 

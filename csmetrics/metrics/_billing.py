@@ -388,12 +388,13 @@ def build_groups(ledger: Ledger, n_periods: int) -> Groups:
                   np.rint(movement).astype(np.int64), count.astype(np.int64), ledger.plan[last])  # fmt: skip
 
 
-def group_peaks(ledger: Ledger) -> np.ndarray:
-    """The largest MRR after any instant of each (customer, period) group, in :func:`build_groups` order."""
+def group_peaks(ledger: Ledger) -> tuple[np.ndarray, np.ndarray]:
+    """Per (customer, period) group, in :func:`build_groups` order: the largest MRR after any of
+    its instants (money units) and its first instant (UTC ns)."""
     if len(ledger.customer) == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     first = np.flatnonzero(_starts_of_runs(ledger.customer, ledger.period))
-    return np.maximum.reduceat(ledger.after, first)
+    return np.maximum.reduceat(ledger.after, first), ledger.instant[first]
 
 
 def plan_at(groups: Groups, customer: np.ndarray, period: np.ndarray) -> np.ndarray:

@@ -333,7 +333,10 @@ class _Inputs:
         np.add.at(active, rows[carried] * (n_p + 1) + stop[carried], -1)
         live = np.cumsum(active.reshape(n_c, n_p + 1), axis=1)[:, :n_p] > 0
         inside = (rows >= 0) & (at >= 0) & (at < n_p)
-        peak = (groups.start_mrr > 0) | (group_peaks(ledger) > 0)
+        highest, first_instant = group_peaks(ledger)
+        # the MRR before the group's first instant counts when that instant comes after the period starts
+        period_start = np.asarray(context.spine.starts.asi8)[np.clip(groups.period, 0, context.spine.n - 1)]
+        peak = ((groups.start_mrr > 0) & (first_instant > period_start)) | (highest > 0)
         live[rows[inside & peak], at[inside & peak]] = True
         return mrr_units / MONEY_SCALE, live
 
@@ -364,6 +367,8 @@ def health_spine(*, freq: str = "M", tz: str = "UTC", as_of: object = None, star
         raise ConfigError("the health tables hold no timestamps: cannot infer as_of; pass as_of=")
     as_of_ts = resolve_as_of(as_of) if as_of is not None else pd.Timestamp(every.max(), tz="UTC")
     every = every[every <= as_of_ts.value]
+    if as_of is not None:  # as with the other families, an explicit as_of runs the spine through its period
+        every = np.append(every, as_of_ts.value)
     bounds = np.array([every.min(), every.max()]) if len(every) else np.array([], dtype=np.int64)
     return make_spine(period_codes(bounds, freq, tz), freq, tz, as_of_ts, start, end)
 
