@@ -31,6 +31,7 @@ import pandas as pd
 
 from csmetrics.engine import AS_OF_COLUMNS, PandasEngine
 from csmetrics.metrics._common import NAT, instants
+from csmetrics.options import UnknownNameError
 from csmetrics.validate import (
     FAILURE_COLUMNS,
     TABLES,
@@ -322,7 +323,7 @@ def load(
     tables = {k: v for k, v in tables.items() if v is not None}
     unknown = sorted(set(tables) - set(TABLES))
     if unknown:
-        raise ValueError(f"unknown table(s) {unknown}; expected some of {', '.join(TABLES)}")
+        raise UnknownNameError(f"unknown table(s) {unknown}; expected some of {', '.join(TABLES)}")
     big = {k: (v if is_dask(v) else dd.from_pandas(v, npartitions=1)) for k, v in tables.items() if k in BIG}
     small = {k: (v.compute() if is_dask(v) else v) for k, v in tables.items() if k not in BIG}
     if validated:

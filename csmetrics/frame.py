@@ -305,7 +305,7 @@ def compare_periods(frame: pd.DataFrame, metric: str, alpha: float = 0.05) -> pd
     check_number("alpha", alpha, low=0, high=1, low_open=True, high_open=True)
     info = catalog.get(metric)
     if info.interval not in ("wilson", "adjusted_wald"):
-        raise ValueError(f"compare_periods tests proportions and NPS; {metric!r} is neither")
+        raise ConfigError(f"compare_periods tests proportions and NPS; {metric!r} is neither")
     segments = segment_columns(frame)
     rows = frame[frame["metric"] == metric]
     if rows.empty:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from csmetrics.options import check_as_of, check_freq
+from csmetrics.options import ConfigError, check_as_of, check_freq
 
 __all__ = ["Spine", "check_freq", "code_ends_ns", "code_starts", "local_ns", "make_spine", "period_codes",
            "resolve_as_of", "to_utc"]
@@ -184,5 +184,5 @@ def resolve_as_of(as_of: object, *candidates: pd.Series | None) -> pd.Timestamp:
         return to_utc(as_of, "as_of")
     latest = [c.max() for c in candidates if c is not None and len(c) and c.notna().any()]
     if not latest:
-        raise ValueError("as_of cannot be inferred from an empty table; pass as_of=")
+        raise ConfigError("as_of cannot be inferred from an empty table; pass as_of=")
     return to_utc(max(latest))

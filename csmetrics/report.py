@@ -293,7 +293,7 @@ def report(
         valid, rejected = validate_tables(tables, quarantine=quarantine)
         runner = PandasEngine(valid)
     else:
-        raise ValueError(f"unknown engine {engine!r}: pandas or dask")
+        raise ConfigError(f"unknown engine {engine!r}: pandas or dask")
     as_of_ts = report_as_of(runner, as_of)
     with shared_ledgers():
         return _run_families(runner, valid, rejected, tables, paths, step, freq=freq, by=by, tz=tz, as_of_ts=as_of_ts,

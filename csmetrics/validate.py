@@ -23,6 +23,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from csmetrics import schemas
+from csmetrics.options import UnknownNameError
 
 NAT = np.iinfo(np.int64).min
 
@@ -67,10 +68,16 @@ class ValidationError(ValueError):
         return error
 
 
+def table_error(table: str, column: str, rule: str, value: object = None) -> ValidationError:
+    """A table-level failure (no row can be processed correctly), in both modes."""
+    failures = pd.DataFrame({"table": [table], "row": [None], "column": [column], "rule": [rule], "value": [value]})
+    return ValidationError(table, failures[FAILURE_COLUMNS])
+
+
 def schema_of(table: str) -> pa.DataFrameSchema:
     """The pandera schema of an input table (cached)."""
     if table not in MODELS:
-        raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
+        raise UnknownNameError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
     if table not in _SCHEMAS:
         _SCHEMAS[table] = MODELS[table].to_schema()
     return _SCHEMAS[table]
@@ -200,9 +207,7 @@ def _narrow_ids(valid: pd.DataFrame, table: str) -> pd.DataFrame:
 def _check_frame(df: object, table: str) -> None:
     """A DataFrame with unique string-like column labels."""
     if not isinstance(df, pd.DataFrame):
-        failures = pd.DataFrame({"table": [table], "row": [None], "column": [""], "rule": ["a pandas DataFrame"],
-                                 "value": [type(df).__name__]})  # fmt: skip
-        raise ValidationError(table, failures[FAILURE_COLUMNS])
+        raise table_error(table, "", "a pandas DataFrame", type(df).__name__)
     duplicated = df.columns[df.columns.duplicated()]
     if len(duplicated):
         failures = pd.DataFrame({"table": table, "row": None, "column": [str(c) for c in dict.fromkeys(duplicated)],
@@ -231,7 +236,7 @@ def validate_tables(
     """
     unknown = sorted(set(tables) - set(TABLES))
     if unknown:
-        raise ValueError(f"unknown table(s) {unknown}; expected some of {', '.join(TABLES)}")
+        raise UnknownNameError(f"unknown table(s) {unknown}; expected some of {', '.join(TABLES)}")
     order = sorted(tables, key=lambda name: (name != "fx", TABLES.index(name)))
     valid: dict[str, pd.DataFrame] = {}
     rejected: dict[str, pd.DataFrame] = {}
@@ -299,9 +304,7 @@ def coerce(df: pd.DataFrame, table: str) -> tuple[pd.DataFrame, list[pd.DataFram
         try:
             converted, bad = _COERCERS[kind](out[name])
         except _AmbiguousDates as err:
-            failure = pd.DataFrame({"table": table, "row": [None], "column": [name], "rule": [err.rule],
-                                    "value": [err.examples]})  # fmt: skip
-            raise ValidationError(table, failure[FAILURE_COLUMNS]) from None
+            raise table_error(table, name, err.rule, err.examples) from None
         out[name] = converted
         for rule, mask in _failure_masks(kind, bad):
             if mask.any():
@@ -353,8 +356,7 @@ def _to_ns(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
 def _coerce_timestamp(values: pd.Series) -> tuple[pd.Series, dict]:
     """UTC nanoseconds: tz-aware values converted, naive ones taken as UTC, text parsed
     with one format per column; values outside the nanosecond range fail their row."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        values = values.astype(values.cat.categories.dtype if len(values.cat.categories) else object)
+    values = _decategorize(values)
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         converted, out_of_range = _to_ns(values.dt.tz_convert("UTC"))
         return converted, {OUT_OF_RANGE: out_of_range}
@@ -429,10 +431,22 @@ def _parse_text_timestamps(values: pd.Series, present: np.ndarray) -> pd.Series:
     return parsed
 
 
+def _decategorize(values: pd.Series) -> pd.Series:
+    """A categorical column as a column of its categories' type (nullable integers where needed)."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return values
+    categories = values.cat.categories
+    if pd.api.types.is_integer_dtype(categories.dtype):
+        return values.astype("Int64" if values.hasnans else categories.dtype)
+    try:
+        return values.astype(categories.dtype if len(categories) else object)
+    except (TypeError, ValueError):
+        return values.astype(object)
+
+
 def _coerce_float(values: pd.Series) -> tuple[pd.Series, dict]:
     """float64; text that is no number fails, and so does a non-finite number (inf)."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        values = values.astype(object)
+    values = _decategorize(values)
     if values.dtype == np.float64:
         converted, unparsable = values, np.zeros(len(values), dtype=bool)
     elif pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
@@ -476,8 +490,7 @@ def _coerce_id(values: pd.Series) -> tuple[pd.Series, dict | None]:
     Ids are kept exactly or rejected, never wrapped: unsigned ids above 2**63 - 1 become
     text (their exact digits), and a float id that is not exact (beyond 2**53) fails its row.
     """
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        values = values.astype(values.cat.categories.dtype if len(values.cat.categories) else object)
+    values = _decategorize(values)
     if pd.api.types.is_integer_dtype(values.dtype):
         if pd.api.types.is_unsigned_integer_dtype(values.dtype) and len(values) and values.max() > np.iinfo(np.int64).max:
             return values.astype("str").where(values.notna(), None), None
@@ -619,21 +632,14 @@ def _currency_failures(
     if len(currencies) <= 1:
         return empty
     if fx is None:
-        failures = pd.DataFrame(
-            {"row": [None], "column": ["currency"], "value": [sorted(currencies)],
-             "rule": ["mixed currencies need an fx table"]}
-        )
-        raise ValidationError("billing", failures.assign(table="billing")[FAILURE_COLUMNS])
+        raise table_error("billing", "currency", "mixed currencies need an fx table", sorted(currencies))
     known = set(fx["currency"].unique())
     base = resolve_base_currency(currencies, known, base_currency)
     missing = sorted(currencies - known)
     if base is None and len(missing) > 1:
-        failures = pd.DataFrame(
-            {"row": [None], "column": ["currency"], "value": [missing],
-             "rule": [f"one base currency: {len(missing)} billing currencies have no fx rate, so the base currency "
-                      "is ambiguous; pass base_currency= or add fx rates for all but the base"]}
-        )  # fmt: skip
-        raise ValidationError("billing", failures.assign(table="billing")[FAILURE_COLUMNS])
+        raise table_error("billing", "currency", f"one base currency: {len(missing)} billing currencies have no fx rate, "
+                          "so the base currency is ambiguous; pass base_currency= or add fx rates for all but the base",
+                          missing)  # fmt: skip
     unknown = billing["currency"].notna() & ~billing["currency"].isin(known | {base})
     positions = np.flatnonzero(unknown.to_numpy())
     return pd.DataFrame(

@@ -40,7 +40,7 @@ from csmetrics.frame import id_positions
 from csmetrics.metrics._common import NAT, check_segment_columns, instants, resolve_spine
 from csmetrics.options import UnknownNameError, check_bool, check_by, check_freq, check_number, check_tz
 from csmetrics.periods import Spine, period_codes
-from csmetrics.validate import ValidationError, resolve_base_currency, validate
+from csmetrics.validate import resolve_base_currency, table_error, validate
 
 MONEY_SCALE = 10_000
 DAYS_PER_MONTH = 30.4375
@@ -239,10 +239,9 @@ def money_units(amount: np.ndarray) -> np.ndarray:
     total = float(np.abs(scaled).sum()) if len(scaled) else 0.0
     if not np.isfinite(total) or total >= MAX_MONEY_UNITS:
         worst = int(np.nanargmax(np.abs(scaled))) if len(scaled) else 0
-        failures = pd.DataFrame({"table": ["billing"], "row": [None], "column": ["amount"],
-                                 "rule": [f"monthly amounts within the exact money range (their sum < {MAX_MONEY_UNITS / MONEY_SCALE:.3g})"],
-                                 "value": [f"largest monthly amount {scaled[worst] / MONEY_SCALE:.6g}"]})  # fmt: skip
-        raise ValidationError("billing", failures)
+        raise table_error("billing", "amount",
+                          f"monthly amounts within the exact money range (their sum < {MAX_MONEY_UNITS / MONEY_SCALE:.3g})",
+                          f"largest monthly amount {scaled[worst] / MONEY_SCALE:.6g}")  # fmt: skip
     return np.rint(scaled).astype(np.int64)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from csmetrics.frame import attach_segments, encode_segments
-from csmetrics.options import UnknownNameError, check_by, check_freq, check_tz
+from csmetrics.options import ConfigError, UnknownNameError, check_by, check_freq, check_tz
 from csmetrics.periods import Spine, make_spine, period_codes, resolve_as_of
 
 NAT = np.iinfo(np.int64).min
@@ -57,7 +57,7 @@ def resolve_spine(
     if as_of is None:
         latest = max((instants(table[c]).max(initial=NAT) for c in as_of_columns if c in table), default=NAT)
         if latest == NAT:
-            raise ValueError("as_of cannot be inferred from an empty table; pass as_of=")
+            raise ConfigError("as_of cannot be inferred from an empty table; pass as_of=")
         as_of_ts = pd.Timestamp(latest, tz="UTC")
     else:
         as_of_ts = resolve_as_of(as_of)

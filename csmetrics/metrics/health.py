@@ -359,7 +359,7 @@ def health_spine(*, freq: str = "M", tz: str = "UTC", as_of: object = None, star
               "billing": ("service_start", "invoiced_at")}  # fmt: skip
     known = [instants(t[c]) for name, t in tables.items() if t is not None for c in stamps[name] if c in t]
     if not known:
-        raise ValueError("HealthScorecard needs at least one of events, surveys, tickets, billing")
+        raise ConfigError("HealthScorecard needs at least one of events, surveys, tickets, billing")
     freq, tz = check_freq(freq), check_tz(tz)
     every = np.concatenate(known)
     every = every[every != NAT]

@@ -28,7 +28,7 @@ from csmetrics.stats import nps_interval
 from csmetrics.dask_engine import any_dask
 from csmetrics.dask_engine import run as dask_run
 from csmetrics.options import check_csat_thresholds
-from csmetrics.validate import validate
+from csmetrics.validate import table_error, validate
 
 DEFAULT_CSAT_THRESHOLDS: dict[tuple[float, float], float] = {(1, 5): 4, (1, 7): 6, (0, 10): 6, (1, 10): 6}
 
@@ -57,7 +57,7 @@ def prepare(
         surveys = validate(surveys, "surveys")
         customers = validate(customers, "customers") if customers is not None else None
     if "responded_at" not in surveys and "sent_at" not in surveys:
-        raise ValueError("surveys: need responded_at or sent_at to place answers in periods")
+        raise table_error("surveys", "responded_at", "required column is missing (responded_at or sent_at places answers in periods)")
     thresholds = dict(DEFAULT_CSAT_THRESHOLDS)
     thresholds.update(check_csat_thresholds(csat_thresholds) or {})
     context = make_context(
@@ -243,7 +243,7 @@ def followups(
     surveys, context = prepare(surveys, freq=freq, tz=tz, as_of=as_of, start=start, end=end,
                                csat_thresholds=csat_thresholds, validated=validated)  # fmt: skip
     if billing is not None and not validated:
-        from csmetrics.validate import validate_tables
+        from csmetrics.validate import table_error, validate_tables
 
         tables = validate_tables({"billing": billing, **({"fx": fx} if fx is not None else {})})[0]
         billing, fx = tables["billing"], tables.get("fx")
