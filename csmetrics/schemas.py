@@ -36,6 +36,8 @@ DEFAULT_SCALES: dict[str, tuple[float, float]] = {
 _UTC = {"unit": "ns", "tz": "UTC"}
 #: The largest billing or cost amount in absolute value (METRICS.md §16): money is exact in 1e-4 units.
 MAX_AMOUNT = 1e11
+#: The longest duration in seconds (about 31.7 years): sums over a billion rows stay finite and exact enough.
+MAX_SECONDS = 1e9
 
 
 # --------------------------------------------------------------------------
@@ -165,7 +167,7 @@ class Events(_Base):
     event: Series[str]
     user_id: Optional[Series[Any]] = pa.Field(nullable=True)
     session_id: Optional[Series[Any]] = pa.Field(nullable=True)
-    duration_seconds: Optional[Series[float]] = pa.Field(ge=0, nullable=True)
+    duration_seconds: Optional[Series[float]] = pa.Field(ge=0, le=MAX_SECONDS, nullable=True)
 
 
 class Tickets(_Base):
@@ -180,8 +182,8 @@ class Tickets(_Base):
     first_response_at: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
     resolved_at: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
     contacts: Optional[Series[float]] = pa.Field(ge=1, nullable=True, whole_number=())
-    handle_seconds: Optional[Series[float]] = pa.Field(ge=0, nullable=True)
-    wait_seconds: Optional[Series[float]] = pa.Field(ge=0, nullable=True)
+    handle_seconds: Optional[Series[float]] = pa.Field(ge=0, le=MAX_SECONDS, nullable=True)
+    wait_seconds: Optional[Series[float]] = pa.Field(ge=0, le=MAX_SECONDS, nullable=True)
     abandoned: Optional[Series[bool]]
     reopens: Optional[Series[float]] = pa.Field(ge=0, nullable=True, whole_number=())
 
