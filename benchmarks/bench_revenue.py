@@ -31,7 +31,7 @@ def main() -> None:
     valid = csmetrics.validate(billing, "billing", fx=fx)
 
     def both():
-        prepared, context = prepare(valid, fx=fx, by="plan", validated=True)
+        prepared, context = prepare(valid, fx=fx, by="plan")
         summed = revenue_family.combine([revenue_family.partial(prepared, context)], context)
         return revenue_family.finalize(summed, context), customers_family.finalize(summed, context)
 

@@ -128,7 +128,7 @@ def run_pipeline(name: str, data: str, repeat: int, naive: bool, only: str | Non
             from csmetrics.metrics import revenue as revenue_family
             from csmetrics.metrics._billing import prepare
 
-            billing, context = prepare(valid["billing"], fx=valid["fx"], by="plan", validated=True)
+            billing, context = prepare(valid["billing"], fx=valid["fx"], by="plan")
             summed = revenue_family.combine([revenue_family.partial(billing, context)], context)
             by_plan = pd.concat([revenue_family.finalize(summed, context), customers_family.finalize(summed, context)])
             # ... and the company-wide numbers the engines are checked against: an exact re-aggregation

@@ -5,19 +5,30 @@ from __future__ import annotations
 from csmetrics._version import __version__
 from csmetrics import accessor as _accessor  # noqa: F401  (registers the `cs` accessor)
 from csmetrics.frame import compare_periods, reaggregate, to_wide
-from csmetrics.metrics.customers import customer_metrics
-from csmetrics.metrics.engagement import engagement_metrics
-from csmetrics.metrics.health import HealthScorecard, at_risk, health_metrics
-from csmetrics.metrics.revenue import cohort_table, current_mrr, mrr_movements, revenue_metrics
-from csmetrics.metrics.support import support_metrics
-from csmetrics.metrics.surveys import followups, survey_metrics
-from csmetrics.metrics.value import value_metrics
+from csmetrics.api import (
+    HealthScorecard,
+    at_risk,
+    cohort_table,
+    current_mrr,
+    customer_metrics,
+    engagement_metrics,
+    followups,
+    health_metrics,
+    mrr_movements,
+    revenue_metrics,
+    support_metrics,
+    survey_metrics,
+    value_metrics,
+)
+from csmetrics.options import ConfigError, NotFittedError
 from csmetrics.report import Report, report
 from csmetrics.validate import TABLES, ValidationError, validate, validate_tables
 
 
 __all__ = [
+    "ConfigError",
     "HealthScorecard",
+    "NotFittedError",
     "Report",
     "TABLES",
     "ValidationError",

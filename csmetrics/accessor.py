@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from csmetrics.validate import required_columns
+from csmetrics import api
+from csmetrics.frame import segment_columns, to_wide
+from csmetrics.validate import required_columns, validate
 
 
 @pd.api.extensions.register_dataframe_accessor("cs")
@@ -25,77 +27,66 @@ class CsAccessor:
             raise AttributeError(f"this frame is not a {table} table: missing column(s) {missing}")
         return self._frame
 
-    def validate(self, table: str, **kwargs):
+    def validate(self, table: str, **kwargs):  # noqa: ANN201 - the frame, or (valid, rejected)
         """:func:`csmetrics.validate` on this frame as ``table``."""
-        from csmetrics.validate import validate
 
         return validate(self._as(table), table, **kwargs)
 
     # billing
     def revenue_metrics(self, **kwargs) -> pd.DataFrame:
         """:func:`csmetrics.revenue_metrics` on this billing table."""
-        from csmetrics.metrics.revenue import revenue_metrics
 
-        return revenue_metrics(self._as("billing"), **kwargs)
+        return api.revenue_metrics(self._as("billing"), **kwargs)
 
     def customer_metrics(self, **kwargs) -> pd.DataFrame:
         """:func:`csmetrics.customer_metrics` on this billing table."""
-        from csmetrics.metrics.customers import customer_metrics
 
-        return customer_metrics(self._as("billing"), **kwargs)
+        return api.customer_metrics(self._as("billing"), **kwargs)
 
     def mrr_movements(self, **kwargs) -> pd.DataFrame:
         """:func:`csmetrics.mrr_movements` on this billing table."""
-        from csmetrics.metrics.revenue import mrr_movements
 
-        return mrr_movements(self._as("billing"), **kwargs)
+        return api.mrr_movements(self._as("billing"), **kwargs)
 
     def cohort_table(self, **kwargs) -> pd.DataFrame:
         """:func:`csmetrics.cohort_table` on this billing table."""
-        from csmetrics.metrics.revenue import cohort_table
 
-        return cohort_table(self._as("billing"), **kwargs)
+        return api.cohort_table(self._as("billing"), **kwargs)
 
     # tickets
     def support_metrics(self, **kwargs) -> pd.DataFrame:
         """:func:`csmetrics.support_metrics` on this tickets table."""
-        from csmetrics.metrics.support import support_metrics
 
-        return support_metrics(self._as("tickets"), **kwargs)
+        return api.support_metrics(self._as("tickets"), **kwargs)
 
     # surveys
     def survey_metrics(self, **kwargs) -> pd.DataFrame:
         """:func:`csmetrics.survey_metrics` on this surveys table."""
-        from csmetrics.metrics.surveys import survey_metrics
 
-        return survey_metrics(self._as("surveys"), **kwargs)
+        return api.survey_metrics(self._as("surveys"), **kwargs)
 
     def followups(self, **kwargs) -> pd.DataFrame:
         """:func:`csmetrics.followups` on this surveys table."""
-        from csmetrics.metrics.surveys import followups
 
-        return followups(self._as("surveys"), **kwargs)
+        return api.followups(self._as("surveys"), **kwargs)
 
     # events
     def engagement_metrics(self, **kwargs) -> pd.DataFrame:
         """:func:`csmetrics.engagement_metrics` on this events table."""
-        from csmetrics.metrics.engagement import engagement_metrics
 
-        return engagement_metrics(self._as("events"), **kwargs)
+        return api.engagement_metrics(self._as("events"), **kwargs)
 
     def health_scores(self, scorecard=None, **tables) -> pd.DataFrame:
         """Health scores with this frame as the events table:
         ``events.cs.health_scores(tickets=..., surveys=..., billing=...)``."""
-        from csmetrics.metrics.health import HealthScorecard
 
-        return (scorecard or HealthScorecard()).score(events=self._as("events"), **tables)
+        return (scorecard or api.HealthScorecard()).score(events=self._as("events"), **tables)
 
     # billing (value)
     def value_metrics(self, **kwargs) -> pd.DataFrame:
         """:func:`csmetrics.value_metrics` on this billing table."""
-        from csmetrics.metrics.value import value_metrics
 
-        return value_metrics(self._as("billing"), **kwargs)
+        return api.value_metrics(self._as("billing"), **kwargs)
 
     # metric frames
     def _metric_frame(self) -> pd.DataFrame:
@@ -106,7 +97,6 @@ class CsAccessor:
 
     def wide(self, column: str = "value") -> pd.DataFrame:
         """:func:`csmetrics.to_wide` of this metric frame."""
-        from csmetrics.frame import to_wide
 
         return to_wide(self._metric_frame(), column)
 
@@ -114,7 +104,6 @@ class CsAccessor:
         """A line per segment of ``metric`` over the periods, with its 95% interval where there is one."""
         import matplotlib.pyplot as plt
 
-        from csmetrics.frame import segment_columns
 
         frame = self._metric_frame()
         rows = frame[frame["metric"] == metric]

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import ExitStack
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from csmetrics.validate import TABLES, ValidationError, validate_tables
+from csmetrics.catalog import CATALOG
+from csmetrics.config import load_config
 from csmetrics.io import InputError, read_tables
 from csmetrics.options import ConfigError, check_as_of, check_by, check_freq, check_tz
 from csmetrics.output import OutputError, prepare_output_folder
+from csmetrics.report import report
+from csmetrics.schemas_export import export_schemas
+from csmetrics.validate import TABLES, ValidationError, validate_tables
 
 app = typer.Typer(help="Customer-success metrics from raw tables.", no_args_is_help=True, add_completion=False)
 schemas_app = typer.Typer(help="The published table contracts.", no_args_is_help=True)
@@ -99,10 +105,6 @@ def report_command(
     With --engine dask the large tables are read partition by partition on a local
     cluster (or the cluster at --scheduler); the outputs are the pandas engine's.
     """
-    from contextlib import ExitStack
-
-    from csmetrics.report import load_config
-
     try:
         settings = load_config(config) if config is not None else {}
         params = {
@@ -142,9 +144,6 @@ def _dask_client(stack, scheduler: str | None, workers: int | None, memory_limit
     except ImportError:
         err_console.print("[red]--engine dask needs the dask extra: pip install 'csmetrics[dask]'[/red]")
         raise typer.Exit(2) from None
-    from csmetrics import dask_engine
-
-    dask_engine.PROGRESS[0] = not quiet
     if scheduler is not None:
         return stack.enter_context(Client(scheduler))
     # the local cluster (scheduler, workers and dashboard) listens on the loopback interface only
@@ -154,10 +153,6 @@ def _dask_client(stack, scheduler: str | None, workers: int | None, memory_limit
 
 
 def _report(data_dir, out, stages, settings, params, engine, buckets, quarantine, html, partitioned, quiet) -> None:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from csmetrics.report import report
-
     # on Dask, its own progress bars show each computation: stages are printed as lines
     with Progress(TextColumn("{task.description:<12}"), BarColumn(), TimeElapsedColumn(), console=err_console,
                   disable=quiet or engine == "dask", transient=False) as progress:  # fmt: skip
@@ -171,7 +166,7 @@ def _report(data_dir, out, stages, settings, params, engine, buckets, quarantine
         tables, paths = _read(data_dir, lazy=engine == "dask")
         try:
             result = report(tables, paths=paths, quarantine=quarantine, html=html, config=settings, progress=step,
-                            engine=engine, buckets=buckets, **params)  # fmt: skip
+                            engine=engine, buckets=buckets, dask_progress=engine == "dask" and not quiet, **params)  # fmt: skip
         except ValidationError as err:
             progress.stop()
             err_console.print("[red]validation failed[/red]\n" + escape(str(err)), highlight=False)
@@ -204,8 +199,6 @@ def _report(data_dir, out, stages, settings, params, engine, buckets, quarantine
 @app.command("metrics")
 def metrics_command() -> None:
     """List every metric of the catalog with its definition."""
-    from csmetrics.catalog import CATALOG
-
     listing = Table(title="csmetrics metrics")
     for column in ("metric", "family", "unit", "definition"):
         listing.add_column(column)
@@ -219,8 +212,6 @@ def export_command(
     out: Path = typer.Option(Path("schemas"), "--out", help="Folder to write <table>.yaml into."),
 ) -> None:
     """Write the YAML contract of every table (and of the metric frame)."""
-    from csmetrics.schemas_export import export_schemas
-
     for path in export_schemas(out):
         console.print(f"wrote {path}")
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from csmetrics.options import ConfigError
-from csmetrics.validate import TABLES
+from csmetrics.schemas import BIG_TABLES, TABLES
 
 __all__ = ["CSV_LINE", "InputError", "find_tables", "read_lazy", "read_table", "read_tables"]
 
@@ -101,7 +101,5 @@ def read_tables(data_dir: Path, lazy: bool = False) -> tuple[dict, dict[str, Pat
     With ``lazy``, events, tickets, surveys and billing are Dask DataFrames (read by
     the workers, partition by partition); the small tables are read into pandas.
     """
-    from csmetrics.dask_engine import BIG
-
     paths = find_tables(data_dir)
-    return {name: read_lazy(path) if lazy and name in BIG else read_table(path) for name, path in paths.items()}, paths
+    return {name: read_lazy(path) if lazy and name in BIG_TABLES else read_table(path) for name, path in paths.items()}, paths

@@ -19,6 +19,7 @@ from csmetrics.schemas import FREQS
 __all__ = [
     "RESERVED_COLUMNS",
     "ConfigError",
+    "NotFittedError",
     "UnknownNameError",
     "check_as_of",
     "check_bands",
@@ -44,6 +45,11 @@ class ConfigError(ValueError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class NotFittedError(ValueError, AttributeError, RuntimeError):
+    """A model (a health scorecard, a CLV model) used before it was fitted; as scikit-learn's, a
+    ValueError and an AttributeError, and a RuntimeError as the scorecard raised before."""
 
 
 class UnknownNameError(ConfigError, KeyError, TypeError):

@@ -1,4 +1,5 @@
-"""The output folder (METRICS.md §16): checked before anything is written, swapped atomically.
+"""The output folder (METRICS.md §16) and the files in it: checked before anything is written,
+written as deterministic Parquet, swapped into place atomically.
 
 A report is written into a hidden staging folder beside OUT, named
 ``.<OUT name>.csmetrics-<pid>-<random>``, and then put in place:
@@ -24,15 +25,22 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import hashlib
 import json
 import os
 import secrets
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["MANIFEST", "OutputError", "check_output_folder", "prepare_output_folder", "recover", "staging_folder",
-           "swap_into_place"]
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["MANIFEST", "OutputError", "check_output_folder", "content_hash", "prepare_output_folder", "printable", "recover",
+           "staging_folder", "swap_into_place", "write_parquet", "write_report", "write_streamed"]
 
 MANIFEST = "manifest.json"
 _TAG = "csmetrics"
@@ -207,3 +215,114 @@ def swap_into_place(staging: Path, out_dir: Path) -> None:
     os.rename(out_dir, aside)
     os.rename(staging, out_dir)
     _remove(aside)
+
+
+# --------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------
+def _arrow(frame: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Deterministic Parquet: same frame, same bytes."""
+    pq.write_table(_arrow(frame.reset_index(drop=True)), path, compression="zstd")
+
+
+def write_streamed(streamed: Any, path: Path) -> None:
+    """Parts one at a time into one Parquet file (one row group or more per part), in order."""
+    writer = None
+    try:
+        for frame in streamed.frames():
+            table = _arrow(frame.reset_index(drop=True))
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+            writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        write_parquet(pd.DataFrame(columns=["customer_id", "period"]), path)
+
+
+def printable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rejected rows keep their original values and position in the input (``source_row``, or
+    ``csv_line`` for a CSV file); mixed object columns are written as text."""
+    out = frame.copy()
+    position = frame.index.name or "source_row"  # csv_line for a CSV file, else the row of the Parquet table
+    if position not in out.columns:
+        out.insert(0, position, np.asarray(frame.index))
+    for column in out.columns:
+        if out[column].dtype == object:
+            out[column] = out[column].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+    return out
+
+
+def content_hash(frame: pd.DataFrame, path: Path | None = None) -> str:
+    """sha256 of the input file's bytes (or folder's files), else of the frame's row hashes."""
+    digest = hashlib.sha256()
+    if path is not None and Path(path).exists():
+        files = sorted(Path(path).rglob("*")) if Path(path).is_dir() else [Path(path)]
+        for file in files:
+            if file.is_file():
+                digest.update(file.read_bytes())
+        return "sha256:" + digest.hexdigest()
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def write_report(
+    out_dir: Path | str,
+    outputs: dict[str, Any],
+    *,
+    rejected: dict[str, pd.DataFrame],
+    html: str | None,
+    manifest: dict,
+    partitioned: bool = False,
+    fail_after: int | None = None,
+) -> Path:
+    """Write a report's files into a staging folder and swap it into ``out_dir`` (METRICS.md §16).
+
+    ``out_dir`` must be absent, empty or a previous csmetrics report, and may not hold an input
+    (the manifest's input paths); otherwise :class:`OutputError` is raised and nothing is touched.
+    An output with ``frames()`` (an engine's streamed output) is written a part at a time.
+    ``fail_after`` (tests only) raises after that many files, to prove atomicity.
+    """
+    inputs = [info.get("path") for info in manifest.get("inputs", {}).values()]
+    out_dir = prepare_output_folder(out_dir, inputs)
+    staging = staging_folder(out_dir)
+    try:
+        written = 0
+
+        def tick() -> None:
+            nonlocal written
+            written += 1
+            if fail_after is not None and written >= fail_after:
+                raise RuntimeError(f"simulated failure after {written} file(s)")
+
+        for name, frame in outputs.items():
+            if hasattr(frame, "frames"):
+                write_streamed(frame, staging / f"{name}.parquet")
+            else:
+                write_parquet(frame, staging / f"{name}.parquet")
+            tick()
+        metrics = outputs.get("metrics")
+        if partitioned and metrics is not None and len(metrics):
+            pq.write_to_dataset(_arrow(metrics), root_path=staging / "metrics", partition_cols=["metric"])
+            tick()
+        for table, frame in rejected.items():
+            if len(frame):
+                (staging / "rejected").mkdir(exist_ok=True)
+                write_parquet(printable(frame), staging / "rejected" / f"{table}.parquet")
+                tick()
+        if html is not None:
+            (staging / "index.html").write_text(html, encoding="utf-8")
+            tick()
+        files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+        listed = {**manifest, "files": [*files, MANIFEST]}
+        (staging / MANIFEST).write_text(json.dumps(listed, indent=2, sort_keys=True, default=str))
+        swap_into_place(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir

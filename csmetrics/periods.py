@@ -17,11 +17,17 @@ import pandas as pd
 
 from csmetrics.options import ConfigError, check_as_of, check_freq
 
-__all__ = ["Spine", "check_freq", "code_ends_ns", "code_starts", "local_ns", "make_spine", "period_codes",
+__all__ = ["NAT", "Spine", "check_freq", "instants", "code_ends_ns", "code_starts", "local_ns", "make_spine", "period_codes",
            "resolve_as_of", "to_utc"]
 
 _NS_PER_DAY = 86_400 * 10**9
-_NAT = np.iinfo(np.int64).min
+#: The int64 value of NaT: a missing instant in the int64 nanosecond arrays every family works on.
+NAT = np.iinfo(np.int64).min
+
+
+def instants(column: pd.Series) -> np.ndarray:
+    """UTC nanoseconds of a validated timestamp column (NaT -> NAT), without copying."""
+    return np.asarray(column.array.asi8 if hasattr(column.array, "asi8") else pd.DatetimeIndex(column).asi8)
 
 
 def to_utc(value: object, name: str = "timestamp") -> pd.Timestamp | None:
@@ -58,7 +64,7 @@ def period_codes(instants: pd.Series | pd.DatetimeIndex | np.ndarray, freq: str,
     """
     freq = check_freq(freq)
     ns = local_ns(instants, tz)
-    nat = ns == _NAT
+    nat = ns == NAT
     days = np.floor_divide(ns, _NS_PER_DAY)
     if freq == "D":
         codes = days
@@ -67,7 +73,7 @@ def period_codes(instants: pd.Series | pd.DatetimeIndex | np.ndarray, freq: str,
     else:
         codes = _day_lookup(days, nat, freq)
     codes = codes.astype(np.int64)
-    codes[nat] = _NAT
+    codes[nat] = NAT
     return codes
 
 
@@ -166,7 +172,7 @@ def make_spine(
     """
     freq = check_freq(freq)
     as_of_code = int(period_codes(pd.DatetimeIndex([as_of]), freq, tz)[0])
-    valid = data_codes[data_codes != _NAT] if len(data_codes) else data_codes
+    valid = data_codes[data_codes != NAT] if len(data_codes) else data_codes
     first = int(valid.min()) if len(valid) else as_of_code
     last = int(valid.max()) if len(valid) else as_of_code
     if start is not None:

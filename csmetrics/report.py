@@ -15,106 +15,26 @@ of the segment columns, null where a family was not split by that column.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
-import shutil
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
+from csmetrics import plans
 from csmetrics._version import __version__
-from csmetrics.engine import AS_OF_COLUMNS
-from csmetrics.metrics._common import NAT
-from csmetrics.output import MANIFEST, prepare_output_folder, staging_folder, swap_into_place
-from csmetrics.metrics._billing import Policies
-from csmetrics.metrics.health import HealthScorecard
-from csmetrics.options import (
-    ConfigError,
-    UnknownNameError,
-    check_as_of,
-    check_bool,
-    check_by,
-    check_cost_roles,
-    check_csat_thresholds,
-    check_freq,
-    check_int,
-    check_number,
-    check_sla_targets,
-    check_tz,
-)
-from csmetrics.periods import period_codes, to_utc
-from csmetrics.validate import TABLES, validate_tables
+from csmetrics.api import HealthScorecard
+from csmetrics.config import check_config
+from csmetrics.dashboard import render
+from csmetrics.engines import AS_OF_COLUMNS, Engine, Pending, open_engine, resolve
+from csmetrics.frame import empty_frame
+from csmetrics.options import ConfigError, UnknownNameError, check_as_of, check_bool, check_by, check_freq, check_int, check_tz
+from csmetrics.output import content_hash, write_report
+from csmetrics.periods import NAT, code_ends_ns, code_starts, period_codes, to_utc
+from csmetrics.validate import TABLES
 
-def _scorecard_keys() -> tuple[str, ...]:
-    return tuple(name for name in inspect.signature(HealthScorecard.__init__).parameters if name != "self")
-
-
-#: csmetrics.toml keys: the report's options; [health] takes the scorecard's parameters, [policies] the Policies fields.
-CONFIG_KEYS = ("freq", "by", "tz", "as_of", "csat_thresholds", "sla_targets", "cost_roles", "gross_margin",
-               "session_gap_minutes", "health", "policies")  # fmt: skip
-POLICY_KEYS = tuple(Policies.__dataclass_fields__)
-
-
-def load_config(path: Path | str) -> dict:
-    """Read ``csmetrics.toml``; an unknown key or a wrongly typed value is a ConfigError naming it.
-
-    ``csat_thresholds`` are written as ``"1-5" = 4``; ``sla_targets`` as
-    ``urgent = 60`` (minutes); ``cost_roles`` as ``acquisition = ["sales"]``;
-    ``[health]`` takes weights, bands, baseline_periods, support_scale;
-    ``[policies]`` takes count_new_churn, renewal_grace_days, repeat_window_days.
-    """
-    try:
-        with open(path, "rb") as handle:
-            raw = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err})") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot be read ({err.strerror})") from None
-    return check_config(raw, source=str(path))
-
-
-def check_config(raw: Mapping, source: str = "config") -> dict:
-    """Every key known and every value of the right type and range; returns the parsed settings."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{source}: settings must be a table of keys, not {raw!r}")
-    for key in raw:
-        if key not in CONFIG_KEYS:
-            raise UnknownNameError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(CONFIG_KEYS))})")
-    sections = {"health": _scorecard_keys(), "policies": POLICY_KEYS}
-    for section, known in sections.items():
-        if section in raw and not isinstance(raw[section], Mapping):
-            raise ConfigError(f"{source}: [{section}] must be a table of keys ({', '.join(known)}), not {raw[section]!r}")
-        for key in raw.get(section, {}):
-            if key not in known:
-                raise UnknownNameError(f"{source}: unknown key {section}.{key} (known: {', '.join(sorted(known))})")
-    checks = {
-        "freq": check_freq,
-        "by": lambda v: list(check_by(v)),
-        "tz": check_tz,
-        "as_of": check_as_of,
-        "csat_thresholds": check_csat_thresholds,
-        "sla_targets": check_sla_targets,
-        "cost_roles": check_cost_roles,
-        "gross_margin": lambda v: check_number("gross_margin", v, low=0, high=1, low_open=True),
-        "session_gap_minutes": lambda v: check_number("session_gap_minutes", v, low=0, low_open=True),
-        "health": lambda v: (HealthScorecard(**{k: (tuple(x) if k == "bands" and isinstance(x, list) else x) for k, x in v.items()}), dict(v))[1],
-        "policies": lambda v: (Policies(**v), dict(v))[1],
-    }
-    config = {}
-    for key, value in raw.items():
-        try:
-            config[key] = checks[key](value)
-        except ConfigError as err:
-            where = f"[{key}] " if key in sections else ""
-            raise ConfigError(f"{source}: {where}{err}") from None
-    return config
+__all__ = ["Report", "report", "report_as_of"]
 
 
 @dataclass
@@ -122,7 +42,7 @@ class Report:
     """Everything one run produces; ``write`` puts it on disk."""
 
     metrics: pd.DataFrame
-    customers: pd.DataFrame
+    customers: Any  # a frame, or an engine's streamed output (written a part at a time)
     cohorts: pd.DataFrame
     followups: pd.DataFrame
     at_risk: pd.DataFrame
@@ -130,7 +50,7 @@ class Report:
     manifest: dict
     html: str | None = field(default=None, repr=False)
 
-    def outputs(self) -> dict[str, pd.DataFrame]:
+    def outputs(self) -> dict[str, Any]:
         return {
             "metrics": self.metrics,
             "customers": self.customers,
@@ -140,103 +60,17 @@ class Report:
         }
 
     def write(self, out_dir: Path | str, *, partitioned: bool = False, _fail_after: int | None = None) -> Path:
-        """Write the outputs atomically into ``out_dir`` (METRICS.md §16, :mod:`csmetrics.output`).
+        """Write the outputs atomically into ``out_dir`` (METRICS.md §16, :func:`csmetrics.output.write_report`).
 
         ``out_dir`` must be absent, empty or a previous csmetrics report, and may not hold an
         input; otherwise :class:`~csmetrics.output.OutputError` is raised and nothing is touched.
         ``_fail_after`` (tests only) raises after that many files, to prove atomicity.
         """
-        inputs = [info.get("path") for info in self.manifest.get("inputs", {}).values()]
-        out_dir = prepare_output_folder(out_dir, inputs)
-        staging = staging_folder(out_dir)
-        try:
-            written = 0
-
-            def tick() -> None:
-                nonlocal written
-                written += 1
-                if _fail_after is not None and written >= _fail_after:
-                    raise RuntimeError(f"simulated failure after {written} file(s)")
-
-            for name, frame in self.outputs().items():
-                if isinstance(frame, Streamed):
-                    write_streamed(frame, staging / f"{name}.parquet")
-                else:
-                    write_parquet(frame, staging / f"{name}.parquet")
-                tick()
-            if partitioned and len(self.metrics):
-                pq.write_to_dataset(_arrow(self.metrics), root_path=staging / "metrics", partition_cols=["metric"])
-                tick()
-            for table, frame in self.rejected.items():
-                if len(frame):
-                    (staging / "rejected").mkdir(exist_ok=True)
-                    write_parquet(_printable(frame), staging / "rejected" / f"{table}.parquet")
-                    tick()
-            if self.html is not None:
-                (staging / "index.html").write_text(self.html, encoding="utf-8")
-                tick()
-            files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
-            manifest = {**self.manifest, "files": [*files, MANIFEST]}
-            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-            swap_into_place(staging, out_dir)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return out_dir
+        return write_report(out_dir, self.outputs(), rejected=self.rejected, html=self.html, manifest=self.manifest,
+                            partitioned=partitioned, fail_after=_fail_after)  # fmt: skip
 
 
-def _arrow(frame: pd.DataFrame) -> pa.Table:
-    return pa.Table.from_pandas(frame, preserve_index=False)
-
-
-def write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Deterministic Parquet: same frame, same bytes."""
-    pq.write_table(_arrow(frame.reset_index(drop=True)), path, compression="zstd")
-
-
-def write_streamed(streamed: Streamed, path: Path) -> None:
-    """Parts one at a time into one Parquet file (one row group or more per part), in order."""
-    writer = None
-    try:
-        for frame in streamed.frames():
-            table = _arrow(frame.reset_index(drop=True))
-            if writer is None:
-                writer = pq.ParquetWriter(path, table.schema, compression="zstd")
-            writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
-    finally:
-        if writer is not None:
-            writer.close()
-    if writer is None:
-        write_parquet(pd.DataFrame(columns=["customer_id", "period"]), path)
-
-
-def _printable(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rejected rows keep their original values and position in the input (``source_row``, or
-    ``csv_line`` for a CSV file); mixed object columns are written as text."""
-    out = frame.copy()
-    position = frame.index.name or "source_row"  # csv_line for a CSV file, else the row of the Parquet table
-    if position not in out.columns:
-        out.insert(0, position, np.asarray(frame.index))
-    for column in out.columns:
-        if out[column].dtype == object:
-            out[column] = out[column].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
-    return out
-
-
-def content_hash(frame: pd.DataFrame, path: Path | None = None) -> str:
-    """sha256 of the input file's bytes (or folder's files), else of the frame's row hashes."""
-    digest = hashlib.sha256()
-    if path is not None and Path(path).exists():
-        files = sorted(Path(path).rglob("*")) if Path(path).is_dir() else [Path(path)]
-        for file in files:
-            if file.is_file():
-                digest.update(file.read_bytes())
-        return "sha256:" + digest.hexdigest()
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return "sha256:" + digest.hexdigest()
-
-
-def report_as_of(engine, as_of: object = None) -> pd.Timestamp:
+def report_as_of(engine: Engine, as_of: object = None) -> pd.Timestamp:
     """The given as_of, else the latest timestamp of any (validated) table."""
     if as_of is not None:
         return to_utc(as_of, "as_of")
@@ -247,7 +81,7 @@ def report_as_of(engine, as_of: object = None) -> pd.Timestamp:
 
 
 def report(
-    tables: Mapping[str, pd.DataFrame],
+    tables: Mapping[str, Any],
     *,
     freq: str = "M",
     by: Sequence[str] = (),
@@ -258,21 +92,51 @@ def report(
     config: Mapping | None = None,
     paths: Mapping[str, Path] | None = None,
     progress: Callable[[str], None] | None = None,
-    engine: str = "pandas",
+    engine: str | None = None,
     buckets: int | None = None,
+    dask_progress: bool = False,
 ) -> Report:
-    """Run every family whose tables are present; see the module docstring.
+    """Run every family whose tables are present.
 
-    ``config`` holds the csmetrics.toml settings (csat_thresholds, sla_targets,
-    cost_roles, gross_margin, session_gap_minutes, health, policies); explicit
-    arguments win over it. ``engine="dask"`` (or any Dask DataFrame among the
-    tables) runs on the current Dask scheduler, with ``buckets`` customer
-    buckets (default: the largest table's partition count).
+    Parameters
+    ----------
+    tables : mapping
+        Table name -> DataFrame (pandas or Dask), any of events, tickets, surveys, billing,
+        customers, costs, fx.
+    freq, by, tz, as_of
+        As in :mod:`csmetrics.api`; one as_of serves every family (default: the latest
+        timestamp of any table); a ``by`` column applies to the families that have it.
+    quarantine : bool
+        Set bad rows aside (``Report.rejected``) instead of failing.
+    html : bool
+        Render the dashboard (``Report.html``).
+    config : mapping, optional
+        The csmetrics.toml settings (csat_thresholds, sla_targets, cost_roles, gross_margin,
+        session_gap_minutes, health, policies); explicit arguments win over it.
+    paths : mapping, optional
+        Table name -> the file it was read from (for the manifest).
+    progress : callable, optional
+        Called with each stage's name.
+    engine : str, optional
+        "pandas" or "dask" (default: Dask when any table is a Dask DataFrame).
+    buckets : int, optional
+        Dask: the number of customer buckets (default: the largest table's partition count).
+    dask_progress : bool
+        Dask: show Dask's progress bar for each computation.
+
+    Returns
+    -------
+    Report
+        metrics, customers, cohorts, followups, at_risk, rejected rows and the manifest.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> tickets = pd.DataFrame({"ticket_id": [1, 2], "customer_id": [7, 8], "created_at": ["2024-01-02", "2024-01-03"]})
+    >>> result = csmetrics.report({"tickets": tickets}, html=False)
+    >>> result.manifest["families"], int(result.metrics.query("metric == 'tickets'")["value"].sum())
+    (['support', 'health'], 2)
     """
-    from csmetrics.dask_engine import any_dask
-    from csmetrics.engine import PandasEngine
-    from csmetrics.metrics._billing import shared_ledgers
-
     config = check_config(config or {})
     step = progress or (lambda stage: None)
     freq, tz, by = check_freq(freq), check_tz(tz), list(check_by(by))
@@ -285,19 +149,10 @@ def report(
         raise UnknownNameError(f"unknown table(s) {unknown}; expected some of {', '.join(TABLES)}")
     _check_segments_exist(by, tables)
     step("validate")
-    if engine == "dask" or any_dask(*tables.values()):
-        from csmetrics.dask_engine import load
-
-        runner, valid, rejected = load(tables, quarantine=quarantine, buckets=buckets)
-    elif engine == "pandas":
-        valid, rejected = validate_tables(tables, quarantine=quarantine)
-        runner = PandasEngine(valid)
-    else:
-        raise ConfigError(f"unknown engine {engine!r}: pandas or dask")
+    runner, rejected = open_engine(tables, engine=engine, quarantine=quarantine, buckets=buckets, progress=dask_progress)
     as_of_ts = report_as_of(runner, as_of)
-    with shared_ledgers():
-        return _run_families(runner, valid, rejected, tables, paths, step, freq=freq, by=by, tz=tz, as_of_ts=as_of_ts,
-                             quarantine=quarantine, html=html, config=config)  # fmt: skip
+    return _run_families(runner, rejected, tables, paths, step, freq=freq, by=by, tz=tz, as_of_ts=as_of_ts,
+                         quarantine=quarantine, html=html, config=config)  # fmt: skip
 
 
 def _check_segments_exist(by: list[str], tables: Mapping[str, object]) -> None:
@@ -309,49 +164,48 @@ def _check_segments_exist(by: list[str], tables: Mapping[str, object]) -> None:
                                f"{', '.join(sorted(columns - {'customer_id'}))}")  # fmt: skip
 
 
-def _run_families(engine, valid, rejected, tables, paths, step, *, freq, by, tz, as_of_ts, quarantine, html, config) -> Report:
-    """Every family whose tables are present, on the engine's buckets (see csmetrics.pipeline)."""
-    from csmetrics import pipeline
-    from csmetrics.engine import resolve
-    from csmetrics.metrics.health import HealthScorecard
-
-    customers = valid.get("customers")
-    fx = valid.get("fx")
+def _run_families(engine: Engine, rejected: dict, tables: Mapping[str, Any], paths: Mapping | None,
+                  step: Callable[[str], None], *, freq: str, by: list[str], tz: str, as_of_ts: pd.Timestamp,
+                  quarantine: bool, html: bool, config: dict) -> Report:  # fmt: skip
+    """Every family whose tables are present, planned first and computed in one resolve."""
+    customers = engine.small("customers")
     policies = dict(config.get("policies", {}))
-    common = {"freq": freq, "tz": tz, "as_of": as_of_ts}
-    pending = {}
+    common: dict[str, Any] = {"freq": freq, "tz": tz, "as_of": as_of_ts}
+    pending: dict[str, Pending] = {}
     ran: list[str] = []
-    columns = {name: list(engine.summary(name, as_of_ts).columns) for name in ("billing", "tickets", "surveys", "events") if engine.has(name)}
+    columns = {name: list(engine.summary(name, as_of_ts).columns) for name in ("billing", "tickets", "surveys", "events")
+               if engine.has(name)}  # fmt: skip
     plain_billing = None
     if engine.has("billing"):
-        seg = pipeline.usable_by(by, columns["billing"], customers, extra=["plan"])
-        context = pipeline.billing_context(engine, by=seg, customers=customers, fx=fx, policies=policies, **common)
-        plain_billing = pipeline.billing_context(engine, fx=fx, policies=policies, **common)
-        pending["revenue"] = pipeline.revenue(engine, context)
-        pending["value"] = pipeline.value(engine, context, costs=valid.get("costs"), gross_margin=float(config.get("gross_margin", 1.0)),
-                                          cost_roles=config.get("cost_roles"))  # fmt: skip
-        pending["cohorts"] = pipeline.cohorts(engine, plain_billing)
+        seg = plans.usable_by(by, columns["billing"], customers, extra=["plan"])
+        context = plans.billing_context(engine, by=seg, policies=policies, **common)
+        plain_billing = plans.billing_context(engine, policies=policies, **common)
+        pending["revenue"] = plans.revenue(engine, context)
+        pending["value"] = plans.value(engine, context, gross_margin=float(config.get("gross_margin", 1.0)),
+                                       cost_roles=config.get("cost_roles"))  # fmt: skip
+        pending["cohorts"] = plans.cohorts(engine, plain_billing)
         ran += ["revenue", "customers", "value"]
     if engine.has("tickets"):
-        pending["support"] = pipeline.support(engine, by=pipeline.usable_by(by, columns["tickets"], customers), customers=customers,
-                                              sla_targets=config.get("sla_targets"), **common)  # fmt: skip
+        pending["support"] = plans.support(engine, by=plans.usable_by(by, columns["tickets"], customers),
+                                           sla_targets=config.get("sla_targets"), **common)  # fmt: skip
         ran.append("support")
     if engine.has("surveys"):
-        pending["surveys"] = pipeline.surveys(engine, by=pipeline.usable_by(by, columns["surveys"], customers), customers=customers,
-                                              csat_thresholds=config.get("csat_thresholds"), **common)  # fmt: skip
-        pending["followups"] = pipeline.followups(engine, fx=fx, csat_thresholds=config.get("csat_thresholds"), **common)
+        pending["surveys"] = plans.surveys(engine, by=plans.usable_by(by, columns["surveys"], customers),
+                                           csat_thresholds=config.get("csat_thresholds"), **common)  # fmt: skip
+        pending["followups"] = plans.followups(engine, csat_thresholds=config.get("csat_thresholds"), **common)
         ran.append("surveys")
     if engine.has("events"):
-        pending["engagement"] = pipeline.engagement(engine, by=pipeline.usable_by(by, columns["events"], customers), customers=customers,
-                                                    fx=fx, session_gap_minutes=float(config.get("session_gap_minutes", 30.0)), **common)  # fmt: skip
+        pending["engagement"] = plans.engagement(engine, by=plans.usable_by(by, columns["events"], customers),
+                                                 session_gap_minutes=float(config.get("session_gap_minutes", 30.0)), **common)  # fmt: skip
         ran.append("engagement")
     scores = None
-    if any(engine.has(name) for name in pipeline.HEALTH_TABLES):
+    if any(engine.has(name) for name in plans.HEALTH_TABLES):
         step("health")
-        card = HealthScorecard(**{k: (tuple(v) if k == "bands" else v) for k, v in config.get("health", {}).items()})
-        scores = pipeline.health_scores(engine, card, fx=fx, **common)
-        pending["health"] = pipeline.health(engine, scores, card, by=[c for c in by if customers is not None and c in customers.columns],
-                                            customers=customers, freq=freq, tz=tz)  # fmt: skip
+        health = config.get("health", {})
+        card = HealthScorecard(**{k: (tuple(v) if k == "bands" else v) for k, v in health.items()})
+        scores, card = plans.health_scores(engine, card, **common)
+        segments = [c for c in by if customers is not None and c in customers.columns]
+        pending["health"] = plans.health(engine, scores, by=segments, freq=freq, tz=tz)
         ran.append("health")
     step("metrics")
     done = resolve(engine, pending)
@@ -359,14 +213,17 @@ def _run_families(engine, valid, rejected, tables, paths, step, *, freq, by, tz,
     step("assemble")
     frames = []
     if "revenue" in done:
-        frames += list(done["revenue"]) + [done["value"]]
+        frames += [*done["revenue"], done["value"]]
     frames += [done[name] for name in ("support", "surveys", "engagement") if name in done]
     risky = pd.DataFrame()
     if "health" in done:
         frames.append(done["health"][0])
         risky = done["health"][1]
     metrics = _assemble(frames)
-    customer_rows = _customer_output(engine, scores, plain_billing)
+    if scores is None and plain_billing is None:
+        customer_rows: Any = pd.DataFrame(columns=["customer_id", "period"])
+    else:
+        customer_rows = engine.customer_output(plans.customer_rows(engine, scores, plain_billing, engine.n))
     result = Report(
         metrics=metrics,
         customers=customer_rows,
@@ -381,52 +238,14 @@ def _run_families(engine, valid, rejected, tables, paths, step, *, freq, by, tz,
                                 as_of=as_of_ts, partial=partial, quarantine=quarantine, config=config)  # fmt: skip
     if html:
         step("html")
-        from csmetrics.dashboard import render
-
         result.html = render(result)
     return result
-
-
-def _customer_output(engine, scores, context):
-    """customers.parquet: one frame on pandas; on Dask, groups of consecutive periods kept on the
-    cluster and streamed into the file by :meth:`Report.write`."""
-    from csmetrics import pipeline
-
-    if scores is None and context is None:
-        return pd.DataFrame(columns=["customer_id", "period"])
-    groups = pipeline.customer_rows(engine, scores, context, engine.n)
-    if engine.name == "pandas":
-        return groups[0]
-    groups = engine.persist(groups)
-    (lengths,) = engine.gather(engine.map(len, groups))
-    return Streamed(groups, int(sum(lengths)))
-
-
-@dataclass
-class Streamed:
-    """An output too large for one machine: parts in order, computed one at a time when written."""
-
-    parts: list
-    rows: int
-
-    def __len__(self) -> int:
-        return self.rows
-
-    def frames(self):
-        import dask
-
-        for part in self.parts:
-            (frame,) = dask.compute(part)
-            if len(frame):
-                yield frame
 
 
 def _assemble(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """One long frame: fixed columns first, segment columns in order of appearance, stable order."""
     frames = [f for f in frames if len(f)]
     if not frames:
-        from csmetrics.frame import empty_frame
-
         return empty_frame()
     segment_columns: list[str] = []
     fixed = ["period", "freq", "metric", "value", "numerator", "denominator", "ci_low", "ci_high"]
@@ -440,21 +259,13 @@ def _assemble(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _partial_period(as_of: pd.Timestamp, freq: str, tz: str) -> str | None:
-    from csmetrics.periods import code_ends_ns, code_starts
-
     code = period_codes(pd.DatetimeIndex([as_of]), freq, tz)
     end = code_ends_ns(code, freq, tz)[0]
     return None if as_of.value + 1 >= end else str(code_starts(code, freq, tz)[0])
 
 
-def _input_rows(name: str, tables, engine, rejected) -> int:
-    if engine.name == "pandas":
-        return int(len(tables[name]))
-    valid = engine.rows(name) if name in engine.stats else int(len(engine.small[name]))
-    return valid + int(len(rejected.get(name, ())))
-
-
-def _manifest(result, tables, engine, rejected, paths, ran, **params) -> dict:
+def _manifest(result: Report, tables: Mapping[str, Any], engine: Engine, rejected: dict, paths: Mapping | None, ran: list[str],
+              **params: Any) -> dict:  # fmt: skip
     paths = paths or {}
     config = params.pop("config")
     return {
@@ -470,9 +281,9 @@ def _manifest(result, tables, engine, rejected, paths, ran, **params) -> dict:
         "inputs": {
             name: {
                 "path": str(paths[name]) if name in paths else None,
-                "rows": _input_rows(name, tables, engine, rejected),
+                "rows": engine.input_rows(name, tables[name], rejected),
                 "rows_rejected": int(len(rejected.get(name, ()))),
-                "content_hash": content_hash(tables[name], paths.get(name)) if name in paths or engine.name == "pandas" else None,
+                "content_hash": content_hash(tables[name], paths.get(name)) if name in paths or isinstance(tables[name], pd.DataFrame) else None,
             }
             for name in sorted(tables)
         },

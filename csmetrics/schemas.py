@@ -20,6 +20,10 @@ import pandera.extensions as extensions
 import pandera.pandas as pa
 from pandera.typing import Series
 
+#: The input tables, in the order they are validated and reported.
+TABLES = ("events", "tickets", "surveys", "billing", "customers", "costs", "fx")
+#: The tables a partitioned engine keeps distributed; the others are small and held in pandas.
+BIG_TABLES = ("events", "tickets", "surveys", "billing")
 SURVEY_TYPES = ("nps", "csat", "ces", "cxi")
 BILLING_KINDS = ("recurring", "one_time", "refund")
 CXI_COMPONENTS = ("effort", "empathy", "understanding", "efficiency")

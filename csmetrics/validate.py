@@ -24,8 +24,7 @@ import pandera.pandas as pa
 
 from csmetrics import schemas
 from csmetrics.options import UnknownNameError
-
-NAT = np.iinfo(np.int64).min
+from csmetrics.periods import NAT
 
 MODELS: dict[str, type[pa.DataFrameModel]] = {
     "events": schemas.Events,
@@ -36,7 +35,8 @@ MODELS: dict[str, type[pa.DataFrameModel]] = {
     "costs": schemas.Costs,
     "fx": schemas.Fx,
 }
-TABLES = tuple(MODELS)
+TABLES = schemas.TABLES
+assert tuple(MODELS) == TABLES
 
 FAILURE_COLUMNS = ["table", "row", "column", "rule", "value"]
 _ID_COLUMNS = {"customer_id", "ticket_id", "response_id", "line_id", "user_id", "session_id", "agent_id"}

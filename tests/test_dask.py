@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import csmetrics
 from csmetrics.catalog import CATALOG
 from csmetrics.datagen import generate
-from csmetrics.metrics.health import HealthScorecard, at_risk, health_metrics
+from csmetrics import HealthScorecard, at_risk, health_metrics
 from csmetrics.report import report
 from csmetrics.validate import ValidationError
 

@@ -175,12 +175,11 @@ _KILLED_WRITER = textwrap.dedent(
     elif mode == "after-exchange":  # killed before the replaced report is removed
         output._remove = lambda path: os._exit(9)
     elif mode == "mid-write":  # killed while writing the staging folder
-        rep = sys.modules["csmetrics.report"]
-        real = rep.write_parquet
+        real = output.write_parquet
         def write(frame, path):
             real(frame, path)
             os._exit(9)
-        rep.write_parquet = write
+        output.write_parquet = write
     result.write(out)
     """
 )

@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 import csmetrics
 from csmetrics.cli import app
 from csmetrics.io import read_tables
-from csmetrics.report import ConfigError, check_config, report
+from csmetrics.config import check_config
+from csmetrics.options import ConfigError
+from csmetrics.report import report
 from csmetrics.schemas import MetricFrame
 
 from .conftest import SAMPLE

@@ -15,7 +15,7 @@ import csmetrics
 from csmetrics import ValidationError
 from csmetrics.cli import app
 from csmetrics.options import ConfigError
-from csmetrics.report import check_config
+from csmetrics.config import check_config
 
 from .conftest import SAMPLE
 
@@ -295,10 +295,10 @@ def test_config_values_are_checked(raw, match):
 
 def test_config_key_lists_come_from_the_code():
     from csmetrics.metrics._billing import Policies
-    from csmetrics.report import POLICY_KEYS, _scorecard_keys
+    from csmetrics.config import POLICY_KEYS, scorecard_keys
 
     assert set(POLICY_KEYS) == set(Policies.__dataclass_fields__)
-    assert set(_scorecard_keys()) == {"weights", "bands", "baseline_periods", "support_scale"}
+    assert set(scorecard_keys()) == {"weights", "bands", "baseline_periods", "support_scale"}
 
 
 def test_unknown_segment_columns_list_the_columns_there_are(sample_tables):

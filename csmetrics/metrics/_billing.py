@@ -27,20 +27,19 @@ values are decoded only for the small output table.
 
 from __future__ import annotations
 
-import contextlib
-import weakref
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from csmetrics.frame import id_positions
-from csmetrics.metrics._common import NAT, check_segment_columns, instants, resolve_spine
+from csmetrics.metrics._common import check_segment_columns, resolve_spine
+from csmetrics.periods import NAT, instants
 from csmetrics.options import UnknownNameError, check_bool, check_by, check_freq, check_number, check_tz
 from csmetrics.periods import Spine, period_codes
-from csmetrics.validate import resolve_base_currency, table_error, validate
+from csmetrics.validate import resolve_base_currency, table_error
 
 MONEY_SCALE = 10_000
 DAYS_PER_MONTH = 30.4375
@@ -95,19 +94,13 @@ def prepare(
     start: object = None,
     end: object = None,
     base_currency: str | None = None,
-    validated: bool = False,
     reserved: Sequence[str] = (),
     **policies,
 ) -> tuple[pd.DataFrame, BillingContext]:
-    """Validate billing and build the context (spine, as_of) from the whole table."""
+    """The context (spine, as_of, segments, fx, policies) of validated billing (the whole table, or an
+    engine's summary of it); ``reserved`` are output columns that may not be segments."""
     freq, tz = check_freq(freq), check_tz(tz)
     by = check_by(by, reserved=reserved)
-    if not validated:
-        if fx is not None:
-            fx = validate(fx, "fx")
-        if customers is not None:
-            customers = validate(customers, "customers")
-        billing = validate(billing, "billing", fx=fx, base_currency=base_currency)
     static = [c for c in by if c != "plan"]
     if static and (customers is None or any(c not in customers for c in static)):
         check_segment_columns(by, billing.iloc[:0, :0], customers, "billing", extra=["plan"])
@@ -245,7 +238,7 @@ def money_units(amount: np.ndarray) -> np.ndarray:
     return np.rint(scaled).astype(np.int64)
 
 
-def _sort_order(customer: np.ndarray, instant: np.ndarray) -> np.ndarray:
+def sort_order(customer: np.ndarray, instant: np.ndarray) -> np.ndarray:
     """An order by (customer, instant): one argsort of a combined int64 key where it fits."""
     if len(instant) == 0:
         return np.arange(0)
@@ -272,7 +265,7 @@ def build_ledger(arrays: BillingArrays, context: BillingContext) -> Ledger:
     delta = np.concatenate([step, -step[ends]])
     # a positive line's start sets the customer's plan (the largest line at that instant wins)
     plan_step = np.concatenate([np.where(step > 0, plan_of_line, -1), np.full(int(ends.sum()), -1)])
-    order = _sort_order(customer, instant)
+    order = sort_order(customer, instant)
     customer, instant, delta, plan_step = customer[order], instant[order], delta[order], plan_step[order]
 
     n = len(customer)
@@ -316,7 +309,7 @@ def build_ledger(arrays: BillingArrays, context: BillingContext) -> Ledger:
 
 def unique_pairs(customer: np.ndarray, instant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (customer, instant) pairs, sorted by customer then instant."""
-    order = _sort_order(customer, instant)
+    order = sort_order(customer, instant)
     customer, instant = customer[order], instant[order]
     new = _starts_of_runs(customer, instant)
     return customer[new], instant[new]
@@ -501,49 +494,20 @@ def invoices(arrays: BillingArrays, as_of: int) -> tuple[np.ndarray, np.ndarray,
 
 
 # ----------------------------------------------------------------------------------------
-# One ledger per billing table and context: the families of one report share it
+# One ledger per billing table and context: the families of one run share it through a memo
 # ----------------------------------------------------------------------------------------
-_LEDGERS: OrderedDict = OrderedDict()
-_LEDGER_SLOTS = 4
-_SHARING = [False]
+def arrays_and_ledger(billing: pd.DataFrame, context: BillingContext, memo: Any = None) -> tuple[BillingArrays, Ledger]:
+    """BillingArrays and Ledger of ``billing`` under ``context``.
 
-
-@contextlib.contextmanager
-def shared_ledgers() -> Iterator[None]:
-    """Inside this block, families given the same billing frame share one ledger.
-
-    Only the report uses it: it owns its validated frames, so nobody changes them in
-    place between two families (outside the block every call builds its own ledger).
+    ``memo`` (an engine's :class:`~csmetrics.engines.base.Memo`, or None) shares them between
+    the families of one run given the same frame: keyed by the frame and everything the ledger
+    depends on (the spine, fx and base currency; segments and policies do not change it).
     """
-    _SHARING[0] = True
-    try:
-        yield
-    finally:
-        _SHARING[0] = False
-        _LEDGERS.clear()
 
-
-def arrays_and_ledger(billing: pd.DataFrame, context: BillingContext) -> tuple[BillingArrays, Ledger]:
-    """BillingArrays and Ledger of ``billing`` under ``context`` (shared inside shared_ledgers()).
-
-    Keyed by the identity of the billing frame (held weakly, so a freed frame never
-    hits a stale entry) and everything the ledger depends on: the spine, fx and base
-    currency. Segments and policies do not change the ledger.
-    """
-    if not _SHARING[0]:
+    def make() -> tuple[BillingArrays, Ledger]:
         arrays = BillingArrays.of(billing, context)
         return arrays, build_ledger(arrays, context)
-    key = (id(billing), len(billing), context.spine, id(context.fx), context.base_currency)
-    hit = _LEDGERS.get(key)
-    if hit is not None and hit[0]() is billing:
-        _LEDGERS.move_to_end(key)
-        return hit[1], hit[2]
-    arrays = BillingArrays.of(billing, context)
-    ledger = build_ledger(arrays, context)
-    try:
-        _LEDGERS[key] = (weakref.ref(billing), arrays, ledger)
-    except TypeError:  # pragma: no cover - frames are weak-referenceable
-        return arrays, ledger
-    while len(_LEDGERS) > _LEDGER_SLOTS:
-        _LEDGERS.popitem(last=False)
-    return arrays, ledger
+
+    if memo is None:
+        return make()
+    return memo.get(billing, ("ledger", len(billing), context.spine, id(context.fx), context.base_currency), make)

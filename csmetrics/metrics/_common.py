@@ -16,15 +16,7 @@ import pandas as pd
 
 from csmetrics.frame import attach_segments, encode_segments
 from csmetrics.options import ConfigError, UnknownNameError, check_by, check_freq, check_tz
-from csmetrics.periods import Spine, make_spine, period_codes, resolve_as_of
-
-NAT = np.iinfo(np.int64).min
-
-
-def instants(column: pd.Series) -> np.ndarray:
-    """UTC nanoseconds of a validated timestamp column (NaT -> int64 min), without copying."""
-    return np.asarray(column.array.asi8 if hasattr(column.array, "asi8") else pd.DatetimeIndex(column).asi8)
-
+from csmetrics.periods import NAT, Spine, instants, make_spine, period_codes, resolve_as_of
 
 def as_tuple(by: Sequence[str] | str | None) -> tuple[str, ...]:
     return (by,) if isinstance(by, str) else tuple(by or ())

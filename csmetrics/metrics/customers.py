@@ -10,8 +10,6 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from csmetrics.dask_engine import any_dask
-from csmetrics.dask_engine import run as dask_run
 from csmetrics.frame import FrameBuilder
 from csmetrics.metrics._billing import BillingContext, prepare
 from csmetrics.metrics.revenue import combine, dense, partial
@@ -34,28 +32,3 @@ def finalize(summed: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
     return builder.build()
 
 
-def customer_metrics(
-    billing: pd.DataFrame,
-    *,
-    freq: str = "M",
-    by: Sequence[str] | str | None = None,
-    customers: pd.DataFrame | None = None,
-    fx: pd.DataFrame | None = None,
-    tz: str = "UTC",
-    as_of: object = None,
-    start: object = None,
-    end: object = None,
-    **policies,
-) -> pd.DataFrame:
-    """Customers at start and end, new, reactivated and churned logos, logo churn,
-    retention, renewal and repeat-purchase rates per period and segment (METRICS.md §5).
-
-    Parameters and policies as :func:`csmetrics.revenue_metrics`. With
-    ``count_new_churn=False`` customers_churned counts only customers who were
-    active at the period start (each once).
-    """
-    if any_dask(billing, customers, fx):
-        return dask_run("customers", {"billing": billing, "customers": customers, "fx": fx}, by=by, freq=freq, tz=tz, as_of=as_of, start=start, end=end, **policies)
-    billing, context = prepare(billing, freq=freq, by=by, customers=customers, fx=fx, tz=tz, as_of=as_of,
-                               start=start, end=end, **policies)  # fmt: skip
-    return finalize(combine([partial(billing, context)], context), context)

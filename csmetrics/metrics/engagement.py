@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 
 from csmetrics.options import check_number
-from csmetrics.frame import FrameBuilder, segment_positions
-from csmetrics.metrics._common import Context, Grid, combine, dense, instants, long_partial, make_context, segments_of
+from csmetrics.frame import FrameBuilder, attach_segments, segment_positions
+from csmetrics.metrics._billing import BillingArrays, invoices, sort_order
+from csmetrics.metrics._billing import prepare as prepare_billing
+from csmetrics.metrics._common import Context, Grid, combine, dense, long_partial, make_context, segments_of
+from csmetrics.periods import instants
 from csmetrics.periods import code_ends_ns, local_ns, period_codes
-from csmetrics.dask_engine import any_dask
-from csmetrics.dask_engine import run as dask_run
-from csmetrics.validate import validate
 
 PARTIAL_COLUMNS = (
     "events", "active_users", "active_customers", "user_days", "user_weeks", "mau",
@@ -55,11 +55,8 @@ def prepare(
     start: object = None,
     end: object = None,
     session_gap_minutes: float = 30.0,
-    validated: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, Context]:
-    if not validated:
-        events = validate(events, "events")
-        customers = validate(customers, "customers") if customers is not None else None
+    """The context (spine, as_of, segments, session gap, billing's context) of validated events."""
     context = make_context(
         events, period_columns=["timestamp"], as_of_columns=["timestamp"], freq=freq, by=by, customers=customers,
         tz=tz, as_of=as_of, start=start, end=end, table_name="events", reserved=("event",),
@@ -67,9 +64,7 @@ def prepare(
         with_billing=billing is not None,
     )  # fmt: skip
     if billing is not None:
-        from csmetrics.metrics._billing import prepare as prepare_billing
-
-        billing, billing_context = prepare_billing(billing, fx=fx, as_of=context.spine.as_of, validated=validated)
+        billing, billing_context = prepare_billing(billing, fx=fx, as_of=context.spine.as_of)
         context.options["billing_context"] = billing_context
     return events, billing, context
 
@@ -214,9 +209,7 @@ def _sessions(events: pd.DataFrame, user: np.ndarray, t: np.ndarray, gap_minutes
     width = int(max(user.max(initial=0), 0)) + 1
     owner = np.where(has_id, np.asarray(session_code, dtype=np.int64) + width, user)
     # one argsort of a combined (owner, instant) key where it fits, else a lexsort
-    from csmetrics.metrics._billing import _sort_order
-
-    order = _sort_order(owner, t)
+    order = sort_order(owner, t)
     owner_s, t_s, has_id_s = owner[order], t[order], has_id[order]
     new = np.ones(n, dtype=bool)
     new[1:] = (owner_s[1:] != owner_s[:-1]) | (~has_id_s[1:] & (t_s[1:] - t_s[:-1] >= gap_minutes * _MINUTE))
@@ -238,9 +231,6 @@ def _purchases(billing: pd.DataFrame | None, context: Context, seg_table: pd.Dat
     zeros = np.zeros((grid.n_periods, grid.n_segments))
     if billing is None:
         return zeros, zeros, zeros
-    from csmetrics.frame import attach_segments
-    from csmetrics.metrics._billing import BillingArrays, invoices
-
 
     spine = context.spine
     arrays = BillingArrays.of(billing, context.options["billing_context"])
@@ -310,39 +300,3 @@ def _adoption_frame(adoption: pd.DataFrame, a: dict, seg_table: pd.DataFrame | N
     return out
 
 
-def engagement_metrics(
-    events: pd.DataFrame,
-    *,
-    billing: pd.DataFrame | None = None,
-    fx: pd.DataFrame | None = None,
-    freq: str = "M",
-    by: Sequence[str] | str | None = None,
-    customers: pd.DataFrame | None = None,
-    tz: str = "UTC",
-    as_of: object = None,
-    start: object = None,
-    end: object = None,
-    session_gap_minutes: float = 30.0,
-    validated: bool = False,
-) -> pd.DataFrame:
-    """Active users and customers, DAU/WAU/MAU, stickiness, session length, events per
-    user, feature adoption (rows with an ``event`` column) and, given billing,
-    purchase frequency and value (METRICS.md §8).
-
-    Examples
-    --------
-    >>> import pandas as pd, csmetrics
-    >>> events = pd.DataFrame({"customer_id": [1, 1, 1], "user_id": ["a", "a", "b"], "event": "login",
-    ...     "timestamp": ["2024-01-01 09:00", "2024-01-01 09:20", "2024-01-02 09:00"]})
-    >>> frame = csmetrics.engagement_metrics(events, as_of="2024-01-02 12:00").set_index("metric")
-    >>> float(frame.loc["active_users", "value"]), float(frame.loc["avg_session_minutes", "value"])
-    (2.0, 10.0)
-    """
-    if any_dask(events, billing, customers, fx):
-        return dask_run("engagement", {"events": events, "billing": billing, "customers": customers, "fx": fx}, by=by, freq=freq, tz=tz, as_of=as_of, start=start, end=end,
-                        session_gap_minutes=session_gap_minutes, validated=validated)  # fmt: skip
-    events, billing, context = prepare(events, billing=billing, fx=fx, freq=freq, by=by, customers=customers, tz=tz,
-                                       as_of=as_of, start=start, end=end, session_gap_minutes=session_gap_minutes,
-                                       validated=validated)  # fmt: skip
-    main, adoption = partial(events, billing, context)
-    return finalize(combine([main], context.by, PARTIAL_COLUMNS), adoption, context)

@@ -31,11 +31,13 @@ import numpy as np
 import pandas as pd
 
 from csmetrics.frame import FrameBuilder, attach_segments, encode_segments
-from csmetrics.metrics._common import NAT, instants
-from csmetrics.options import ConfigError, check_bands, check_freq, check_int, check_number, check_tz, check_weights
+from csmetrics.metrics._billing import MONEY_SCALE, arrays_and_ledger, build_groups, group_peaks, prepare
+from csmetrics.metrics._common import Grid, combine, dense, long_partial
+from csmetrics.periods import NAT, instants, local_ns
+from csmetrics.schemas import survey_scale
+from csmetrics.options import ConfigError, NotFittedError, check_bands, check_freq, check_int, check_number, check_tz, check_weights
 from csmetrics.periods import Spine, make_spine, period_codes, resolve_as_of
 from csmetrics.stats import quantile_of_counts
-from csmetrics.validate import validate
 
 COMPONENTS = ("usage", "sentiment", "support", "revenue")
 BANDS = ("red", "yellow", "green")
@@ -70,9 +72,9 @@ def band_of(score: np.ndarray, edges: tuple[float, float]) -> np.ndarray:
     return np.where(np.isnan(score), None, band)
 
 
-class HealthScorecard:
-    """A health scorecard with scikit-learn's habits: parameters in ``__init__``,
-    ``fit`` learns (the support load scale), ``transform`` scores.
+class Scorecard:
+    """The parameters and the pure steps of a health scorecard (:class:`csmetrics.HealthScorecard`
+    adds ``fit``, ``transform`` and ``score`` on tables, through an engine).
 
     Parameters
     ----------
@@ -96,15 +98,12 @@ class HealthScorecard:
             "support_scale", support_scale, low=0, low_open=True
         )
 
-    # -- sklearn-style API -----------------------------------------------------
-    def fit(self, **tables) -> HealthScorecard:
-        """Learn the support load scale from the tables (events, surveys, tickets, billing, ...)."""
-        if _on_dask(tables):
-            _dask_health("scores", self, tables)
-            return self
-        return self.fit_loads(*load_counts(_Inputs.build(self, **tables).rows()))
+    def check_is_fitted(self) -> None:
+        """NotFittedError unless the learned attributes are there."""
+        if not hasattr(self, "support_scale_") or not hasattr(self, "weights_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit() or score() first")
 
-    def fit_loads(self, loads: np.ndarray, counts: np.ndarray) -> HealthScorecard:
+    def fit_loads(self, loads: np.ndarray, counts: np.ndarray) -> Scorecard:
         """Fit from the distinct positive ticket loads of scored customer-periods and their counts
         (what a partitioned engine sums across partitions; the quantile is exact)."""
         if self.support_scale is not None:
@@ -114,23 +113,9 @@ class HealthScorecard:
         self.weights_ = self._weights()
         return self
 
-    def transform(self, **tables) -> pd.DataFrame:
-        """One row per scored customer and period: component scores, score, band, contributions."""
-        if not hasattr(self, "support_scale_"):
-            raise RuntimeError("HealthScorecard is not fitted: call fit() or score()")
-        if _on_dask(tables):
-            return _dask_health("scores", self, tables, fit=False)
-        return self.finish(_Inputs.build(self, **tables).rows())
-
-    def score(self, **tables) -> pd.DataFrame:
-        """``fit`` then ``transform`` on the same tables (their inputs are built once)."""
-        if _on_dask(tables):
-            return _dask_health("scores", self, tables)
-        rows = _Inputs.build(self, **tables).rows()
-        return self.fit_loads(*load_counts(rows)).finish(rows)
-
     def finish(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """Score the component inputs of :meth:`_Inputs.rows` (a fitted scorecard)."""
+        """Score the component inputs of :meth:`Inputs.rows` (a fitted scorecard)."""
+        self.check_is_fitted()
         load = rows.pop("support_load").to_numpy(dtype=float)
         support = 100 * np.maximum(0.0, 1 - load / self.support_scale_)  # NaN load (no tickets table): NaN
         picked = np.column_stack([rows["usage"], rows["sentiment"], support, rows["revenue"]]).astype(float)
@@ -161,13 +146,13 @@ class HealthScorecard:
         return np.array([float(self.weights.get(c, 0.0)) for c in COMPONENTS])
 
 
-class _Inputs:
+class Inputs:
     """Per (customer, period) arrays of the component inputs, on one customer x period grid."""
 
     @classmethod
     def build(
         cls,
-        card: HealthScorecard,
+        card: Scorecard,
         *,
         events: pd.DataFrame | None = None,
         surveys: pd.DataFrame | None = None,
@@ -180,22 +165,15 @@ class _Inputs:
         as_of: object = None,
         start: object = None,
         end: object = None,
-        validated: bool = False,
         spine: Spine | None = None,
-    ) -> _Inputs:
-        if not validated:
-            events = validate(events, "events") if events is not None else None
-            surveys = validate(surveys, "surveys") if surveys is not None else None
-            tickets = validate(tickets, "tickets") if tickets is not None else None
-            fx = validate(fx, "fx") if fx is not None else None
-            billing = validate(billing, "billing", fx=fx) if billing is not None else None
+    ) -> Inputs:
         self = cls()
         self.customers = customers
         self.spine = spine or health_spine(events=events, surveys=surveys, tickets=tickets, billing=billing, freq=freq,
                                            tz=tz, as_of=as_of, start=start, end=end)  # fmt: skip
         self.as_of = self.spine.as_of
         ids = [t["customer_id"] for t in (events, surveys, tickets, billing) if t is not None]
-        self.ids = pd.Index(pd.concat(ids, ignore_index=True).unique())
+        self.ids = pd.Index(pd.concat(ids, ignore_index=True).unique()) if ids else pd.Index([], dtype=object)
         n_c, n_p = len(self.ids), self.spine.n
         self.shape = (n_c, n_p)
         k = card.baseline_periods
@@ -252,8 +230,6 @@ class _Inputs:
 
     def _distinct_days(self, events: pd.DataFrame) -> np.ndarray:
         """Active (local) days per customer and period."""
-        from csmetrics.periods import local_ns
-
         rows, period = self._rows(events, "timestamp")
         t = instants(events["timestamp"])
         day = np.floor_divide(local_ns(t[(t != NAT) & (t <= self.as_of.value)], self.spine.tz), _DAY)
@@ -263,8 +239,6 @@ class _Inputs:
         return self._cell_sum(rows[first_of_day], period[first_of_day])
 
     def _sentiment(self, surveys: pd.DataFrame) -> np.ndarray:
-        from csmetrics.schemas import survey_scale
-
         answered_at = surveys["responded_at"] if "responded_at" in surveys else surveys["sent_at"]
         kind = surveys["survey"]
         usable = surveys["score"].notna() & kind.isin(["nps", "csat"]) & answered_at.notna()
@@ -307,9 +281,7 @@ class _Inputs:
     def _mrr(self, billing: pd.DataFrame, fx: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
         """MRR at each period end (exact: summed in integer money units) and whether the customer
         is active in the period (§14: MRR > 0 at some instant of it up to as_of)."""
-        from csmetrics.metrics._billing import MONEY_SCALE, arrays_and_ledger, build_groups, group_peaks, prepare
-
-        prepared, context = prepare(billing, freq=self.spine.freq, tz=self.spine.tz, fx=fx, as_of=self.as_of, validated=True)
+        prepared, context = prepare(billing, freq=self.spine.freq, tz=self.spine.tz, fx=fx, as_of=self.as_of)
         arrays, ledger = arrays_and_ledger(prepared, context)
         groups = build_groups(ledger, context.spine.n)
         shift = context.spine.first - self.spine.first  # the billing spine may start earlier or later
@@ -379,29 +351,6 @@ def load_counts(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.unique(load[load > 0], return_counts=True)
 
 
-def health_metrics(
-    *,
-    scorecard: HealthScorecard | None = None,
-    by: Sequence[str] | str | None = None,
-    customers: pd.DataFrame | None = None,
-    freq: str = "M",
-    **tables,
-) -> pd.DataFrame:
-    """health_score_mean and the red/yellow/green shares per period and segment.
-
-    ``by`` takes customer attributes (joined from ``customers``).
-    """
-    card = scorecard or HealthScorecard()
-    if _on_dask(tables):
-        return _dask_health("health", card, {**tables, "customers": customers, "freq": freq}, by=by)
-    scores = card.score(freq=freq, customers=customers, **tables)
-    return aggregate_scores(scores, card, by=by, customers=customers, freq=freq, tz=tables.get("tz", "UTC"))
-
-
-def aggregate_scores(scores: pd.DataFrame, card: HealthScorecard, *, by=None, customers=None, freq="M", tz="UTC") -> pd.DataFrame:
-    """Aggregate a scorecard's rows into the health metric frame."""
-    spine = scores_spine([scores["period"]], freq, tz)
-    return aggregate_finalize([aggregate_partial(scores, spine, by=by, customers=customers)], spine, by=by)
 
 
 def scores_spine(periods: Sequence[pd.Series], freq: str, tz: str) -> Spine:
@@ -417,8 +366,6 @@ _SCORE_SUMS = ("scored", "score_sum", *(f"n_{band}" for band in BANDS))
 
 def aggregate_partial(scores: pd.DataFrame, spine: Spine, *, by=None, customers=None) -> pd.DataFrame:
     """Additive sums per (period, segment) of scored rows: count, score sum, rows per band."""
-    from csmetrics.metrics._common import Grid, long_partial
-
     by = [by] if isinstance(by, str) else list(by or [])
     seg, seg_table = encode_segments(attach_segments(scores, by, customers, "customers"))
     grid = Grid(spine.n, len(seg_table) if seg_table is not None else 1)
@@ -433,8 +380,6 @@ def aggregate_partial(scores: pd.DataFrame, spine: Spine, *, by=None, customers=
 
 def aggregate_finalize(partials: Sequence[pd.DataFrame], spine: Spine, *, by=None) -> pd.DataFrame:
     """health_score_mean and band shares from the partials of disjoint customer sets."""
-    from csmetrics.metrics._common import combine, dense
-
     by = [by] if isinstance(by, str) else list(by or [])
     a, seg_table = dense(combine(partials, by, _SCORE_SUMS), by, _SCORE_SUMS, spine.n)
     builder = FrameBuilder(spine, seg_table)
@@ -457,29 +402,3 @@ def red_by_mrr(scores: pd.DataFrame, period: object = None) -> pd.DataFrame:
     red = scores[(scores["period"] == target) & (scores["band"] == "red") & ~(scores["mrr"] == 0)]
     # customer_id last: ties come out in one order whatever order the rows arrive in (either engine)
     return red.sort_values(["mrr", "score", "customer_id"], ascending=[False, True, True], na_position="last", kind="stable").reset_index(drop=True)
-
-
-def at_risk(*, scorecard: HealthScorecard | None = None, period: object = None, **tables) -> pd.DataFrame:
-    """Red customers of a period (default: the last) by MRR, largest first, with the
-    component that pulls each one down most."""
-    card = scorecard or HealthScorecard()
-    if _on_dask(tables):
-        return _dask_health("at_risk", card, tables, period=period)
-    return red_by_mrr(card.score(**tables), period)
-
-
-_TABLES = ("events", "surveys", "tickets", "billing", "fx", "customers")
-
-
-def _on_dask(tables: Mapping) -> bool:
-    from csmetrics.dask_engine import any_dask
-
-    return any_dask(*tables.values())
-
-
-def _dask_health(family: str, card: HealthScorecard, kwargs: Mapping, **params):
-    from csmetrics.dask_engine import run
-
-    tables = {k: v for k, v in kwargs.items() if k in _TABLES}
-    params.update({k: v for k, v in kwargs.items() if k not in _TABLES})
-    return run(family, tables, scorecard=card, **params)

@@ -9,12 +9,11 @@ the summed partials into the metric frame. The customer family
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from csmetrics.dask_engine import any_dask
-from csmetrics.dask_engine import run as dask_run
 from csmetrics.frame import FrameBuilder
 from csmetrics.metrics._billing import (
     CHURN,
@@ -56,7 +55,7 @@ PARTIAL_COLUMNS = (
 )  # fmt: skip
 
 
-def partial(billing: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
+def partial(billing: pd.DataFrame, context: BillingContext, memo: Any = None) -> pd.DataFrame:
     """Additive sums per (period index, segment values) over the customers in ``billing``.
 
     Money columns are in currency units (exact multiples of 1e-4), counts are
@@ -64,7 +63,7 @@ def partial(billing: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
     """
     spine = context.spine
     n = spine.n
-    arrays, ledger = arrays_and_ledger(billing, context)
+    arrays, ledger = arrays_and_ledger(billing, context, memo)
     groups = build_groups(ledger, n)
     coder = SegmentCoder(context, arrays)
 
@@ -199,70 +198,8 @@ def _purchases(arrays: BillingArrays, context: BillingContext):
 # --------------------------------------------------------------------------
 # Public functions
 # --------------------------------------------------------------------------
-def revenue_metrics(
-    billing: pd.DataFrame,
-    *,
-    freq: str = "M",
-    by: Sequence[str] | str | None = None,
-    customers: pd.DataFrame | None = None,
-    fx: pd.DataFrame | None = None,
-    tz: str = "UTC",
-    as_of: object = None,
-    start: object = None,
-    end: object = None,
-    **policies,
-) -> pd.DataFrame:
-    """MRR, ARR and the MRR bridge, NRR, GRR, revenue churn, quick ratio, ARPU,
-    one-time revenue and refunds per period and segment (METRICS.md §4).
-
-    ``by`` takes customer attributes (joined from ``customers``) and ``plan``
-    (the plan of the customer's MRR at the period end). Policies:
-    ``count_new_churn`` (True), ``renewal_grace_days`` (0),
-    ``repeat_window_days`` (35), ``base_currency``, ``validated`` (skip validation
-    of input that :func:`csmetrics.validate` already checked).
-
-    Examples
-    --------
-    >>> import pandas as pd, csmetrics
-    >>> billing = pd.DataFrame({"customer_id": [1, 1], "kind": "recurring", "amount": [100.0, 150.0],
-    ...     "service_start": ["2024-01-01", "2024-02-01"], "service_end": ["2024-02-01", "2024-03-01"]})
-    >>> frame = csmetrics.revenue_metrics(billing)
-    >>> frame.pivot(index="period", columns="metric", values="value")[["mrr", "new_mrr", "expansion_mrr"]].to_numpy().tolist()
-    [[100.0, 100.0, 0.0], [150.0, 0.0, 50.0]]
-    """
-    if any_dask(billing, customers, fx):
-        return dask_run("revenue", {"billing": billing, "customers": customers, "fx": fx}, by=by, freq=freq, tz=tz, as_of=as_of, start=start, end=end, **policies)
-    billing, context = prepare(billing, freq=freq, by=by, customers=customers, fx=fx, tz=tz, as_of=as_of,
-                               start=start, end=end, **policies)  # fmt: skip
-    return finalize(combine([partial(billing, context)], context), context)
 
 
-def mrr_movements(
-    billing: pd.DataFrame,
-    *,
-    freq: str = "M",
-    by: Sequence[str] | str | None = None,
-    customers: pd.DataFrame | None = None,
-    fx: pd.DataFrame | None = None,
-    tz: str = "UTC",
-    as_of: object = None,
-    start: object = None,
-    end: object = None,
-    **policies,
-) -> pd.DataFrame:
-    """The per-customer movement ledger the revenue metrics are built from.
-
-    One row per customer and instant where its MRR changes: customer_id,
-    instant (UTC), period (label in ``tz``), kind (new, reactivation, expansion,
-    contraction, churn), amount (the signed change: its sum is net new MRR),
-    mrr_before, mrr_after, and the ``by`` segment of the customer in that period.
-    """
-    if any_dask(billing, customers, fx):
-        return dask_run("movements", {"billing": billing, "customers": customers, "fx": fx}, by=by, freq=freq, tz=tz,
-                        as_of=as_of, start=start, end=end, **policies)  # fmt: skip
-    billing, context = prepare(billing, freq=freq, by=by, customers=customers, fx=fx, tz=tz, as_of=as_of,
-                               start=start, end=end, reserved=MOVEMENT_COLUMNS, **policies)  # fmt: skip
-    return sort_movements(movements(billing, context))
 
 
 #: The columns of the movement ledger (none of them may be a segment column).
@@ -274,10 +211,10 @@ def sort_movements(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["customer_id", "instant"], kind="stable").reset_index(drop=True)
 
 
-def movements(billing: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
+def movements(billing: pd.DataFrame, context: BillingContext, memo: Any = None) -> pd.DataFrame:
     """:func:`mrr_movements` of these (validated) customers in a given context."""
     spine = context.spine
-    arrays, ledger = arrays_and_ledger(billing, context)
+    arrays, ledger = arrays_and_ledger(billing, context, memo)
     moving = (ledger.kind != NONE) & (ledger.period >= 0) & (ledger.period < spine.n)
     groups = build_groups(ledger, spine.n)
     money = 1.0 / MONEY_SCALE
@@ -301,44 +238,6 @@ def movements(billing: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
     return frame
 
 
-def cohort_table(
-    billing: pd.DataFrame,
-    *,
-    freq: str = "M",
-    by: Sequence[str] | str | None = None,
-    customers: pd.DataFrame | None = None,
-    fx: pd.DataFrame | None = None,
-    tz: str = "UTC",
-    as_of: object = None,
-    start: object = None,
-    end: object = None,
-    **policies,
-) -> pd.DataFrame:
-    """Per cohort (period of a customer's first MRR > 0), segment and periods since start.
-
-    Columns: cohort, the ``by`` columns, period, periods_since_start, cohort_customers,
-    customers_active (MRR > 0 at the period end), logo_retention
-    (active / cohort_customers), mrr, revenue_retention (MRR / the cohort's MRR
-    at the end of its first period; NaN where that is 0). ``by`` (§12) takes customer
-    attributes (joined from ``customers``) and ``plan``: the plan of the customer's
-    first MRR > 0, so a customer stays in one segment of its cohort.
-
-    Examples
-    --------
-    >>> import pandas as pd, csmetrics
-    >>> billing = pd.DataFrame({"customer_id": [1, 2, 2], "kind": "recurring", "amount": [100.0, 50.0, 50.0],
-    ...     "plan": ["pro", "basic", "basic"], "service_start": ["2024-01-01", "2024-01-01", "2024-02-01"],
-    ...     "service_end": ["2024-02-01", "2024-02-01", "2024-03-01"]})
-    >>> table = csmetrics.cohort_table(billing, by="plan", as_of="2024-02-15")
-    >>> table[["plan", "periods_since_start", "customers_active", "logo_retention"]].to_numpy().tolist()
-    [['basic', 0, 1.0, 1.0], ['basic', 1, 1.0, 1.0], ['pro', 0, 1.0, 1.0], ['pro', 1, 0.0, 0.0]]
-    """
-    if any_dask(billing, customers, fx):
-        return dask_run("cohorts", {"billing": billing, "customers": customers, "fx": fx}, by=by, freq=freq, tz=tz, as_of=as_of,
-                        start=start, end=end, **policies)  # fmt: skip
-    billing, context = prepare(billing, freq=freq, by=by, customers=customers, fx=fx, tz=tz, as_of=as_of,
-                               start=start, end=end, reserved=COHORT_COLUMNS, **policies)  # fmt: skip
-    return cohort_finalize([cohort_partial(billing, context)], context)
 
 
 #: The columns of the cohort table (none of them may be a segment column).
@@ -347,11 +246,11 @@ COHORT_COLUMNS = ("cohort", "periods_since_start", "cohort_customers", "customer
 _COHORT_SUMS = ("mrr", "customers_active", "size")
 
 
-def cohort_partial(billing: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
+def cohort_partial(billing: pd.DataFrame, context: BillingContext, memo: Any = None) -> pd.DataFrame:
     """(period, cohort, segment) sums of MRR (money units) and active customers, and cohort sizes,
     over these customers: a long frame keyed by values, so partials of disjoint customers add up."""
     n = context.spine.n
-    arrays, ledger = arrays_and_ledger(billing, context)
+    arrays, ledger = arrays_and_ledger(billing, context, memo)
     groups = build_groups(ledger, n)
     n_customers = len(arrays.customer_ids)
     first_new = np.full(n_customers, -1, dtype=np.int64)
@@ -427,32 +326,10 @@ def cohort_finalize(partials: Sequence[pd.DataFrame], context: BillingContext) -
     return out.sort_values(["cohort", *by, "period"], kind="stable").reset_index(drop=True)
 
 
-def current_mrr(
-    billing: pd.DataFrame,
-    *,
-    fx: pd.DataFrame | None = None,
-    as_of: object = None,
-    validated: bool = False,
-    **policies,
-) -> pd.Series:
-    """Each customer's MRR at as_of (default: billing's own as_of), indexed by customer_id (sorted).
-
-    Examples
-    --------
-    >>> import pandas as pd, csmetrics
-    >>> billing = pd.DataFrame({"customer_id": [2, 1], "kind": "recurring", "amount": [300.0, 100.0],
-    ...     "service_start": "2024-01-01", "service_end": ["2024-04-01", "2024-02-01"]})
-    >>> csmetrics.current_mrr(billing, as_of="2024-01-15").to_dict()
-    {1: 100.0, 2: 100.0}
-    """
-    if any_dask(billing, fx):
-        return dask_run("current_mrr", {"billing": billing, "fx": fx}, as_of=as_of, validated=validated, **policies)
-    billing, context = prepare(billing, fx=fx, as_of=as_of, validated=validated, **policies)
-    return current_mrr_of(billing, context).sort_index(kind="stable")
 
 
-def current_mrr_of(billing: pd.DataFrame, context: BillingContext) -> pd.Series:
+def current_mrr_of(billing: pd.DataFrame, context: BillingContext, memo: Any = None) -> pd.Series:
     """:func:`current_mrr` of these (validated) customers in a given context (unsorted)."""
-    arrays, ledger = arrays_and_ledger(billing, context)
+    arrays, ledger = arrays_and_ledger(billing, context, memo)
     last = np.append(ledger.customer[1:] != ledger.customer[:-1], True) if len(ledger.customer) else np.array([], bool)
     return pd.Series(ledger.after[last] / MONEY_SCALE, index=pd.Index(arrays.customer_ids[ledger.customer[last]], name="customer_id"), name="mrr")

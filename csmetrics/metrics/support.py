@@ -35,10 +35,7 @@ from csmetrics.metrics._common import (
 )
 from csmetrics.periods import period_codes
 from csmetrics.stats import quantiles_by_group
-from csmetrics.dask_engine import any_dask
-from csmetrics.dask_engine import run as dask_run
 from csmetrics.options import check_sla_targets
-from csmetrics.validate import validate
 
 PARTIAL_COLUMNS = (
     "tickets", "fcr", "handle_sum", "handle_n", "wait_sum", "wait_n", "abandoned",
@@ -63,12 +60,8 @@ def prepare(
     start: object = None,
     end: object = None,
     sla_targets: Mapping[str, float] | None = None,
-    validated: bool = False,
 ) -> tuple[pd.DataFrame, Context]:
-    """Validate tickets and build the shared context (spine, as_of, which columns exist)."""
-    if not validated:
-        tickets = validate(tickets, "tickets")
-        customers = validate(customers, "customers") if customers is not None else None
+    """The shared context (spine, as_of, which columns exist) of validated tickets."""
     context = make_context(
         tickets, period_columns=["created_at"], as_of_columns=["created_at", "first_response_at", "resolved_at"],
         freq=freq, by=by, customers=customers, tz=tz, as_of=as_of, start=start, end=end, table_name="tickets",
@@ -83,7 +76,7 @@ def _optional(tickets: pd.DataFrame, column: str, fill: float = np.nan) -> np.nd
     return tickets[column].to_numpy(dtype=float, na_value=np.nan)
 
 
-def _ticket_arrays(tickets: pd.DataFrame, context: Context):
+def ticket_arrays(tickets: pd.DataFrame, context: Context):
     spine = context.spine
     as_of = spine.as_of.value
     created = instants(tickets["created_at"])
@@ -104,9 +97,9 @@ def _instant_by(tickets: pd.DataFrame, column: str, as_of: int) -> np.ndarray:
 def partial(tickets: pd.DataFrame, context: Context, arrays: tuple | None = None) -> pd.DataFrame:
     """Additive sums per (period index, segment values) over these tickets.
 
-    ``arrays`` (from ``_ticket_arrays``) may be passed when ``quantiles`` runs on the same rows.
+    ``arrays`` (from ``ticket_arrays``) may be passed when ``quantiles`` runs on the same rows.
     """
-    created, period, seg, seg_table, as_of = arrays or _ticket_arrays(tickets, context)
+    created, period, seg, seg_table, as_of = arrays or ticket_arrays(tickets, context)
     n = context.spine.n
     grid = Grid(n, len(seg_table) if seg_table is not None else 1)
     at_created = grid.points(period, seg)
@@ -175,7 +168,7 @@ def _distinct_customers(customer_id: pd.Series, at_created, grid: Grid) -> np.nd
 def durations(tickets: pd.DataFrame, context: Context, arrays: tuple | None = None) -> tuple[dict[str, np.ndarray], pd.DataFrame | None]:
     """The rows the quantiles need: period index, segment code, minutes to first response and
     hours to resolution (NaN where not done by as_of), for tickets in the spine with either."""
-    created, period, seg, seg_table, as_of = arrays or _ticket_arrays(tickets, context)
+    created, period, seg, seg_table, as_of = arrays or ticket_arrays(tickets, context)
     inside = (period >= 0) & (period < context.spine.n)
     took = {}
     for name, column, unit in (("first_response_minutes", "first_response_at", _MINUTE), ("resolution_hours", "resolved_at", _HOUR)):
@@ -253,41 +246,3 @@ def _dense_values(exact: pd.DataFrame, by: list[str], seg_table: pd.DataFrame | 
     return out
 
 
-def support_metrics(
-    tickets: pd.DataFrame,
-    *,
-    freq: str = "M",
-    by: Sequence[str] | str | None = None,
-    customers: pd.DataFrame | None = None,
-    tz: str = "UTC",
-    as_of: object = None,
-    start: object = None,
-    end: object = None,
-    sla_targets: Mapping[str, float] | None = None,
-    validated: bool = False,
-) -> pd.DataFrame:
-    """Tickets, FCR, AHT, wait, abandonment, response and resolution quantiles,
-    reopen rate, backlog, SLA attainment and tickets per customer (METRICS.md §6).
-
-    ``by`` takes ticket columns (channel, priority, agent_id) or customer
-    attributes (joined from ``customers``). ``sla_targets`` maps priority to a
-    first-response target in minutes.
-
-    Examples
-    --------
-    >>> import pandas as pd, csmetrics
-    >>> tickets = pd.DataFrame({"ticket_id": range(100), "customer_id": 1,
-    ...     "created_at": "2024-01-02", "resolved_at": "2024-01-03",
-    ...     "contacts": [1] * 78 + [2] * 22})
-    >>> frame = csmetrics.support_metrics(tickets)
-    >>> float(frame.loc[frame["metric"] == "fcr_rate", "value"].iloc[0])
-    0.78
-    """
-    if any_dask(tickets, customers):
-        return dask_run("support", {"tickets": tickets, "customers": customers}, by=by, freq=freq, tz=tz, as_of=as_of, start=start, end=end, sla_targets=sla_targets,
-                        validated=validated)  # fmt: skip
-    tickets, context = prepare(tickets, freq=freq, by=by, customers=customers, tz=tz, as_of=as_of, start=start,
-                               end=end, sla_targets=sla_targets, validated=validated)  # fmt: skip
-    arrays = _ticket_arrays(tickets, context)
-    summed = combine([partial(tickets, context, arrays)], context.by, PARTIAL_COLUMNS)
-    return finalize(summed, quantiles(tickets, context, arrays), context)

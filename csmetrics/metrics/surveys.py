@@ -21,14 +21,15 @@ import numpy as np
 import pandas as pd
 
 from csmetrics.frame import FrameBuilder, id_positions
-from csmetrics.metrics._common import NAT, Context, Grid, combine, dense, instants, long_partial, make_context, segments_of
+from csmetrics.metrics._common import Context, Grid, combine, dense, long_partial, make_context, segments_of
+from csmetrics.periods import NAT, instants
 from csmetrics.periods import period_codes
 from csmetrics.schemas import CXI_COMPONENTS, survey_scale
 from csmetrics.stats import nps_interval
-from csmetrics.dask_engine import any_dask
-from csmetrics.dask_engine import run as dask_run
+from csmetrics.metrics._billing import prepare as prepare_billing
+from csmetrics.metrics.revenue import current_mrr_of
 from csmetrics.options import check_csat_thresholds
-from csmetrics.validate import table_error, validate
+from csmetrics.validate import table_error
 
 DEFAULT_CSAT_THRESHOLDS: dict[tuple[float, float], float] = {(1, 5): 4, (1, 7): 6, (0, 10): 6, (1, 10): 6}
 
@@ -51,11 +52,8 @@ def prepare(
     start: object = None,
     end: object = None,
     csat_thresholds: Mapping[tuple[float, float], float] | None = None,
-    validated: bool = False,
 ) -> tuple[pd.DataFrame, Context]:
-    if not validated:
-        surveys = validate(surveys, "surveys")
-        customers = validate(customers, "customers") if customers is not None else None
+    """The context (spine, as_of, segments, CSAT thresholds) of validated surveys."""
     if "responded_at" not in surveys and "sent_at" not in surveys:
         raise table_error("surveys", "responded_at", "required column is missing (responded_at or sent_at places answers in periods)")
     thresholds = dict(DEFAULT_CSAT_THRESHOLDS)
@@ -186,68 +184,8 @@ def cxi(a: dict[str, np.ndarray]) -> np.ndarray:
         return np.where(count > 0, np.sum(scores, axis=0) / np.maximum(count, 1), np.nan)
 
 
-def survey_metrics(
-    surveys: pd.DataFrame,
-    *,
-    freq: str = "M",
-    by: Sequence[str] | str | None = None,
-    customers: pd.DataFrame | None = None,
-    tz: str = "UTC",
-    as_of: object = None,
-    start: object = None,
-    end: object = None,
-    csat_thresholds: Mapping[tuple[float, float], float] | None = None,
-    validated: bool = False,
-) -> pd.DataFrame:
-    """NPS (adjusted-Wald interval), promoters/passives/detractors, CSAT (Wilson
-    interval), CES, CES easy rate, CX index, response and comment rates (METRICS.md §7).
-
-    Examples
-    --------
-    >>> import pandas as pd, csmetrics
-    >>> scores = [10] * 50 + [8] * 30 + [3] * 20
-    >>> surveys = pd.DataFrame({"response_id": range(100), "customer_id": 1, "survey": "nps",
-    ...     "score": scores, "responded_at": "2024-01-05"})
-    >>> nps = csmetrics.survey_metrics(surveys).set_index("metric").loc["nps"]
-    >>> float(nps["value"]), round(float(nps["ci_low"]), 1), round(float(nps["ci_high"]), 1)
-    (30.0, 14.1, 44.2)
-    """
-    if any_dask(surveys, customers):
-        return dask_run("surveys", {"surveys": surveys, "customers": customers}, by=by, freq=freq, tz=tz, as_of=as_of, start=start, end=end,
-                        csat_thresholds=csat_thresholds, validated=validated)  # fmt: skip
-    surveys, context = prepare(surveys, freq=freq, by=by, customers=customers, tz=tz, as_of=as_of, start=start,
-                               end=end, csat_thresholds=csat_thresholds, validated=validated)  # fmt: skip
-    return finalize(combine([partial(surveys, context)], context.by, PARTIAL_COLUMNS), context)
 
 
-def followups(
-    surveys: pd.DataFrame,
-    *,
-    billing: pd.DataFrame | None = None,
-    fx: pd.DataFrame | None = None,
-    freq: str = "M",
-    tz: str = "UTC",
-    as_of: object = None,
-    start: object = None,
-    end: object = None,
-    csat_thresholds: Mapping[tuple[float, float], float] | None = None,
-    validated: bool = False,
-) -> pd.DataFrame:
-    """Every detractor (NPS 0-6) and dissatisfied CSAT answer (below its threshold) in the
-    reported periods, with customer, score, comment and, given billing, the customer's
-    current MRR; largest MRR first (customers without MRR last), then the latest answer.
-    """
-    if any_dask(surveys, billing, fx):
-        return dask_run("followups", {"surveys": surveys, "billing": billing, "fx": fx}, freq=freq, tz=tz, as_of=as_of, start=start, end=end,
-                        csat_thresholds=csat_thresholds, validated=validated)  # fmt: skip
-    surveys, context = prepare(surveys, freq=freq, tz=tz, as_of=as_of, start=start, end=end,
-                               csat_thresholds=csat_thresholds, validated=validated)  # fmt: skip
-    if billing is not None and not validated:
-        from csmetrics.validate import table_error, validate_tables
-
-        tables = validate_tables({"billing": billing, **({"fx": fx} if fx is not None else {})})[0]
-        billing, fx = tables["billing"], tables.get("fx")
-    return sort_followups(followup_rows(surveys, context, billing=billing, fx=fx))
 
 
 def followup_rows(surveys: pd.DataFrame, context: Context, *, billing: pd.DataFrame | None = None,
@@ -277,9 +215,8 @@ def followup_rows(surveys: pd.DataFrame, context: Context, *, billing: pd.DataFr
         if column in picked:
             out[column] = picked[column].to_numpy()
     if billing is not None:
-        from csmetrics.metrics.revenue import current_mrr
-
-        mrr = current_mrr(billing, fx=fx, as_of=context.spine.as_of, validated=True)
+        billing, billing_context = prepare_billing(billing, fx=fx, as_of=context.spine.as_of)
+        mrr = current_mrr_of(billing, billing_context)
         position = id_positions(mrr.index, out["customer_id"])
         values = np.append(mrr.to_numpy(dtype=float), np.nan)  # -1 (no billing for the customer) picks NaN
         out["mrr"] = values[position]

@@ -12,21 +12,19 @@ clv_per_capex) are reported only without ``by``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from csmetrics.options import check_cost_roles, check_number
-from csmetrics.frame import FrameBuilder, to_wide
+from csmetrics.frame import FrameBuilder, attach_segments, to_wide
 from csmetrics.metrics import customers as customers_family
 from csmetrics.metrics import revenue as revenue_family
 from csmetrics.metrics._billing import BillingArrays, invoices, prepare
-from csmetrics.metrics._common import instants
+from csmetrics.periods import instants
 from csmetrics.periods import period_codes
 from csmetrics.stats import safe_ratio
-from csmetrics.dask_engine import any_dask
-from csmetrics.dask_engine import run as dask_run
-from csmetrics.validate import validate
 
 DEFAULT_COST_ROLES: dict[str, tuple[str, ...]] = {
     "retention": ("customer_success", "support", "retention_marketing", "training", "loyalty"),
@@ -53,23 +51,21 @@ def monthly_context(billing: pd.DataFrame, context):
     partitioned engine's summary of the table: only its timestamps' range matters)."""
     _, monthly = prepare(
         billing, freq="M", by=context.by, customers=context.customers, fx=context.fx, tz=context.spine.tz,
-        as_of=context.spine.as_of, base_currency=context.base_currency, validated=True, **context.policies.__dict__,
+        as_of=context.spine.as_of, base_currency=context.base_currency, **context.policies.__dict__,
     )  # fmt: skip
     return monthly
 
 
-def partial(billing: pd.DataFrame, context, monthly) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+def partial(billing: pd.DataFrame, context, monthly, memo: Any = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     """Additive pieces over a set of customers: the monthly billing partial, purchases per
     (month, segment) and, when the report's periods are not months, the billing partial on them."""
-    summed = revenue_family.partial(billing, monthly)
+    summed = revenue_family.partial(billing, monthly, memo)
     segments = list(context.by)
     arrays = BillingArrays.of(billing, monthly)
     keep, at, invoice, amount = invoices(arrays, monthly.spine.as_of.value)
     month = monthly.spine.index(period_codes(at, "M", monthly.spine.tz))
     table = pd.DataFrame({"month": month, "invoice": invoice, "customer": arrays.customer[keep], "amount": amount})
     if segments:
-        from csmetrics.frame import attach_segments
-
         static = [c for c in segments if c != "plan"]
         values = attach_segments(billing[keep], static, context.customers, "billing") if static else None
         for column in segments:
@@ -78,7 +74,7 @@ def partial(billing: pd.DataFrame, context, monthly) -> tuple[pd.DataFrame, pd.D
     per_month = table.groupby(["month", *segments], dropna=False, sort=True, observed=True).agg(
         invoices=("invoice", "nunique"), payers=("customer", "nunique"), revenue=("amount", "sum")
     ).reset_index()
-    own = None if monthly.spine == context.spine else revenue_family.partial(billing, context)
+    own = None if monthly.spine == context.spine else revenue_family.partial(billing, context, memo)
     return summed, per_month, own
 
 
@@ -103,50 +99,6 @@ def _monthly(summed: pd.DataFrame, per_month: pd.DataFrame, monthly, segments: l
     return wide.merge(per_month.drop(columns="month"), on=["period", *segments], how="left")
 
 
-def value_metrics(
-    billing: pd.DataFrame,
-    *,
-    costs: pd.DataFrame | None = None,
-    gross_margin: float = 1.0,
-    cost_roles: Mapping[str, Sequence[str]] | None = None,
-    lifespan_months: float | None = None,
-    freq: str = "M",
-    by: Sequence[str] | str | None = None,
-    customers: pd.DataFrame | None = None,
-    fx: pd.DataFrame | None = None,
-    tz: str = "UTC",
-    as_of: object = None,
-    start: object = None,
-    end: object = None,
-    validated: bool = False,
-    **policies,
-) -> pd.DataFrame:
-    """CLV, purchase CLV and, with ``costs`` (and no ``by``), CRC, CAC, LTV:CAC and CLV per capex.
-
-    Examples
-    --------
-    The seed's worked example: $50 a purchase, 3 purchases a month, 24 months.
-
-    >>> import pandas as pd, csmetrics
-    >>> billing = pd.DataFrame({"customer_id": 1, "kind": "one_time", "amount": 50.0,
-    ...     "invoiced_at": ["2024-01-05", "2024-01-15", "2024-01-25"]})
-    >>> frame = csmetrics.value_metrics(billing, lifespan_months=24).set_index("metric")
-    >>> float(frame.loc["clv_purchase", "value"])
-    3600.0
-    """
-    check_value_options(gross_margin, cost_roles, lifespan_months)
-    if any_dask(billing, costs, customers, fx):
-        return dask_run("value", {"billing": billing, "costs": costs, "customers": customers, "fx": fx}, by=by, freq=freq, tz=tz, as_of=as_of, start=start, end=end,
-                        validated=validated, gross_margin=gross_margin, cost_roles=cost_roles, lifespan_months=lifespan_months,
-                        **policies)  # fmt: skip
-    if not validated and costs is not None:
-        costs = validate(costs, "costs")
-    billing, context = prepare(billing, freq=freq, by=by, customers=customers, fx=fx, tz=tz, as_of=as_of,
-                               start=start, end=end, validated=validated, **policies)  # fmt: skip
-    monthly = monthly_context(billing, context)
-    pieces = combine([partial(billing, context, monthly)], context, monthly)
-    return finalize(pieces, context, monthly, costs=costs, gross_margin=gross_margin, cost_roles=cost_roles,
-                    lifespan_months=lifespan_months)  # fmt: skip
 
 
 def finalize(pieces: tuple, context, monthly, *, costs: pd.DataFrame | None = None, gross_margin: float = 1.0,

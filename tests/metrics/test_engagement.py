@@ -113,7 +113,7 @@ def event_tables(draw):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(event_tables(), st.integers(0, 2**16))
 def test_property_split_by_customer_and_ranges(events, seed):
-    prepared, _, context = engagement_family.prepare(events, as_of="2024-03-15")
+    prepared, _, context = engagement_family.prepare(csmetrics.validate(events, "events"), as_of="2024-03-15")
     ids = prepared["customer_id"].unique()
     half = set(np.random.default_rng(seed).permutation(ids)[: len(ids) // 2])
     mask = prepared["customer_id"].isin(half)

@@ -131,7 +131,7 @@ def test_property_rates_in_range(table, count_new_churn):
 @given(billing_tables(), st.sampled_from([None, "plan"]), st.integers(0, 2**16))
 def test_property_split_by_customer_recombines_exactly(table, by, seed):
     billing, as_of = table
-    billing, context = prepare(billing, as_of=as_of, by=by)
+    billing, context = prepare(csmetrics.validate(billing, "billing"), as_of=as_of, by=by)
     ids = billing["customer_id"].unique()
     half = set(np.random.default_rng(seed).permutation(ids)[: len(ids) // 2])
     left = billing[billing["customer_id"].isin(half)]
@@ -145,7 +145,8 @@ def test_property_split_by_customer_recombines_exactly(table, by, seed):
 
 
 def test_split_recombination_on_sample_data(sample_tables):
-    billing, context = prepare(sample_tables["billing"], fx=sample_tables["fx"], by=["plan", "region"], customers=sample_tables["customers"])
+    valid = csmetrics.validate_tables({k: sample_tables[k] for k in ("billing", "fx", "customers")})[0]
+    billing, context = prepare(valid["billing"], fx=valid["fx"], by=["plan", "region"], customers=valid["customers"])
     odd = billing["customer_id"] % 2 == 1
     split = revenue_family.combine([revenue_family.partial(billing[odd], context), revenue_family.partial(billing[~odd], context)], context)
     whole = revenue_family.combine([revenue_family.partial(billing, context)], context)

@@ -164,7 +164,7 @@ def test_property_rates_in_range_and_segments_reaggregate(table):
 @given(ticket_tables(), st.integers(0, 2**16))
 def test_property_split_by_customer_recombines_exactly(table, seed):
     tickets, as_of = table
-    tickets, context = support_family.prepare(tickets, as_of=as_of, by="channel", sla_targets={"urgent": 60})
+    tickets, context = support_family.prepare(csmetrics.validate(tickets, "tickets"), as_of=as_of, by="channel", sla_targets={"urgent": 60})
     ids = tickets["customer_id"].unique()
     half = set(np.random.default_rng(seed).permutation(ids)[: len(ids) // 2])
     mask = tickets["customer_id"].isin(half)

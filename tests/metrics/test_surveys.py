@@ -170,7 +170,7 @@ def test_property_segments_and_splits_recombine(surveys, seed):
         a = by_touchpoint.xs(metric, level="metric")[["value", "numerator", "denominator"]]
         b = expected.xs(metric, level="metric")[["value", "numerator", "denominator"]]
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, atol=1e-9)
-    prepared, context = survey_family.prepare(surveys, by="touchpoint")
+    prepared, context = survey_family.prepare(csmetrics.validate(surveys, "surveys"), by="touchpoint")
     mask = np.random.default_rng(seed).random(len(prepared)) < 0.5
     parts = [survey_family.partial(prepared[m], context) for m in (mask, ~mask)]
     split = survey_family.finalize(survey_family.combine(parts, context.by, survey_family.PARTIAL_COLUMNS), context)

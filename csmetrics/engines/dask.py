@@ -16,59 +16,37 @@ tables customers, costs and fx are brought into pandas) into a
    is split by a hash of ``customer_id`` into buckets: a customer's rows of every
    table land in the same bucket, which is what the per-customer families need.
 
-Families then run through :mod:`csmetrics.pipeline` exactly as on pandas.
+Plans (:mod:`csmetrics.plans`) then run on it exactly as on pandas.
 Results (metric frames) are pandas; nothing is approximate.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from csmetrics.engine import AS_OF_COLUMNS, PandasEngine
-from csmetrics.metrics._common import NAT, instants
+from csmetrics._compat import import_dask, is_dask
+from csmetrics.engines.base import AS_OF_COLUMNS
+from csmetrics.engines.pandas import PandasEngine
 from csmetrics.options import UnknownNameError
+from csmetrics.periods import NAT, instants
+from csmetrics.schemas import BIG_TABLES as BIG
 from csmetrics.validate import (
-    FAILURE_COLUMNS,
     TABLES,
     ValidationError,
     resolve_base_currency,
+    table_error,
     unique_columns,
     validate,
     validate_tables,
 )
 
-#: tables that stay distributed; the others are small and brought into pandas
-BIG = ("events", "tickets", "surveys", "billing")
-
-
-def is_dask(obj: Any) -> bool:
-    """A Dask DataFrame (without importing dask)."""
-    return type(obj).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(obj, "npartitions")
-
-
-def any_dask(*objs: Any) -> bool:
-    return any(is_dask(o) for o in objs)
-
-
-#: show Dask's progress bar for each computation (set by the CLI)
-PROGRESS = [False]
-
-
-def _progress_client():
-    """The distributed client to show progress on, if asked for and there is one."""
-    if not PROGRESS[0]:
-        return None
-    try:
-        from distributed import get_client
-
-        return get_client()
-    except (ImportError, ValueError):
-        return None
+__all__ = ["DaskEngine", "Streamed", "load"]
 
 
 def _shown(futures):
@@ -79,20 +57,32 @@ def _shown(futures):
     return futures
 
 
-def compute(*collections):
+def _client(progress: bool):
+    """The distributed client to show progress on, if asked for and there is one."""
+    if not progress:
+        return None
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def compute(*collections, progress: bool = False):
     """dask.compute, with Dask's progress bar when asked for (distributed clients)."""
-    client = _progress_client()
+    client = _client(progress)
     if client is None:
-        return _dask().compute(*collections)
-    wrapped = [_dask().delayed(_identity, pure=False)(c) for c in collections]  # nested lists/dicts too
+        return import_dask().compute(*collections)
+    wrapped = [import_dask().delayed(_identity, pure=False)(c) for c in collections]  # nested lists/dicts too
     return tuple(client.gather(_shown(client.compute(wrapped))))
 
 
-def persist(*collections):
+def persist(*collections, progress: bool = False):
     """dask.persist, with Dask's progress bar when asked for (distributed clients)."""
-    client = _progress_client()
+    client = _client(progress)
     if client is None:
-        return _dask().persist(*collections)
+        return import_dask().persist(*collections)
     return tuple(_shown(client.persist(list(collections))))
 
 
@@ -100,31 +90,29 @@ def _identity(value):
     return value
 
 
-def _dask():
-    try:
-        import dask
-    except ImportError as err:  # pragma: no cover - the extra is not installed
-        raise ImportError("the Dask engine needs the dask extra: pip install 'csmetrics[dask]'") from err
-    return dask
-
-
 # --------------------------------------------------------------------------
 # The engine
 # --------------------------------------------------------------------------
 class DaskEngine:
-    """Buckets of customers on a Dask scheduler (see :mod:`csmetrics.engine` for the interface)."""
+    """Buckets of customers on a Dask scheduler (:class:`csmetrics.engines.base.Engine`)."""
 
     name = "dask"
 
+    memo = None  # buckets run in other processes: nothing to share in this one
+
     def __init__(self, buckets: dict[str, list], stats: dict[str, dict], heads: dict[str, pd.DataFrame], n: int,
-                 small: dict[str, pd.DataFrame] | None = None):  # fmt: skip
+                 small: dict[str, pd.DataFrame] | None = None, progress: bool = False):  # fmt: skip
         self.buckets, self.stats, self.heads, self.n = buckets, stats, heads, n
-        self.small = small or {}
+        self.small_tables = small or {}
+        self.progress = progress
         self._shared: dict[int, tuple[Any, Any]] = {}
         self._below: dict[tuple[str, int], dict[str, int]] = {}
 
     def has(self, name: str) -> bool:
         return name in self.buckets and self.stats[name]["rows"] > 0
+
+    def holds(self, name: str) -> bool:
+        return name in self.buckets or name in self.small_tables
 
     def rows(self, name: str) -> int:
         return self.stats[name]["rows"] if name in self.stats else 0
@@ -132,9 +120,12 @@ class DaskEngine:
     def table(self, name: str) -> list:
         return self.buckets[name] if self.has(name) else [None] * self.n
 
+    def small(self, name: str) -> pd.DataFrame | None:
+        return self.small_tables.get(name)
+
     def latest(self, name: str) -> int:
-        if name in self.small:
-            return PandasEngine(self.small).latest(name)
+        if name in self.small_tables:
+            return PandasEngine(self.small_tables).latest(name)
         return max((self.stats[name]["max"].get(c, NAT) for c in AS_OF_COLUMNS.get(name, ())), default=NAT) if name in self.stats else NAT
 
     def _share(self, value: Any) -> Any:
@@ -142,26 +133,38 @@ class DaskEngine:
         if value is None or isinstance(value, (str, int, float, bool)):
             return value
         if id(value) not in self._shared:
-            self._shared[id(value)] = (value, _dask().delayed(value, name=f"shared-{uuid.uuid4().hex}", traverse=False))
+            self._shared[id(value)] = (value, import_dask().delayed(value, name=f"shared-{uuid.uuid4().hex}", traverse=False))
         return self._shared[id(value)][1]
 
     def map(self, fn: Callable, *handles: list, **shared) -> list:
-        call = _dask().delayed(fn, pure=False, traverse=False)
+        call = import_dask().delayed(fn, pure=False, traverse=False)
         shared = {k: self._share(v) for k, v in shared.items()}
         return [call(*items, **shared) for items in zip(*handles, strict=True)]
 
     def regroup(self, handle: list, key: Callable, n: int) -> list:
-        dask = _dask()
+        dask = import_dask()
         split = dask.delayed(_split, pure=False, nout=n)
         pieces = [split(item, key, n) for item in handle]
         join = dask.delayed(_concat, pure=False)
         return [join([p[j] for p in pieces]) for j in range(n)]
 
     def persist(self, handle: list) -> list:
-        return list(persist(*handle))
+        return list(persist(*handle, progress=self.progress))
 
     def gather(self, *handles: list) -> tuple[list, ...]:
-        return compute(*[list(h) for h in handles])
+        return compute(*[list(h) for h in handles], progress=self.progress)
+
+    def input_rows(self, name: str, given: object, rejected: Mapping[str, pd.DataFrame]) -> int:
+        """Rows of the table as given: the valid rows counted on the cluster plus the rejected ones."""
+        valid = self.rows(name) if name in self.stats else int(len(self.small_tables[name]))
+        return valid + int(len(rejected.get(name, ())))
+
+    def customer_output(self, groups: list) -> Streamed:
+        """customers.parquet: groups of consecutive periods kept on the cluster, streamed when written."""
+        groups = self.persist(groups)
+        (lengths,) = self.gather(self.map(len, groups))
+        return Streamed(groups, int(sum(lengths)), self.progress)
+
 
     def summary(self, name: str, as_of: object = None) -> pd.DataFrame:
         """The table's columns, with rows holding each timestamp column's min, max and latest
@@ -184,6 +187,24 @@ class DaskEngine:
         if "currency" in head.columns:
             out["currency"] = pd.Series(currencies + [None] * (n_rows - len(currencies)), dtype="str")
         return out
+
+
+@dataclass
+class Streamed:
+    """An output too large for one machine: parts in order, computed one at a time when written."""
+
+    parts: list
+    rows: int
+    progress: bool = False
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def frames(self) -> Iterator[pd.DataFrame]:
+        for part in self.parts:
+            (frame,) = compute(part, progress=self.progress)
+            if len(frame):
+                yield frame
 
 
 def _split(frame: pd.DataFrame, key: Callable, n: int) -> tuple[pd.DataFrame, ...]:
@@ -315,9 +336,10 @@ def load(
     validated: bool = False,
     base_currency: str | None = None,
     buckets: int | None = None,
-) -> tuple[DaskEngine, dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
-    """Validate and bucket the tables; returns (engine, small tables in pandas, rejected rows)."""
-    import dask
+    progress: bool = False,
+) -> tuple[DaskEngine, dict[str, pd.DataFrame]]:
+    """Validate and bucket the tables; returns (engine, rejected rows)."""
+    dask = import_dask()
     import dask.dataframe as dd
 
     tables = {k: v for k, v in tables.items() if v is not None}
@@ -352,7 +374,7 @@ def load(
                     facts[(name, column)] = [dask.delayed(_duplicates, pure=False)([p[j] for p in pieces]) for j in range(_ID_GROUPS)]
         if "billing" in big and "currency" in big["billing"].columns:
             facts[("billing", "currency")] = [dask.delayed(_currencies, pure=False)(p) for p in big["billing"].to_delayed()]
-    computed = dict(zip(facts, compute(*facts.values()), strict=True)) if facts else {}
+    computed = dict(zip(facts, compute(*facts.values(), progress=progress), strict=True)) if facts else {}
     duplicated: dict[str, dict[str, np.ndarray]] = {}
     for (name, column), value in computed.items():
         if column != "currency":
@@ -361,9 +383,7 @@ def load(
     base = base_currency
     if currencies is not None and len(currencies) > 1:
         if fx is None:
-            failures = pd.DataFrame({"table": ["billing"], "row": [None], "column": ["currency"], "rule": ["mixed currencies need an fx table"],
-                                     "value": [sorted(currencies)]})  # fmt: skip
-            raise ValidationError("billing", failures[FAILURE_COLUMNS])
+            raise table_error("billing", "currency", "mixed currencies need an fx table", sorted(currencies))
         base = resolve_base_currency(currencies, set(fx["currency"]), base_currency)
 
     # validate every partition with those facts, then split the valid rows into customer buckets
@@ -385,7 +405,7 @@ def load(
         join = dask.delayed(_concat, pure=False)
         bucketed[name] = [join([p[j] for p in pieces]) for j in range(n)]
     names = list(results)
-    persisted = persist(*[h for name in names for h in (*outcomes[name], *bucketed[name])])
+    persisted = persist(*[h for name in names for h in (*outcomes[name], *bucketed[name])], progress=progress)
     k = 0
     for name in names:
         outcomes[name] = persisted[k:k + len(outcomes[name])]
@@ -393,7 +413,7 @@ def load(
         bucketed[name] = list(persisted[k:k + n])
         k += n
     del results, persisted
-    outcome = compute(outcomes)[0]
+    outcome = compute(outcomes, progress=progress)[0]
     errors = []
     for name, parts in outcome.items():
         failures = [f for _, f, _, _ in parts if f is not None and len(f)]
@@ -406,7 +426,7 @@ def load(
         raise errors[0]
     stats = {name: _merge_stats([s for _, _, s, _ in parts]) for name, parts in outcome.items()}
     heads = {name: next(h for _, _, _, h in parts if h is not None) for name, parts in outcome.items()}
-    return DaskEngine(bucketed, stats, heads, n, valid_small), valid_small, rejected
+    return DaskEngine(bucketed, stats, heads, n, valid_small, progress), rejected
 
 
 _ID_GROUPS = 16
@@ -420,66 +440,3 @@ def _outcome(result: tuple) -> tuple:
     """(rejected rows, failures, stats, zero-row frame of the valid columns) of one partition."""
     valid, rejected, failures = result
     return rejected, failures, _stats(valid), None if valid is None else valid.iloc[:0]
-
-
-# --------------------------------------------------------------------------
-# The public family functions, when given Dask DataFrames
-# --------------------------------------------------------------------------
-_WINDOW = ("freq", "tz", "as_of", "start", "end")
-
-
-def run(family: str, tables: Mapping[str, Any], *, validated: bool = False, base_currency: str | None = None,
-        by=None, **params) -> Any:  # fmt: skip
-    """What ``csmetrics.<family>`` returns, computed on Dask (called by the public functions)."""
-    from csmetrics import pipeline
-    from csmetrics.engine import resolve
-
-    engine, small, _ = load(tables, validated=validated, base_currency=base_currency)
-    customers, fx = small.get("customers"), small.get("fx")
-    window = {k: params.pop(k) for k in _WINDOW if k in params}
-    by = [by] if isinstance(by, str) else list(by or [])
-    if family in ("revenue", "customers", "value", "cohorts", "movements", "current_mrr"):
-        from csmetrics.metrics._billing import Policies
-
-        policies = {k: params.pop(k) for k in list(params) if k in Policies.__dataclass_fields__}
-        context = pipeline.billing_context(engine, by=by, customers=customers if by else None, fx=fx, base_currency=base_currency,
-                                           policies=policies, **window)  # fmt: skip
-        if family in ("movements", "current_mrr"):
-            from csmetrics.metrics.revenue import current_mrr_of, movements, sort_movements
-
-            if family == "movements":
-                (parts,) = engine.gather(engine.map(movements, engine.table("billing"), context=context))
-                return sort_movements(pd.concat(parts, ignore_index=True))
-            (parts,) = engine.gather(engine.map(current_mrr_of, engine.table("billing"), context=context))
-            return pd.concat(parts).sort_index(kind="stable")
-        if family == "value":
-            pending = pipeline.value(engine, context, costs=small.get("costs"), **params)
-        elif family == "cohorts":
-            pending = pipeline.cohorts(engine, context)
-        else:
-            pending = pipeline.revenue(engine, context)
-        result = resolve(engine, {"out": pending})["out"]
-        return result[0 if family == "revenue" else 1] if family in ("revenue", "customers") else result
-    if family in ("support", "surveys", "engagement"):
-        extra = {"fx": fx} if family == "engagement" else {}
-        return resolve(engine, {"out": getattr(pipeline, family)(engine, by=by, customers=customers, **extra, **params, **window)})["out"]
-    if family == "followups":
-        return resolve(engine, {"out": pipeline.followups(engine, fx=fx, **params, **window)})["out"]
-    if family in ("scores", "health", "at_risk"):
-        card = params.pop("scorecard")
-        fit = params.pop("fit", True)
-        scores = pipeline.health_scores(engine, card, fx=fx, fit=fit, **window)
-        if family == "scores":
-            (parts,) = engine.gather(scores)
-            return pd.concat(parts, ignore_index=True).sort_values(["period", "customer_id"], kind="stable").reset_index(drop=True)
-        if family == "health":
-            return resolve(engine, {"out": pipeline.health(engine, scores, card, by=by, customers=customers,
-                                                           freq=window.get("freq", "M"), tz=window.get("tz", "UTC"))})["out"][0]  # fmt: skip
-        from csmetrics.metrics.health import red_by_mrr
-
-        period = params.get("period")
-        if period is None:  # the last scored period of all buckets
-            return resolve(engine, {"out": pipeline.health(engine, scores, card, **{k: window[k] for k in ("freq", "tz") if k in window})})["out"][1]
-        (parts,) = engine.gather(engine.map(red_by_mrr, scores, period=period))
-        return red_by_mrr(pd.concat(parts, ignore_index=True), period)
-    raise ValueError(f"unknown family {family!r}")

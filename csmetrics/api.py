@@ -1,0 +1,703 @@
+"""The public functions: each opens an engine (validating once), builds its family's plan and resolves it.
+
+Every function accepts pandas or Dask DataFrames and returns the same pandas result; the
+report (:mod:`csmetrics.report`) runs the same plans (:mod:`csmetrics.plans`), so the two
+cannot drift apart. Common parameters:
+
+freq : str
+    D, W (Monday weeks), M, Q or Y; periods are labelled by their start in ``tz``.
+by : str or list of str
+    Segment columns: the table's own or customer attributes (joined from ``customers``);
+    for billing, also ``plan``. Missing values form their own (null) segment.
+customers, fx, costs : DataFrame, optional
+    The dimension, exchange-rate and cost tables (METRICS.md §1).
+tz : str
+    The report time zone (an IANA name).
+as_of : timestamp-like, optional
+    The extraction instant (default: the latest timestamp of the table); nothing later is known.
+start, end : timestamp-like, optional
+    The first and last period to report (default: the periods with data).
+validated : bool
+    The tables are :func:`csmetrics.validate` output: validation is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from csmetrics import plans
+from csmetrics.engines import Engine, Pending, open_engine, resolve
+from csmetrics.metrics.health import Scorecard
+from csmetrics.metrics.revenue import COHORT_COLUMNS, MOVEMENT_COLUMNS
+
+__all__ = [
+    "HealthScorecard",
+    "at_risk",
+    "cohort_table",
+    "current_mrr",
+    "customer_metrics",
+    "engagement_metrics",
+    "followups",
+    "health_metrics",
+    "mrr_movements",
+    "revenue_metrics",
+    "support_metrics",
+    "survey_metrics",
+    "value_metrics",
+]
+
+
+def _one(engine: Engine, pending: Pending) -> Any:
+    return resolve(engine, {"out": pending})["out"]
+
+
+def _window(freq: str, tz: str, as_of: object, start: object, end: object) -> dict[str, Any]:
+    return {"freq": freq, "tz": tz, "as_of": as_of, "start": start, "end": end}
+
+
+def _billing(billing: Any, customers: Any, fx: Any, costs: Any = None, *, validated: bool, base_currency: str | None) -> Engine:
+    engine, _ = open_engine({"billing": billing, "customers": customers, "fx": fx, "costs": costs}, validated=validated,
+                            base_currency=base_currency)  # fmt: skip
+    return engine
+
+
+# --------------------------------------------------------------------------
+# Billing
+# --------------------------------------------------------------------------
+def revenue_metrics(
+    billing: Any,
+    *,
+    freq: str = "M",
+    by: Sequence[str] | str | None = None,
+    customers: Any = None,
+    fx: Any = None,
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+    base_currency: str | None = None,
+    validated: bool = False,
+    **policies: Any,
+) -> pd.DataFrame:
+    """MRR, ARR and the MRR bridge, NRR, GRR, revenue churn, quick ratio, ARPU,
+    one-time revenue and refunds per period and segment (METRICS.md §4).
+
+    Parameters
+    ----------
+    billing : DataFrame
+        Invoice lines (pandas or Dask).
+    freq, by, customers, fx, tz, as_of, start, end, validated
+        As in :mod:`csmetrics.api`; ``by`` takes customer attributes and ``plan`` (the plan
+        of the customer's MRR at the period end).
+    base_currency : str, optional
+        The currency amounts are converted to (default: the one billing currency fx lacks).
+    **policies
+        ``count_new_churn`` (True), ``renewal_grace_days`` (0), ``repeat_window_days`` (35).
+
+    Returns
+    -------
+    DataFrame
+        The metric frame (period, freq, segments, metric, value, numerator, denominator,
+        ci_low, ci_high).
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> billing = pd.DataFrame({"customer_id": [1, 1], "kind": "recurring", "amount": [100.0, 150.0],
+    ...     "service_start": ["2024-01-01", "2024-02-01"], "service_end": ["2024-02-01", "2024-03-01"]})
+    >>> frame = csmetrics.revenue_metrics(billing)
+    >>> frame.pivot(index="period", columns="metric", values="value")[["mrr", "new_mrr", "expansion_mrr"]].to_numpy().tolist()
+    [[100.0, 100.0, 0.0], [150.0, 0.0, 50.0]]
+    """
+    engine = _billing(billing, customers, fx, validated=validated, base_currency=base_currency)
+    context = plans.billing_context(engine, by=by, base_currency=base_currency, policies=policies, **_window(freq, tz, as_of, start, end))
+    return _one(engine, plans.revenue(engine, context))[0]
+
+
+def customer_metrics(
+    billing: Any,
+    *,
+    freq: str = "M",
+    by: Sequence[str] | str | None = None,
+    customers: Any = None,
+    fx: Any = None,
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+    base_currency: str | None = None,
+    validated: bool = False,
+    **policies: Any,
+) -> pd.DataFrame:
+    """Customers at start and end, new, reactivated and churned logos, logo churn,
+    retention, renewal and repeat-purchase rates per period and segment (METRICS.md §5).
+
+    Parameters
+    ----------
+    billing, freq, by, customers, fx, tz, as_of, start, end, base_currency, validated, **policies
+        As in :func:`revenue_metrics`. With ``count_new_churn=False`` customers_churned counts
+        only customers who were active at the period start (each once).
+
+    Returns
+    -------
+    DataFrame
+        The metric frame.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> billing = pd.DataFrame({"customer_id": [1, 2], "kind": "recurring", "amount": [100.0, 50.0],
+    ...     "service_start": "2024-01-01", "service_end": ["2024-02-01", "2024-03-01"]})
+    >>> frame = csmetrics.customer_metrics(billing, as_of="2024-02-15")
+    >>> frame.pivot(index="period", columns="metric", values="value")["customers_churned"].tolist()
+    [0.0, 1.0]
+    """
+    engine = _billing(billing, customers, fx, validated=validated, base_currency=base_currency)
+    context = plans.billing_context(engine, by=by, base_currency=base_currency, policies=policies, **_window(freq, tz, as_of, start, end))
+    return _one(engine, plans.revenue(engine, context))[1]
+
+
+def value_metrics(
+    billing: Any,
+    *,
+    costs: Any = None,
+    gross_margin: float = 1.0,
+    cost_roles: Mapping[str, Sequence[str]] | None = None,
+    lifespan_months: float | None = None,
+    freq: str = "M",
+    by: Sequence[str] | str | None = None,
+    customers: Any = None,
+    fx: Any = None,
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+    base_currency: str | None = None,
+    validated: bool = False,
+    **policies: Any,
+) -> pd.DataFrame:
+    """CLV, purchase CLV and, with ``costs`` (and no ``by``), CRC, CAC, LTV:CAC and CLV per capex (§9).
+
+    Parameters
+    ----------
+    billing, freq, by, customers, fx, tz, as_of, start, end, base_currency, validated, **policies
+        As in :func:`revenue_metrics`.
+    costs : DataFrame, optional
+        Costs by category.
+    gross_margin : float
+        In (0, 1]; CLV = ARPU x gross_margin / the trailing mean monthly logo churn.
+    cost_roles : mapping, optional
+        ``{"retention" | "acquisition" | "capex": [category, ...]}`` replacing the defaults.
+    lifespan_months : float, optional
+        The lifespan of ``clv_purchase`` (default: 1 / the mean churn).
+
+    Returns
+    -------
+    DataFrame
+        The metric frame.
+
+    Examples
+    --------
+    The seed's worked example: $50 a purchase, 3 purchases a month, 24 months.
+
+    >>> import pandas as pd, csmetrics
+    >>> billing = pd.DataFrame({"customer_id": 1, "kind": "one_time", "amount": 50.0,
+    ...     "invoiced_at": ["2024-01-05", "2024-01-15", "2024-01-25"]})
+    >>> frame = csmetrics.value_metrics(billing, lifespan_months=24).set_index("metric")
+    >>> float(frame.loc["clv_purchase", "value"])
+    3600.0
+    """
+    engine = _billing(billing, customers, fx, costs, validated=validated, base_currency=base_currency)
+    context = plans.billing_context(engine, by=by, base_currency=base_currency, policies=policies, **_window(freq, tz, as_of, start, end))
+    pending = plans.value(engine, context, gross_margin=gross_margin, cost_roles=cost_roles, lifespan_months=lifespan_months)
+    return _one(engine, pending)
+
+
+def mrr_movements(
+    billing: Any,
+    *,
+    freq: str = "M",
+    by: Sequence[str] | str | None = None,
+    customers: Any = None,
+    fx: Any = None,
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+    base_currency: str | None = None,
+    validated: bool = False,
+    **policies: Any,
+) -> pd.DataFrame:
+    """The per-customer movement ledger the revenue metrics are built from.
+
+    Parameters
+    ----------
+    billing, freq, by, customers, fx, tz, as_of, start, end, base_currency, validated, **policies
+        As in :func:`revenue_metrics`.
+
+    Returns
+    -------
+    DataFrame
+        One row per customer and instant where its MRR changes: customer_id, instant (UTC),
+        period (label in ``tz``), kind (new, reactivation, expansion, contraction, churn),
+        amount (the signed change: its sum is net new MRR), mrr_before, mrr_after, and the
+        ``by`` segment of the customer in that period; ordered by customer_id, then instant.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> billing = pd.DataFrame({"customer_id": [1, 1], "kind": "recurring", "amount": [100.0, 150.0],
+    ...     "service_start": ["2024-01-01", "2024-02-01"], "service_end": ["2024-02-01", "2024-03-01"]})
+    >>> csmetrics.mrr_movements(billing, as_of="2024-03-15")[["kind", "amount"]].to_numpy().tolist()
+    [['new', 100.0], ['expansion', 50.0], ['churn', -150.0]]
+    """
+    engine = _billing(billing, customers, fx, validated=validated, base_currency=base_currency)
+    context = plans.billing_context(engine, by=by, base_currency=base_currency, policies=policies, reserved=MOVEMENT_COLUMNS,
+                                    **_window(freq, tz, as_of, start, end))  # fmt: skip
+    return _one(engine, plans.movements(engine, context))
+
+
+def cohort_table(
+    billing: Any,
+    *,
+    freq: str = "M",
+    by: Sequence[str] | str | None = None,
+    customers: Any = None,
+    fx: Any = None,
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+    base_currency: str | None = None,
+    validated: bool = False,
+    **policies: Any,
+) -> pd.DataFrame:
+    """Per cohort (period of a customer's first MRR > 0), segment and periods since start.
+
+    Parameters
+    ----------
+    billing, freq, customers, fx, tz, as_of, start, end, base_currency, validated, **policies
+        As in :func:`revenue_metrics`.
+    by : str or list of str, optional
+        Customer attributes (joined from ``customers``) and ``plan``: the plan of the
+        customer's first MRR > 0, so a customer stays in one segment of its cohort (§12).
+
+    Returns
+    -------
+    DataFrame
+        cohort, the ``by`` columns, period, periods_since_start, cohort_customers,
+        customers_active (MRR > 0 at the period end), logo_retention, mrr and
+        revenue_retention (MRR / the cohort's MRR at the end of its first period; NaN where 0).
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> billing = pd.DataFrame({"customer_id": [1, 2, 2], "kind": "recurring", "amount": [100.0, 50.0, 50.0],
+    ...     "plan": ["pro", "basic", "basic"], "service_start": ["2024-01-01", "2024-01-01", "2024-02-01"],
+    ...     "service_end": ["2024-02-01", "2024-02-01", "2024-03-01"]})
+    >>> table = csmetrics.cohort_table(billing, by="plan", as_of="2024-02-15")
+    >>> table[["plan", "periods_since_start", "customers_active", "logo_retention"]].to_numpy().tolist()
+    [['basic', 0, 1.0, 1.0], ['basic', 1, 1.0, 1.0], ['pro', 0, 1.0, 1.0], ['pro', 1, 0.0, 0.0]]
+    """
+    engine = _billing(billing, customers, fx, validated=validated, base_currency=base_currency)
+    context = plans.billing_context(engine, by=by, base_currency=base_currency, policies=policies, reserved=COHORT_COLUMNS,
+                                    **_window(freq, tz, as_of, start, end))  # fmt: skip
+    return _one(engine, plans.cohorts(engine, context))
+
+
+def current_mrr(
+    billing: Any,
+    *,
+    fx: Any = None,
+    as_of: object = None,
+    base_currency: str | None = None,
+    validated: bool = False,
+    **policies: Any,
+) -> pd.Series:
+    """Each customer's MRR at as_of.
+
+    Parameters
+    ----------
+    billing, fx, base_currency, validated, **policies
+        As in :func:`revenue_metrics`.
+    as_of : timestamp-like, optional
+        The instant (default: billing's own as_of).
+
+    Returns
+    -------
+    Series
+        MRR (base currency) indexed by customer_id, sorted.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> billing = pd.DataFrame({"customer_id": [2, 1], "kind": "recurring", "amount": [300.0, 100.0],
+    ...     "service_start": "2024-01-01", "service_end": ["2024-04-01", "2024-02-01"]})
+    >>> csmetrics.current_mrr(billing, as_of="2024-01-15").to_dict()
+    {1: 100.0, 2: 100.0}
+    """
+    engine = _billing(billing, None, fx, validated=validated, base_currency=base_currency)
+    context = plans.billing_context(engine, as_of=as_of, base_currency=base_currency, policies=policies)
+    return _one(engine, plans.current_mrr(engine, context))
+
+
+# --------------------------------------------------------------------------
+# Support, surveys, engagement
+# --------------------------------------------------------------------------
+def support_metrics(
+    tickets: Any,
+    *,
+    freq: str = "M",
+    by: Sequence[str] | str | None = None,
+    customers: Any = None,
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+    sla_targets: Mapping[str, float] | None = None,
+    validated: bool = False,
+) -> pd.DataFrame:
+    """Tickets, FCR, AHT, wait, abandonment, response and resolution quantiles,
+    reopen rate, backlog, SLA attainment and tickets per customer (METRICS.md §6).
+
+    Parameters
+    ----------
+    tickets : DataFrame
+        Support cases (pandas or Dask).
+    freq, customers, tz, as_of, start, end, validated
+        As in :mod:`csmetrics.api`.
+    by : str or list of str, optional
+        Ticket columns (channel, priority, agent_id) or customer attributes.
+    sla_targets : mapping, optional
+        First-response target in minutes per priority.
+
+    Returns
+    -------
+    DataFrame
+        The metric frame.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> tickets = pd.DataFrame({"ticket_id": range(100), "customer_id": 1,
+    ...     "created_at": "2024-01-02", "resolved_at": "2024-01-03",
+    ...     "contacts": [1] * 78 + [2] * 22})
+    >>> frame = csmetrics.support_metrics(tickets)
+    >>> float(frame.loc[frame["metric"] == "fcr_rate", "value"].iloc[0])
+    0.78
+    """
+    engine, _ = open_engine({"tickets": tickets, "customers": customers}, validated=validated)
+    return _one(engine, plans.support(engine, by=by, sla_targets=sla_targets, **_window(freq, tz, as_of, start, end)))
+
+
+def survey_metrics(
+    surveys: Any,
+    *,
+    freq: str = "M",
+    by: Sequence[str] | str | None = None,
+    customers: Any = None,
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+    csat_thresholds: Mapping[Any, float] | None = None,
+    validated: bool = False,
+) -> pd.DataFrame:
+    """NPS (adjusted-Wald interval), promoters/passives/detractors, CSAT (Wilson
+    interval), CES, CES easy rate, CX index, response and comment rates (METRICS.md §7).
+
+    Parameters
+    ----------
+    surveys : DataFrame
+        Survey sends and answers (pandas or Dask).
+    freq, by, customers, tz, as_of, start, end, validated
+        As in :mod:`csmetrics.api`.
+    csat_thresholds : mapping, optional
+        The positive threshold per scale, ``{"1-5": 4}`` or ``{(1, 5): 4}``.
+
+    Returns
+    -------
+    DataFrame
+        The metric frame.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> scores = [10] * 50 + [8] * 30 + [3] * 20
+    >>> surveys = pd.DataFrame({"response_id": range(100), "customer_id": 1, "survey": "nps",
+    ...     "score": scores, "responded_at": "2024-01-05"})
+    >>> nps = csmetrics.survey_metrics(surveys).set_index("metric").loc["nps"]
+    >>> float(nps["value"]), round(float(nps["ci_low"]), 1), round(float(nps["ci_high"]), 1)
+    (30.0, 14.1, 44.2)
+    """
+    engine, _ = open_engine({"surveys": surveys, "customers": customers}, validated=validated)
+    return _one(engine, plans.surveys(engine, by=by, csat_thresholds=csat_thresholds, **_window(freq, tz, as_of, start, end)))
+
+
+def followups(
+    surveys: Any,
+    *,
+    billing: Any = None,
+    fx: Any = None,
+    freq: str = "M",
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+    csat_thresholds: Mapping[Any, float] | None = None,
+    validated: bool = False,
+) -> pd.DataFrame:
+    """Every detractor (NPS 0-6) and dissatisfied CSAT answer (below its threshold) in the reported periods.
+
+    Parameters
+    ----------
+    surveys : DataFrame
+        Survey answers (pandas or Dask).
+    billing, fx : DataFrame, optional
+        For each customer's current MRR (at the surveys' as_of).
+    freq, tz, as_of, start, end, csat_thresholds, validated
+        As in :func:`survey_metrics`.
+
+    Returns
+    -------
+    DataFrame
+        period, customer_id, response_id, survey, score, comment, responded_at (touchpoint,
+        ticket_id where given) and, given billing, mrr; largest MRR first (customers without
+        MRR last), then the latest answer.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> surveys = pd.DataFrame({"response_id": [1, 2], "customer_id": [7, 8], "survey": "nps", "score": [3, 10],
+    ...     "responded_at": "2024-01-05"})
+    >>> listed = csmetrics.followups(surveys)
+    >>> listed["customer_id"].tolist(), listed["score"].tolist()
+    ([7], [3.0])
+    """
+    engine, _ = open_engine({"surveys": surveys, "billing": billing, "fx": fx}, validated=validated)
+    return _one(engine, plans.followups(engine, csat_thresholds=csat_thresholds, **_window(freq, tz, as_of, start, end)))
+
+
+def engagement_metrics(
+    events: Any,
+    *,
+    billing: Any = None,
+    fx: Any = None,
+    freq: str = "M",
+    by: Sequence[str] | str | None = None,
+    customers: Any = None,
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+    session_gap_minutes: float = 30.0,
+    validated: bool = False,
+) -> pd.DataFrame:
+    """Active users and customers, DAU/WAU/MAU, stickiness, session length, events per
+    user, feature adoption (rows with an ``event`` column) and, given billing,
+    purchase frequency and value (METRICS.md §8).
+
+    Parameters
+    ----------
+    events : DataFrame
+        Product usage events (pandas or Dask).
+    billing, fx : DataFrame, optional
+        For purchase frequency and value.
+    freq, by, customers, tz, as_of, start, end, validated
+        As in :mod:`csmetrics.api` (``event`` cannot be a segment: feature_adoption uses it).
+    session_gap_minutes : float
+        A user's events further apart than this start a new session (without session_id).
+
+    Returns
+    -------
+    DataFrame
+        The metric frame.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> events = pd.DataFrame({"customer_id": [1, 1, 1], "user_id": ["a", "a", "b"], "event": "login",
+    ...     "timestamp": ["2024-01-01 09:00", "2024-01-01 09:20", "2024-01-02 09:00"]})
+    >>> frame = csmetrics.engagement_metrics(events, as_of="2024-01-02 12:00").set_index("metric")
+    >>> float(frame.loc["active_users", "value"]), float(frame.loc["avg_session_minutes", "value"])
+    (2.0, 10.0)
+    """
+    engine, _ = open_engine({"events": events, "billing": billing, "fx": fx, "customers": customers}, validated=validated)
+    pending = plans.engagement(engine, by=by, session_gap_minutes=session_gap_minutes, **_window(freq, tz, as_of, start, end))
+    return _one(engine, pending)
+
+
+# --------------------------------------------------------------------------
+# Health
+# --------------------------------------------------------------------------
+class HealthScorecard(Scorecard):
+    """A health scorecard with scikit-learn's habits: parameters in ``__init__``, ``fit`` learns
+    (the support load scale), ``transform`` scores; learned attributes end in ``_``.
+
+    Parameters
+    ----------
+    weights : mapping, optional
+        Component -> weight (default: equal); a component left out weighs 0. Non-negative,
+        with a positive sum.
+    bands : (float, float)
+        (red below, green from), increasing strictly inside 0..100; default (40, 70).
+    baseline_periods : int
+        Periods of history for the usage baseline and the revenue trend.
+    support_scale : float, optional
+        A fixed ticket load that scores 0 (default: learned by ``fit``).
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> events = pd.DataFrame({"customer_id": [1, 1, 2], "event": "login",
+    ...     "timestamp": ["2024-01-03", "2024-01-04", "2024-01-05"]})
+    >>> card = csmetrics.HealthScorecard(weights={"usage": 1})
+    >>> card.score(events=events)[["customer_id", "score", "band"]].to_numpy().tolist()
+    [[1, 100.0, 'green'], [2, 100.0, 'green']]
+    >>> csmetrics.HealthScorecard().transform(events=events)
+    Traceback (most recent call last):
+    ...
+    csmetrics.options.NotFittedError: this HealthScorecard is not fitted yet: call fit() or score() first
+    """
+
+    def fit(self, **tables: Any) -> HealthScorecard:
+        """Learn the support load scale from the tables.
+
+        Parameters
+        ----------
+        **tables
+            events, surveys, tickets, billing, fx, customers (pandas or Dask), and freq, tz,
+            as_of, start, end, validated.
+
+        Returns
+        -------
+        HealthScorecard
+            self, fitted.
+        """
+        self._scores(tables, fit=True)
+        return self
+
+    def transform(self, **tables: Any) -> pd.DataFrame:
+        """Score every active customer and period with the learned scale (NotFittedError before ``fit``).
+
+        Parameters
+        ----------
+        **tables
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        DataFrame
+            One row per scored customer and period: component scores, score, band,
+            components_used, contributions, weakest_component and mrr.
+        """
+        self.check_is_fitted()
+        return self._scores(tables, fit=False)
+
+    def score(self, **tables: Any) -> pd.DataFrame:
+        """``fit`` then ``transform`` on the same tables (their inputs are built once).
+
+        Parameters
+        ----------
+        **tables
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        DataFrame
+            As :meth:`transform`.
+        """
+        return self._scores(tables, fit=True)
+
+    def _scores(self, tables: Mapping[str, Any], *, fit: bool) -> pd.DataFrame:
+        engine, window = _health_engine(tables)
+        scores, fitted = plans.health_scores(engine, self, fit=fit, **window)
+        if fit:
+            self.support_scale_, self.weights_ = fitted.support_scale_, fitted.weights_
+        return _one(engine, plans.gather_scores(engine, scores))
+
+
+_HEALTH_TABLES = ("events", "surveys", "tickets", "billing", "fx", "customers")
+_HEALTH_WINDOW = ("freq", "tz", "as_of", "start", "end")
+
+
+def _health_engine(given: Mapping[str, Any]) -> tuple[Engine, dict[str, Any]]:
+    """An engine over the health tables of ``given`` and the window settings."""
+    unknown = sorted(set(given) - {*_HEALTH_TABLES, *_HEALTH_WINDOW, "validated"})
+    if unknown:
+        raise TypeError(f"unknown argument(s) {unknown}: the health functions take the tables "
+                        f"{', '.join(_HEALTH_TABLES)} and {', '.join(_HEALTH_WINDOW)}, validated")  # fmt: skip
+    engine, _ = open_engine({k: given.get(k) for k in _HEALTH_TABLES}, validated=given.get("validated", False))
+    return engine, {k: given[k] for k in _HEALTH_WINDOW if k in given}
+
+
+def health_metrics(
+    *,
+    scorecard: Scorecard | None = None,
+    by: Sequence[str] | str | None = None,
+    **tables: Any,
+) -> pd.DataFrame:
+    """health_score_mean and the red/yellow/green shares per period and segment (§10).
+
+    Parameters
+    ----------
+    scorecard : HealthScorecard, optional
+        Its weights, bands and baseline (default: :class:`HealthScorecard`); it is fitted on
+        a copy, never changed.
+    by : str or list of str, optional
+        Customer attributes (joined from ``customers``).
+    **tables
+        events, surveys, tickets, billing, fx, customers, and freq, tz, as_of, start, end, validated.
+
+    Returns
+    -------
+    DataFrame
+        The metric frame.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> events = pd.DataFrame({"customer_id": [1, 2], "event": "login", "timestamp": ["2024-01-03", "2024-01-05"]})
+    >>> frame = csmetrics.health_metrics(events=events).set_index("metric")
+    >>> float(frame.loc["health_green_share", "value"])
+    1.0
+    """
+    engine, window = _health_engine(tables)
+    scores, _ = plans.health_scores(engine, scorecard or HealthScorecard(), **window)
+    freq_tz = {k: window[k] for k in ("freq", "tz") if k in window}
+    return _one(engine, plans.health(engine, scores, by=by, **freq_tz))[0]
+
+
+def at_risk(*, scorecard: Scorecard | None = None, period: object = None, **tables: Any) -> pd.DataFrame:
+    """Red customers of a period (default: the last) by MRR, largest first, with the component
+    that pulls each one down most (customers with MRR 0 at the period end are left out).
+
+    Parameters
+    ----------
+    scorecard : HealthScorecard, optional
+        As in :func:`health_metrics`.
+    period : timestamp-like, optional
+        The period's start (default: the last scored period).
+    **tables
+        As in :func:`health_metrics`.
+
+    Returns
+    -------
+    DataFrame
+        The red rows of the scorecard, largest MRR first, then the lowest score.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> surveys = pd.DataFrame({"response_id": [1, 2], "customer_id": [1, 2], "survey": "nps", "score": [2, 9],
+    ...     "responded_at": "2024-01-05"})
+    >>> csmetrics.at_risk(surveys=surveys)["customer_id"].tolist()
+    [1]
+    """
+    engine, window = _health_engine(tables)
+    scores, _ = plans.health_scores(engine, scorecard or HealthScorecard(), **window)
+    freq_tz = {k: window[k] for k in ("freq", "tz") if k in window}
+    return _one(engine, plans.at_risk(engine, scores, period=period, **freq_tz))

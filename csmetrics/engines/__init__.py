@@ -1,0 +1,56 @@
+"""Engines: where the per-customer work runs. :func:`open_engine` is the one place that looks at
+the input types, validates once and (lazily) imports Dask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from csmetrics._compat import any_dask
+from csmetrics.engines.base import AS_OF_COLUMNS, Engine, Handle, Memo, Pending, resolve
+from csmetrics.engines.dask import load
+from csmetrics.engines.pandas import PandasEngine
+from csmetrics.options import ConfigError, UnknownNameError, check_bool, check_int
+from csmetrics.validate import TABLES, validate_tables
+
+__all__ = ["AS_OF_COLUMNS", "ENGINES", "Engine", "Handle", "Memo", "Pending", "PandasEngine", "open_engine", "resolve"]
+
+ENGINES = ("pandas", "dask")
+
+
+def open_engine(
+    tables: Mapping[str, Any],
+    *,
+    engine: str | None = None,
+    quarantine: bool = False,
+    validated: bool = False,
+    base_currency: str | None = None,
+    buckets: int | None = None,
+    progress: bool = False,
+) -> tuple[Engine, dict[str, pd.DataFrame]]:
+    """Validate ``tables`` once and hold them in an engine; returns (engine, rejected rows per table).
+
+    ``engine`` is "pandas" or "dask"; by default Dask when any table is a Dask DataFrame.
+    Absent tables (None) are left out. ``validated``: the tables are :func:`csmetrics.validate`
+    output (validation is skipped). ``buckets`` and ``progress`` apply to Dask.
+    """
+    given = {name: table for name, table in tables.items() if table is not None}
+    unknown = sorted(set(given) - set(TABLES))
+    if unknown:
+        raise UnknownNameError(f"unknown table(s) {unknown}; expected some of {', '.join(TABLES)}")
+    quarantine, validated = check_bool("quarantine", quarantine), check_bool("validated", validated)
+    if buckets is not None:
+        check_int("buckets", buckets, low=1)
+    kind = engine if engine is not None else ("dask" if any_dask(*given.values()) else "pandas")
+    if kind not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if kind == "dask":
+        return load(given, quarantine=quarantine, validated=validated, base_currency=base_currency, buckets=buckets,
+                    progress=progress)  # fmt: skip
+    if validated:
+        return PandasEngine(given), {}
+    valid, rejected = validate_tables(given, quarantine=quarantine, base_currency=base_currency)
+    return PandasEngine(valid), rejected

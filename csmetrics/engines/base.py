@@ -1,0 +1,127 @@
+"""Where the per-customer work runs: the engine interface, planned work, and its resolution.
+
+An engine holds the validated tables split into *buckets*: disjoint sets of customers,
+every table of one customer in the same bucket. The pandas engine
+(:mod:`csmetrics.engines.pandas`) has one bucket (the whole tables); the Dask engine
+(:mod:`csmetrics.engines.dask`) has many, made by hashing ``customer_id``. Plans
+(:mod:`csmetrics.plans`) are written once against :class:`Engine`; a plan returns a
+:class:`Pending` and :func:`resolve` computes any number of them in one go.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pandas as pd
+
+__all__ = ["AS_OF_COLUMNS", "Engine", "Handle", "Memo", "Pending", "resolve"]
+
+#: One item per bucket: a frame (or None where the table is absent) or a result of ``map``.
+Handle = list
+
+#: timestamp columns whose latest value sets a table's as_of
+AS_OF_COLUMNS: dict[str, tuple[str, ...]] = {
+    "events": ("timestamp",),
+    "tickets": ("created_at", "first_response_at", "resolved_at"),
+    "surveys": ("responded_at", "sent_at"),
+    "billing": ("service_start", "invoiced_at"),
+    "costs": ("incurred_at",),
+}
+
+
+class Engine(Protocol):
+    """What a plan may ask of an engine.
+
+    - ``n``: the number of buckets; ``name``: for the manifest only;
+    - ``has(name)``: the table is given and has rows; ``holds(name)``: it is given (maybe empty);
+    - ``table(name)``: the handle of a big table (None items where it is absent or empty);
+    - ``small(name)``: a small table (customers, costs, fx) as one pandas frame, or None;
+    - ``latest(name)``: the latest timestamp of a table's as_of columns (int ns, NAT if none);
+    - ``map(fn, *handles, **shared)``: ``fn`` per bucket; ``shared`` values go to every call;
+    - ``regroup(handle, key, n)``: frames re-split by ``key(frame) -> group in 0..n-1``;
+    - ``persist(handle)``: keep results for several later maps; ``gather(*handles)``: compute;
+    - ``summary(name, as_of)``: a small frame holding the table's columns and timestamp
+      extremes (all that a family's ``prepare`` needs to build its context);
+    - ``memo``: a :class:`Memo` the families may share work through, or None;
+    - ``input_rows`` and ``customer_output``: what differs between engines in a report.
+    """
+
+    name: str
+    n: int
+    memo: Memo | None
+
+    def has(self, name: str) -> bool: ...
+
+    def holds(self, name: str) -> bool: ...
+
+    def table(self, name: str) -> Handle: ...
+
+    def small(self, name: str) -> pd.DataFrame | None: ...
+
+    def latest(self, name: str) -> int: ...
+
+    def map(self, fn: Callable, *handles: Handle, **shared: Any) -> Handle: ...
+
+    def regroup(self, handle: Handle, key: Callable, n: int) -> Handle: ...
+
+    def persist(self, handle: Handle) -> Handle: ...
+
+    def gather(self, *handles: Handle) -> tuple[list, ...]: ...
+
+    def summary(self, name: str, as_of: object = None) -> pd.DataFrame: ...
+
+    def input_rows(self, name: str, given: object, rejected: Mapping[str, pd.DataFrame]) -> int: ...
+
+    def customer_output(self, groups: Handle) -> Any: ...
+
+
+@dataclass
+class Pending:
+    """Handles to compute and what to do with their gathered per-bucket results."""
+
+    handles: tuple
+    finish: Callable[..., Any]
+
+
+def resolve(engine: Engine, pendings: Mapping[str, Pending]) -> dict[str, Any]:
+    """Compute every pending's handles in one go, then finish each."""
+    flat = [h for p in pendings.values() for h in p.handles]
+    results = engine.gather(*flat)
+    out, k = {}, 0
+    for name, pending in pendings.items():
+        mine = results[k : k + len(pending.handles)]
+        k += len(pending.handles)
+        out[name] = pending.finish(*mine)
+    return out
+
+
+class Memo:
+    """Results keyed by an object's identity (held weakly) and a key: the families of one run
+    that are given the same frame share work (the billing ledger) through the engine's memo.
+
+    An entry is used only while its object is alive and is the same object, so a freed frame
+    never hits a stale entry; the oldest entries are dropped beyond ``slots``.
+    """
+
+    def __init__(self, slots: int = 4):
+        self.slots = slots
+        self._entries: OrderedDict = OrderedDict()
+
+    def get(self, owner: object, key: tuple, make: Callable[[], Any]) -> Any:
+        full = (id(owner), *key)
+        hit = self._entries.get(full)
+        if hit is not None and hit[0]() is owner:
+            self._entries.move_to_end(full)
+            return hit[1]
+        value = make()
+        try:
+            self._entries[full] = (weakref.ref(owner), value)
+        except TypeError:  # pragma: no cover - frames are weak-referenceable
+            return value
+        while len(self._entries) > self.slots:
+            self._entries.popitem(last=False)
+        return value

@@ -1,0 +1,379 @@
+"""One plan per family, written once against an engine (:class:`csmetrics.engines.base.Engine`).
+
+A plan takes an engine and the family's settings, builds the family's context from
+``engine.summary`` (the whole table on pandas, its extremes on Dask), maps the family's
+``partial`` over the buckets and returns a :class:`~csmetrics.engines.base.Pending` whose
+``finish`` combines and finalizes. Every partial is additive over disjoint customer sets
+(property-tested per family), so any bucketing gives the same frames; support's quantiles
+are computed exactly per (period, segment) cell after regrouping the duration rows by cell
+(with one bucket, straight from the arrays the partial made). The public functions
+(:mod:`csmetrics.api`) and the report (:mod:`csmetrics.report`) both run these plans, so
+they cannot drift apart. :data:`FAMILIES` names the metric-frame families.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from csmetrics.engines.base import Engine, Handle, Pending
+from csmetrics.frame import encode_segments
+from csmetrics.metrics import customers as customers_family
+from csmetrics.metrics import engagement as engagement_family
+from csmetrics.metrics import revenue as revenue_family
+from csmetrics.metrics import support as support_family
+from csmetrics.metrics import surveys as surveys_family
+from csmetrics.metrics import value as value_family
+from csmetrics.metrics._billing import KINDS, BillingContext
+from csmetrics.metrics._billing import prepare as prepare_billing
+from csmetrics.metrics._common import combine
+from csmetrics.metrics.health import (
+    Inputs,
+    Scorecard,
+    aggregate_finalize,
+    aggregate_partial,
+    health_spine,
+    load_counts,
+    red_by_mrr,
+    scores_spine,
+)
+from csmetrics.periods import Spine, period_codes
+
+__all__ = [
+    "CUSTOMER_COLUMNS",
+    "FAMILIES",
+    "HEALTH_TABLES",
+    "MOVEMENT_COLUMNS",
+    "at_risk",
+    "billing_context",
+    "cohorts",
+    "current_mrr",
+    "customer_rows",
+    "gather_scores",
+    "engagement",
+    "followups",
+    "health",
+    "health_scores",
+    "movements",
+    "revenue",
+    "support",
+    "surveys",
+    "usable_by",
+    "value",
+]
+
+_QUANTILE_GROUPS = 16
+HEALTH_TABLES = ("events", "surveys", "tickets", "billing")
+
+
+def usable_by(by: Sequence[str], columns: Sequence[str], customers: pd.DataFrame | None, extra: Sequence[str] = ()) -> list[str]:
+    """The ``by`` columns a family can split by: its table's, customer attributes, ``extra``."""
+    return [c for c in by if c in columns or c in extra or (customers is not None and c in customers.columns)]
+
+
+# --------------------------------------------------------------------------
+# Billing: revenue + customers, value, cohorts, movements, current MRR
+# --------------------------------------------------------------------------
+def billing_context(
+    engine: Engine,
+    *,
+    by: Sequence[str] | str | None = (),
+    freq: str = "M",
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+    base_currency: str | None = None,
+    policies: dict | None = None,
+    reserved: Sequence[str] = (),
+) -> BillingContext:
+    """The billing context every bucket shares (periods, as_of, segments, fx, policies)."""
+    _, context = prepare_billing(
+        engine.summary("billing", as_of), by=by, customers=engine.small("customers"), fx=engine.small("fx"), freq=freq,
+        tz=tz, as_of=as_of, start=start, end=end, base_currency=base_currency, reserved=reserved, **(policies or {}),
+    )  # fmt: skip
+    return context
+
+
+def revenue(engine: Engine, context: BillingContext) -> Pending:
+    """(revenue frame, customers frame): both families finalize the same partials."""
+
+    def finish(parts: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+        summed = revenue_family.combine(parts, context)
+        return revenue_family.finalize(summed, context), customers_family.finalize(summed, context)
+
+    return Pending((engine.map(revenue_family.partial, engine.table("billing"), context=context, memo=engine.memo),), finish)
+
+
+def value(engine: Engine, context: BillingContext, *, gross_margin: float = 1.0, cost_roles: Any = None,
+          lifespan_months: float | None = None) -> Pending:  # fmt: skip
+    """The value frame (CLV and, with costs, CRC, CAC, LTV:CAC and CLV per capex)."""
+    value_family.check_value_options(gross_margin, cost_roles, lifespan_months)
+    monthly = value_family.monthly_context(engine.summary("billing", context.spine.as_of), context)
+    costs = engine.small("costs")
+
+    def finish(parts: list) -> pd.DataFrame:
+        pieces = value_family.combine(parts, context, monthly)
+        return value_family.finalize(pieces, context, monthly, costs=costs, gross_margin=gross_margin, cost_roles=cost_roles,
+                                     lifespan_months=lifespan_months)  # fmt: skip
+
+    parts = engine.map(value_family.partial, engine.table("billing"), context=context, monthly=monthly, memo=engine.memo)
+    return Pending((parts,), finish)
+
+
+def cohorts(engine: Engine, context: BillingContext) -> Pending:
+    """The cohort table (by the context's segments)."""
+    parts = engine.map(revenue_family.cohort_partial, engine.table("billing"), context=context, memo=engine.memo)
+    return Pending((parts,), lambda parts: revenue_family.cohort_finalize(parts, context))
+
+
+def movements(engine: Engine, context: BillingContext) -> Pending:
+    """The per-customer movement ledger, in one order on every engine."""
+    parts = engine.map(revenue_family.movements, engine.table("billing"), context=context, memo=engine.memo)
+    return Pending((parts,), lambda parts: revenue_family.sort_movements(pd.concat(parts, ignore_index=True)))
+
+
+def current_mrr(engine: Engine, context: BillingContext) -> Pending:
+    """Each customer's MRR at the context's as_of, by customer_id."""
+    parts = engine.map(revenue_family.current_mrr_of, engine.table("billing"), context=context, memo=engine.memo)
+    return Pending((parts,), lambda parts: pd.concat(parts).sort_index(kind="stable"))
+
+
+# --------------------------------------------------------------------------
+# Support, surveys, engagement
+# --------------------------------------------------------------------------
+def support(engine: Engine, *, by: Sequence[str] | str | None = (), sla_targets: Any = None, freq: str = "M",
+            tz: str = "UTC", as_of: object = None, start: object = None, end: object = None) -> Pending:  # fmt: skip
+    """The support frame; quantiles exact per cell (from the partial's arrays with one bucket)."""
+    _, context = support_family.prepare(engine.summary("tickets", as_of), by=by, customers=engine.small("customers"),
+                                        sla_targets=sla_targets, freq=freq, tz=tz, as_of=as_of, start=start, end=end)  # fmt: skip
+    tickets = engine.table("tickets")
+
+    def finish(parts: list, exact: list) -> pd.DataFrame:
+        summed = combine([p[0] for p in parts], context.by, support_family.PARTIAL_COLUMNS)
+        return support_family.finalize(summed, pd.concat(exact, ignore_index=True), context)
+
+    if engine.n == 1:  # the fast path: the quantiles from the arrays the partial already made
+        parts = engine.map(_support_partial_and_quantiles, tickets, context=context)
+        return Pending((parts,), lambda parts: finish(parts, [p[1] for p in parts]))
+    parts = engine.map(_support_partial, tickets, context=context)
+    # quantiles: duration rows with their segment values, regrouped so that each cell is whole in one group
+    rows = engine.regroup(engine.map(_duration_rows, tickets, context=context), _cell_group, _QUANTILE_GROUPS)
+    exact = engine.map(_cell_quantiles, rows, context=context)
+    return Pending((parts, exact), finish)
+
+
+def _support_partial(tickets: pd.DataFrame | None, context: Any) -> tuple[pd.DataFrame, None]:
+    return support_family.partial(tickets, context), None
+
+
+def _support_partial_and_quantiles(tickets: pd.DataFrame | None, context: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    arrays = support_family.ticket_arrays(tickets, context)
+    return support_family.partial(tickets, context, arrays), support_family.quantiles(tickets, context, arrays)
+
+
+def _duration_rows(tickets: pd.DataFrame | None, context: Any) -> pd.DataFrame:
+    arrays, seg_table = support_family.durations(tickets, context)
+    rows = pd.DataFrame(arrays)
+    if seg_table is not None:
+        for column in seg_table.columns:
+            rows[column] = seg_table[column].take(rows["segment"].to_numpy()).reset_index(drop=True)
+    return rows.drop(columns="segment")
+
+
+def _cell_group(rows: pd.DataFrame) -> np.ndarray:
+    keys = [c for c in rows.columns if c not in ("first_response_minutes", "resolution_hours")]
+    return (pd.util.hash_pandas_object(rows[keys], index=False).to_numpy() % np.uint64(_QUANTILE_GROUPS)).astype(np.int64)
+
+
+def _cell_quantiles(rows: pd.DataFrame, context: Any) -> pd.DataFrame:
+    by = list(context.by)
+    seg, seg_table = encode_segments(rows[by]) if by else (np.zeros(len(rows), dtype=np.int64), None)
+    return support_family.exact_quantiles(rows.assign(segment=seg), seg_table, context.spine.n)
+
+
+def surveys(engine: Engine, *, by: Sequence[str] | str | None = (), csat_thresholds: Any = None, freq: str = "M",
+            tz: str = "UTC", as_of: object = None, start: object = None, end: object = None) -> Pending:  # fmt: skip
+    """The survey frame."""
+    _, context = surveys_family.prepare(engine.summary("surveys", as_of), by=by, customers=engine.small("customers"),
+                                        csat_thresholds=csat_thresholds, freq=freq, tz=tz, as_of=as_of, start=start, end=end)  # fmt: skip
+
+    def finish(parts: list) -> pd.DataFrame:
+        return surveys_family.finalize(combine(parts, context.by, surveys_family.PARTIAL_COLUMNS), context)
+
+    return Pending((engine.map(surveys_family.partial, engine.table("surveys"), context=context),), finish)
+
+
+def followups(engine: Engine, *, csat_thresholds: Any = None, freq: str = "M", tz: str = "UTC", as_of: object = None,
+              start: object = None, end: object = None) -> Pending:  # fmt: skip
+    """The follow-up list (unhappy answers with the customer's current MRR)."""
+    _, context = surveys_family.prepare(engine.summary("surveys", as_of), csat_thresholds=csat_thresholds, freq=freq, tz=tz,
+                                        as_of=as_of, start=start, end=end)  # fmt: skip
+    rows = engine.map(_followup_rows, engine.table("surveys"), engine.table("billing"), context=context, fx=engine.small("fx"))
+    return Pending((rows,), lambda parts: surveys_family.sort_followups(pd.concat(parts, ignore_index=True)))
+
+
+def _followup_rows(surveys: pd.DataFrame | None, billing: pd.DataFrame | None, context: Any, fx: pd.DataFrame | None) -> pd.DataFrame:
+    return surveys_family.followup_rows(surveys, context, billing=billing, fx=fx)
+
+
+def engagement(engine: Engine, *, by: Sequence[str] | str | None = (), session_gap_minutes: float = 30.0, freq: str = "M",
+               tz: str = "UTC", as_of: object = None, start: object = None, end: object = None) -> Pending:  # fmt: skip
+    """The engagement frame (with billing: purchase frequency and value)."""
+    billing = engine.summary("billing", as_of) if engine.has("billing") else None
+    _, _, context = engagement_family.prepare(engine.summary("events", as_of), billing=billing, fx=engine.small("fx"), by=by,
+                                              customers=engine.small("customers"), session_gap_minutes=session_gap_minutes,
+                                              freq=freq, tz=tz, as_of=as_of, start=start, end=end)  # fmt: skip
+    parts = engine.map(engagement_family.partial, engine.table("events"), engine.table("billing"), context=context)
+
+    def finish(parts: list) -> pd.DataFrame:
+        main = combine([p[0] for p in parts], context.by, engagement_family.PARTIAL_COLUMNS)
+        return engagement_family.finalize(main, pd.concat([p[1] for p in parts], ignore_index=True), context)
+
+    return Pending((parts,), finish)
+
+
+# --------------------------------------------------------------------------
+# Health: rows per bucket, an exact global fit, then scores
+# --------------------------------------------------------------------------
+def health_scores(engine: Engine, card: Scorecard, *, fit: bool = True, freq: str = "M", tz: str = "UTC",
+                  as_of: object = None, start: object = None, end: object = None) -> tuple[Handle, Scorecard]:  # fmt: skip
+    """The handle of the scored rows per bucket and the scorecard they were scored with: ``card``
+    itself when ``fit`` is False, else a fitted copy (the caller's scorecard is never changed)."""
+    present = [name for name in HEALTH_TABLES if engine.has(name)] or [name for name in HEALTH_TABLES if engine.holds(name)]
+    spine = health_spine(freq=freq, tz=tz, as_of=as_of, start=start, end=end,
+                         **{name: engine.summary(name, as_of) for name in present})  # fmt: skip
+    handles = [engine.table(name) for name in HEALTH_TABLES]  # None items for the absent ones
+    rows = engine.persist(engine.map(_health_rows, *handles, card=card, spine=spine, fx=engine.small("fx")))
+    if fit:
+        (counts,) = engine.gather(engine.map(load_counts, rows))
+        card = copy.deepcopy(card).fit_loads(np.concatenate([c[0] for c in counts]), np.concatenate([c[1] for c in counts]))
+    else:
+        card.check_is_fitted()
+    return engine.persist(engine.map(card.finish, rows)), card
+
+
+def _health_rows(events: Any, surveys: Any, tickets: Any, billing: Any, card: Scorecard, spine: Spine, fx: Any) -> pd.DataFrame:
+    tables = {"events": events, "surveys": surveys, "tickets": tickets, "billing": billing}
+    return Inputs.build(card, fx=fx, spine=spine, freq=spine.freq, tz=spine.tz,
+                        **{k: v for k, v in tables.items() if v is not None}).rows()  # fmt: skip
+
+
+def gather_scores(engine: Engine, scores: Handle) -> Pending:
+    """The scored rows of every bucket in one frame, ordered by (period, customer_id)."""
+
+    def finish(parts: list) -> pd.DataFrame:
+        frame = pd.concat(parts, ignore_index=True)
+        return frame.sort_values(["period", "customer_id"], kind="stable").reset_index(drop=True)
+
+    return Pending((scores,), finish)
+
+
+def health(engine: Engine, scores: Handle, *, by: Sequence[str] | str | None = (), freq: str = "M", tz: str = "UTC") -> Pending:
+    """(health metric frame, at-risk rows of the last scored period)."""
+    by = [by] if isinstance(by, str) else list(by or ())
+    customers = engine.small("customers")
+    (periods,) = engine.gather(engine.map(_period_range, scores))
+    spine = scores_spine([p for p in periods if len(p)], freq, tz)
+    last = spine.starts[-1] if any(len(p) for p in periods) else None
+    parts = engine.map(aggregate_partial, scores, spine=spine, by=by, customers=customers)
+    red = engine.map(red_by_mrr, scores, period=last)
+
+    def finish(parts: list, red: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+        frame = aggregate_finalize(parts, spine, by=by)
+        return frame, red_by_mrr(pd.concat([r for r in red if len(r)] or [red[0]], ignore_index=True), last)
+
+    return Pending((parts, red), finish)
+
+
+def at_risk(engine: Engine, scores: Handle, *, period: object = None, freq: str = "M", tz: str = "UTC") -> Pending:
+    """The red customers of a period (default: the last scored one) by MRR."""
+    if period is None:
+        pending = health(engine, scores, freq=freq, tz=tz)
+        return Pending(pending.handles, lambda *parts: pending.finish(*parts)[1])
+    red = engine.map(red_by_mrr, scores, period=period)
+    return Pending((red,), lambda parts: red_by_mrr(pd.concat(parts, ignore_index=True), period))
+
+
+def _period_range(scores: pd.DataFrame) -> pd.Series:
+    return scores["period"].iloc[[scores["period"].argmin(), scores["period"].argmax()]] if len(scores) else scores["period"]
+
+
+# --------------------------------------------------------------------------
+# Per customer and period rows (the report's customers.parquet)
+# --------------------------------------------------------------------------
+CUSTOMER_COLUMNS = ("customer_id", "period", "mrr", "score", "band", "components_used", "usage", "sentiment", "support",
+                    "revenue", "weakest_component")  # fmt: skip
+MOVEMENT_COLUMNS = tuple(f"{kind}_mrr" for kind in KINDS)
+
+
+def customer_rows(engine: Engine, scores: Handle | None, context: BillingContext | None, n_groups: int) -> Handle:
+    """Handle of the customer rows regrouped into ``n_groups`` consecutive period ranges, each sorted
+    by (period, customer_id): written in group order they are the whole table's order."""
+    rows = engine.map(_customer_rows, scores if scores is not None else [None] * engine.n, engine.table("billing"),
+                      context=context, memo=engine.memo)  # fmt: skip
+    spine = context.spine if context is not None else None
+    return engine.map(_sorted, engine.regroup(rows, _PeriodRange(spine, n_groups), n_groups))
+
+
+class _PeriodRange:
+    """Group of a row: its period's position in consecutive ranges of the spine."""
+
+    def __init__(self, spine: Spine | None, n_groups: int):
+        self.spine, self.n_groups = spine, n_groups
+
+    def __call__(self, rows: pd.DataFrame) -> np.ndarray:
+        if self.spine is None or not len(rows):
+            return np.zeros(len(rows), dtype=np.int64)
+        index = np.clip(self.spine.index(period_codes(rows["period"], self.spine.freq, self.spine.tz)), 0, self.spine.n - 1)
+        return (index * self.n_groups // self.spine.n).astype(np.int64)
+
+
+def _sorted(rows: pd.DataFrame) -> pd.DataFrame:
+    if len(rows):
+        rows = rows.sort_values(["period", "customer_id"], kind="stable")
+    return rows.reset_index(drop=True)
+
+
+def _customer_rows(scores: pd.DataFrame | None, billing: pd.DataFrame | None, context: BillingContext | None,
+                   memo: Any = None) -> pd.DataFrame:  # fmt: skip
+    """Per customer and period: MRR, movements by kind, health score and band."""
+    if billing is not None and len(billing) and context is not None:
+        ledger = revenue_family.movements(billing, context, memo)
+        moves = ledger.pivot_table(index=["customer_id", "period"], columns="kind", values="amount", aggfunc="sum", observed=True)
+        moves = moves.reindex(columns=list(KINDS)).fillna(0.0)
+        moves.columns = list(MOVEMENT_COLUMNS)
+        moves = moves.reset_index()
+    else:
+        moves = pd.DataFrame(columns=["customer_id", "period"])
+    if scores is not None and len(scores):
+        rows = scores[list(CUSTOMER_COLUMNS)].rename(columns={"score": "health_score", "band": "health_band"})
+    else:
+        rows = pd.DataFrame(columns=["customer_id", "period"])
+    if len(moves):
+        rows = rows.merge(moves, on=["customer_id", "period"], how="outer") if len(rows) else moves
+        for column in MOVEMENT_COLUMNS:
+            rows[column] = rows[column].fillna(0.0)
+    return rows
+
+
+#: Every family's plan by name (the billing plans take a :func:`billing_context`, the health plans scored rows).
+FAMILIES: dict[str, Callable[..., Any]] = {
+    "revenue": revenue,
+    "value": value,
+    "cohorts": cohorts,
+    "movements": movements,
+    "current_mrr": current_mrr,
+    "support": support,
+    "surveys": surveys,
+    "followups": followups,
+    "engagement": engagement,
+    "health_scores": health_scores,
+    "health": health,
+    "at_risk": at_risk,
+    "customer_rows": customer_rows,
+}
