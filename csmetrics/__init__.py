@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from csmetrics._version import __version__
 from csmetrics import accessor as _accessor  # noqa: F401  (registers the `cs` accessor)
-from csmetrics.frame import compare_periods, reaggregate, to_wide
+from csmetrics._version import __version__
 from csmetrics.api import (
     HealthScorecard,
     at_risk,
@@ -20,10 +19,10 @@ from csmetrics.api import (
     survey_metrics,
     value_metrics,
 )
+from csmetrics.frame import compare_periods, reaggregate, to_wide
 from csmetrics.options import ConfigError, NotFittedError
 from csmetrics.report import Report, report
 from csmetrics.validate import TABLES, ValidationError, validate, validate_tables
-
 
 __all__ = [
     "ConfigError",

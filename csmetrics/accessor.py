@@ -104,7 +104,6 @@ class CsAccessor:
         """A line per segment of ``metric`` over the periods, with its 95% interval where there is one."""
         import matplotlib.pyplot as plt
 
-
         frame = self._metric_frame()
         rows = frame[frame["metric"] == metric]
         if rows.empty:

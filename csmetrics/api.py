@@ -58,9 +58,14 @@ def _window(freq: str, tz: str, as_of: object, start: object, end: object) -> di
     return {"freq": freq, "tz": tz, "as_of": as_of, "start": start, "end": end}
 
 
-def _billing(billing: Any, customers: Any, fx: Any, costs: Any = None, *, validated: bool, base_currency: str | None) -> Engine:
-    engine, _ = open_engine({"billing": billing, "customers": customers, "fx": fx, "costs": costs}, validated=validated,
-                            base_currency=base_currency)  # fmt: skip
+def _billing(
+    billing: Any, customers: Any, fx: Any, costs: Any = None, *, validated: bool, base_currency: str | None
+) -> Engine:
+    engine, _ = open_engine(
+        {"billing": billing, "customers": customers, "fx": fx, "costs": costs},
+        validated=validated,
+        base_currency=base_currency,
+    )
     return engine
 
 
@@ -113,7 +118,9 @@ def revenue_metrics(
     [[100.0, 100.0, 0.0], [150.0, 0.0, 50.0]]
     """
     engine = _billing(billing, customers, fx, validated=validated, base_currency=base_currency)
-    context = plans.billing_context(engine, by=by, base_currency=base_currency, policies=policies, **_window(freq, tz, as_of, start, end))
+    context = plans.billing_context(
+        engine, by=by, base_currency=base_currency, policies=policies, **_window(freq, tz, as_of, start, end)
+    )
     return _one(engine, plans.revenue(engine, context))[0]
 
 
@@ -156,7 +163,9 @@ def customer_metrics(
     [0.0, 1.0]
     """
     engine = _billing(billing, customers, fx, validated=validated, base_currency=base_currency)
-    context = plans.billing_context(engine, by=by, base_currency=base_currency, policies=policies, **_window(freq, tz, as_of, start, end))
+    context = plans.billing_context(
+        engine, by=by, base_currency=base_currency, policies=policies, **_window(freq, tz, as_of, start, end)
+    )
     return _one(engine, plans.revenue(engine, context))[1]
 
 
@@ -211,8 +220,12 @@ def value_metrics(
     3600.0
     """
     engine = _billing(billing, customers, fx, costs, validated=validated, base_currency=base_currency)
-    context = plans.billing_context(engine, by=by, base_currency=base_currency, policies=policies, **_window(freq, tz, as_of, start, end))
-    pending = plans.value(engine, context, gross_margin=gross_margin, cost_roles=cost_roles, lifespan_months=lifespan_months)
+    context = plans.billing_context(
+        engine, by=by, base_currency=base_currency, policies=policies, **_window(freq, tz, as_of, start, end)
+    )
+    pending = plans.value(
+        engine, context, gross_margin=gross_margin, cost_roles=cost_roles, lifespan_months=lifespan_months
+    )
     return _one(engine, pending)
 
 
@@ -255,8 +268,14 @@ def mrr_movements(
     [['new', 100.0], ['expansion', 50.0], ['churn', -150.0]]
     """
     engine = _billing(billing, customers, fx, validated=validated, base_currency=base_currency)
-    context = plans.billing_context(engine, by=by, base_currency=base_currency, policies=policies, reserved=MOVEMENT_COLUMNS,
-                                    **_window(freq, tz, as_of, start, end))  # fmt: skip
+    context = plans.billing_context(
+        engine,
+        by=by,
+        base_currency=base_currency,
+        policies=policies,
+        reserved=MOVEMENT_COLUMNS,
+        **_window(freq, tz, as_of, start, end),
+    )
     return _one(engine, plans.movements(engine, context))
 
 
@@ -303,8 +322,14 @@ def cohort_table(
     [['basic', 0, 1.0, 1.0], ['basic', 1, 1.0, 1.0], ['pro', 0, 1.0, 1.0], ['pro', 1, 0.0, 0.0]]
     """
     engine = _billing(billing, customers, fx, validated=validated, base_currency=base_currency)
-    context = plans.billing_context(engine, by=by, base_currency=base_currency, policies=policies, reserved=COHORT_COLUMNS,
-                                    **_window(freq, tz, as_of, start, end))  # fmt: skip
+    context = plans.billing_context(
+        engine,
+        by=by,
+        base_currency=base_currency,
+        policies=policies,
+        reserved=COHORT_COLUMNS,
+        **_window(freq, tz, as_of, start, end),
+    )
     return _one(engine, plans.cohorts(engine, context))
 
 
@@ -434,7 +459,9 @@ def survey_metrics(
     (30.0, 14.1, 44.2)
     """
     engine, _ = open_engine({"surveys": surveys, "customers": customers}, validated=validated)
-    return _one(engine, plans.surveys(engine, by=by, csat_thresholds=csat_thresholds, **_window(freq, tz, as_of, start, end)))
+    return _one(
+        engine, plans.surveys(engine, by=by, csat_thresholds=csat_thresholds, **_window(freq, tz, as_of, start, end))
+    )
 
 
 def followups(
@@ -478,7 +505,9 @@ def followups(
     ([7], [3.0])
     """
     engine, _ = open_engine({"surveys": surveys, "billing": billing, "fx": fx}, validated=validated)
-    return _one(engine, plans.followups(engine, csat_thresholds=csat_thresholds, **_window(freq, tz, as_of, start, end)))
+    return _one(
+        engine, plans.followups(engine, csat_thresholds=csat_thresholds, **_window(freq, tz, as_of, start, end))
+    )
 
 
 def engagement_metrics(
@@ -525,8 +554,12 @@ def engagement_metrics(
     >>> float(frame.loc["active_users", "value"]), float(frame.loc["avg_session_minutes", "value"])
     (2.0, 10.0)
     """
-    engine, _ = open_engine({"events": events, "billing": billing, "fx": fx, "customers": customers}, validated=validated)
-    pending = plans.engagement(engine, by=by, session_gap_minutes=session_gap_minutes, **_window(freq, tz, as_of, start, end))
+    engine, _ = open_engine(
+        {"events": events, "billing": billing, "fx": fx, "customers": customers}, validated=validated
+    )
+    pending = plans.engagement(
+        engine, by=by, session_gap_minutes=session_gap_minutes, **_window(freq, tz, as_of, start, end)
+    )
     return _one(engine, pending)
 
 
@@ -628,8 +661,10 @@ def _health_engine(given: Mapping[str, Any]) -> tuple[Engine, dict[str, Any]]:
     """An engine over the health tables of ``given`` and the window settings."""
     unknown = sorted(set(given) - {*_HEALTH_TABLES, *_HEALTH_WINDOW, "validated"})
     if unknown:
-        raise TypeError(f"unknown argument(s) {unknown}: the health functions take the tables "
-                        f"{', '.join(_HEALTH_TABLES)} and {', '.join(_HEALTH_WINDOW)}, validated")  # fmt: skip
+        raise TypeError(
+            f"unknown argument(s) {unknown}: the health functions take the tables "
+            f"{', '.join(_HEALTH_TABLES)} and {', '.join(_HEALTH_WINDOW)}, validated"
+        )
     engine, _ = open_engine({k: given.get(k) for k in _HEALTH_TABLES}, validated=given.get("validated", False))
     return engine, {k: given[k] for k in _HEALTH_WINDOW if k in given}
 

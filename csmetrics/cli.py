@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -77,7 +77,9 @@ def validate_command(
         if quarantine is not None and n_rejected:
             out = Path(quarantine) / "rejected"
             out.mkdir(parents=True, exist_ok=True)
-            rejected[name].astype({c: "str" for c in rejected[name].columns if rejected[name][c].dtype == object}).to_parquet(out / f"{name}.parquet")
+            rejected[name].astype(
+                {c: "str" for c in rejected[name].columns if rejected[name][c].dtype == object}
+            ).to_parquet(out / f"{name}.parquet")
     console.print(summary)
 
 
@@ -89,16 +91,30 @@ def report_command(
     by: list[str] | None = typer.Option(None, "--by", help="Segment column; repeat for several."),
     tz: str | None = typer.Option(None, "--tz", help="Report time zone (default UTC)."),
     as_of: str | None = typer.Option(None, "--as-of", help="Extraction instant (default: latest timestamp)."),
-    config: Path | None = typer.Option(None, "--config", help="csmetrics.toml with thresholds, targets, weights, policies."),
-    quarantine: bool = typer.Option(False, "--quarantine", help="Set bad rows aside (OUT/rejected/) instead of failing."),
+    config: Path | None = typer.Option(
+        None, "--config", help="csmetrics.toml with thresholds, targets, weights, policies."
+    ),
+    quarantine: bool = typer.Option(
+        False, "--quarantine", help="Set bad rows aside (OUT/rejected/) instead of failing."
+    ),
     html: bool = typer.Option(True, "--html/--no-html", help="Write the index.html dashboard."),
     partitioned: bool = typer.Option(False, "--partitioned", help="Also write metrics/ hive-partitioned by metric."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars or summary."),
-    engine: str = typer.Option("pandas", "--engine", help="pandas (in memory) or dask (partitioned, larger than memory)."),
-    scheduler: str | None = typer.Option(None, "--scheduler", help="Dask: address of a running scheduler (tcp://host:8786)."),
-    workers: int | None = typer.Option(None, "--workers", help="Dask: workers of the local cluster (default: one per core)."),
-    memory_limit: str | None = typer.Option(None, "--memory-limit", help="Dask: memory limit per local worker (e.g. 4GB)."),
-    buckets: int | None = typer.Option(None, "--buckets", help="Dask: customer buckets (default: the largest table's partitions)."),
+    engine: str = typer.Option(
+        "pandas", "--engine", help="pandas (in memory) or dask (partitioned, larger than memory)."
+    ),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Dask: address of a running scheduler (tcp://host:8786)."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Dask: workers of the local cluster (default: one per core)."
+    ),
+    memory_limit: str | None = typer.Option(
+        None, "--memory-limit", help="Dask: memory limit per local worker (e.g. 4GB)."
+    ),
+    buckets: int | None = typer.Option(
+        None, "--buckets", help="Dask: customer buckets (default: the largest table's partitions)."
+    ),
 ) -> None:
     """Run every metric family on DATA_DIR and write Parquet, a manifest and an HTML dashboard.
 
@@ -133,7 +149,9 @@ def report_command(
         if engine == "dask":
             client = _dask_client(stack, scheduler, workers, memory_limit, quiet)
             if not quiet:
-                err_console.print(f"Dask: {len(client.scheduler_info()['workers'])} workers; dashboard {client.dashboard_link}")
+                err_console.print(
+                    f"Dask: {len(client.scheduler_info()['workers'])} workers; dashboard {client.dashboard_link}"
+                )
         _report(data_dir, out, stages, settings, params, engine, buckets, quarantine, html, partitioned, quiet)
 
 
@@ -147,15 +165,28 @@ def _dask_client(stack, scheduler: str | None, workers: int | None, memory_limit
     if scheduler is not None:
         return stack.enter_context(Client(scheduler))
     # the local cluster (scheduler, workers and dashboard) listens on the loopback interface only
-    cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, memory_limit=memory_limit or "auto",
-                                               host=LOOPBACK, dashboard_address=f"{LOOPBACK}:0"))  # fmt: skip
+    cluster = stack.enter_context(
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            memory_limit=memory_limit or "auto",
+            host=LOOPBACK,
+            dashboard_address=f"{LOOPBACK}:0",
+        )
+    )
     return stack.enter_context(Client(cluster))
 
 
 def _report(data_dir, out, stages, settings, params, engine, buckets, quarantine, html, partitioned, quiet) -> None:
     # on Dask, its own progress bars show each computation: stages are printed as lines
-    with Progress(TextColumn("{task.description:<12}"), BarColumn(), TimeElapsedColumn(), console=err_console,
-                  disable=quiet or engine == "dask", transient=False) as progress:  # fmt: skip
+    with Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet or engine == "dask",
+        transient=False,
+    ) as progress:
         task = progress.add_task("read", total=len(stages))
 
         def step(stage: str) -> None:
@@ -165,8 +196,18 @@ def _report(data_dir, out, stages, settings, params, engine, buckets, quarantine
 
         tables, paths = _read(data_dir, lazy=engine == "dask")
         try:
-            result = report(tables, paths=paths, quarantine=quarantine, html=html, config=settings, progress=step,
-                            engine=engine, buckets=buckets, dask_progress=engine == "dask" and not quiet, **params)  # fmt: skip
+            result = report(
+                tables,
+                paths=paths,
+                quarantine=quarantine,
+                html=html,
+                config=settings,
+                progress=step,
+                engine=engine,
+                buckets=buckets,
+                dask_progress=engine == "dask" and not quiet,
+                **params,
+            )
         except ValidationError as err:
             progress.stop()
             err_console.print("[red]validation failed[/red]\n" + escape(str(err)), highlight=False)

@@ -38,8 +38,19 @@ def scorecard_keys() -> tuple[str, ...]:
 
 
 #: csmetrics.toml keys: the report's options; [health] takes the scorecard's parameters, [policies] the Policies fields.
-CONFIG_KEYS = ("freq", "by", "tz", "as_of", "csat_thresholds", "sla_targets", "cost_roles", "gross_margin",
-               "session_gap_minutes", "health", "policies")  # fmt: skip
+CONFIG_KEYS = (
+    "freq",
+    "by",
+    "tz",
+    "as_of",
+    "csat_thresholds",
+    "sla_targets",
+    "cost_roles",
+    "gross_margin",
+    "session_gap_minutes",
+    "health",
+    "policies",
+)
 POLICY_KEYS = tuple(Policies.__dataclass_fields__)
 
 
@@ -71,7 +82,9 @@ def check_config(raw: Mapping, source: str = "config") -> dict:
     sections = {"health": scorecard_keys(), "policies": POLICY_KEYS}
     for section, known in sections.items():
         if section in raw and not isinstance(raw[section], Mapping):
-            raise ConfigError(f"{source}: [{section}] must be a table of keys ({', '.join(known)}), not {raw[section]!r}")
+            raise ConfigError(
+                f"{source}: [{section}] must be a table of keys ({', '.join(known)}), not {raw[section]!r}"
+            )
         for key in raw.get(section, {}):
             if key not in known:
                 raise UnknownNameError(f"{source}: unknown key {section}.{key} (known: {', '.join(sorted(known))})")
@@ -85,7 +98,10 @@ def check_config(raw: Mapping, source: str = "config") -> dict:
         "cost_roles": check_cost_roles,
         "gross_margin": lambda v: check_number("gross_margin", v, low=0, high=1, low_open=True),
         "session_gap_minutes": lambda v: check_number("session_gap_minutes", v, low=0, low_open=True),
-        "health": lambda v: (Scorecard(**{k: (tuple(x) if k == "bands" and isinstance(x, list) else x) for k, x in v.items()}), dict(v))[1],
+        "health": lambda v: (
+            Scorecard(**{k: (tuple(x) if k == "bands" and isinstance(x, list) else x) for k, x in v.items()}),
+            dict(v),
+        )[1],
         "policies": lambda v: (Policies(**v), dict(v))[1],
     }
     config = {}

@@ -48,7 +48,7 @@ def _svg(fig) -> str:
     fig.savefig(buffer, format="svg", bbox_inches="tight")
     plt.close(fig)
     text = buffer.getvalue()
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
 def company_view(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -61,7 +61,9 @@ def company_view(metrics: pd.DataFrame) -> pd.DataFrame:
     metrics = metrics[metrics["event"].isna()] if "event" in metrics else metrics
     plain = metrics[segments].isna().all(axis=1) if segments else pd.Series(True, index=metrics.index)
     split_metrics = set(metrics.loc[~plain, "metric"])
-    whole = metrics[plain & ~metrics["metric"].isin(split_metrics)][["period", "freq", "metric", "value", "numerator", "denominator", "ci_low", "ci_high"]]
+    whole = metrics[plain & ~metrics["metric"].isin(split_metrics)][
+        ["period", "freq", "metric", "value", "numerator", "denominator", "ci_low", "ci_high"]
+    ]
     combined = reaggregate(metrics[metrics["metric"].isin(split_metrics)], by=()) if split_metrics else whole.iloc[:0]
     return pd.concat([whole, combined], ignore_index=True)
 
@@ -81,9 +83,14 @@ def _charts(company: pd.DataFrame, complete: pd.Timestamp | None) -> dict[str, s
     metrics = set(company["metric"])
     if {"mrr_start", "new_mrr", "churned_mrr"} <= metrics and complete is not None:
         at = company[company["period"] == complete].set_index("metric")["value"]
-        steps = [("start", at.get("mrr_start", 0.0)), ("new", at.get("new_mrr", 0.0)),
-                 ("reactivation", at.get("reactivation_mrr", 0.0)), ("expansion", at.get("expansion_mrr", 0.0)),
-                 ("contraction", -at.get("contraction_mrr", 0.0)), ("churn", -at.get("churned_mrr", 0.0))]  # fmt: skip
+        steps = [
+            ("start", at.get("mrr_start", 0.0)),
+            ("new", at.get("new_mrr", 0.0)),
+            ("reactivation", at.get("reactivation_mrr", 0.0)),
+            ("expansion", at.get("expansion_mrr", 0.0)),
+            ("contraction", -at.get("contraction_mrr", 0.0)),
+            ("churn", -at.get("churned_mrr", 0.0)),
+        ]
         fig, ax = plt.subplots(figsize=(6.5, 3))
         level = 0.0
         for i, (name, amount) in enumerate(steps):
@@ -100,8 +107,13 @@ def _charts(company: pd.DataFrame, complete: pd.Timestamp | None) -> dict[str, s
         charts["mrr_bridge"] = _svg(fig)
     if "nps" in metrics:
         nps = company[company["metric"] == "nps"].sort_values("period")
-        counts = {m: _series(company, m).reindex(nps["period"].to_numpy()).to_numpy(dtype=float) for m in ("promoters", "detractors")}
-        low, high = stats.nps_interval(counts["promoters"], counts["detractors"], nps["denominator"].to_numpy(dtype=float))
+        counts = {
+            m: _series(company, m).reindex(nps["period"].to_numpy()).to_numpy(dtype=float)
+            for m in ("promoters", "detractors")
+        }
+        low, high = stats.nps_interval(
+            counts["promoters"], counts["detractors"], nps["denominator"].to_numpy(dtype=float)
+        )
         fig, ax = plt.subplots(figsize=(6.5, 3))
         ax.fill_between(nps["period"], low, high, alpha=0.25, color="#1d4ed8", label="95% interval")
         ax.plot(nps["period"], nps["value"], color="#1d4ed8", marker="o", ms=3, label="NPS")
@@ -157,8 +169,17 @@ def _headlines(company: pd.DataFrame, complete: pd.Timestamp | None) -> list[dic
                 test = compare_periods(company, name)
                 hit = test[test["period"] == complete]
                 significant = bool(hit["significant"].iloc[0]) if len(hit) else None
-            out.append({"family": family, "name": name, "value": value, "previous": prior, "unit": info.unit,
-                        "direction": info.direction, "significant": significant})  # fmt: skip
+            out.append(
+                {
+                    "family": family,
+                    "name": name,
+                    "value": value,
+                    "previous": prior,
+                    "unit": info.unit,
+                    "direction": info.direction,
+                    "significant": significant,
+                }
+            )
     return out
 
 
@@ -242,11 +263,18 @@ def render(report) -> str:
     cards: dict[str, list[dict]] = {}
     for item in _headlines(company, complete):
         change = item["value"] - item["previous"] if not np.isnan(item["previous"]) else np.nan
-        better = "flat" if np.isnan(change) or change == 0 or item["direction"] == "none" else (
-            "up" if (change > 0) == (item["direction"] == "up") else "down")  # fmt: skip
+        better = (
+            "flat"
+            if np.isnan(change) or change == 0 or item["direction"] == "none"
+            else ("up" if (change > 0) == (item["direction"] == "up") else "down")
+        )
         arrow = "" if np.isnan(change) else ("▲ " if change > 0 else "▼ " if change < 0 else "= ")
         unit = item["unit"]
-        item.update(text=_fmt(item["value"], unit), change=f"{arrow}{_fmt(abs(change), unit) if not np.isnan(change) else 'no previous period'}", css=better)
+        item.update(
+            text=_fmt(item["value"], unit),
+            change=f"{arrow}{_fmt(abs(change), unit) if not np.isnan(change) else 'no previous period'}",
+            css=better,
+        )
         cards.setdefault(item["family"], []).append(item)
     used = set(metrics["metric"]) if len(metrics) else set()
     template = jinja2.Environment(autoescape=False).from_string(TEMPLATE)
@@ -258,6 +286,9 @@ def render(report) -> str:
         headlines=list(cards.items()),
         charts=list(_charts(company, complete).values()) if len(company) else [],
         followups=_table(report.followups, ["period", "customer_id", "survey", "score", "comment", "mrr"]),
-        at_risk=_table(report.at_risk, ["customer_id", "score", "mrr", "weakest_component", "usage", "sentiment", "support", "revenue"]),
+        at_risk=_table(
+            report.at_risk,
+            ["customer_id", "score", "mrr", "weakest_component", "usage", "sentiment", "support", "revenue"],
+        ),
         definitions=[m for m in catalog.CATALOG if m.name in used],
     )

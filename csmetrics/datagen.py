@@ -29,13 +29,26 @@ REGIONS = np.array(["NA", "EMEA", "APAC", "LATAM"])
 INDUSTRIES = np.array(["software", "retail", "finance", "health", "education"])
 CHANNELS = np.array(["email", "chat", "phone", "web"])
 PRIORITIES = np.array(["low", "normal", "high", "urgent"])
-EVENT_NAMES = np.array(["login", "view_dashboard", "run_report", "export", "invite_user", "api_call", "configure_alert"])
-COMMENTS = np.array([
-    "great support, thanks", "too slow to load", "missing export to excel", "love the dashboards",
-    "pricing is confusing", "the agent solved it quickly", "had to explain my issue twice",
-    "onboarding was smooth", "billing error again", "",
-])
-COST_CATEGORIES = np.array(["customer_success", "support", "retention_marketing", "training", "sales", "marketing", "capex"])
+EVENT_NAMES = np.array(
+    ["login", "view_dashboard", "run_report", "export", "invite_user", "api_call", "configure_alert"]
+)
+COMMENTS = np.array(
+    [
+        "great support, thanks",
+        "too slow to load",
+        "missing export to excel",
+        "love the dashboards",
+        "pricing is confusing",
+        "the agent solved it quickly",
+        "had to explain my issue twice",
+        "onboarding was smooth",
+        "billing error again",
+        "",
+    ]
+)
+COST_CATEGORIES = np.array(
+    ["customer_success", "support", "retention_marketing", "training", "sales", "marketing", "capex"]
+)
 
 
 def generate(
@@ -132,8 +145,16 @@ def _billing(rng, n, months, month_starts, signup_month, anniversary, annual, cu
         price = PLAN_PRICE[plan[who]] * np.where(annual[who], 10.0, 1.0)
         lines.append((who, np.full(len(who), m), span[who], price, plan[who], np.zeros(len(who), dtype=np.int8)))
         intro = np.flatnonzero(signing & discount & ~annual)
-        lines.append((intro, np.full(len(intro), m), np.full(len(intro), 3), -0.2 * PLAN_PRICE[plan[intro]] * 3,
-                      plan[intro], np.zeros(len(intro), dtype=np.int8)))
+        lines.append(
+            (
+                intro,
+                np.full(len(intro), m),
+                np.full(len(intro), 3),
+                -0.2 * PLAN_PRICE[plan[intro]] * 3,
+                plan[intro],
+                np.zeros(len(intro), dtype=np.int8),
+            )
+        )
         next_renewal = np.where(renewing, m + span, next_renewal)
         live = np.flatnonzero(active)
         active_customer.append(live)
@@ -178,7 +199,10 @@ def _billing(rng, n, months, month_starts, signup_month, anniversary, annual, cu
     )
     refunded = np.flatnonzero(rng.random(len(buyer)) < 0.05)
     # refunded a few days later, inside the same month (the data ends with the window)
-    refund_at = np.minimum(buy_at[refunded] + np.timedelta64(3, "D"), month_starts[buy_month[refunded] + 1].astype("M8[s]") - np.timedelta64(1, "s"))
+    refund_at = np.minimum(
+        buy_at[refunded] + np.timedelta64(3, "D"),
+        month_starts[buy_month[refunded] + 1].astype("M8[s]") - np.timedelta64(1, "s"),
+    )
     refunds = one_time.iloc[refunded].assign(
         kind="refund",
         amount=-one_time["amount"].to_numpy()[refunded],
@@ -233,8 +257,10 @@ def _tickets(rng, active_customer, active_month, month_starts, rate):
     )
     frame.loc[~responded, "first_response_at"] = pd.NaT
     frame.loc[~resolved, "resolved_at"] = pd.NaT
-    return frame.sort_values("created_at", kind="stable").reset_index(drop=True).assign(
-        ticket_id=lambda f: np.arange(1, len(f) + 1, dtype=np.int64)
+    return (
+        frame.sort_values("created_at", kind="stable")
+        .reset_index(drop=True)
+        .assign(ticket_id=lambda f: np.arange(1, len(f) + 1, dtype=np.int64))
     )
 
 
@@ -259,11 +285,15 @@ def _surveys(rng, tickets, active_customer, active_month, month_starts, nps_send
         pick = resolved[rng.random(len(resolved)) < share]
         sent_at = pick["resolved_at"].dt.tz_convert(None).to_numpy().astype("M8[s]") + np.timedelta64(3600, "s")
         answers = _answers(rng, len(pick), np.array(probs)) + low
-        parts.append((survey, pick["customer_id"].to_numpy(), sent_at, answers, low, high, pick["ticket_id"].to_numpy(), None))
+        parts.append(
+            (survey, pick["customer_id"].to_numpy(), sent_at, answers, low, high, pick["ticket_id"].to_numpy(), None)
+        )
     # CX index: four component questions per respondent (1-5)
     cx = rng.random(len(active_customer)) < 0.03
     cx_who = np.repeat(active_customer[cx] + 1, 4)
-    cx_sent = np.repeat(month_starts[active_month[cx]].astype("M8[s]") + rng.integers(0, 28 * 86_400, cx.sum()).astype("m8[s]"), 4)
+    cx_sent = np.repeat(
+        month_starts[active_month[cx]].astype("M8[s]") + rng.integers(0, 28 * 86_400, cx.sum()).astype("m8[s]"), 4
+    )
     components = np.tile(np.array(["effort", "empathy", "understanding", "efficiency"]), cx.sum())
     cx_answers = _answers(rng, len(cx_who), np.array([0.05, 0.1, 0.25, 0.35, 0.25])) + 1.0
     parts.append(("cxi", cx_who, cx_sent, cx_answers, 1.0, 5.0, None, components))
@@ -311,7 +341,9 @@ def _events(rng, active_customer, active_month, month_starts, per_month):
     n_sessions = len(cell)
     users = 1 + (customer % 8)
     user = (customer + 1) * 100 + rng.integers(0, 1 << 30, n_sessions) % users
-    session_start = month_starts[active_month[cell]].astype("M8[s]") + rng.integers(0, 28 * 86_400, n_sessions).astype("m8[s]")
+    session_start = month_starts[active_month[cell]].astype("M8[s]") + rng.integers(0, 28 * 86_400, n_sessions).astype(
+        "m8[s]"
+    )
     length = rng.integers(1, 13, n_sessions)
     session = np.repeat(np.arange(n_sessions), length)
     n = len(session)
@@ -327,7 +359,9 @@ def _events(rng, active_customer, active_month, month_starts, per_month):
             "customer_id": customer[session] + 1,
             "user_id": user[session],
             "timestamp": _utc(timestamp),
-            "event": pd.Series(EVENT_NAMES[rng.choice(len(EVENT_NAMES), n, p=[0.3, 0.25, 0.15, 0.08, 0.04, 0.13, 0.05])], dtype="str"),
+            "event": pd.Series(
+                EVENT_NAMES[rng.choice(len(EVENT_NAMES), n, p=[0.3, 0.25, 0.15, 0.08, 0.04, 0.13, 0.05])], dtype="str"
+            ),
             "session_id": pd.array(np.where(has_session_id, session + 1, 0), dtype="Int64"),
             "duration_seconds": duration,
         }

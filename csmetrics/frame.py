@@ -44,9 +44,12 @@ class FrameBuilder:
         self._blocks.append((name, block))
 
     def ratio(
-        self, name: str, numerator: np.ndarray, denominator: np.ndarray,
+        self,
+        name: str,
+        numerator: np.ndarray,
+        denominator: np.ndarray,
         ci: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Add scale * numerator / denominator (NaN where the base is 0) with its interval:
         ``ci`` if given, else Wilson where the catalog says so."""
         metric = catalog.get(name)
@@ -106,8 +109,9 @@ class NotAMetricFrameError(ConfigError, KeyError):
     """A frame that lacks the columns of the metric frame (METRICS.md §3)."""
 
 
-def check_metric_frame(frame: object, needed: Sequence[str] = ("period", "freq", "metric", "value"),
-                       function: str = "this function") -> pd.DataFrame:  # fmt: skip
+def check_metric_frame(
+    frame: object, needed: Sequence[str] = ("period", "freq", "metric", "value"), function: str = "this function"
+) -> pd.DataFrame:
     """``frame`` itself when it is a DataFrame with the metric frame's ``needed`` columns, else a clear error."""
     if not isinstance(frame, pd.DataFrame):
         raise NotAMetricFrameError(f"{function} takes a metric frame (a DataFrame), not {type(frame).__name__}")
@@ -118,8 +122,10 @@ def check_metric_frame(frame: object, needed: Sequence[str] = ("period", "freq",
             f"this one lacks {missing}; it has {list(map(str, frame.columns))[:12]}"
         )
     if frame.columns.duplicated().any():
-        raise NotAMetricFrameError(f"{function}: the frame has duplicate column labels "
-                                   f"{sorted(set(frame.columns[frame.columns.duplicated()]))}")  # fmt: skip
+        raise NotAMetricFrameError(
+            f"{function}: the frame has duplicate column labels "
+            f"{sorted(set(frame.columns[frame.columns.duplicated()]))}"
+        )
     return frame
 
 
@@ -144,7 +150,9 @@ def to_wide(frame: pd.DataFrame, column: str = "value") -> pd.DataFrame:
     """
     check_metric_frame(frame, ("period", "freq", "metric"), "to_wide")
     if column not in frame.columns:
-        raise NotAMetricFrameError(f"to_wide: column {column!r} is not in the frame (value, numerator, denominator, ci_low, ci_high)")
+        raise NotAMetricFrameError(
+            f"to_wide: column {column!r} is not in the frame (value, numerator, denominator, ci_low, ci_high)"
+        )
     keys = ["period", "freq", *segment_columns(frame)]
     order = list(dict.fromkeys(frame["metric"]))
     wide = frame.pivot_table(index=keys, columns="metric", values=column, aggfunc="first", dropna=False, observed=True)
@@ -166,7 +174,9 @@ def reaggregate(frame: pd.DataFrame, by: Sequence[str] = (), freq: str | None = 
     by = list(check_by(by))
     unknown = [c for c in by if c not in segment_columns(frame)]
     if unknown:
-        raise UnknownNameError(f"reaggregate: {unknown} are not segment columns of the frame (it has {segment_columns(frame)})")
+        raise UnknownNameError(
+            f"reaggregate: {unknown} are not segment columns of the frame (it has {segment_columns(frame)})"
+        )
     if frame.empty:
         return empty_frame(by).assign(freq=pd.Series(dtype="str"))
     rows = frame
@@ -177,7 +187,9 @@ def reaggregate(frame: pd.DataFrame, by: Sequence[str] = (), freq: str | None = 
         rows = rows.assign(_target=code_starts(codes, freq, str(tz)), _source=rows["period"])
     else:
         rows = rows.assign(_target=rows["period"], _source=rows["period"])
-    info = pd.DataFrame([catalog.get(m).__dict__ | {"rollup": catalog.get(m).period_rollup} for m in rows["metric"].unique()])
+    info = pd.DataFrame(
+        [catalog.get(m).__dict__ | {"rollup": catalog.get(m).period_rollup} for m in rows["metric"].unique()]
+    )
     info = info.set_index("name")
     agg = rows["metric"].map(info["agg"])
     rollup = rows["metric"].map(info["rollup"]) if freq is not None else agg
@@ -189,11 +201,16 @@ def reaggregate(frame: pd.DataFrame, by: Sequence[str] = (), freq: str | None = 
         group_keys = ["_target", "metric"]
         first_src = rows.groupby(group_keys, observed=True)["_source"].transform("min")
         last_src = rows.groupby(group_keys, observed=True)["_source"].transform("max")
-        take = np.where(rollup == "first", rows["_source"] == first_src,
-                        np.where(rollup == "last", rows["_source"] == last_src, True))
+        take = np.where(
+            rollup == "first",
+            rows["_source"] == first_src,
+            np.where(rollup == "last", rows["_source"] == last_src, True),
+        )
         rows = rows[take]
     keys = ["_target", *by, "metric"]
-    summed = rows.groupby(keys, observed=True, dropna=False, sort=True)[["value", "numerator", "denominator"]].sum(min_count=1)
+    summed = rows.groupby(keys, observed=True, dropna=False, sort=True)[["value", "numerator", "denominator"]].sum(
+        min_count=1
+    )
     summed = summed.reset_index()
     scale = summed["metric"].map(info["scale"]).to_numpy(dtype=float)
     is_ratio = (summed["metric"].map(info["agg"]) == "ratio").to_numpy()
@@ -249,8 +266,12 @@ def id_positions(ids: object, keys: object) -> np.ndarray:
     another; such ids are matched as text, as :func:`csmetrics.validate_tables` does,
     so that every family joins the same customers.
     """
-    ids_index = pd.Index(np.asarray(ids, dtype=object) if isinstance(getattr(ids, "dtype", None), pd.CategoricalDtype) else ids)
-    keys_index = pd.Index(np.asarray(keys, dtype=object) if isinstance(getattr(keys, "dtype", None), pd.CategoricalDtype) else keys)
+    ids_index = pd.Index(
+        np.asarray(ids, dtype=object) if isinstance(getattr(ids, "dtype", None), pd.CategoricalDtype) else ids
+    )
+    keys_index = pd.Index(
+        np.asarray(keys, dtype=object) if isinstance(getattr(keys, "dtype", None), pd.CategoricalDtype) else keys
+    )
     if _is_integer_ids(ids_index) != _is_integer_ids(keys_index):
         ids_index, keys_index = ids_index.astype("str"), keys_index.astype("str")
     return np.asarray(ids_index.get_indexer(keys_index), dtype=np.int64)
@@ -322,12 +343,18 @@ def compare_periods(frame: pd.DataFrame, metric: str, alpha: float = 0.05) -> pd
         return rows[column].shift(1).to_numpy(dtype=float)
 
     if info.interval == "wilson":
-        z, p = stats.two_proportion_test(previous("numerator"), previous("denominator"), rows["numerator"], rows["denominator"])
+        z, p = stats.two_proportion_test(
+            previous("numerator"), previous("denominator"), rows["numerator"], rows["denominator"]
+        )
     else:
         z, p = stats.nps_difference_test(
-            previous("promoters"), previous("detractors"), previous("denominator"),
-            rows["promoters"], rows["detractors"], rows["denominator"],
-        )  # fmt: skip
+            previous("promoters"),
+            previous("detractors"),
+            previous("denominator"),
+            rows["promoters"],
+            rows["detractors"],
+            rows["denominator"],
+        )
     out = rows[["period", "freq", *segments, "metric", "value"]].copy()
     out["previous"] = previous("value")
     out["change"] = out["value"] - out["previous"]

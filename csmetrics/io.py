@@ -37,12 +37,18 @@ def find_tables(data_dir: Path) -> dict[str, Path]:
                 found[table] = candidate
                 break
     used = set(found.values())
-    strays = sorted(p.name for p in data_dir.iterdir()
-                    if not p.name.startswith(".") and p not in used and (p.suffix in (".parquet", ".csv") or p.is_dir()))  # fmt: skip
+    strays = sorted(
+        p.name
+        for p in data_dir.iterdir()
+        if not p.name.startswith(".") and p not in used and (p.suffix in (".parquet", ".csv") or p.is_dir())
+    )
     if strays:
         expected = ", ".join(f"{t}.parquet|.csv|/" for t in TABLES)
-        warnings.warn(f"{data_dir}: {', '.join(strays)} match no table and are not read (expected names: {expected})",
-                      UserWarning, stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"{data_dir}: {', '.join(strays)} match no table and are not read (expected names: {expected})",
+            UserWarning,
+            stacklevel=2,
+        )
     return found
 
 
@@ -81,8 +87,10 @@ def _check_same_schema(folder: Path) -> None:
             theirs = {f.name: str(f.type) for f in schema}
             ours = {f.name: str(f.type) for f in first}
             diff = sorted(set(ours.items()) ^ set(theirs.items()))
-            raise InputError(f"{folder}: the files disagree on their columns: {files[0].name} and {other.name} "
-                             f"differ in {', '.join(f'{n} ({t})' for n, t in diff[:4])}")  # fmt: skip
+            raise InputError(
+                f"{folder}: the files disagree on their columns: {files[0].name} and {other.name} "
+                f"differ in {', '.join(f'{n} ({t})' for n, t in diff[:4])}"
+            )
 
 
 def read_lazy(path: Path):
@@ -102,4 +110,6 @@ def read_tables(data_dir: Path, lazy: bool = False) -> tuple[dict, dict[str, Pat
     the workers, partition by partition); the small tables are read into pandas.
     """
     paths = find_tables(data_dir)
-    return {name: read_lazy(path) if lazy and name in BIG_TABLES else read_table(path) for name, path in paths.items()}, paths
+    return {
+        name: read_lazy(path) if lazy and name in BIG_TABLES else read_table(path) for name, path in paths.items()
+    }, paths

@@ -143,8 +143,10 @@ def check_by(by: object, *, reserved: Sequence[str] = ()) -> tuple[str, ...]:
         raise ConfigError(f"by must be a column name or a list of column names, not {by!r}")
     taken = [c for c in names if c in (*RESERVED_COLUMNS, *reserved)]
     if taken:
-        raise ConfigError(f"by: {taken} cannot be a segment column: the metric frame uses "
-                          f"{', '.join((*RESERVED_COLUMNS, *reserved))} itself")  # fmt: skip
+        raise ConfigError(
+            f"by: {taken} cannot be a segment column: the metric frame uses "
+            f"{', '.join((*RESERVED_COLUMNS, *reserved))} itself"
+        )
     if len(set(names)) != len(names):
         raise ConfigError(f"by names a column twice: {list(names)}")
     return tuple(names)
@@ -161,8 +163,10 @@ def check_cost_roles(value: object) -> dict[str, tuple[str, ...]] | None:
     for role, categories in value.items():
         if role not in roles:
             raise UnknownNameError(f"unknown cost role {role!r}; roles are {sorted(roles)}")
-        if isinstance(categories, str) or not isinstance(categories, (list, tuple, set, frozenset)) or not all(
-            isinstance(c, str) for c in categories
+        if (
+            isinstance(categories, str)
+            or not isinstance(categories, (list, tuple, set, frozenset))
+            or not all(isinstance(c, str) for c in categories)
         ):
             raise ConfigError(f"cost_roles.{role} must be a list of category names, not {categories!r}")
         out[role] = tuple(categories)
@@ -220,8 +224,10 @@ def check_bands(value: object) -> tuple[float, float]:
         low, high = (float(x) for x in value)
         if 0 <= low < high <= 100:
             return low, high
-    raise ConfigError(f"bands must be two edges (red below, green from) increasing strictly inside 0..100, "
-                      f"such as (40, 70), not {value!r}")  # fmt: skip
+    raise ConfigError(
+        f"bands must be two edges (red below, green from) increasing strictly inside 0..100, "
+        f"such as (40, 70), not {value!r}"
+    )
 
 
 def check_weights(value: object, components: Sequence[str]) -> dict[str, float] | None:

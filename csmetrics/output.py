@@ -39,14 +39,33 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["MANIFEST", "OutputError", "check_output_folder", "content_hash", "prepare_output_folder", "printable", "recover",
-           "staging_folder", "swap_into_place", "write_parquet", "write_report", "write_streamed"]
+__all__ = [
+    "MANIFEST",
+    "OutputError",
+    "check_output_folder",
+    "content_hash",
+    "prepare_output_folder",
+    "printable",
+    "recover",
+    "staging_folder",
+    "swap_into_place",
+    "write_parquet",
+    "write_report",
+    "write_streamed",
+]
 
 MANIFEST = "manifest.json"
 _TAG = "csmetrics"
 #: The files a csmetrics report of version 0.1 wrote, for manifests written before they listed their files.
-_LEGACY_FILES = {"metrics.parquet", "customers.parquet", "cohorts.parquet", "followups.parquet", "at_risk.parquet",
-                 "index.html", MANIFEST}  # fmt: skip
+_LEGACY_FILES = {
+    "metrics.parquet",
+    "customers.parquet",
+    "cohorts.parquet",
+    "followups.parquet",
+    "at_risk.parquet",
+    "index.html",
+    MANIFEST,
+}
 
 
 class OutputError(ValueError):
@@ -105,8 +124,10 @@ def check_output_folder(out_dir: Path | str, inputs: Iterable[Path | str | None]
         if any(out_dir.iterdir()):
             why = _is_previous_report(out_dir)
             if why is not None:
-                raise OutputError(f"--out {out_dir} is not a csmetrics report folder ({why}): nothing was written; "
-                                  "choose an empty or new folder")  # fmt: skip
+                raise OutputError(
+                    f"--out {out_dir} is not a csmetrics report folder ({why}): nothing was written; "
+                    "choose an empty or new folder"
+                )
     elif not out_dir.parent.is_dir():
         if out_dir.parent.exists():
             raise OutputError(f"--out {out_dir}: {out_dir.parent} is not a folder")
@@ -134,7 +155,7 @@ def _leftovers(out_dir: Path) -> list[tuple[Path, int, str]]:
     for path in out_dir.parent.iterdir():
         if not path.name.startswith(prefix):
             continue
-        parts = path.name[len(prefix):].split("-")
+        parts = path.name[len(prefix) :].split("-")
         if len(parts) == 2 and parts[0].isdigit():
             found.append((path, int(parts[0]), "old" if parts[1] == "old" else "new"))
     return found
@@ -254,7 +275,9 @@ def printable(frame: pd.DataFrame) -> pd.DataFrame:
         out.insert(0, position, np.asarray(frame.index))
     for column in out.columns:
         if out[column].dtype == object:
-            out[column] = out[column].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+            out[column] = out[column].map(
+                lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+            )
     return out
 
 

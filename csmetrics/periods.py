@@ -17,8 +17,19 @@ import pandas as pd
 
 from csmetrics.options import ConfigError, check_as_of, check_freq
 
-__all__ = ["NAT", "Spine", "check_freq", "instants", "code_ends_ns", "code_starts", "local_ns", "make_spine", "period_codes",
-           "resolve_as_of", "to_utc"]
+__all__ = [
+    "NAT",
+    "Spine",
+    "check_freq",
+    "instants",
+    "code_ends_ns",
+    "code_starts",
+    "local_ns",
+    "make_spine",
+    "period_codes",
+    "resolve_as_of",
+    "to_utc",
+]
 
 _NS_PER_DAY = 86_400 * 10**9
 #: The int64 value of NaT: a missing instant in the int64 nanosecond arrays every family works on.

@@ -70,7 +70,9 @@ _QUANTILE_GROUPS = 16
 HEALTH_TABLES = ("events", "surveys", "tickets", "billing")
 
 
-def usable_by(by: Sequence[str], columns: Sequence[str], customers: pd.DataFrame | None, extra: Sequence[str] = ()) -> list[str]:
+def usable_by(
+    by: Sequence[str], columns: Sequence[str], customers: pd.DataFrame | None, extra: Sequence[str] = ()
+) -> list[str]:
     """The ``by`` columns a family can split by: its table's, customer attributes, ``extra``."""
     return [c for c in by if c in columns or c in extra or (customers is not None and c in customers.columns)]
 
@@ -93,9 +95,19 @@ def billing_context(
 ) -> BillingContext:
     """The billing context every bucket shares (periods, as_of, segments, fx, policies)."""
     _, context = prepare_billing(
-        engine.summary("billing", as_of), by=by, customers=engine.small("customers"), fx=engine.small("fx"), freq=freq,
-        tz=tz, as_of=as_of, start=start, end=end, base_currency=base_currency, reserved=reserved, **(policies or {}),
-    )  # fmt: skip
+        engine.summary("billing", as_of),
+        by=by,
+        customers=engine.small("customers"),
+        fx=engine.small("fx"),
+        freq=freq,
+        tz=tz,
+        as_of=as_of,
+        start=start,
+        end=end,
+        base_currency=base_currency,
+        reserved=reserved,
+        **(policies or {}),
+    )
     return context
 
 
@@ -106,11 +118,19 @@ def revenue(engine: Engine, context: BillingContext) -> Pending:
         summed = revenue_family.combine(parts, context)
         return revenue_family.finalize(summed, context), customers_family.finalize(summed, context)
 
-    return Pending((engine.map(revenue_family.partial, engine.table("billing"), context=context, memo=engine.memo),), finish)
+    return Pending(
+        (engine.map(revenue_family.partial, engine.table("billing"), context=context, memo=engine.memo),), finish
+    )
 
 
-def value(engine: Engine, context: BillingContext, *, gross_margin: float = 1.0, cost_roles: Any = None,
-          lifespan_months: float | None = None) -> Pending:  # fmt: skip
+def value(
+    engine: Engine,
+    context: BillingContext,
+    *,
+    gross_margin: float = 1.0,
+    cost_roles: Any = None,
+    lifespan_months: float | None = None,
+) -> Pending:
     """The value frame (CLV and, with costs, CRC, CAC, LTV:CAC and CLV per capex)."""
     value_family.check_value_options(gross_margin, cost_roles, lifespan_months)
     monthly = value_family.monthly_context(engine.summary("billing", context.spine.as_of), context)
@@ -118,10 +138,19 @@ def value(engine: Engine, context: BillingContext, *, gross_margin: float = 1.0,
 
     def finish(parts: list) -> pd.DataFrame:
         pieces = value_family.combine(parts, context, monthly)
-        return value_family.finalize(pieces, context, monthly, costs=costs, gross_margin=gross_margin, cost_roles=cost_roles,
-                                     lifespan_months=lifespan_months)  # fmt: skip
+        return value_family.finalize(
+            pieces,
+            context,
+            monthly,
+            costs=costs,
+            gross_margin=gross_margin,
+            cost_roles=cost_roles,
+            lifespan_months=lifespan_months,
+        )
 
-    parts = engine.map(value_family.partial, engine.table("billing"), context=context, monthly=monthly, memo=engine.memo)
+    parts = engine.map(
+        value_family.partial, engine.table("billing"), context=context, monthly=monthly, memo=engine.memo
+    )
     return Pending((parts,), finish)
 
 
@@ -146,11 +175,29 @@ def current_mrr(engine: Engine, context: BillingContext) -> Pending:
 # --------------------------------------------------------------------------
 # Support, surveys, engagement
 # --------------------------------------------------------------------------
-def support(engine: Engine, *, by: Sequence[str] | str | None = (), sla_targets: Any = None, freq: str = "M",
-            tz: str = "UTC", as_of: object = None, start: object = None, end: object = None) -> Pending:  # fmt: skip
+def support(
+    engine: Engine,
+    *,
+    by: Sequence[str] | str | None = (),
+    sla_targets: Any = None,
+    freq: str = "M",
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+) -> Pending:
     """The support frame; quantiles exact per cell (from the partial's arrays with one bucket)."""
-    _, context = support_family.prepare(engine.summary("tickets", as_of), by=by, customers=engine.small("customers"),
-                                        sla_targets=sla_targets, freq=freq, tz=tz, as_of=as_of, start=start, end=end)  # fmt: skip
+    _, context = support_family.prepare(
+        engine.summary("tickets", as_of),
+        by=by,
+        customers=engine.small("customers"),
+        sla_targets=sla_targets,
+        freq=freq,
+        tz=tz,
+        as_of=as_of,
+        start=start,
+        end=end,
+    )
     tickets = engine.table("tickets")
 
     def finish(parts: list, exact: list) -> pd.DataFrame:
@@ -187,7 +234,9 @@ def _duration_rows(tickets: pd.DataFrame | None, context: Any) -> pd.DataFrame:
 
 def _cell_group(rows: pd.DataFrame) -> np.ndarray:
     keys = [c for c in rows.columns if c not in ("first_response_minutes", "resolution_hours")]
-    return (pd.util.hash_pandas_object(rows[keys], index=False).to_numpy() % np.uint64(_QUANTILE_GROUPS)).astype(np.int64)
+    return (pd.util.hash_pandas_object(rows[keys], index=False).to_numpy() % np.uint64(_QUANTILE_GROUPS)).astype(
+        np.int64
+    )
 
 
 def _cell_quantiles(rows: pd.DataFrame, context: Any) -> pd.DataFrame:
@@ -196,11 +245,29 @@ def _cell_quantiles(rows: pd.DataFrame, context: Any) -> pd.DataFrame:
     return support_family.exact_quantiles(rows.assign(segment=seg), seg_table, context.spine.n)
 
 
-def surveys(engine: Engine, *, by: Sequence[str] | str | None = (), csat_thresholds: Any = None, freq: str = "M",
-            tz: str = "UTC", as_of: object = None, start: object = None, end: object = None) -> Pending:  # fmt: skip
+def surveys(
+    engine: Engine,
+    *,
+    by: Sequence[str] | str | None = (),
+    csat_thresholds: Any = None,
+    freq: str = "M",
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+) -> Pending:
     """The survey frame."""
-    _, context = surveys_family.prepare(engine.summary("surveys", as_of), by=by, customers=engine.small("customers"),
-                                        csat_thresholds=csat_thresholds, freq=freq, tz=tz, as_of=as_of, start=start, end=end)  # fmt: skip
+    _, context = surveys_family.prepare(
+        engine.summary("surveys", as_of),
+        by=by,
+        customers=engine.small("customers"),
+        csat_thresholds=csat_thresholds,
+        freq=freq,
+        tz=tz,
+        as_of=as_of,
+        start=start,
+        end=end,
+    )
 
     def finish(parts: list) -> pd.DataFrame:
         return surveys_family.finalize(combine(parts, context.by, surveys_family.PARTIAL_COLUMNS), context)
@@ -208,26 +275,64 @@ def surveys(engine: Engine, *, by: Sequence[str] | str | None = (), csat_thresho
     return Pending((engine.map(surveys_family.partial, engine.table("surveys"), context=context),), finish)
 
 
-def followups(engine: Engine, *, csat_thresholds: Any = None, freq: str = "M", tz: str = "UTC", as_of: object = None,
-              start: object = None, end: object = None) -> Pending:  # fmt: skip
+def followups(
+    engine: Engine,
+    *,
+    csat_thresholds: Any = None,
+    freq: str = "M",
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+) -> Pending:
     """The follow-up list (unhappy answers with the customer's current MRR)."""
-    _, context = surveys_family.prepare(engine.summary("surveys", as_of), csat_thresholds=csat_thresholds, freq=freq, tz=tz,
-                                        as_of=as_of, start=start, end=end)  # fmt: skip
-    rows = engine.map(_followup_rows, engine.table("surveys"), engine.table("billing"), context=context, fx=engine.small("fx"))
+    _, context = surveys_family.prepare(
+        engine.summary("surveys", as_of),
+        csat_thresholds=csat_thresholds,
+        freq=freq,
+        tz=tz,
+        as_of=as_of,
+        start=start,
+        end=end,
+    )
+    rows = engine.map(
+        _followup_rows, engine.table("surveys"), engine.table("billing"), context=context, fx=engine.small("fx")
+    )
     return Pending((rows,), lambda parts: surveys_family.sort_followups(pd.concat(parts, ignore_index=True)))
 
 
-def _followup_rows(surveys: pd.DataFrame | None, billing: pd.DataFrame | None, context: Any, fx: pd.DataFrame | None) -> pd.DataFrame:
+def _followup_rows(
+    surveys: pd.DataFrame | None, billing: pd.DataFrame | None, context: Any, fx: pd.DataFrame | None
+) -> pd.DataFrame:
     return surveys_family.followup_rows(surveys, context, billing=billing, fx=fx)
 
 
-def engagement(engine: Engine, *, by: Sequence[str] | str | None = (), session_gap_minutes: float = 30.0, freq: str = "M",
-               tz: str = "UTC", as_of: object = None, start: object = None, end: object = None) -> Pending:  # fmt: skip
+def engagement(
+    engine: Engine,
+    *,
+    by: Sequence[str] | str | None = (),
+    session_gap_minutes: float = 30.0,
+    freq: str = "M",
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+) -> Pending:
     """The engagement frame (with billing: purchase frequency and value)."""
     billing = engine.summary("billing", as_of) if engine.has("billing") else None
-    _, _, context = engagement_family.prepare(engine.summary("events", as_of), billing=billing, fx=engine.small("fx"), by=by,
-                                              customers=engine.small("customers"), session_gap_minutes=session_gap_minutes,
-                                              freq=freq, tz=tz, as_of=as_of, start=start, end=end)  # fmt: skip
+    _, _, context = engagement_family.prepare(
+        engine.summary("events", as_of),
+        billing=billing,
+        fx=engine.small("fx"),
+        by=by,
+        customers=engine.small("customers"),
+        session_gap_minutes=session_gap_minutes,
+        freq=freq,
+        tz=tz,
+        as_of=as_of,
+        start=start,
+        end=end,
+    )
     parts = engine.map(engagement_family.partial, engine.table("events"), engine.table("billing"), context=context)
 
     def finish(parts: list) -> pd.DataFrame:
@@ -240,27 +345,44 @@ def engagement(engine: Engine, *, by: Sequence[str] | str | None = (), session_g
 # --------------------------------------------------------------------------
 # Health: rows per bucket, an exact global fit, then scores
 # --------------------------------------------------------------------------
-def health_scores(engine: Engine, card: Scorecard, *, fit: bool = True, freq: str = "M", tz: str = "UTC",
-                  as_of: object = None, start: object = None, end: object = None) -> tuple[Handle, Scorecard]:  # fmt: skip
+def health_scores(
+    engine: Engine,
+    card: Scorecard,
+    *,
+    fit: bool = True,
+    freq: str = "M",
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+) -> tuple[Handle, Scorecard]:
     """The handle of the scored rows per bucket and the scorecard they were scored with: ``card``
     itself when ``fit`` is False, else a fitted copy (the caller's scorecard is never changed)."""
-    present = [name for name in HEALTH_TABLES if engine.has(name)] or [name for name in HEALTH_TABLES if engine.holds(name)]
-    spine = health_spine(freq=freq, tz=tz, as_of=as_of, start=start, end=end,
-                         **{name: engine.summary(name, as_of) for name in present})  # fmt: skip
+    present = [name for name in HEALTH_TABLES if engine.has(name)] or [
+        name for name in HEALTH_TABLES if engine.holds(name)
+    ]
+    spine = health_spine(
+        freq=freq, tz=tz, as_of=as_of, start=start, end=end, **{name: engine.summary(name, as_of) for name in present}
+    )
     handles = [engine.table(name) for name in HEALTH_TABLES]  # None items for the absent ones
     rows = engine.persist(engine.map(_health_rows, *handles, card=card, spine=spine, fx=engine.small("fx")))
     if fit:
         (counts,) = engine.gather(engine.map(load_counts, rows))
-        card = copy.deepcopy(card).fit_loads(np.concatenate([c[0] for c in counts]), np.concatenate([c[1] for c in counts]))
+        card = copy.deepcopy(card).fit_loads(
+            np.concatenate([c[0] for c in counts]), np.concatenate([c[1] for c in counts])
+        )
     else:
         card.check_is_fitted()
     return engine.persist(engine.map(card.finish, rows)), card
 
 
-def _health_rows(events: Any, surveys: Any, tickets: Any, billing: Any, card: Scorecard, spine: Spine, fx: Any) -> pd.DataFrame:
+def _health_rows(
+    events: Any, surveys: Any, tickets: Any, billing: Any, card: Scorecard, spine: Spine, fx: Any
+) -> pd.DataFrame:
     tables = {"events": events, "surveys": surveys, "tickets": tickets, "billing": billing}
-    return Inputs.build(card, fx=fx, spine=spine, freq=spine.freq, tz=spine.tz,
-                        **{k: v for k, v in tables.items() if v is not None}).rows()  # fmt: skip
+    return Inputs.build(
+        card, fx=fx, spine=spine, freq=spine.freq, tz=spine.tz, **{k: v for k, v in tables.items() if v is not None}
+    ).rows()
 
 
 def gather_scores(engine: Engine, scores: Handle) -> Pending:
@@ -273,7 +395,9 @@ def gather_scores(engine: Engine, scores: Handle) -> Pending:
     return Pending((scores,), finish)
 
 
-def health(engine: Engine, scores: Handle, *, by: Sequence[str] | str | None = (), freq: str = "M", tz: str = "UTC") -> Pending:
+def health(
+    engine: Engine, scores: Handle, *, by: Sequence[str] | str | None = (), freq: str = "M", tz: str = "UTC"
+) -> Pending:
     """(health metric frame, at-risk rows of the last scored period)."""
     by = [by] if isinstance(by, str) else list(by or ())
     customers = engine.small("customers")
@@ -300,22 +424,42 @@ def at_risk(engine: Engine, scores: Handle, *, period: object = None, freq: str 
 
 
 def _period_range(scores: pd.DataFrame) -> pd.Series:
-    return scores["period"].iloc[[scores["period"].argmin(), scores["period"].argmax()]] if len(scores) else scores["period"]
+    return (
+        scores["period"].iloc[[scores["period"].argmin(), scores["period"].argmax()]]
+        if len(scores)
+        else scores["period"]
+    )
 
 
 # --------------------------------------------------------------------------
 # Per customer and period rows (the report's customers.parquet)
 # --------------------------------------------------------------------------
-CUSTOMER_COLUMNS = ("customer_id", "period", "mrr", "score", "band", "components_used", "usage", "sentiment", "support",
-                    "revenue", "weakest_component")  # fmt: skip
+CUSTOMER_COLUMNS = (
+    "customer_id",
+    "period",
+    "mrr",
+    "score",
+    "band",
+    "components_used",
+    "usage",
+    "sentiment",
+    "support",
+    "revenue",
+    "weakest_component",
+)
 MOVEMENT_COLUMNS = tuple(f"{kind}_mrr" for kind in KINDS)
 
 
 def customer_rows(engine: Engine, scores: Handle | None, context: BillingContext | None, n_groups: int) -> Handle:
     """Handle of the customer rows regrouped into ``n_groups`` consecutive period ranges, each sorted
     by (period, customer_id): written in group order they are the whole table's order."""
-    rows = engine.map(_customer_rows, scores if scores is not None else [None] * engine.n, engine.table("billing"),
-                      context=context, memo=engine.memo)  # fmt: skip
+    rows = engine.map(
+        _customer_rows,
+        scores if scores is not None else [None] * engine.n,
+        engine.table("billing"),
+        context=context,
+        memo=engine.memo,
+    )
     spine = context.spine if context is not None else None
     return engine.map(_sorted, engine.regroup(rows, _PeriodRange(spine, n_groups), n_groups))
 
@@ -329,7 +473,9 @@ class _PeriodRange:
     def __call__(self, rows: pd.DataFrame) -> np.ndarray:
         if self.spine is None or not len(rows):
             return np.zeros(len(rows), dtype=np.int64)
-        index = np.clip(self.spine.index(period_codes(rows["period"], self.spine.freq, self.spine.tz)), 0, self.spine.n - 1)
+        index = np.clip(
+            self.spine.index(period_codes(rows["period"], self.spine.freq, self.spine.tz)), 0, self.spine.n - 1
+        )
         return (index * self.n_groups // self.spine.n).astype(np.int64)
 
 
@@ -339,12 +485,15 @@ def _sorted(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
-def _customer_rows(scores: pd.DataFrame | None, billing: pd.DataFrame | None, context: BillingContext | None,
-                   memo: Any = None) -> pd.DataFrame:  # fmt: skip
+def _customer_rows(
+    scores: pd.DataFrame | None, billing: pd.DataFrame | None, context: BillingContext | None, memo: Any = None
+) -> pd.DataFrame:
     """Per customer and period: MRR, movements by kind, health score and band."""
     if billing is not None and len(billing) and context is not None:
         ledger = revenue_family.movements(billing, context, memo)
-        moves = ledger.pivot_table(index=["customer_id", "period"], columns="kind", values="amount", aggfunc="sum", observed=True)
+        moves = ledger.pivot_table(
+            index=["customer_id", "period"], columns="kind", values="amount", aggfunc="sum", observed=True
+        )
         moves = moves.reindex(columns=list(KINDS)).fillna(0.0)
         moves.columns = list(MOVEMENT_COLUMNS)
         moves = moves.reset_index()

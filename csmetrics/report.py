@@ -29,7 +29,16 @@ from csmetrics.config import check_config
 from csmetrics.dashboard import render
 from csmetrics.engines import AS_OF_COLUMNS, Engine, Pending, open_engine, resolve
 from csmetrics.frame import empty_frame
-from csmetrics.options import ConfigError, UnknownNameError, check_as_of, check_bool, check_by, check_freq, check_int, check_tz
+from csmetrics.options import (
+    ConfigError,
+    UnknownNameError,
+    check_as_of,
+    check_bool,
+    check_by,
+    check_freq,
+    check_int,
+    check_tz,
+)
 from csmetrics.output import content_hash, write_report
 from csmetrics.periods import NAT, code_ends_ns, code_starts, period_codes, to_utc
 from csmetrics.validate import TABLES
@@ -66,8 +75,15 @@ class Report:
         input; otherwise :class:`~csmetrics.output.OutputError` is raised and nothing is touched.
         ``_fail_after`` (tests only) raises after that many files, to prove atomicity.
         """
-        return write_report(out_dir, self.outputs(), rejected=self.rejected, html=self.html, manifest=self.manifest,
-                            partitioned=partitioned, fail_after=_fail_after)  # fmt: skip
+        return write_report(
+            out_dir,
+            self.outputs(),
+            rejected=self.rejected,
+            html=self.html,
+            manifest=self.manifest,
+            partitioned=partitioned,
+            fail_after=_fail_after,
+        )
 
 
 def report_as_of(engine: Engine, as_of: object = None) -> pd.Timestamp:
@@ -76,7 +92,9 @@ def report_as_of(engine: Engine, as_of: object = None) -> pd.Timestamp:
         return to_utc(as_of, "as_of")
     latest = max(engine.latest(name) for name in AS_OF_COLUMNS)
     if latest == NAT:
-        raise ConfigError("no timestamps in the input tables (after validation): cannot infer as_of; pass --as-of / as_of=")
+        raise ConfigError(
+            "no timestamps in the input tables (after validation): cannot infer as_of; pass --as-of / as_of="
+        )
     return pd.Timestamp(latest, tz="UTC")
 
 
@@ -149,10 +167,24 @@ def report(
         raise UnknownNameError(f"unknown table(s) {unknown}; expected some of {', '.join(TABLES)}")
     _check_segments_exist(by, tables)
     step("validate")
-    runner, rejected = open_engine(tables, engine=engine, quarantine=quarantine, buckets=buckets, progress=dask_progress)
+    runner, rejected = open_engine(
+        tables, engine=engine, quarantine=quarantine, buckets=buckets, progress=dask_progress
+    )
     as_of_ts = report_as_of(runner, as_of)
-    return _run_families(runner, rejected, tables, paths, step, freq=freq, by=by, tz=tz, as_of_ts=as_of_ts,
-                         quarantine=quarantine, html=html, config=config)  # fmt: skip
+    return _run_families(
+        runner,
+        rejected,
+        tables,
+        paths,
+        step,
+        freq=freq,
+        by=by,
+        tz=tz,
+        as_of_ts=as_of_ts,
+        quarantine=quarantine,
+        html=html,
+        config=config,
+    )
 
 
 def _check_segments_exist(by: list[str], tables: Mapping[str, object]) -> None:
@@ -160,43 +192,73 @@ def _check_segments_exist(by: list[str], tables: Mapping[str, object]) -> None:
     columns = {str(c) for name, table in tables.items() if name not in ("fx", "costs") for c in table.columns}
     missing = [c for c in by if c not in columns]
     if missing:
-        raise UnknownNameError(f"segment column(s) {missing} are in no table; the columns there are: "
-                               f"{', '.join(sorted(columns - {'customer_id'}))}")  # fmt: skip
+        raise UnknownNameError(
+            f"segment column(s) {missing} are in no table; the columns there are: "
+            f"{', '.join(sorted(columns - {'customer_id'}))}"
+        )
 
 
-def _run_families(engine: Engine, rejected: dict, tables: Mapping[str, Any], paths: Mapping | None,
-                  step: Callable[[str], None], *, freq: str, by: list[str], tz: str, as_of_ts: pd.Timestamp,
-                  quarantine: bool, html: bool, config: dict) -> Report:  # fmt: skip
+def _run_families(
+    engine: Engine,
+    rejected: dict,
+    tables: Mapping[str, Any],
+    paths: Mapping | None,
+    step: Callable[[str], None],
+    *,
+    freq: str,
+    by: list[str],
+    tz: str,
+    as_of_ts: pd.Timestamp,
+    quarantine: bool,
+    html: bool,
+    config: dict,
+) -> Report:
     """Every family whose tables are present, planned first and computed in one resolve."""
     customers = engine.small("customers")
     policies = dict(config.get("policies", {}))
     common: dict[str, Any] = {"freq": freq, "tz": tz, "as_of": as_of_ts}
     pending: dict[str, Pending] = {}
     ran: list[str] = []
-    columns = {name: list(engine.summary(name, as_of_ts).columns) for name in ("billing", "tickets", "surveys", "events")
-               if engine.has(name)}  # fmt: skip
+    columns = {
+        name: list(engine.summary(name, as_of_ts).columns)
+        for name in ("billing", "tickets", "surveys", "events")
+        if engine.has(name)
+    }
     plain_billing = None
     if engine.has("billing"):
         seg = plans.usable_by(by, columns["billing"], customers, extra=["plan"])
         context = plans.billing_context(engine, by=seg, policies=policies, **common)
         plain_billing = plans.billing_context(engine, policies=policies, **common)
         pending["revenue"] = plans.revenue(engine, context)
-        pending["value"] = plans.value(engine, context, gross_margin=float(config.get("gross_margin", 1.0)),
-                                       cost_roles=config.get("cost_roles"))  # fmt: skip
+        pending["value"] = plans.value(
+            engine, context, gross_margin=float(config.get("gross_margin", 1.0)), cost_roles=config.get("cost_roles")
+        )
         pending["cohorts"] = plans.cohorts(engine, plain_billing)
         ran += ["revenue", "customers", "value"]
     if engine.has("tickets"):
-        pending["support"] = plans.support(engine, by=plans.usable_by(by, columns["tickets"], customers),
-                                           sla_targets=config.get("sla_targets"), **common)  # fmt: skip
+        pending["support"] = plans.support(
+            engine,
+            by=plans.usable_by(by, columns["tickets"], customers),
+            sla_targets=config.get("sla_targets"),
+            **common,
+        )
         ran.append("support")
     if engine.has("surveys"):
-        pending["surveys"] = plans.surveys(engine, by=plans.usable_by(by, columns["surveys"], customers),
-                                           csat_thresholds=config.get("csat_thresholds"), **common)  # fmt: skip
+        pending["surveys"] = plans.surveys(
+            engine,
+            by=plans.usable_by(by, columns["surveys"], customers),
+            csat_thresholds=config.get("csat_thresholds"),
+            **common,
+        )
         pending["followups"] = plans.followups(engine, csat_thresholds=config.get("csat_thresholds"), **common)
         ran.append("surveys")
     if engine.has("events"):
-        pending["engagement"] = plans.engagement(engine, by=plans.usable_by(by, columns["events"], customers),
-                                                 session_gap_minutes=float(config.get("session_gap_minutes", 30.0)), **common)  # fmt: skip
+        pending["engagement"] = plans.engagement(
+            engine,
+            by=plans.usable_by(by, columns["events"], customers),
+            session_gap_minutes=float(config.get("session_gap_minutes", 30.0)),
+            **common,
+        )
         ran.append("engagement")
     scores = None
     if any(engine.has(name) for name in plans.HEALTH_TABLES):
@@ -234,8 +296,21 @@ def _run_families(engine: Engine, rejected: dict, tables: Mapping[str, Any], pat
         manifest={},
     )
     partial = _partial_period(as_of_ts, freq, tz)
-    result.manifest = _manifest(result, tables, engine, rejected, paths, ran, freq=freq, by=by, tz=tz,
-                                as_of=as_of_ts, partial=partial, quarantine=quarantine, config=config)  # fmt: skip
+    result.manifest = _manifest(
+        result,
+        tables,
+        engine,
+        rejected,
+        paths,
+        ran,
+        freq=freq,
+        by=by,
+        tz=tz,
+        as_of=as_of_ts,
+        partial=partial,
+        quarantine=quarantine,
+        config=config,
+    )
     if html:
         step("html")
         result.html = render(result)
@@ -255,7 +330,9 @@ def _assemble(frames: list[pd.DataFrame]) -> pd.DataFrame:
     for column in segment_columns:
         if metrics[column].dtype == object:
             metrics[column] = metrics[column].astype("str").where(metrics[column].notna(), None)
-    return metrics[["period", "freq", *segment_columns, "metric", "value", "numerator", "denominator", "ci_low", "ci_high"]]
+    return metrics[
+        ["period", "freq", *segment_columns, "metric", "value", "numerator", "denominator", "ci_low", "ci_high"]
+    ]
 
 
 def _partial_period(as_of: pd.Timestamp, freq: str, tz: str) -> str | None:
@@ -264,16 +341,29 @@ def _partial_period(as_of: pd.Timestamp, freq: str, tz: str) -> str | None:
     return None if as_of.value + 1 >= end else str(code_starts(code, freq, tz)[0])
 
 
-def _manifest(result: Report, tables: Mapping[str, Any], engine: Engine, rejected: dict, paths: Mapping | None, ran: list[str],
-              **params: Any) -> dict:  # fmt: skip
+def _manifest(
+    result: Report,
+    tables: Mapping[str, Any],
+    engine: Engine,
+    rejected: dict,
+    paths: Mapping | None,
+    ran: list[str],
+    **params: Any,
+) -> dict:
     paths = paths or {}
     config = params.pop("config")
     return {
         "csmetrics_version": __version__,
         "parameters": {
-            "freq": params["freq"], "by": params["by"], "tz": params["tz"], "quarantine": params["quarantine"],
-            "config": {k: ({f"{a:g}-{b:g}": t for (a, b), t in v.items()} if k == "csat_thresholds" else v) for k, v in config.items()},
-        },  # fmt: skip
+            "freq": params["freq"],
+            "by": params["by"],
+            "tz": params["tz"],
+            "quarantine": params["quarantine"],
+            "config": {
+                k: ({f"{a:g}-{b:g}": t for (a, b), t in v.items()} if k == "csat_thresholds" else v)
+                for k, v in config.items()
+            },
+        },
         "as_of": str(params["as_of"]),
         "partial_period": params["partial"],
         "families": ran,
@@ -283,7 +373,9 @@ def _manifest(result: Report, tables: Mapping[str, Any], engine: Engine, rejecte
                 "path": str(paths[name]) if name in paths else None,
                 "rows": engine.input_rows(name, tables[name], rejected),
                 "rows_rejected": int(len(rejected.get(name, ()))),
-                "content_hash": content_hash(tables[name], paths.get(name)) if name in paths or isinstance(tables[name], pd.DataFrame) else None,
+                "content_hash": content_hash(tables[name], paths.get(name))
+                if name in paths or isinstance(tables[name], pd.DataFrame)
+                else None,
             }
             for name in sorted(tables)
         },

@@ -12,7 +12,7 @@ well-typed columns and check the rules.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -87,9 +87,7 @@ def strictly_after(df: pd.DataFrame, *, column: str, reference: str) -> pd.Serie
 
 
 @extensions.register_check_method(statistics=["kind_column", "required"], supported_types=pd.DataFrame)
-def required_for_kinds(
-    df: pd.DataFrame, *, kind_column: str, required: dict[str, list[str]]
-) -> pd.Series:
+def required_for_kinds(df: pd.DataFrame, *, kind_column: str, required: dict[str, list[str]]) -> pd.Series:
     """Each column of ``required`` is non-null where ``kind_column`` is one of its kinds."""
     ok = np.ones(len(df), dtype=bool)
     for column, kinds in required.items():
@@ -126,9 +124,7 @@ def score_within_scale(df: pd.DataFrame) -> pd.Series:
 
 
 @extensions.register_check_method(statistics=["column", "survey", "allowed"], supported_types=pd.DataFrame)
-def known_values_for_survey(
-    df: pd.DataFrame, *, column: str, survey: str, allowed: list[str]
-) -> pd.Series:
+def known_values_for_survey(df: pd.DataFrame, *, column: str, survey: str, allowed: list[str]) -> pd.Series:
     """Rows of ``survey`` carry one of ``allowed`` in ``column`` (CXI components)."""
     is_survey = (df["survey"] == survey).fillna(False).to_numpy(dtype=bool)
     if column not in df:
@@ -169,9 +165,9 @@ class Events(_Base):
     customer_id: Series[Any] = pa.Field(nullable=False)
     timestamp: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs=_UTC)
     event: Series[str]
-    user_id: Optional[Series[Any]] = pa.Field(nullable=True)
-    session_id: Optional[Series[Any]] = pa.Field(nullable=True)
-    duration_seconds: Optional[Series[float]] = pa.Field(ge=0, le=MAX_SECONDS, nullable=True)
+    user_id: Series[Any] | None = pa.Field(nullable=True)
+    session_id: Series[Any] | None = pa.Field(nullable=True)
+    duration_seconds: Series[float] | None = pa.Field(ge=0, le=MAX_SECONDS, nullable=True)
 
 
 class Tickets(_Base):
@@ -180,16 +176,16 @@ class Tickets(_Base):
     ticket_id: Series[Any] = pa.Field(unique=True)
     customer_id: Series[Any] = pa.Field(nullable=False)
     created_at: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs=_UTC)
-    channel: Optional[Series[str]] = pa.Field(nullable=True)
-    priority: Optional[Series[str]] = pa.Field(nullable=True)
-    agent_id: Optional[Series[Any]] = pa.Field(nullable=True)
-    first_response_at: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
-    resolved_at: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
-    contacts: Optional[Series[float]] = pa.Field(ge=1, nullable=True, whole_number=())
-    handle_seconds: Optional[Series[float]] = pa.Field(ge=0, le=MAX_SECONDS, nullable=True)
-    wait_seconds: Optional[Series[float]] = pa.Field(ge=0, le=MAX_SECONDS, nullable=True)
-    abandoned: Optional[Series[bool]]
-    reopens: Optional[Series[float]] = pa.Field(ge=0, nullable=True, whole_number=())
+    channel: Series[str] | None = pa.Field(nullable=True)
+    priority: Series[str] | None = pa.Field(nullable=True)
+    agent_id: Series[Any] | None = pa.Field(nullable=True)
+    first_response_at: Series[pd.DatetimeTZDtype] | None = pa.Field(dtype_kwargs=_UTC, nullable=True)
+    resolved_at: Series[pd.DatetimeTZDtype] | None = pa.Field(dtype_kwargs=_UTC, nullable=True)
+    contacts: Series[float] | None = pa.Field(ge=1, nullable=True, whole_number=())
+    handle_seconds: Series[float] | None = pa.Field(ge=0, le=MAX_SECONDS, nullable=True)
+    wait_seconds: Series[float] | None = pa.Field(ge=0, le=MAX_SECONDS, nullable=True)
+    abandoned: Series[bool] | None
+    reopens: Series[float] | None = pa.Field(ge=0, nullable=True, whole_number=())
 
     class Config:
         not_before = {"columns": ["first_response_at", "resolved_at"], "reference": "created_at"}
@@ -202,14 +198,14 @@ class Surveys(_Base):
     customer_id: Series[Any] = pa.Field(nullable=False)
     survey: Series[str] = pa.Field(isin=list(SURVEY_TYPES))
     score: Series[float] = pa.Field(nullable=True)
-    sent_at: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
-    responded_at: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
-    scale_min: Optional[Series[float]] = pa.Field(nullable=True)
-    scale_max: Optional[Series[float]] = pa.Field(nullable=True)
-    component: Optional[Series[str]] = pa.Field(nullable=True)
-    touchpoint: Optional[Series[str]] = pa.Field(nullable=True)
-    ticket_id: Optional[Series[Any]] = pa.Field(nullable=True)
-    comment: Optional[Series[str]] = pa.Field(nullable=True)
+    sent_at: Series[pd.DatetimeTZDtype] | None = pa.Field(dtype_kwargs=_UTC, nullable=True)
+    responded_at: Series[pd.DatetimeTZDtype] | None = pa.Field(dtype_kwargs=_UTC, nullable=True)
+    scale_min: Series[float] | None = pa.Field(nullable=True)
+    scale_max: Series[float] | None = pa.Field(nullable=True)
+    component: Series[str] | None = pa.Field(nullable=True)
+    touchpoint: Series[str] | None = pa.Field(nullable=True)
+    ticket_id: Series[Any] | None = pa.Field(nullable=True)
+    comment: Series[str] | None = pa.Field(nullable=True)
 
     class Config:
         integer_score_0_10 = {"survey": "nps"}
@@ -224,12 +220,12 @@ class Billing(_Base):
     customer_id: Series[Any] = pa.Field(nullable=False)
     kind: Series[str] = pa.Field(isin=list(BILLING_KINDS))
     amount: Series[float] = pa.Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT)
-    service_start: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
-    service_end: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
-    invoiced_at: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
-    currency: Optional[Series[str]] = pa.Field(nullable=True)
-    plan: Optional[Series[str]] = pa.Field(nullable=True)
-    line_id: Optional[Series[Any]] = pa.Field(nullable=True, unique=True)
+    service_start: Series[pd.DatetimeTZDtype] | None = pa.Field(dtype_kwargs=_UTC, nullable=True)
+    service_end: Series[pd.DatetimeTZDtype] | None = pa.Field(dtype_kwargs=_UTC, nullable=True)
+    invoiced_at: Series[pd.DatetimeTZDtype] | None = pa.Field(dtype_kwargs=_UTC, nullable=True)
+    currency: Series[str] | None = pa.Field(nullable=True)
+    plan: Series[str] | None = pa.Field(nullable=True)
+    line_id: Series[Any] | None = pa.Field(nullable=True, unique=True)
 
     class Config:
         strictly_after = {"column": "service_end", "reference": "service_start"}
@@ -247,7 +243,7 @@ class Customers(_Base):
     """The customer dimension: one row per customer, any segment columns."""
 
     customer_id: Series[Any] = pa.Field(unique=True)
-    signup_at: Optional[Series[pd.DatetimeTZDtype]] = pa.Field(dtype_kwargs=_UTC, nullable=True)
+    signup_at: Series[pd.DatetimeTZDtype] | None = pa.Field(dtype_kwargs=_UTC, nullable=True)
 
 
 class Costs(_Base):
@@ -285,4 +281,3 @@ class MetricFrame(pa.DataFrameModel):
         strict = False
         coerce = False
         finite_or_nan = {}
-

@@ -101,8 +101,12 @@ def two_proportion_test(
 
 
 def nps_difference_test(
-    promoters1: np.ndarray, detractors1: np.ndarray, n1: np.ndarray,
-    promoters2: np.ndarray, detractors2: np.ndarray, n2: np.ndarray,
+    promoters1: np.ndarray,
+    detractors1: np.ndarray,
+    n1: np.ndarray,
+    promoters2: np.ndarray,
+    detractors2: np.ndarray,
+    n2: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """z test of the change in NPS using the adjusted-Wald variance of both periods."""
     d1, v1 = nps_adjusted(promoters1, detractors1, n1)
@@ -133,7 +137,7 @@ def quantiles_by_group(
         order = np.argsort(groups.astype(np.int16), kind="stable")  # radix sort for 16-bit keys
         ordered = values[order]
         for group in np.flatnonzero(counts):
-            chunk = ordered[starts[group]:starts[group] + counts[group]]
+            chunk = ordered[starts[group] : starts[group] + counts[group]]
             out[group] = np.quantile(chunk, qs)
         return out
     sorted_values = values[np.lexsort((values, groups))]

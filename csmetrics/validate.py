@@ -157,23 +157,45 @@ def validate(
     missing = [c for c in required_columns(table) if c not in df.columns]
     if missing:
         failures = pd.DataFrame(
-            {"table": table, "row": None, "column": missing, "value": [near.get(c) for c in missing],
-             "rule": [f"required column is missing (found {near[c]!r}: names are case-sensitive)" if c in near
-                      else "required column is missing" for c in missing]}
-        )  # fmt: skip
+            {
+                "table": table,
+                "row": None,
+                "column": missing,
+                "value": [near.get(c) for c in missing],
+                "rule": [
+                    f"required column is missing (found {near[c]!r}: names are case-sensitive)"
+                    if c in near
+                    else "required column is missing"
+                    for c in missing
+                ],
+            }
+        )
         raise ValidationError(table, failures[FAILURE_COLUMNS])
     for column, found in near.items():
-        warnings.warn(f"{table}: column {found!r} is not read; did you mean {column!r}? (column names are case-sensitive)",
-                      UserWarning, stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"{table}: column {found!r} is not read; did you mean {column!r}? (column names are case-sensitive)",
+            UserWarning,
+            stacklevel=2,
+        )
 
     original_index = df.index
     coerced, failures = coerce(df.reset_index(drop=True), table)
-    failures.append(_not_already_failed(_schema_failures(coerced, _without_proven_unique(schema, coerced, table)), failures))
+    failures.append(
+        _not_already_failed(_schema_failures(coerced, _without_proven_unique(schema, coerced, table)), failures)
+    )
     for column, values in (duplicated or {}).items():
         if column in coerced and len(values):
             positions = np.flatnonzero(coerced[column].isin(values).to_numpy(dtype=bool))
-            failures.append(pd.DataFrame({"row": positions, "column": column, "rule": _rule_text("field_uniqueness"),
-                                          "value": coerced[column].to_numpy(dtype=object)[positions]}))  # fmt: skip
+            failures.append(
+                pd.DataFrame(
+                    {
+                        "row": positions,
+                        "column": column,
+                        "rule": _rule_text("field_uniqueness"),
+                        "value": coerced[column].to_numpy(dtype=object)[positions],
+                    }
+                )
+            )
     if table == "billing":
         failures.append(_currency_failures(coerced, fx, base_currency, currencies))
     failure_table = _failure_table(table, failures, df.reset_index(drop=True))
@@ -199,7 +221,12 @@ def validate(
 def _narrow_ids(valid: pd.DataFrame, table: str) -> pd.DataFrame:
     """Required integer ids that were nullable only because of rejected rows become int64 again."""
     for name, column in schema_of(table).columns.items():
-        if name in valid and column.required and isinstance(valid[name].dtype, pd.Int64Dtype) and not valid[name].hasnans:
+        if (
+            name in valid
+            and column.required
+            and isinstance(valid[name].dtype, pd.Int64Dtype)
+            and not valid[name].hasnans
+        ):
             valid = valid.assign(**{name: valid[name].astype("int64")})
     return valid
 
@@ -210,16 +237,26 @@ def _check_frame(df: object, table: str) -> None:
         raise table_error(table, "", "a pandas DataFrame", type(df).__name__)
     duplicated = df.columns[df.columns.duplicated()]
     if len(duplicated):
-        failures = pd.DataFrame({"table": table, "row": None, "column": [str(c) for c in dict.fromkeys(duplicated)],
-                                 "rule": "unique column label", "value": None})  # fmt: skip
+        failures = pd.DataFrame(
+            {
+                "table": table,
+                "row": None,
+                "column": [str(c) for c in dict.fromkeys(duplicated)],
+                "rule": "unique column label",
+                "value": None,
+            }
+        )
         raise ValidationError(table, failures[FAILURE_COLUMNS])
 
 
 def _case_variants(df: pd.DataFrame, table: str) -> dict[str, str]:
     """Model columns absent from ``df`` that ``df`` has in another case ('Channel' for 'channel')."""
     present = {str(c).strip().casefold(): str(c) for c in df.columns}
-    return {name: present[name.casefold()] for name in schema_of(table).columns
-            if name not in df.columns and name.casefold() in present}  # fmt: skip
+    return {
+        name: present[name.casefold()]
+        for name in schema_of(table).columns
+        if name not in df.columns and name.casefold() in present
+    }
 
 
 def validate_tables(
@@ -322,7 +359,10 @@ def _failure_masks(kind: str, bad) -> list[tuple[str, np.ndarray]]:
     if bad is None:
         return []
     if isinstance(bad, dict):
-        return [(f"coercible to {kind}" if rule is None else rule, np.asarray(mask, dtype=bool)) for rule, mask in bad.items()]
+        return [
+            (f"coercible to {kind}" if rule is None else rule, np.asarray(mask, dtype=bool))
+            for rule, mask in bad.items()
+        ]
     return [(f"coercible to {kind}", np.asarray(bad, dtype=bool))]
 
 
@@ -399,7 +439,9 @@ def _parse_text_timestamps(values: pd.Series, present: np.ndarray) -> pd.Series:
                 guessed = guess_datetime_format(sample, dayfirst=dayfirst)
                 if guessed and guessed not in candidates:
                     candidates.append(guessed)
-    readings = {fmt: pd.to_datetime(others, utc=True, errors="coerce", format=fmt).dt.as_unit("us") for fmt in candidates}
+    readings = {
+        fmt: pd.to_datetime(others, utc=True, errors="coerce", format=fmt).dt.as_unit("us") for fmt in candidates
+    }
     if not readings:
         return parsed
     complete = [fmt for fmt, got in readings.items() if got.notna().all()]
@@ -492,7 +534,11 @@ def _coerce_id(values: pd.Series) -> tuple[pd.Series, dict | None]:
     """
     values = _decategorize(values)
     if pd.api.types.is_integer_dtype(values.dtype):
-        if pd.api.types.is_unsigned_integer_dtype(values.dtype) and len(values) and values.max() > np.iinfo(np.int64).max:
+        if (
+            pd.api.types.is_unsigned_integer_dtype(values.dtype)
+            and len(values)
+            and values.max() > np.iinfo(np.int64).max
+        ):
             return values.astype("str").where(values.notna(), None), None
         # nullable integers stay integers (Int64), as float ids with nulls do: a partition with and one
         # without nulls must give ids of one kind, or the same session would be two
@@ -594,7 +640,9 @@ def _not_already_failed(found: pd.DataFrame, earlier: list[pd.DataFrame]) -> pd.
         return found
     keys = pd.concat([f[["row", "column"]] for f in earlier], ignore_index=True).drop_duplicates()
     keys["row"] = keys["row"].astype(np.int64)
-    merged = found.assign(row=found["row"].astype(np.int64)).merge(keys, on=["row", "column"], how="left", indicator=True)
+    merged = found.assign(row=found["row"].astype(np.int64)).merge(
+        keys, on=["row", "column"], how="left", indicator=True
+    )
     return merged.loc[merged["_merge"] == "left_only", list(found.columns)].reset_index(drop=True)
 
 
@@ -610,7 +658,7 @@ def _rule_text(check: str) -> str:
     }
     for old, new in replacements.items():
         if check.startswith(old):
-            rest = check[len(old):].strip("()")
+            rest = check[len(old) :].strip("()")
             try:
                 rest = f"{float(rest):g}"
             except ValueError:
@@ -637,14 +685,22 @@ def _currency_failures(
     base = resolve_base_currency(currencies, known, base_currency)
     missing = sorted(currencies - known)
     if base is None and len(missing) > 1:
-        raise table_error("billing", "currency", f"one base currency: {len(missing)} billing currencies have no fx rate, "
-                          "so the base currency is ambiguous; pass base_currency= or add fx rates for all but the base",
-                          missing)  # fmt: skip
+        raise table_error(
+            "billing",
+            "currency",
+            f"one base currency: {len(missing)} billing currencies have no fx rate, "
+            "so the base currency is ambiguous; pass base_currency= or add fx rates for all but the base",
+            missing,
+        )
     unknown = billing["currency"].notna() & ~billing["currency"].isin(known | {base})
     positions = np.flatnonzero(unknown.to_numpy())
     return pd.DataFrame(
-        {"row": positions, "column": "currency", "rule": f"has an fx rate (base currency {base})",
-         "value": billing["currency"].to_numpy(dtype=object)[positions]}
+        {
+            "row": positions,
+            "column": "currency",
+            "rule": f"has an fx rate (base currency {base})",
+            "value": billing["currency"].to_numpy(dtype=object)[positions],
+        }
     )
 
 
@@ -662,9 +718,7 @@ def resolve_base_currency(currencies: set[str], known: set[str], base_currency: 
 def _failure_table(table: str, failures: list[pd.DataFrame], original: pd.DataFrame) -> pd.DataFrame:
     frames = [f for f in failures if len(f)]
     if not frames:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in FAILURE_COLUMNS}).assign(
-            row=pd.Series(dtype=np.int64)
-        )
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in FAILURE_COLUMNS}).assign(row=pd.Series(dtype=np.int64))
     out = pd.concat(frames, ignore_index=True)
     out["row"] = out["row"].astype(np.int64)
     out = out.drop_duplicates(["row", "column", "rule"]).sort_values(["row", "column"], kind="stable")

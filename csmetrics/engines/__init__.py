@@ -48,8 +48,14 @@ def open_engine(
     if kind not in ENGINES:
         raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if kind == "dask":
-        return load(given, quarantine=quarantine, validated=validated, base_currency=base_currency, buckets=buckets,
-                    progress=progress)  # fmt: skip
+        return load(
+            given,
+            quarantine=quarantine,
+            validated=validated,
+            base_currency=base_currency,
+            buckets=buckets,
+            progress=progress,
+        )
     if validated:
         return PandasEngine(given), {}
     valid, rejected = validate_tables(given, quarantine=quarantine, base_currency=base_currency)

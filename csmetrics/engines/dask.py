@@ -100,8 +100,15 @@ class DaskEngine:
 
     memo = None  # buckets run in other processes: nothing to share in this one
 
-    def __init__(self, buckets: dict[str, list], stats: dict[str, dict], heads: dict[str, pd.DataFrame], n: int,
-                 small: dict[str, pd.DataFrame] | None = None, progress: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        buckets: dict[str, list],
+        stats: dict[str, dict],
+        heads: dict[str, pd.DataFrame],
+        n: int,
+        small: dict[str, pd.DataFrame] | None = None,
+        progress: bool = False,
+    ):
         self.buckets, self.stats, self.heads, self.n = buckets, stats, heads, n
         self.small_tables = small or {}
         self.progress = progress
@@ -126,14 +133,21 @@ class DaskEngine:
     def latest(self, name: str) -> int:
         if name in self.small_tables:
             return PandasEngine(self.small_tables).latest(name)
-        return max((self.stats[name]["max"].get(c, NAT) for c in AS_OF_COLUMNS.get(name, ())), default=NAT) if name in self.stats else NAT
+        return (
+            max((self.stats[name]["max"].get(c, NAT) for c in AS_OF_COLUMNS.get(name, ())), default=NAT)
+            if name in self.stats
+            else NAT
+        )
 
     def _share(self, value: Any) -> Any:
         """One task holding a value every bucket's call uses (sent to each worker once)."""
         if value is None or isinstance(value, (str, int, float, bool)):
             return value
         if id(value) not in self._shared:
-            self._shared[id(value)] = (value, import_dask().delayed(value, name=f"shared-{uuid.uuid4().hex}", traverse=False))
+            self._shared[id(value)] = (
+                value,
+                import_dask().delayed(value, name=f"shared-{uuid.uuid4().hex}", traverse=False),
+            )
         return self._shared[id(value)][1]
 
     def map(self, fn: Callable, *handles: list, **shared) -> list:
@@ -164,7 +178,6 @@ class DaskEngine:
         groups = self.persist(groups)
         (lengths,) = self.gather(self.map(len, groups))
         return Streamed(groups, int(sum(lengths)), self.progress)
-
 
     def summary(self, name: str, as_of: object = None) -> pd.DataFrame:
         """The table's columns, with rows holding each timestamp column's min, max and latest
@@ -212,7 +225,7 @@ def _split(frame: pd.DataFrame, key: Callable, n: int) -> tuple[pd.DataFrame, ..
     order = np.argsort(group, kind="stable")
     bounds = np.searchsorted(group[order], np.arange(n + 1))
     taken = frame.iloc[order]
-    return tuple(taken.iloc[bounds[j]:bounds[j + 1]] for j in range(n))
+    return tuple(taken.iloc[bounds[j] : bounds[j + 1]] for j in range(n))
 
 
 def _concat(pieces: list[pd.DataFrame | None]) -> pd.DataFrame | None:
@@ -370,15 +383,23 @@ def load(
             for column in unique_columns(name):
                 if column in table.columns:
                     split = dask.delayed(_id_groups, pure=False, nout=_ID_GROUPS)
-                    pieces = [split(p, column, _id_kind(table._meta[column].dtype), _ID_GROUPS) for p in table.to_delayed()]
-                    facts[(name, column)] = [dask.delayed(_duplicates, pure=False)([p[j] for p in pieces]) for j in range(_ID_GROUPS)]
+                    pieces = [
+                        split(p, column, _id_kind(table._meta[column].dtype), _ID_GROUPS) for p in table.to_delayed()
+                    ]
+                    facts[(name, column)] = [
+                        dask.delayed(_duplicates, pure=False)([p[j] for p in pieces]) for j in range(_ID_GROUPS)
+                    ]
         if "billing" in big and "currency" in big["billing"].columns:
-            facts[("billing", "currency")] = [dask.delayed(_currencies, pure=False)(p) for p in big["billing"].to_delayed()]
+            facts[("billing", "currency")] = [
+                dask.delayed(_currencies, pure=False)(p) for p in big["billing"].to_delayed()
+            ]
     computed = dict(zip(facts, compute(*facts.values(), progress=progress), strict=True)) if facts else {}
     duplicated: dict[str, dict[str, np.ndarray]] = {}
     for (name, column), value in computed.items():
         if column != "currency":
-            duplicated.setdefault(name, {})[column] = np.concatenate([np.asarray(v, dtype=object) for v in value] or [np.array([], dtype=object)])
+            duplicated.setdefault(name, {})[column] = np.concatenate(
+                [np.asarray(v, dtype=object) for v in value] or [np.array([], dtype=object)]
+            )
     currencies = set().union(*computed[("billing", "currency")]) if ("billing", "currency") in computed else None
     base = base_currency
     if currencies is not None and len(currencies) > 1:
@@ -408,9 +429,9 @@ def load(
     persisted = persist(*[h for name in names for h in (*outcomes[name], *bucketed[name])], progress=progress)
     k = 0
     for name in names:
-        outcomes[name] = persisted[k:k + len(outcomes[name])]
+        outcomes[name] = persisted[k : k + len(outcomes[name])]
         k += len(outcomes[name])
-        bucketed[name] = list(persisted[k:k + n])
+        bucketed[name] = list(persisted[k : k + n])
         k += n
     del results, persisted
     outcome = compute(outcomes, progress=progress)[0]

@@ -43,7 +43,9 @@ class PandasEngine:
         table = self.tables.get(name)
         if table is None:
             return NAT
-        return max((instants(table[c]).max(initial=NAT) for c in AS_OF_COLUMNS.get(name, ()) if c in table), default=NAT)
+        return max(
+            (instants(table[c]).max(initial=NAT) for c in AS_OF_COLUMNS.get(name, ()) if c in table), default=NAT
+        )
 
     def map(self, fn: Callable, *handles: Handle, **shared: Any) -> Handle:
         return [fn(*items, **shared) for items in zip(*handles, strict=True)]

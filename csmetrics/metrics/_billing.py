@@ -36,10 +36,44 @@ import pandas as pd
 
 from csmetrics.frame import id_positions
 from csmetrics.metrics._common import check_segment_columns, resolve_spine
-from csmetrics.periods import NAT, instants
 from csmetrics.options import UnknownNameError, check_bool, check_by, check_freq, check_number, check_tz
-from csmetrics.periods import Spine, period_codes
+from csmetrics.periods import NAT, Spine, instants, period_codes
 from csmetrics.validate import resolve_base_currency, table_error
+
+__all__ = [
+    "BillingArrays",
+    "BillingContext",
+    "CHURN",
+    "CONTRACTION",
+    "DAYS_PER_MONTH",
+    "EXPANSION",
+    "Groups",
+    "KINDS",
+    "Ledger",
+    "MAX_MONEY_UNITS",
+    "MONEY_SCALE",
+    "NEW",
+    "NONE",
+    "ONE_TIME",
+    "Policies",
+    "REACTIVATION",
+    "RECURRING",
+    "REFUND",
+    "SegmentCoder",
+    "arrays_and_ledger",
+    "build_groups",
+    "build_ledger",
+    "fx_rates",
+    "group_peaks",
+    "invoices",
+    "money_units",
+    "monthly_amount",
+    "mrr_at",
+    "plan_at",
+    "prepare",
+    "sort_order",
+    "unique_pairs",
+]
 
 MONEY_SCALE = 10_000
 DAYS_PER_MONTH = 30.4375
@@ -104,14 +138,26 @@ def prepare(
     static = [c for c in by if c != "plan"]
     if static and (customers is None or any(c not in customers for c in static)):
         check_segment_columns(by, billing.iloc[:0, :0], customers, "billing", extra=["plan"])
-        raise UnknownNameError(f"segment columns {static} must be columns of the customers table "
-                               f"(billing segments are customer attributes or plan)")  # fmt: skip
+        raise UnknownNameError(
+            f"segment columns {static} must be columns of the customers table "
+            f"(billing segments are customer attributes or plan)"
+        )
     # subscriptions are data up to as_of: the spine always runs through as_of's period
-    spine = resolve_spine(billing, period_columns=("service_start", "service_end", "invoiced_at"),
-                          as_of_columns=("service_start", "invoiced_at"), freq=freq, tz=tz, as_of=as_of,
-                          start=start, end=end, through_as_of=True)  # fmt: skip
+    spine = resolve_spine(
+        billing,
+        period_columns=("service_start", "service_end", "invoiced_at"),
+        as_of_columns=("service_start", "invoiced_at"),
+        freq=freq,
+        tz=tz,
+        as_of=as_of,
+        start=start,
+        end=end,
+        through_as_of=True,
+    )
     if fx is not None and "currency" in billing:
-        base_currency = resolve_base_currency(set(billing["currency"].dropna().unique()), set(fx["currency"]), base_currency)
+        base_currency = resolve_base_currency(
+            set(billing["currency"].dropna().unique()), set(fx["currency"]), base_currency
+        )
     context = BillingContext(spine, by, Policies.from_kwargs(policies), fx, base_currency, customers)
     return billing, context
 
@@ -137,21 +183,35 @@ class BillingArrays:
     def of(cls, billing: pd.DataFrame, context: BillingContext) -> BillingArrays:
         customer, customer_ids = pd.factorize(billing["customer_id"], sort=False)
         kind_column = billing["kind"]
-        kind = np.where((kind_column == "recurring").to_numpy(dtype=bool), RECURRING,
-                        np.where((kind_column == "one_time").to_numpy(dtype=bool), ONE_TIME, REFUND)).astype(np.int8)  # fmt: skip
+        kind = np.where(
+            (kind_column == "recurring").to_numpy(dtype=bool),
+            RECURRING,
+            np.where((kind_column == "one_time").to_numpy(dtype=bool), ONE_TIME, REFUND),
+        ).astype(np.int8)
         if "plan" in billing:
             plan, plans = pd.factorize(billing["plan"], sort=True)
         else:
             plan, plans = np.full(len(billing), -1), np.array([], dtype=object)
         # optional timestamp columns may be absent (e.g. no invoiced_at when every line is recurring)
-        start, end, invoiced = (instants(billing[c]) if c in billing else np.full(len(billing), NAT, dtype=np.int64)
-                                for c in ("service_start", "service_end", "invoiced_at"))  # fmt: skip
+        start, end, invoiced = (
+            instants(billing[c]) if c in billing else np.full(len(billing), NAT, dtype=np.int64)
+            for c in ("service_start", "service_end", "invoiced_at")
+        )
         amount = billing["amount"].to_numpy(dtype=float)
         if context.fx is not None and "currency" in billing:
             at = np.where(kind == RECURRING, start, invoiced)
             amount = amount * fx_rates(billing["currency"], at, context.fx, context.base_currency)
-        return cls(customer.astype(np.int64), np.asarray(customer_ids), kind, amount, start, end, invoiced,
-                   plan.astype(np.int64), np.asarray(plans, dtype=object))  # fmt: skip
+        return cls(
+            customer.astype(np.int64),
+            np.asarray(customer_ids),
+            kind,
+            amount,
+            start,
+            end,
+            invoiced,
+            plan.astype(np.int64),
+            np.asarray(plans, dtype=object),
+        )
 
 
 def fx_rates(currency: pd.Series, at: np.ndarray, fx: pd.DataFrame, base: str | None) -> np.ndarray:
@@ -232,9 +292,12 @@ def money_units(amount: np.ndarray) -> np.ndarray:
     total = float(np.abs(scaled).sum()) if len(scaled) else 0.0
     if not np.isfinite(total) or total >= MAX_MONEY_UNITS:
         worst = int(np.nanargmax(np.abs(scaled))) if len(scaled) else 0
-        raise table_error("billing", "amount",
-                          f"monthly amounts within the exact money range (their sum < {MAX_MONEY_UNITS / MONEY_SCALE:.3g})",
-                          f"largest monthly amount {scaled[worst] / MONEY_SCALE:.6g}")  # fmt: skip
+        raise table_error(
+            "billing",
+            "amount",
+            f"monthly amounts within the exact money range (their sum < {MAX_MONEY_UNITS / MONEY_SCALE:.3g})",
+            f"largest monthly amount {scaled[worst] / MONEY_SCALE:.6g}",
+        )
     return np.rint(scaled).astype(np.int64)
 
 
@@ -376,8 +439,16 @@ def build_groups(ledger: Ledger, n_periods: int) -> Groups:
     if n_groups > 1:
         same = customer[1:] == customer[:-1]
         next_period[:-1] = np.where(same, period[1:], n_periods)
-    return Groups(customer, period, next_period, ledger.before[first], ledger.after[last],
-                  np.rint(movement).astype(np.int64), count.astype(np.int64), ledger.plan[last])  # fmt: skip
+    return Groups(
+        customer,
+        period,
+        next_period,
+        ledger.before[first],
+        ledger.after[last],
+        np.rint(movement).astype(np.int64),
+        count.astype(np.int64),
+        ledger.plan[last],
+    )
 
 
 def group_peaks(ledger: Ledger) -> tuple[np.ndarray, np.ndarray]:
@@ -489,7 +560,11 @@ def invoices(arrays: BillingArrays, as_of: int) -> tuple[np.ndarray, np.ndarray,
     keep = (arrays.kind != REFUND) & (at != NAT) & (at <= as_of)
     customer, at_kept = arrays.customer[keep], at[keep]
     span = int(at_kept.max() - at_kept.min()) + 1 if len(at_kept) else 1
-    key = pd.factorize(customer * span + (at_kept - (at_kept.min() if len(at_kept) else 0)))[0] if len(at_kept) else np.array([], dtype=np.int64)
+    key = (
+        pd.factorize(customer * span + (at_kept - (at_kept.min() if len(at_kept) else 0)))[0]
+        if len(at_kept)
+        else np.array([], dtype=np.int64)
+    )
     return keep, at_kept, key.astype(np.int64), arrays.amount[keep]
 
 

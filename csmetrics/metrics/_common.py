@@ -18,6 +18,20 @@ from csmetrics.frame import attach_segments, encode_segments
 from csmetrics.options import ConfigError, UnknownNameError, check_by, check_freq, check_tz
 from csmetrics.periods import NAT, Spine, instants, make_spine, period_codes, resolve_as_of
 
+__all__ = [
+    "Context",
+    "Grid",
+    "as_tuple",
+    "check_segment_columns",
+    "combine",
+    "dense",
+    "long_partial",
+    "make_context",
+    "resolve_spine",
+    "segments_of",
+]
+
+
 def as_tuple(by: Sequence[str] | str | None) -> tuple[str, ...]:
     return (by,) if isinstance(by, str) else tuple(by or ())
 
@@ -87,13 +101,23 @@ def make_context(
     freq, tz = check_freq(freq), check_tz(tz)
     by = check_by(by, reserved=reserved)
     check_segment_columns(by, table, customers, table_name)
-    spine = resolve_spine(table, period_columns=period_columns, as_of_columns=as_of_columns, freq=freq, tz=tz,
-                          as_of=as_of, start=start, end=end, through_as_of=as_of is not None)  # fmt: skip
+    spine = resolve_spine(
+        table,
+        period_columns=period_columns,
+        as_of_columns=as_of_columns,
+        freq=freq,
+        tz=tz,
+        as_of=as_of,
+        start=start,
+        end=end,
+        through_as_of=as_of is not None,
+    )
     return Context(spine, by, customers, options)
 
 
-def check_segment_columns(by: Sequence[str], table: pd.DataFrame, customers: pd.DataFrame | None, table_name: str,
-                          extra: Sequence[str] = ()) -> None:  # fmt: skip
+def check_segment_columns(
+    by: Sequence[str], table: pd.DataFrame, customers: pd.DataFrame | None, table_name: str, extra: Sequence[str] = ()
+) -> None:
     """Each ``by`` column is in the table, in customers or in ``extra``; else an error listing the columns there are."""
     available = [*table.columns, *(customers.columns if customers is not None else ()), *extra]
     missing = [c for c in by if c not in available]
@@ -113,7 +137,10 @@ def segments_of(table: pd.DataFrame, context: Context, table_name: str) -> tuple
 
 
 def long_partial(
-    columns: dict[str, np.ndarray], names: Sequence[str], seg_table: pd.DataFrame | None, n_periods: int,
+    columns: dict[str, np.ndarray],
+    names: Sequence[str],
+    seg_table: pd.DataFrame | None,
+    n_periods: int,
     every_segment: bool = False,
 ) -> pd.DataFrame:
     """The (periods, segments) arrays as a long frame of the cells any row touched
@@ -149,7 +176,9 @@ def dense(
     n_seg = len(seg_table) if seg_table is not None else 1
     cell = summed["period_index"].to_numpy(dtype=np.int64) * n_seg + seg_codes
     return {
-        name: np.bincount(cell, weights=summed[name].to_numpy(dtype=float), minlength=n_periods * n_seg).reshape(n_periods, n_seg)
+        name: np.bincount(cell, weights=summed[name].to_numpy(dtype=float), minlength=n_periods * n_seg).reshape(
+            n_periods, n_seg
+        )
         for name in names
     }, seg_table
 
@@ -192,10 +221,14 @@ class Grid:
             codes = codes[keep]
         # -1 goes to an extra class that is dropped: one bincount, no masked copies
         width = n_classes + 1
-        flat = np.bincount(index * width + np.where(codes >= 0, codes, n_classes), minlength=self.n_periods * self.n_segments * width)
+        flat = np.bincount(
+            index * width + np.where(codes >= 0, codes, n_classes), minlength=self.n_periods * self.n_segments * width
+        )
         return flat.reshape(self.n_periods, self.n_segments, width)[..., :n_classes].astype(float)
 
-    def ranges(self, start: np.ndarray, stop: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def ranges(
+        self, start: np.ndarray, stop: np.ndarray, segment: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cells of the first period and of the period after the last, for range sums."""
         start = np.clip(start, 0, self.n_periods)
         stop = np.clip(stop, 0, self.n_periods)

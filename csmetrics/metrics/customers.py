@@ -6,13 +6,13 @@ billing serves both families.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pandas as pd
 
 from csmetrics.frame import FrameBuilder
-from csmetrics.metrics._billing import BillingContext, prepare
-from csmetrics.metrics.revenue import combine, dense, partial
+from csmetrics.metrics._billing import BillingContext
+from csmetrics.metrics.revenue import dense
+
+__all__ = ["finalize"]
 
 
 def finalize(summed: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
@@ -30,5 +30,3 @@ def finalize(summed: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
     builder.ratio("renewal_rate", a["renewals_renewed"], a["renewals_due"])
     builder.ratio("repeat_purchase_rate", a["purchases_repeated"], a["purchases_closed"])
     return builder.build()
-
-

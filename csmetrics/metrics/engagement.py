@@ -26,18 +26,28 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from csmetrics.options import check_number
 from csmetrics.frame import FrameBuilder, attach_segments, segment_positions
 from csmetrics.metrics._billing import BillingArrays, invoices, sort_order
 from csmetrics.metrics._billing import prepare as prepare_billing
 from csmetrics.metrics._common import Context, Grid, combine, dense, long_partial, make_context, segments_of
-from csmetrics.periods import instants
-from csmetrics.periods import code_ends_ns, local_ns, period_codes
+from csmetrics.options import check_number
+from csmetrics.periods import code_ends_ns, instants, local_ns, period_codes
+
+__all__ = ["PARTIAL_COLUMNS", "calendar", "combine", "finalize", "partial", "prepare"]
 
 PARTIAL_COLUMNS = (
-    "events", "active_users", "active_customers", "user_days", "user_weeks", "mau",
-    "sessions", "session_minutes", "invoices", "invoice_revenue", "paying_customers",
-)  # fmt: skip
+    "events",
+    "active_users",
+    "active_customers",
+    "user_days",
+    "user_weeks",
+    "mau",
+    "sessions",
+    "session_minutes",
+    "invoices",
+    "invoice_revenue",
+    "paying_customers",
+)
 _DAY = 86_400 * 10**9
 _MINUTE = 60 * 10**9
 
@@ -58,11 +68,21 @@ def prepare(
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, Context]:
     """The context (spine, as_of, segments, session gap, billing's context) of validated events."""
     context = make_context(
-        events, period_columns=["timestamp"], as_of_columns=["timestamp"], freq=freq, by=by, customers=customers,
-        tz=tz, as_of=as_of, start=start, end=end, table_name="events", reserved=("event",),
+        events,
+        period_columns=["timestamp"],
+        as_of_columns=["timestamp"],
+        freq=freq,
+        by=by,
+        customers=customers,
+        tz=tz,
+        as_of=as_of,
+        start=start,
+        end=end,
+        table_name="events",
+        reserved=("event",),
         session_gap_minutes=check_number("session_gap_minutes", session_gap_minutes, low=0, low_open=True),
         with_billing=billing is not None,
-    )  # fmt: skip
+    )
     if billing is not None:
         billing, billing_context = prepare_billing(billing, fx=fx, as_of=context.spine.as_of)
         context.options["billing_context"] = billing_context
@@ -127,13 +147,17 @@ def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context
         "active_customers": _distinct_per_cell(cell, customer[inside], n_cells).reshape(n, n_seg),
     }
     # dau: distinct (user, day) per period; wau: distinct (user, week) per week-start period
-    user_day = user[inside] * (int(day.max() - day.min()) + 1 if len(day) else 1) + (day[inside] - (day.min() if len(day) else 0))
+    user_day = user[inside] * (int(day.max() - day.min()) + 1 if len(day) else 1) + (
+        day[inside] - (day.min() if len(day) else 0)
+    )
     columns["user_days"] = _distinct_per_cell(cell, user_day, n_cells).reshape(n, n_seg)
     week = np.floor_divide(day + 3, 7)
     week_start = week * 7 - 3
     week_period = _local_day_periods(week_start, context)
     week_cells = grid.points(week_period, seg)
-    user_week = user[week_cells[1]] * (int(week.max() - week.min()) + 1 if len(week) else 1) + (week[week_cells[1]] - (week.min() if len(week) else 0))
+    user_week = user[week_cells[1]] * (int(week.max() - week.min()) + 1 if len(week) else 1) + (
+        week[week_cells[1]] - (week.min() if len(week) else 0)
+    )
     columns["user_weeks"] = _distinct_per_cell(week_cells[0], user_week, n_cells).reshape(n, n_seg)
     columns["mau"] = _mau(user, seg, day, context, grid)
 
@@ -142,7 +166,9 @@ def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context
     columns["sessions"] = grid.add(session_cells, np.ones(len(sessions["first"])))
     columns["session_minutes"] = grid.add(session_cells, sessions["minutes"])
 
-    columns["invoices"], columns["invoice_revenue"], columns["paying_customers"] = _purchases(billing, context, seg_table, grid)
+    columns["invoices"], columns["invoice_revenue"], columns["paying_customers"] = _purchases(
+        billing, context, seg_table, grid
+    )
     main = long_partial(columns, PARTIAL_COLUMNS, seg_table, n)
 
     # feature adoption: distinct customers per (period, segment, event name)
@@ -154,7 +180,11 @@ def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context
     if seg_table is not None:
         for column in seg_table.columns:
             adoption[column] = seg_table[column].iloc[(used // max(len(names), 1)) % n_seg].reset_index(drop=True)
-    adoption["event"] = pd.Series(np.asarray(names, dtype=object)[used % max(len(names), 1)], dtype="str") if len(names) else pd.Series([], dtype="str")
+    adoption["event"] = (
+        pd.Series(np.asarray(names, dtype=object)[used % max(len(names), 1)], dtype="str")
+        if len(names)
+        else pd.Series([], dtype="str")
+    )
     adoption["customers"] = counts[used]
     return main, adoption
 
@@ -196,7 +226,11 @@ def _sessions(events: pd.DataFrame, user: np.ndarray, t: np.ndarray, gap_minutes
     n = len(events)
     if n == 0:
         return {"first": np.array([], dtype=np.int64), "minutes": np.array([])}
-    duration = events["duration_seconds"].to_numpy(dtype=float, na_value=np.nan) if "duration_seconds" in events else np.full(n, np.nan)
+    duration = (
+        events["duration_seconds"].to_numpy(dtype=float, na_value=np.nan)
+        if "duration_seconds" in events
+        else np.full(n, np.nan)
+    )
     if "session_id" in events:
         has_id = events["session_id"].notna().to_numpy()
         customer, _ = pd.factorize(events["customer_id"])
@@ -278,7 +312,11 @@ def _adoption_frame(adoption: pd.DataFrame, a: dict, seg_table: pd.DataFrame | N
     by = list(context.by)
     if adoption.empty:
         return pd.DataFrame()
-    summed = adoption.groupby(["period_index", *by, "event"], dropna=False, sort=True, observed=True)["customers"].sum().reset_index()
+    summed = (
+        adoption.groupby(["period_index", *by, "event"], dropna=False, sort=True, observed=True)["customers"]
+        .sum()
+        .reset_index()
+    )
     n_seg = len(seg_table) if seg_table is not None else 1
     seg = segment_positions(seg_table, summed, by)
     # every event name appears in every period and segment (0 customers where nobody used it)
@@ -298,5 +336,3 @@ def _adoption_frame(adoption: pd.DataFrame, a: dict, seg_table: pd.DataFrame | N
     out = pd.concat(rows, ignore_index=True)
     out["event"] = out["event"].astype("str")
     return out
-
-

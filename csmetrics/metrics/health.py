@@ -33,11 +33,34 @@ import pandas as pd
 from csmetrics.frame import FrameBuilder, attach_segments, encode_segments
 from csmetrics.metrics._billing import MONEY_SCALE, arrays_and_ledger, build_groups, group_peaks, prepare
 from csmetrics.metrics._common import Grid, combine, dense, long_partial
-from csmetrics.periods import NAT, instants, local_ns
+from csmetrics.options import (
+    ConfigError,
+    NotFittedError,
+    check_bands,
+    check_freq,
+    check_int,
+    check_number,
+    check_tz,
+    check_weights,
+)
+from csmetrics.periods import NAT, Spine, instants, local_ns, make_spine, period_codes, resolve_as_of
 from csmetrics.schemas import survey_scale
-from csmetrics.options import ConfigError, NotFittedError, check_bands, check_freq, check_int, check_number, check_tz, check_weights
-from csmetrics.periods import Spine, make_spine, period_codes, resolve_as_of
 from csmetrics.stats import quantile_of_counts
+
+__all__ = [
+    "BANDS",
+    "COMPONENTS",
+    "Inputs",
+    "Scorecard",
+    "aggregate_finalize",
+    "aggregate_partial",
+    "band_of",
+    "health_spine",
+    "load_counts",
+    "red_by_mrr",
+    "scores_spine",
+    "weighted_score",
+]
 
 COMPONENTS = ("usage", "sentiment", "support", "revenue")
 BANDS = ("red", "yellow", "green")
@@ -94,8 +117,8 @@ class Scorecard:
         self.weights = check_weights(weights, COMPONENTS)
         self.bands = check_bands(bands)
         self.baseline_periods = check_int("baseline_periods", baseline_periods, low=1)
-        self.support_scale = None if support_scale is None else check_number(
-            "support_scale", support_scale, low=0, low_open=True
+        self.support_scale = (
+            None if support_scale is None else check_number("support_scale", support_scale, low=0, low_open=True)
         )
 
     def check_is_fitted(self) -> None:
@@ -131,8 +154,12 @@ class Scorecard:
         # points each component costs: weight share * (100 - its score)
         total = (~np.isnan(picked) & (self.weights_ > 0)) * self.weights_
         with np.errstate(invalid="ignore", divide="ignore"):
-            lost = np.where(total > 0, total * (100 - np.nan_to_num(picked)) / total.sum(axis=1, keepdims=True), -np.inf)
-        weakest = np.where(used > 0, np.array(COMPONENTS, dtype=object)[np.argmax(lost, axis=1)], None) if len(rows) else []
+            lost = np.where(
+                total > 0, total * (100 - np.nan_to_num(picked)) / total.sum(axis=1, keepdims=True), -np.inf
+            )
+        weakest = (
+            np.where(used > 0, np.array(COMPONENTS, dtype=object)[np.argmax(lost, axis=1)], None) if len(rows) else []
+        )
         out["weakest_component"] = pd.Series(weakest, dtype="str", index=out.index)
         out["mrr"] = rows["mrr"].to_numpy(dtype=float)
         return out.sort_values(["period", "customer_id"], kind="stable").reset_index(drop=True)
@@ -169,8 +196,17 @@ class Inputs:
     ) -> Inputs:
         self = cls()
         self.customers = customers
-        self.spine = spine or health_spine(events=events, surveys=surveys, tickets=tickets, billing=billing, freq=freq,
-                                           tz=tz, as_of=as_of, start=start, end=end)  # fmt: skip
+        self.spine = spine or health_spine(
+            events=events,
+            surveys=surveys,
+            tickets=tickets,
+            billing=billing,
+            freq=freq,
+            tz=tz,
+            as_of=as_of,
+            start=start,
+            end=end,
+        )
         self.as_of = self.spine.as_of
         ids = [t["customer_id"] for t in (events, surveys, tickets, billing) if t is not None]
         self.ids = pd.Index(pd.concat(ids, ignore_index=True).unique()) if ids else pd.Index([], dtype=object)
@@ -178,7 +214,13 @@ class Inputs:
         self.shape = (n_c, n_p)
         k = card.baseline_periods
         first_seen = np.full(n_c, n_p, dtype=np.int64)
-        for table, column in ((events, "timestamp"), (surveys, "responded_at"), (tickets, "created_at"), (billing, "invoiced_at"), (billing, "service_start")):
+        for table, column in (
+            (events, "timestamp"),
+            (surveys, "responded_at"),
+            (tickets, "created_at"),
+            (billing, "invoiced_at"),
+            (billing, "service_start"),
+        ):
             if table is None or column not in table:
                 continue
             rows, period = self._rows(table, column)
@@ -195,7 +237,9 @@ class Inputs:
             with np.errstate(invalid="ignore", divide="ignore"):
                 baseline = (cumulative[:, periods] - cumulative[:, lo]) / np.where(history > 0, history, np.nan)
                 ratio = np.minimum(active / baseline, 1.0)
-            self.usage = np.where(np.nan_to_num(baseline) > 0, 100 * np.nan_to_num(ratio), np.where(active > 0, 100.0, 0.0))
+            self.usage = np.where(
+                np.nan_to_num(baseline) > 0, 100 * np.nan_to_num(ratio), np.where(active > 0, 100.0, 0.0)
+            )
 
         self.sentiment = self._sentiment(surveys) if surveys is not None else np.full(self.shape, np.nan)
         self.support_load = np.zeros(self.shape)
@@ -210,7 +254,9 @@ class Inputs:
             before = np.zeros(self.shape)
             before[:, k:] = self.mrr[:, :-k] if k > 0 else self.mrr
             with np.errstate(invalid="ignore", divide="ignore"):
-                trend = np.where(before > 0, 100 * np.minimum(self.mrr / before, 1.0), np.where(self.mrr > 0, 100.0, np.nan))
+                trend = np.where(
+                    before > 0, 100 * np.minimum(self.mrr / before, 1.0), np.where(self.mrr > 0, 100.0, np.nan)
+                )
             self.revenue = trend
         else:
             self.live = self.seen
@@ -235,7 +281,11 @@ class Inputs:
         day = np.floor_divide(local_ns(t[(t != NAT) & (t <= self.as_of.value)], self.spine.tz), _DAY)
         if len(day) == 0:
             return np.zeros(self.shape)
-        first_of_day = ~pd.Series(rows.astype(np.int64) * (int(day.max() - day.min()) + 1) + (day - day.min())).duplicated().to_numpy()
+        first_of_day = (
+            ~pd.Series(rows.astype(np.int64) * (int(day.max() - day.min()) + 1) + (day - day.min()))
+            .duplicated()
+            .to_numpy()
+        )
         return self._cell_sum(rows[first_of_day], period[first_of_day])
 
     def _sentiment(self, surveys: pd.DataFrame) -> np.ndarray:
@@ -245,7 +295,11 @@ class Inputs:
         part = surveys[usable.to_numpy(dtype=bool)]
         low, high = survey_scale(part)
         score = part["score"].to_numpy(dtype=float)
-        value = np.where(part["survey"].to_numpy() == "nps", score * 10, 100 * (score - low) / np.where(high > low, high - low, np.nan))
+        value = np.where(
+            part["survey"].to_numpy() == "nps",
+            score * 10,
+            100 * (score - low) / np.where(high > low, high - low, np.nan),
+        )
         t = instants(answered_at[usable.to_numpy(dtype=bool)])
         ok = t <= self.as_of.value
         rows = self.ids.get_indexer(part["customer_id"].to_numpy()[ok])
@@ -263,8 +317,14 @@ class Inputs:
         created = instants(tickets["created_at"])
         inside_rows = (created != NAT) & (created <= self.as_of.value)
         load = self._cell_sum(rows, period)
-        resolved = instants(tickets["resolved_at"])[inside_rows] if "resolved_at" in tickets else np.full(len(rows), NAT)
-        abandoned = tickets["abandoned"].to_numpy(dtype=bool)[inside_rows] if "abandoned" in tickets else np.zeros(len(rows), bool)
+        resolved = (
+            instants(tickets["resolved_at"])[inside_rows] if "resolved_at" in tickets else np.full(len(rows), NAT)
+        )
+        abandoned = (
+            tickets["abandoned"].to_numpy(dtype=bool)[inside_rows]
+            if "abandoned" in tickets
+            else np.zeros(len(rows), bool)
+        )
         done = (resolved != NAT) & (resolved <= self.as_of.value)
         stop = np.where(done, self.spine.index(period_codes(resolved, self.spine.freq, self.spine.tz)), self.shape[1])
         open_ = ~abandoned
@@ -324,11 +384,22 @@ class Inputs:
         return out
 
 
-def health_spine(*, freq: str = "M", tz: str = "UTC", as_of: object = None, start: object = None, end: object = None,
-                 **tables: pd.DataFrame | None) -> Spine:  # fmt: skip
+def health_spine(
+    *,
+    freq: str = "M",
+    tz: str = "UTC",
+    as_of: object = None,
+    start: object = None,
+    end: object = None,
+    **tables: pd.DataFrame | None,
+) -> Spine:
     """The scorecard's periods: from the earliest to the latest timestamp (up to as_of) of any table."""
-    stamps = {"events": ("timestamp",), "surveys": ("responded_at", "sent_at"), "tickets": ("created_at",),
-              "billing": ("service_start", "invoiced_at")}  # fmt: skip
+    stamps = {
+        "events": ("timestamp",),
+        "surveys": ("responded_at", "sent_at"),
+        "tickets": ("created_at",),
+        "billing": ("service_start", "invoiced_at"),
+    }
     known = [instants(t[c]) for name, t in tables.items() if t is not None for c in stamps[name] if c in t]
     if not known:
         raise ConfigError("HealthScorecard needs at least one of events, surveys, tickets, billing")
@@ -351,8 +422,6 @@ def load_counts(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.unique(load[load > 0], return_counts=True)
 
 
-
-
 def scores_spine(periods: Sequence[pd.Series], freq: str, tz: str) -> Spine:
     """The periods from the first to the last of the scored rows' (as_of: the last period's start)."""
     codes = np.concatenate([period_codes(p, freq, tz) for p in periods if len(p)] or [np.array([], dtype=np.int64)])
@@ -372,7 +441,10 @@ def aggregate_partial(scores: pd.DataFrame, spine: Spine, *, by=None, customers=
     scored = ~scores["score"].isna().to_numpy()
     cells = grid.points(spine.index(period_codes(scores["period"], spine.freq, spine.tz)), seg)
     band = scores["band"].to_numpy(dtype=object)
-    columns = {"scored": grid.add(cells, scored), "score_sum": grid.add(cells, np.where(scored, scores["score"].to_numpy(dtype=float), 0.0))}
+    columns = {
+        "scored": grid.add(cells, scored),
+        "score_sum": grid.add(cells, np.where(scored, scores["score"].to_numpy(dtype=float), 0.0)),
+    }
     for name in BANDS:
         columns[f"n_{name}"] = grid.add(cells, scored & (band == name))
     return long_partial(columns, _SCORE_SUMS, seg_table, spine.n)
@@ -401,4 +473,6 @@ def red_by_mrr(scores: pd.DataFrame, period: object = None) -> pd.DataFrame:
     # §14: a customer scored in its churn period but with MRR 0 at its end is no longer at risk
     red = scores[(scores["period"] == target) & (scores["band"] == "red") & ~(scores["mrr"] == 0)]
     # customer_id last: ties come out in one order whatever order the rows arrive in (either engine)
-    return red.sort_values(["mrr", "score", "customer_id"], ascending=[False, True, True], na_position="last", kind="stable").reset_index(drop=True)
+    return red.sort_values(
+        ["mrr", "score", "customer_id"], ascending=[False, True, True], na_position="last", kind="stable"
+    ).reset_index(drop=True)

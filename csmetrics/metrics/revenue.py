@@ -36,23 +36,56 @@ from csmetrics.metrics._billing import (
     build_groups,
     mrr_at,
     plan_at,
-    prepare,
     unique_pairs,
 )
-from csmetrics.metrics._common import Grid, combine as combine_partials, dense as dense_partial, long_partial
+from csmetrics.metrics._common import Grid, long_partial
+from csmetrics.metrics._common import combine as combine_partials
+from csmetrics.metrics._common import dense as dense_partial
 from csmetrics.periods import period_codes
+
+__all__ = [
+    "COHORT_COLUMNS",
+    "MOVEMENT_COLUMNS",
+    "PARTIAL_COLUMNS",
+    "cohort_finalize",
+    "cohort_partial",
+    "combine",
+    "current_mrr_of",
+    "dense",
+    "finalize",
+    "movements",
+    "partial",
+    "sort_movements",
+]
 
 #: the additive columns of a billing partial, in order
 PARTIAL_COLUMNS = (
-    "mrr_end", "mrr_start",
-    "new", "reactivation", "expansion", "contraction", "churn",
-    "n_new", "n_reactivation", "n_expansion", "n_contraction", "n_churn", "n_churn_of_start",
-    "customers_start", "customers_end", "retained",
-    "nrr_num", "grr_num", "revenue_churn_num",
-    "one_time", "refunds",
-    "renewals_due", "renewals_renewed",
-    "purchases_closed", "purchases_repeated",
-)  # fmt: skip
+    "mrr_end",
+    "mrr_start",
+    "new",
+    "reactivation",
+    "expansion",
+    "contraction",
+    "churn",
+    "n_new",
+    "n_reactivation",
+    "n_expansion",
+    "n_contraction",
+    "n_churn",
+    "n_churn_of_start",
+    "customers_start",
+    "customers_end",
+    "retained",
+    "nrr_num",
+    "grr_num",
+    "revenue_churn_num",
+    "one_time",
+    "refunds",
+    "renewals_due",
+    "renewals_renewed",
+    "purchases_closed",
+    "purchases_repeated",
+)
 
 
 def partial(billing: pd.DataFrame, context: BillingContext, memo: Any = None) -> pd.DataFrame:
@@ -75,16 +108,20 @@ def partial(billing: pd.DataFrame, context: BillingContext, memo: Any = None) ->
     purchase_customer, purchase_period, repeated = _purchases(arrays, context)
     extra_customer = np.concatenate([arrays.customer[flows], renewal_customer, purchase_customer])
     extra_period = np.concatenate([flow_period, renewal_period, purchase_period])
-    extra_plan = plan_at(groups, extra_customer, extra_period) if "plan" in context.by else np.full(len(extra_customer), -1)
+    extra_plan = (
+        plan_at(groups, extra_customer, extra_period) if "plan" in context.by else np.full(len(extra_customer), -1)
+    )
 
-    raw_codes = coder.codes(np.concatenate([groups.customer, extra_customer]), np.concatenate([groups.plan, extra_plan]))
+    raw_codes = coder.codes(
+        np.concatenate([groups.customer, extra_customer]), np.concatenate([groups.plan, extra_plan])
+    )
     seg_codes, used = pd.factorize(raw_codes, sort=True)
     grid = Grid(n, max(len(used), 1))
     n_groups, k1, k2 = len(groups.customer), len(flows), len(flows) + len(renewal_customer)
     group_seg = seg_codes[:n_groups]
-    flow_cells = grid.points(flow_period, seg_codes[n_groups:n_groups + k1])
-    renewal_cells = grid.points(renewal_period, seg_codes[n_groups + k1:n_groups + k2])
-    purchase_cells = grid.points(purchase_period, seg_codes[n_groups + k2:])
+    flow_cells = grid.points(flow_period, seg_codes[n_groups : n_groups + k1])
+    renewal_cells = grid.points(renewal_period, seg_codes[n_groups + k1 : n_groups + k2])
+    purchase_cells = grid.points(purchase_period, seg_codes[n_groups + k2 :])
 
     # between two groups a customer's MRR is constant: periods after a group up to the next one
     between = grid.ranges(groups.period + 1, groups.next_period, group_seg)
@@ -103,8 +140,13 @@ def partial(billing: pd.DataFrame, context: BillingContext, memo: Any = None) ->
         "mrr_end": (carried + grid.add(at_group, end_mrr)) * money,
         "mrr_start": (carried + grid.add(at_group, start_mrr)) * money,
     }
-    for name, code in (("new", NEW), ("reactivation", REACTIVATION), ("expansion", EXPANSION),
-                       ("contraction", CONTRACTION), ("churn", CHURN)):  # fmt: skip
+    for name, code in (
+        ("new", NEW),
+        ("reactivation", REACTIVATION),
+        ("expansion", EXPANSION),
+        ("contraction", CONTRACTION),
+        ("churn", CHURN),
+    ):
         columns[name] = grid.add(at_group, groups.movement[:, code]) * money
         columns[f"n_{name}"] = grid.add(at_group, groups.count[:, code])
     columns["n_churn_of_start"] = grid.add(at_group, is_start & churned)
@@ -112,7 +154,9 @@ def partial(billing: pd.DataFrame, context: BillingContext, memo: Any = None) ->
     columns["customers_end"] = carried_active + grid.add(at_group, active_end)
     columns["retained"] = carried_active + grid.add(at_group, is_start & (end_mrr > 0))
     columns["nrr_num"] = (carried + grid.add(at_group, np.where(is_start, retained_end, 0.0))) * money
-    columns["grr_num"] = (carried + grid.add(at_group, np.where(is_start, np.minimum(retained_end, start_mrr), 0.0))) * money
+    columns["grr_num"] = (
+        carried + grid.add(at_group, np.where(is_start, np.minimum(retained_end, start_mrr), 0.0))
+    ) * money
     columns["revenue_churn_num"] = grid.add(at_group, np.where(is_start & churned, start_mrr, 0.0)) * money
 
     flow_kind, flow_amount = arrays.kind[flows], arrays.amount[flows]
@@ -169,7 +213,13 @@ def _renewals(arrays: BillingArrays, ledger: Ledger, context: BillingContext):
     """
     spine = context.spine
     as_of = spine.as_of.value
-    due = (arrays.kind == RECURRING) & (arrays.amount > 0) & (arrays.end <= as_of) & (arrays.start <= as_of) & (arrays.end != NAT)
+    due = (
+        (arrays.kind == RECURRING)
+        & (arrays.amount > 0)
+        & (arrays.end <= as_of)
+        & (arrays.start <= as_of)
+        & (arrays.end != NAT)
+    )
     customer, end = unique_pairs(arrays.customer[due], arrays.end[due])
     grace = int(round(context.policies.renewal_grace_days * 86_400 * 10**9))
     renewed = mrr_at(ledger, customer, np.minimum(end + grace, as_of)) > 0
@@ -198,8 +248,6 @@ def _purchases(arrays: BillingArrays, context: BillingContext):
 # --------------------------------------------------------------------------
 # Public functions
 # --------------------------------------------------------------------------
-
-
 
 
 #: The columns of the movement ledger (none of them may be a segment column).
@@ -238,11 +286,16 @@ def movements(billing: pd.DataFrame, context: BillingContext, memo: Any = None) 
     return frame
 
 
-
-
 #: The columns of the cohort table (none of them may be a segment column).
-COHORT_COLUMNS = ("cohort", "periods_since_start", "cohort_customers", "customers_active", "logo_retention", "mrr",
-                  "revenue_retention")  # fmt: skip
+COHORT_COLUMNS = (
+    "cohort",
+    "periods_since_start",
+    "cohort_customers",
+    "customers_active",
+    "logo_retention",
+    "mrr",
+    "revenue_retention",
+)
 _COHORT_SUMS = ("mrr", "customers_active", "size")
 
 
@@ -272,8 +325,11 @@ def cohort_partial(billing: pd.DataFrame, context: BillingContext, memo: Any = N
     size = np.zeros((n, n * n_seg))
     first_column = first_new[starting] * n_seg + segment[starting]
     np.add.at(size, (first_new[starting], first_column), 1.0)
-    sums = {"mrr": grid.add_range(alive, end_mrr), "customers_active": grid.add_range(alive, (end_mrr > 0).astype(float)),
-            "size": size}  # fmt: skip
+    sums = {
+        "mrr": grid.add_range(alive, end_mrr),
+        "customers_active": grid.add_range(alive, (end_mrr > 0).astype(float)),
+        "size": size,
+    }
     cells = np.flatnonzero((sums["mrr"] != 0) | (sums["customers_active"] != 0) | (size != 0))
     period_index, rest = np.divmod(cells, n * n_seg)
     cohort_index, seg = np.divmod(rest, n_seg)
@@ -291,7 +347,9 @@ def cohort_finalize(partials: Sequence[pd.DataFrame], context: BillingContext) -
     spine = context.spine
     n, by = spine.n, list(context.by)
     stacked = pd.concat(partials, ignore_index=True)
-    summed = stacked.groupby(["cohort_index", *by, "period_index"], dropna=False, sort=True, observed=True)[list(_COHORT_SUMS)].sum()
+    summed = stacked.groupby(["cohort_index", *by, "period_index"], dropna=False, sort=True, observed=True)[
+        list(_COHORT_SUMS)
+    ].sum()
     summed = summed.reset_index()
     # every (cohort, segment) with customers, over every period from the cohort's on
     keys = summed.groupby(["cohort_index", *by], dropna=False, sort=True, observed=True)["size"].sum().reset_index()
@@ -303,10 +361,20 @@ def cohort_finalize(partials: Sequence[pd.DataFrame], context: BillingContext) -
     table = table.merge(summed, on=["cohort_index", *by, "period_index"], how="left")
     for name in _COHORT_SUMS:
         table[name] = table[name].fillna(0.0)
-    size = table.groupby(["cohort_index", *by], dropna=False, sort=False, observed=True)["size"].transform("sum").to_numpy()
+    size = (
+        table.groupby(["cohort_index", *by], dropna=False, sort=False, observed=True)["size"]
+        .transform("sum")
+        .to_numpy()
+    )
     first = table["period_index"] == table["cohort_index"]
-    first_mrr = table["mrr"].where(first).groupby([table[c] for c in ["cohort_index", *by]], dropna=False, sort=False,
-                                                  observed=True).transform("max").to_numpy() / MONEY_SCALE  # fmt: skip
+    first_mrr = (
+        table["mrr"]
+        .where(first)
+        .groupby([table[c] for c in ["cohort_index", *by]], dropna=False, sort=False, observed=True)
+        .transform("max")
+        .to_numpy()
+        / MONEY_SCALE
+    )
     mrr = table["mrr"].to_numpy() / MONEY_SCALE
     active = table["customers_active"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -326,10 +394,12 @@ def cohort_finalize(partials: Sequence[pd.DataFrame], context: BillingContext) -
     return out.sort_values(["cohort", *by, "period"], kind="stable").reset_index(drop=True)
 
 
-
-
 def current_mrr_of(billing: pd.DataFrame, context: BillingContext, memo: Any = None) -> pd.Series:
     """:func:`current_mrr` of these (validated) customers in a given context (unsorted)."""
     arrays, ledger = arrays_and_ledger(billing, context, memo)
     last = np.append(ledger.customer[1:] != ledger.customer[:-1], True) if len(ledger.customer) else np.array([], bool)
-    return pd.Series(ledger.after[last] / MONEY_SCALE, index=pd.Index(arrays.customer_ids[ledger.customer[last]], name="customer_id"), name="mrr")
+    return pd.Series(
+        ledger.after[last] / MONEY_SCALE,
+        index=pd.Index(arrays.customer_ids[ledger.customer[last]], name="customer_id"),
+        name="mrr",
+    )

@@ -23,7 +23,6 @@ import pandas as pd
 
 from csmetrics.frame import FrameBuilder, segment_positions
 from csmetrics.metrics._common import (
-    NAT,
     Context,
     Grid,
     combine,
@@ -33,17 +32,44 @@ from csmetrics.metrics._common import (
     make_context,
     segments_of,
 )
-from csmetrics.periods import period_codes
-from csmetrics.stats import quantiles_by_group
 from csmetrics.options import check_sla_targets
+from csmetrics.periods import NAT, period_codes
+from csmetrics.stats import quantiles_by_group
+
+__all__ = [
+    "PARTIAL_COLUMNS",
+    "QUANTILE_COLUMNS",
+    "combine",
+    "durations",
+    "exact_quantiles",
+    "finalize",
+    "partial",
+    "prepare",
+    "quantiles",
+    "ticket_arrays",
+]
 
 PARTIAL_COLUMNS = (
-    "tickets", "fcr", "handle_sum", "handle_n", "wait_sum", "wait_n", "abandoned",
-    "resolved", "reopened", "sla_met", "sla_due", "backlog", "customers",
-)  # fmt: skip
+    "tickets",
+    "fcr",
+    "handle_sum",
+    "handle_n",
+    "wait_sum",
+    "wait_n",
+    "abandoned",
+    "resolved",
+    "reopened",
+    "sla_met",
+    "sla_due",
+    "backlog",
+    "customers",
+)
 QUANTILE_COLUMNS = (
-    "first_response_minutes_p50", "first_response_minutes_p90", "resolution_hours_p50", "resolution_hours_p90",
-)  # fmt: skip
+    "first_response_minutes_p50",
+    "first_response_minutes_p90",
+    "resolution_hours_p50",
+    "resolution_hours_p90",
+)
 _MINUTE = 60 * 10**9
 _HOUR = 3600 * 10**9
 _DENSE_PAIRS = 2**28  # bytes of the (cell, customer) grid for distinct customers
@@ -63,10 +89,20 @@ def prepare(
 ) -> tuple[pd.DataFrame, Context]:
     """The shared context (spine, as_of, which columns exist) of validated tickets."""
     context = make_context(
-        tickets, period_columns=["created_at"], as_of_columns=["created_at", "first_response_at", "resolved_at"],
-        freq=freq, by=by, customers=customers, tz=tz, as_of=as_of, start=start, end=end, table_name="tickets",
-        present=frozenset(tickets.columns), sla_targets=check_sla_targets(sla_targets) or None,
-    )  # fmt: skip
+        tickets,
+        period_columns=["created_at"],
+        as_of_columns=["created_at", "first_response_at", "resolved_at"],
+        freq=freq,
+        by=by,
+        customers=customers,
+        tz=tz,
+        as_of=as_of,
+        start=start,
+        end=end,
+        table_name="tickets",
+        present=frozenset(tickets.columns),
+        sla_targets=check_sla_targets(sla_targets) or None,
+    )
     return tickets, context
 
 
@@ -165,13 +201,18 @@ def _distinct_customers(customer_id: pd.Series, at_created, grid: Grid) -> np.nd
     return counts.reshape(grid.n_periods, grid.n_segments).astype(float)
 
 
-def durations(tickets: pd.DataFrame, context: Context, arrays: tuple | None = None) -> tuple[dict[str, np.ndarray], pd.DataFrame | None]:
+def durations(
+    tickets: pd.DataFrame, context: Context, arrays: tuple | None = None
+) -> tuple[dict[str, np.ndarray], pd.DataFrame | None]:
     """The rows the quantiles need: period index, segment code, minutes to first response and
     hours to resolution (NaN where not done by as_of), for tickets in the spine with either."""
     created, period, seg, seg_table, as_of = arrays or ticket_arrays(tickets, context)
     inside = (period >= 0) & (period < context.spine.n)
     took = {}
-    for name, column, unit in (("first_response_minutes", "first_response_at", _MINUTE), ("resolution_hours", "resolved_at", _HOUR)):
+    for name, column, unit in (
+        ("first_response_minutes", "first_response_at", _MINUTE),
+        ("resolution_hours", "resolved_at", _HOUR),
+    ):
         done = _instant_by(tickets, column, as_of)
         took[name] = np.where(done != NAT, (done - created) / unit, np.nan)
     keep = np.flatnonzero(inside & ~(np.isnan(took["first_response_minutes"]) & np.isnan(took["resolution_hours"])))
@@ -244,5 +285,3 @@ def _dense_values(exact: pd.DataFrame, by: list[str], seg_table: pd.DataFrame | 
         grid[cell[seg >= 0]] = exact[name].to_numpy(dtype=float)[seg >= 0]
         out[name] = grid.reshape(n, n_seg)
     return out
-
-

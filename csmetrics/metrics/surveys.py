@@ -21,24 +21,47 @@ import numpy as np
 import pandas as pd
 
 from csmetrics.frame import FrameBuilder, id_positions
-from csmetrics.metrics._common import Context, Grid, combine, dense, long_partial, make_context, segments_of
-from csmetrics.periods import NAT, instants
-from csmetrics.periods import period_codes
-from csmetrics.schemas import CXI_COMPONENTS, survey_scale
-from csmetrics.stats import nps_interval
 from csmetrics.metrics._billing import prepare as prepare_billing
+from csmetrics.metrics._common import Context, Grid, combine, dense, long_partial, make_context, segments_of
 from csmetrics.metrics.revenue import current_mrr_of
 from csmetrics.options import check_csat_thresholds
+from csmetrics.periods import NAT, instants, period_codes
+from csmetrics.schemas import CXI_COMPONENTS, survey_scale
+from csmetrics.stats import nps_interval
 from csmetrics.validate import table_error
+
+__all__ = [
+    "DEFAULT_CSAT_THRESHOLDS",
+    "PARTIAL_COLUMNS",
+    "answer_arrays",
+    "combine",
+    "csat_threshold",
+    "cxi",
+    "finalize",
+    "followup_rows",
+    "partial",
+    "prepare",
+    "sort_followups",
+]
 
 DEFAULT_CSAT_THRESHOLDS: dict[tuple[float, float], float] = {(1, 5): 4, (1, 7): 6, (0, 10): 6, (1, 10): 6}
 
 PARTIAL_COLUMNS = (
-    "nps_n", "promoters", "passives", "detractors",
-    "csat_n", "csat_positive", "ces_n", "ces_sum", "ces_easy",
+    "nps_n",
+    "promoters",
+    "passives",
+    "detractors",
+    "csat_n",
+    "csat_positive",
+    "ces_n",
+    "ces_sum",
+    "ces_easy",
     *(f"cxi_{c}_{part}" for c in CXI_COMPONENTS for part in ("n", "top", "bottom")),
-    "sent", "sent_answered", "answers", "commented",
-)  # fmt: skip
+    "sent",
+    "sent_answered",
+    "answers",
+    "commented",
+)
 
 
 def prepare(
@@ -55,14 +78,25 @@ def prepare(
 ) -> tuple[pd.DataFrame, Context]:
     """The context (spine, as_of, segments, CSAT thresholds) of validated surveys."""
     if "responded_at" not in surveys and "sent_at" not in surveys:
-        raise table_error("surveys", "responded_at", "required column is missing (responded_at or sent_at places answers in periods)")
+        raise table_error(
+            "surveys", "responded_at", "required column is missing (responded_at or sent_at places answers in periods)"
+        )
     thresholds = dict(DEFAULT_CSAT_THRESHOLDS)
     thresholds.update(check_csat_thresholds(csat_thresholds) or {})
     context = make_context(
-        surveys, period_columns=["responded_at", "sent_at"], as_of_columns=["responded_at", "sent_at"],
-        freq=freq, by=by, customers=customers, tz=tz, as_of=as_of, start=start, end=end, table_name="surveys",
+        surveys,
+        period_columns=["responded_at", "sent_at"],
+        as_of_columns=["responded_at", "sent_at"],
+        freq=freq,
+        by=by,
+        customers=customers,
+        tz=tz,
+        as_of=as_of,
+        start=start,
+        end=end,
+        table_name="surveys",
         csat_thresholds=thresholds,
-    )  # fmt: skip
+    )
     return surveys, context
 
 
@@ -96,7 +130,9 @@ def answer_arrays(surveys: pd.DataFrame, context: Context) -> dict[str, np.ndarr
         "answered": answered,
         "answer_period": np.where(answered, spine.index(period_codes(answered_at, spine.freq, spine.tz)), -1),
         "sent": sent,
-        "sent_period": np.where((sent != NAT) & (sent <= as_of), spine.index(period_codes(sent, spine.freq, spine.tz)), -1),
+        "sent_period": np.where(
+            (sent != NAT) & (sent <= as_of), spine.index(period_codes(sent, spine.freq, spine.tz)), -1
+        ),
     }
 
 
@@ -118,10 +154,16 @@ def partial(surveys: pd.DataFrame, context: Context) -> pd.DataFrame:
     ces = answered & is_["ces"]
     easy = grid.add_classes(at_answer, np.where(ces, (score >= high - 2).astype(np.int64), -1), 2)
     columns = {
-        "nps_n": nps.sum(axis=2), "promoters": nps[..., 0], "passives": nps[..., 1], "detractors": nps[..., 2],
-        "csat_n": csat.sum(axis=2), "csat_positive": csat[..., 1],
-        "ces_n": easy.sum(axis=2), "ces_sum": grid.add(at_answer, np.where(ces, score, 0.0)), "ces_easy": easy[..., 1],
-    }  # fmt: skip
+        "nps_n": nps.sum(axis=2),
+        "promoters": nps[..., 0],
+        "passives": nps[..., 1],
+        "detractors": nps[..., 2],
+        "csat_n": csat.sum(axis=2),
+        "csat_positive": csat[..., 1],
+        "ces_n": easy.sum(axis=2),
+        "ces_sum": grid.add(at_answer, np.where(ces, score, 0.0)),
+        "ces_easy": easy[..., 1],
+    }
     # CXI: component x (top-two box, bottom-two box) flags; on a 3-point scale a middle answer is both
     component = surveys["component"] if "component" in surveys else pd.Series(None, index=surveys.index, dtype="str")
     codes, names = pd.factorize(component)  # map the few distinct names, not every row
@@ -130,7 +172,7 @@ def partial(surveys: pd.DataFrame, context: Context) -> pd.DataFrame:
     cxi_ok = answered & is_["cxi"] & (component_code >= 0)
     cxi = grid.add_classes(at_answer, np.where(cxi_ok, component_code * 4 + boxes, -1), 4 * len(CXI_COMPONENTS))
     for k, name in enumerate(CXI_COMPONENTS):
-        mine = cxi[..., 4 * k:4 * k + 4]
+        mine = cxi[..., 4 * k : 4 * k + 4]
         columns[f"cxi_{name}_n"] = mine.sum(axis=2)
         columns[f"cxi_{name}_top"] = mine[..., 1] + mine[..., 3]
         columns[f"cxi_{name}_bottom"] = mine[..., 2] + mine[..., 3]
@@ -158,7 +200,12 @@ def finalize(summed: pd.DataFrame, context: Context) -> pd.DataFrame:
     """The survey metric frame (§7) from summed partials."""
     a, seg_table = dense(summed, context.by, PARTIAL_COLUMNS, context.spine.n)
     builder = FrameBuilder(context.spine, seg_table)
-    builder.ratio("nps", a["promoters"] - a["detractors"], a["nps_n"], ci=nps_interval(a["promoters"], a["detractors"], a["nps_n"]))
+    builder.ratio(
+        "nps",
+        a["promoters"] - a["detractors"],
+        a["nps_n"],
+        ci=nps_interval(a["promoters"], a["detractors"], a["nps_n"]),
+    )
     builder.add("promoters", a["promoters"])
     builder.add("passives", a["passives"])
     builder.add("detractors", a["detractors"])
@@ -184,19 +231,18 @@ def cxi(a: dict[str, np.ndarray]) -> np.ndarray:
         return np.where(count > 0, np.sum(scores, axis=0) / np.maximum(count, 1), np.nan)
 
 
-
-
-
-
-def followup_rows(surveys: pd.DataFrame, context: Context, *, billing: pd.DataFrame | None = None,
-                  fx: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+def followup_rows(
+    surveys: pd.DataFrame, context: Context, *, billing: pd.DataFrame | None = None, fx: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The unhappy answers of these (validated) rows, with the customers' MRR at as_of given
     billing of the same customers; unsorted (see :func:`sort_followups`)."""
     rows = answer_arrays(surveys, context)
     threshold = csat_threshold(rows["low"], rows["high"], context.options["csat_thresholds"])
     in_spine = (rows["answer_period"] >= 0) & (rows["answer_period"] < context.spine.n)
-    unhappy = rows["answered"] & in_spine & (
-        (rows["is"]["nps"] & (rows["score"] <= 6)) | (rows["is"]["csat"] & (rows["score"] < threshold))
+    unhappy = (
+        rows["answered"]
+        & in_spine
+        & ((rows["is"]["nps"] & (rows["score"] <= 6)) | (rows["is"]["csat"] & (rows["score"] < threshold)))
     )
     picked = surveys.loc[unhappy]
     responded = picked["responded_at"] if "responded_at" in picked else picked["sent_at"]
@@ -226,7 +272,9 @@ def followup_rows(surveys: pd.DataFrame, context: Context, *, billing: pd.DataFr
 def sort_followups(rows: pd.DataFrame) -> pd.DataFrame:
     """Largest MRR first (customers without MRR last), then the latest answer; without MRR, latest first."""
     if "mrr" in rows:
-        rows = rows.sort_values(["mrr", "responded_at", "response_id"], ascending=[False, False, True], na_position="last", kind="stable")
+        rows = rows.sort_values(
+            ["mrr", "responded_at", "response_id"], ascending=[False, False, True], na_position="last", kind="stable"
+        )
     else:
         rows = rows.sort_values(["responded_at", "response_id"], ascending=[False, True], kind="stable")
     return rows.reset_index(drop=True)

@@ -17,14 +17,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from csmetrics.options import check_cost_roles, check_number
 from csmetrics.frame import FrameBuilder, attach_segments, to_wide
 from csmetrics.metrics import customers as customers_family
 from csmetrics.metrics import revenue as revenue_family
 from csmetrics.metrics._billing import BillingArrays, invoices, prepare
-from csmetrics.periods import instants
-from csmetrics.periods import period_codes
+from csmetrics.options import check_cost_roles, check_number
+from csmetrics.periods import instants, period_codes
 from csmetrics.stats import safe_ratio
+
+__all__ = [
+    "DEFAULT_COST_ROLES",
+    "check_value_options",
+    "combine",
+    "cost_roles_of",
+    "finalize",
+    "monthly_context",
+    "partial",
+]
 
 DEFAULT_COST_ROLES: dict[str, tuple[str, ...]] = {
     "retention": ("customer_success", "support", "retention_marketing", "training", "loyalty"),
@@ -50,13 +59,22 @@ def monthly_context(billing: pd.DataFrame, context):
     """The calendar-month context CLV needs, whatever the report's freq (``billing`` may be a
     partitioned engine's summary of the table: only its timestamps' range matters)."""
     _, monthly = prepare(
-        billing, freq="M", by=context.by, customers=context.customers, fx=context.fx, tz=context.spine.tz,
-        as_of=context.spine.as_of, base_currency=context.base_currency, **context.policies.__dict__,
-    )  # fmt: skip
+        billing,
+        freq="M",
+        by=context.by,
+        customers=context.customers,
+        fx=context.fx,
+        tz=context.spine.tz,
+        as_of=context.spine.as_of,
+        base_currency=context.base_currency,
+        **context.policies.__dict__,
+    )
     return monthly
 
 
-def partial(billing: pd.DataFrame, context, monthly, memo: Any = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+def partial(
+    billing: pd.DataFrame, context, monthly, memo: Any = None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     """Additive pieces over a set of customers: the monthly billing partial, purchases per
     (month, segment) and, when the report's periods are not months, the billing partial on them."""
     summed = revenue_family.partial(billing, monthly, memo)
@@ -71,9 +89,11 @@ def partial(billing: pd.DataFrame, context, monthly, memo: Any = None) -> tuple[
         for column in segments:
             table[column] = values[column].to_numpy() if column != "plan" else billing.loc[keep, "plan"].to_numpy()
     # an invoice and a payer belong to one customer: these counts add up across customer sets
-    per_month = table.groupby(["month", *segments], dropna=False, sort=True, observed=True).agg(
-        invoices=("invoice", "nunique"), payers=("customer", "nunique"), revenue=("amount", "sum")
-    ).reset_index()
+    per_month = (
+        table.groupby(["month", *segments], dropna=False, sort=True, observed=True)
+        .agg(invoices=("invoice", "nunique"), payers=("customer", "nunique"), revenue=("amount", "sum"))
+        .reset_index()
+    )
     own = None if monthly.spine == context.spine else revenue_family.partial(billing, context, memo)
     return summed, per_month, own
 
@@ -83,7 +103,13 @@ def combine(partials: Sequence[tuple], context, monthly) -> tuple[pd.DataFrame, 
     segments = list(context.by)
     summed = revenue_family.combine([p[0] for p in partials], monthly)
     per_month = pd.concat([p[1] for p in partials], ignore_index=True)
-    per_month = per_month.groupby(["month", *segments], dropna=False, sort=True, observed=True)[["invoices", "payers", "revenue"]].sum().reset_index()
+    per_month = (
+        per_month.groupby(["month", *segments], dropna=False, sort=True, observed=True)[
+            ["invoices", "payers", "revenue"]
+        ]
+        .sum()
+        .reset_index()
+    )
     own = None if partials[0][2] is None else revenue_family.combine([p[2] for p in partials], context)
     return summed, per_month, own
 
@@ -93,16 +119,28 @@ def _monthly(summed: pd.DataFrame, per_month: pd.DataFrame, monthly, segments: l
     frame = pd.concat([revenue_family.finalize(summed, monthly), customers_family.finalize(summed, monthly)])
     wide = to_wide(frame)
     wide = wide.sort_values([*segments, "period"], kind="stable")
-    grouped = wide.groupby(segments, dropna=False, sort=False)["logo_churn_rate"] if segments else wide["logo_churn_rate"]
-    wide["mean_churn"] = grouped.transform(lambda s: s.rolling(12, min_periods=1).mean()) if segments else grouped.rolling(12, min_periods=1).mean()
+    grouped = (
+        wide.groupby(segments, dropna=False, sort=False)["logo_churn_rate"] if segments else wide["logo_churn_rate"]
+    )
+    wide["mean_churn"] = (
+        grouped.transform(lambda s: s.rolling(12, min_periods=1).mean())
+        if segments
+        else grouped.rolling(12, min_periods=1).mean()
+    )
     per_month = per_month.assign(period=monthly.spine.starts[per_month["month"].to_numpy()])
     return wide.merge(per_month.drop(columns="month"), on=["period", *segments], how="left")
 
 
-
-
-def finalize(pieces: tuple, context, monthly, *, costs: pd.DataFrame | None = None, gross_margin: float = 1.0,
-             cost_roles: Mapping[str, Sequence[str]] | None = None, lifespan_months: float | None = None) -> pd.DataFrame:  # fmt: skip
+def finalize(
+    pieces: tuple,
+    context,
+    monthly,
+    *,
+    costs: pd.DataFrame | None = None,
+    gross_margin: float = 1.0,
+    cost_roles: Mapping[str, Sequence[str]] | None = None,
+    lifespan_months: float | None = None,
+) -> pd.DataFrame:
     """The value metric frame (§9) from combined pieces (and the validated costs table)."""
     monthly_summed, per_month, own = pieces
     segments = list(context.by)
@@ -126,7 +164,11 @@ def finalize(pieces: tuple, context, monthly, *, costs: pd.DataFrame | None = No
                 index = [(m, *key_values) for m in month_start]
             else:
                 index = list(month_start)
-            grid[:, s] = lookup[name].reindex(pd.MultiIndex.from_tuples(index) if segments else pd.Index(index)).to_numpy(dtype=float)
+            grid[:, s] = (
+                lookup[name]
+                .reindex(pd.MultiIndex.from_tuples(index) if segments else pd.Index(index))
+                .to_numpy(dtype=float)
+            )
         columns[name] = grid
     mean_churn = np.where(columns["mean_churn"] > 0, columns["mean_churn"], np.nan)
     clv = columns["arpu"] * gross_margin / mean_churn
