@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import inspect
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from csmetrics.metrics._billing import Policies
 from csmetrics.metrics.health import Scorecard
@@ -72,6 +73,13 @@ def load_config(path: Path | str) -> dict:
     return check_config(raw, source=str(path))
 
 
+def _check_health(table: Mapping[str, Any]) -> dict[str, Any]:
+    """The [health] table, checked by building the scorecard it describes (bands as a tuple)."""
+    health: dict[str, Any] = {k: (tuple(v) if k == "bands" and isinstance(v, list) else v) for k, v in table.items()}
+    Scorecard(**health)
+    return dict(table)
+
+
 def check_config(raw: Mapping, source: str = "config") -> dict:
     """Every key known and every value of the right type and range; returns the parsed settings."""
     if not isinstance(raw, Mapping):
@@ -88,7 +96,7 @@ def check_config(raw: Mapping, source: str = "config") -> dict:
         for key in raw.get(section, {}):
             if key not in known:
                 raise UnknownNameError(f"{source}: unknown key {section}.{key} (known: {', '.join(sorted(known))})")
-    checks = {
+    checks: dict[str, Callable[[Any], Any]] = {
         "freq": check_freq,
         "by": lambda v: list(check_by(v)),
         "tz": check_tz,
@@ -98,13 +106,10 @@ def check_config(raw: Mapping, source: str = "config") -> dict:
         "cost_roles": check_cost_roles,
         "gross_margin": lambda v: check_number("gross_margin", v, low=0, high=1, low_open=True),
         "session_gap_minutes": lambda v: check_number("session_gap_minutes", v, low=0, low_open=True),
-        "health": lambda v: (
-            Scorecard(**{k: (tuple(x) if k == "bands" and isinstance(x, list) else x) for k, x in v.items()}),
-            dict(v),
-        )[1],
+        "health": _check_health,
         "policies": lambda v: (Policies(**v), dict(v))[1],
     }
-    config = {}
+    config: dict[str, Any] = {}
     for key, value in raw.items():
         try:
             config[key] = checks[key](value)

@@ -93,8 +93,10 @@ def check_number(
 
 def check_int(name: str, value: object, *, low: int = 1) -> int:
     """A whole number >= low (a float such as 3.0 is accepted, 3.5 or True is not)."""
-    if _is_number(value) and math.isfinite(float(value)) and float(value) == int(value) and int(value) >= low:  # type: ignore[arg-type]
-        return int(value)  # type: ignore[arg-type]
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value)):
+        number = float(value)
+        if number == math.floor(number) and number >= low:
+            return int(number)
     raise ConfigError(f"{name} must be a whole number >= {low}, not {value!r}")
 
 
@@ -122,7 +124,7 @@ def check_as_of(value: object, name: str = "as_of") -> pd.Timestamp | None:
     if value is None:
         return None
     try:
-        ts = pd.Timestamp(value)  # type: ignore[arg-type]
+        ts = pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError) as err:
         raise ConfigError(f"{name} must be a timestamp (e.g. '2024-12-31 23:59'), not {value!r}: {err}") from None
     if ts is pd.NaT or pd.isna(ts):

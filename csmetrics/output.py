@@ -148,7 +148,7 @@ def _alive(pid: int) -> bool:
 
 def _leftovers(out_dir: Path) -> list[tuple[Path, int, str]]:
     """Staging folders beside OUT: (path, pid, role) with role 'old' or 'new'."""
-    found = []
+    found: list[tuple[Path, int, str]] = []
     if not out_dir.parent.is_dir():
         return found
     prefix = _prefix(out_dir)

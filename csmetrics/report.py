@@ -187,7 +187,7 @@ def report(
     )
 
 
-def _check_segments_exist(by: list[str], tables: Mapping[str, object]) -> None:
+def _check_segments_exist(by: list[str], tables: Mapping[str, Any]) -> None:
     """Each ``by`` column is a column of some table (or plan); else an error listing the columns there are."""
     columns = {str(c) for name, table in tables.items() if name not in ("fx", "costs") for c in table.columns}
     missing = [c for c in by if c not in columns]
@@ -263,9 +263,8 @@ def _run_families(
     scores = None
     if any(engine.has(name) for name in plans.HEALTH_TABLES):
         step("health")
-        health = config.get("health", {})
-        card = HealthScorecard(**{k: (tuple(v) if k == "bands" else v) for k, v in health.items()})
-        scores, card = plans.health_scores(engine, card, **common)
+        health: dict[str, Any] = {k: (tuple(v) if k == "bands" else v) for k, v in config.get("health", {}).items()}
+        scores, _ = plans.health_scores(engine, HealthScorecard(**health), **common)
         segments = [c for c in by if customers is not None and c in customers.columns]
         pending["health"] = plans.health(engine, scores, by=segments, freq=freq, tz=tz)
         ran.append("health")

@@ -209,7 +209,7 @@ class Surveys(_Base):
 
     class Config:
         integer_score_0_10 = {"survey": "nps"}
-        score_within_scale = {}
+        score_within_scale: dict[str, Any] = {}
         not_before = {"columns": ["responded_at"], "reference": "sent_at"}
         known_values_for_survey = {"column": "component", "survey": "cxi", "allowed": list(CXI_COMPONENTS)}
 
@@ -280,4 +280,4 @@ class MetricFrame(pa.DataFrameModel):
     class Config:
         strict = False
         coerce = False
-        finite_or_nan = {}
+        finite_or_nan: dict[str, Any] = {}

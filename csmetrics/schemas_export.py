@@ -10,8 +10,8 @@ from csmetrics.validate import MODELS
 
 def schema_yaml() -> dict[str, str]:
     """The YAML text of each contract, by file stem."""
-    texts = {name: model.to_schema().to_yaml() for name, model in MODELS.items()}
-    texts["metric_frame"] = MetricFrame.to_schema().to_yaml()
+    texts = {name: str(model.to_schema().to_yaml()) for name, model in MODELS.items()}
+    texts["metric_frame"] = str(MetricFrame.to_schema().to_yaml())
     return texts
 
 

@@ -50,8 +50,11 @@ class ValidationError(ValueError):
     ``table`` names the table.
     """
 
+    errors: list[ValidationError]
+
     def __init__(self, table: str, failures: pd.DataFrame, *, message: str | None = None, rows: str = "rows"):
         self.table = table
+        self.errors = [self]
         self.failures = failures.reset_index(drop=True)
         super().__init__(message or format_failures(table, self.failures, rows=rows))
 
@@ -279,7 +282,7 @@ def validate_tables(
     rejected: dict[str, pd.DataFrame] = {}
     errors: list[ValidationError] = []
     for name in order:
-        extra = {"fx": valid.get("fx"), "base_currency": base_currency} if name == "billing" else {}
+        extra: dict[str, Any] = {"fx": valid.get("fx"), "base_currency": base_currency} if name == "billing" else {}
         if name == "billing" and "fx" in tables and "fx" not in valid:
             continue  # fx failed: billing's currencies cannot be checked against it
         try:
@@ -526,7 +529,7 @@ def _coerce_str(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
     return values.astype("str"), None
 
 
-def _coerce_id(values: pd.Series) -> tuple[pd.Series, dict | None]:
+def _coerce_id(values: pd.Series) -> tuple[pd.Series, Any]:
     """Integer ids stay int64 (float ids that are whole numbers too); anything else is text.
 
     Ids are kept exactly or rejected, never wrapped: unsigned ids above 2**63 - 1 become

@@ -50,9 +50,14 @@ class Engine(Protocol):
     - ``input_rows`` and ``customer_output``: what differs between engines in a report.
     """
 
-    name: str
-    n: int
-    memo: Memo | None
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def n(self) -> int: ...
+
+    @property
+    def memo(self) -> Memo | None: ...
 
     def has(self, name: str) -> bool: ...
 

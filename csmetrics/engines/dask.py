@@ -229,11 +229,11 @@ def _split(frame: pd.DataFrame, key: Callable, n: int) -> tuple[pd.DataFrame, ..
 
 
 def _concat(pieces: list[pd.DataFrame | None]) -> pd.DataFrame | None:
-    pieces = [p for p in pieces if p is not None]
-    if not pieces:
+    present = [p for p in pieces if p is not None]
+    if not present:
         return None
-    nonempty = [p for p in pieces if len(p)]
-    return pd.concat(nonempty, ignore_index=True) if nonempty else pieces[0].reset_index(drop=True)
+    nonempty = [p for p in present if len(p)]
+    return pd.concat(nonempty, ignore_index=True) if nonempty else present[0].reset_index(drop=True)
 
 
 def _max_below(frame: pd.DataFrame, columns: tuple[str, ...], limit: int) -> dict[str, int]:
@@ -361,6 +361,7 @@ def load(
         raise UnknownNameError(f"unknown table(s) {unknown}; expected some of {', '.join(TABLES)}")
     big = {k: (v if is_dask(v) else dd.from_pandas(v, npartitions=1)) for k, v in tables.items() if k in BIG}
     small = {k: (v.compute() if is_dask(v) else v) for k, v in tables.items() if k not in BIG}
+    rejected: dict[str, pd.DataFrame]
     if validated:
         valid_small, rejected = dict(small), {}
     else:
@@ -377,7 +378,7 @@ def load(
             valid_small[name] = table.assign(customer_id=_as_kind(table["customer_id"], kind))
 
     # global facts: duplicated unique values, billing currencies
-    facts: dict[str, Any] = {}
+    facts: dict[tuple[str, str], Any] = {}
     if not validated:
         for name, table in big.items():
             for column in unique_columns(name):

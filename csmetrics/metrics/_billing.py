@@ -519,6 +519,7 @@ class SegmentCoder:
                 self.static_codes.append(np.empty(0, dtype=np.int64))
             else:
                 customers = context.customers
+                assert customers is not None  # prepare() checked: static segments need customers
                 codes, uniques = pd.factorize(customers[column], sort=True)
                 position = id_positions(customers["customer_id"], arrays.customer_ids)
                 of_customer = np.where(position >= 0, codes[np.maximum(position, 0)] + 1, 0)

@@ -92,7 +92,7 @@ def weighted_score(scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray,
 def band_of(score: np.ndarray, edges: tuple[float, float]) -> np.ndarray:
     """red below the first edge, yellow below the second, green from it; None where no score."""
     band = np.where(score < edges[0], "red", np.where(score < edges[1], "yellow", "green")).astype(object)
-    return np.where(np.isnan(score), None, band)
+    return np.where(np.isnan(score), np.array(None, dtype=object), band)
 
 
 class Scorecard:
@@ -175,6 +175,20 @@ class Scorecard:
 
 class Inputs:
     """Per (customer, period) arrays of the component inputs, on one customer x period grid."""
+
+    customers: pd.DataFrame | None
+    spine: Spine
+    as_of: pd.Timestamp
+    ids: pd.Index
+    shape: tuple[int, int]
+    seen: np.ndarray
+    usage: np.ndarray
+    sentiment: np.ndarray
+    support_load: np.ndarray
+    has_support: bool
+    mrr: np.ndarray
+    revenue: np.ndarray
+    live: np.ndarray
 
     @classmethod
     def build(

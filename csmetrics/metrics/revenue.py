@@ -281,6 +281,7 @@ def movements(billing: pd.DataFrame, context: BillingContext, memo: Any = None) 
         coder = SegmentCoder(context, arrays)
         plan = plan_at(groups, ledger.customer[moving], ledger.period[moving])
         segments = coder.table(coder.codes(ledger.customer[moving], plan))
+        assert segments is not None  # a table whenever there are segments
         for column in context.by:
             frame[column] = segments[column].to_numpy()
     return frame
@@ -336,6 +337,7 @@ def cohort_partial(billing: pd.DataFrame, context: BillingContext, memo: Any = N
     frame = pd.DataFrame({"period_index": period_index, "cohort_index": cohort_index})
     seg_table = coder.table(np.asarray(used)[seg] if len(used) else np.zeros(0, dtype=np.int64))
     for name in context.by:
+        assert seg_table is not None
         frame[name] = seg_table[name].to_numpy() if len(cells) else pd.Series([], dtype=object)
     for name in _COHORT_SUMS:
         frame[name] = sums[name].ravel()[cells]

@@ -85,7 +85,7 @@ def partial(
     table = pd.DataFrame({"month": month, "invoice": invoice, "customer": arrays.customer[keep], "amount": amount})
     if segments:
         static = [c for c in segments if c != "plan"]
-        values = attach_segments(billing[keep], static, context.customers, "billing") if static else None
+        values = attach_segments(billing[keep], static, context.customers, "billing")
         for column in segments:
             table[column] = values[column].to_numpy() if column != "plan" else billing.loc[keep, "plan"].to_numpy()
     # an invoice and a payer belong to one customer: these counts add up across customer sets
@@ -159,7 +159,7 @@ def finalize(
     for name in ("arpu", "mean_churn", "invoices", "payers", "revenue"):
         grid = np.full((spine.n, n_seg), np.nan)
         for s in range(n_seg):
-            if segments:
+            if segments and seg_table is not None:
                 key_values = tuple(seg_table.iloc[s][c] for c in segments)
                 index = [(m, *key_values) for m in month_start]
             else:
