@@ -24,6 +24,14 @@ from pandera.typing import Series
 TABLES = ("events", "tickets", "surveys", "billing", "customers", "costs", "fx")
 #: The tables a partitioned engine keeps distributed; the others are small and held in pandas.
 BIG_TABLES = ("events", "tickets", "surveys", "billing")
+#: timestamp columns whose latest value sets a table's as_of
+AS_OF_COLUMNS: dict[str, tuple[str, ...]] = {
+    "events": ("timestamp",),
+    "tickets": ("created_at", "first_response_at", "resolved_at"),
+    "surveys": ("responded_at", "sent_at"),
+    "billing": ("service_start", "invoiced_at"),
+    "costs": ("incurred_at",),
+}
 SURVEY_TYPES = ("nps", "csat", "ces", "cxi")
 BILLING_KINDS = ("recurring", "one_time", "refund")
 CXI_COMPONENTS = ("effort", "empathy", "understanding", "efficiency")

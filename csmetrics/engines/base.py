@@ -18,19 +18,12 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from csmetrics.schemas import AS_OF_COLUMNS
+
 __all__ = ["AS_OF_COLUMNS", "Engine", "Handle", "Memo", "Pending", "resolve"]
 
 #: One item per bucket: a frame (or None where the table is absent) or a result of ``map``.
 Handle = list
-
-#: timestamp columns whose latest value sets a table's as_of
-AS_OF_COLUMNS: dict[str, tuple[str, ...]] = {
-    "events": ("timestamp",),
-    "tickets": ("created_at", "first_response_at", "resolved_at"),
-    "surveys": ("responded_at", "sent_at"),
-    "billing": ("service_start", "invoiced_at"),
-    "costs": ("incurred_at",),
-}
 
 
 class Engine(Protocol):

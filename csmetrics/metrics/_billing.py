@@ -38,6 +38,7 @@ from csmetrics.frame import id_positions
 from csmetrics.metrics._common import check_segment_columns, resolve_spine
 from csmetrics.options import UnknownNameError, check_bool, check_by, check_freq, check_number, check_tz
 from csmetrics.periods import NAT, Spine, instants, period_codes
+from csmetrics.schemas import AS_OF_COLUMNS
 from csmetrics.validate import resolve_base_currency, table_error
 
 __all__ = [
@@ -146,7 +147,7 @@ def prepare(
     spine = resolve_spine(
         billing,
         period_columns=("service_start", "service_end", "invoiced_at"),
-        as_of_columns=("service_start", "invoiced_at"),
+        as_of_columns=AS_OF_COLUMNS["billing"],
         freq=freq,
         tz=tz,
         as_of=as_of,

@@ -32,6 +32,7 @@ from csmetrics.metrics._billing import prepare as prepare_billing
 from csmetrics.metrics._common import Context, Grid, combine, dense, long_partial, make_context, segments_of
 from csmetrics.options import check_number
 from csmetrics.periods import code_ends_ns, instants, local_ns, period_codes
+from csmetrics.schemas import AS_OF_COLUMNS
 
 __all__ = ["PARTIAL_COLUMNS", "calendar", "combine", "finalize", "partial", "prepare"]
 
@@ -70,7 +71,7 @@ def prepare(
     context = make_context(
         events,
         period_columns=["timestamp"],
-        as_of_columns=["timestamp"],
+        as_of_columns=AS_OF_COLUMNS["events"],
         freq=freq,
         by=by,
         customers=customers,

@@ -44,7 +44,7 @@ from csmetrics.options import (
     check_weights,
 )
 from csmetrics.periods import NAT, Spine, instants, local_ns, make_spine, period_codes, resolve_as_of
-from csmetrics.schemas import survey_scale
+from csmetrics.schemas import AS_OF_COLUMNS, survey_scale
 from csmetrics.stats import quantile_of_counts
 
 __all__ = [
@@ -408,13 +408,7 @@ def health_spine(
     **tables: pd.DataFrame | None,
 ) -> Spine:
     """The scorecard's periods: from the earliest to the latest timestamp (up to as_of) of any table."""
-    stamps = {
-        "events": ("timestamp",),
-        "surveys": ("responded_at", "sent_at"),
-        "tickets": ("created_at",),
-        "billing": ("service_start", "invoiced_at"),
-    }
-    known = [instants(t[c]) for name, t in tables.items() if t is not None for c in stamps[name] if c in t]
+    known = [instants(t[c]) for name, t in tables.items() if t is not None for c in AS_OF_COLUMNS[name] if c in t]
     if not known:
         raise ConfigError("HealthScorecard needs at least one of events, surveys, tickets, billing")
     freq, tz = check_freq(freq), check_tz(tz)

@@ -34,6 +34,7 @@ from csmetrics.metrics._common import (
 )
 from csmetrics.options import check_sla_targets
 from csmetrics.periods import NAT, period_codes
+from csmetrics.schemas import AS_OF_COLUMNS
 from csmetrics.stats import quantiles_by_group
 
 __all__ = [
@@ -91,7 +92,7 @@ def prepare(
     context = make_context(
         tickets,
         period_columns=["created_at"],
-        as_of_columns=["created_at", "first_response_at", "resolved_at"],
+        as_of_columns=AS_OF_COLUMNS["tickets"],
         freq=freq,
         by=by,
         customers=customers,

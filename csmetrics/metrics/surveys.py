@@ -26,7 +26,7 @@ from csmetrics.metrics._common import Context, Grid, combine, dense, long_partia
 from csmetrics.metrics.revenue import current_mrr_of
 from csmetrics.options import check_csat_thresholds
 from csmetrics.periods import NAT, instants, period_codes
-from csmetrics.schemas import CXI_COMPONENTS, survey_scale
+from csmetrics.schemas import AS_OF_COLUMNS, CXI_COMPONENTS, survey_scale
 from csmetrics.stats import nps_interval
 from csmetrics.validate import table_error
 
@@ -86,7 +86,7 @@ def prepare(
     context = make_context(
         surveys,
         period_columns=["responded_at", "sent_at"],
-        as_of_columns=["responded_at", "sent_at"],
+        as_of_columns=AS_OF_COLUMNS["surveys"],
         freq=freq,
         by=by,
         customers=customers,
