@@ -13,6 +13,8 @@ from csmetrics import api
 from csmetrics.frame import segment_columns, to_wide
 from csmetrics.validate import required_columns, validate
 
+__all__ = ["CsAccessor"]
+
 
 @pd.api.extensions.register_dataframe_accessor("cs")
 class CsAccessor:

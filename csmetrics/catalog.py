@@ -19,6 +19,8 @@ import pandas as pd
 
 from csmetrics.options import UnknownNameError
 
+__all__ = ["BY_NAME", "CATALOG", "Metric", "catalog_frame", "get"]
+
 
 @dataclass(frozen=True)
 class Metric:

@@ -22,6 +22,8 @@ from csmetrics.report import report
 from csmetrics.schemas_export import export_schemas
 from csmetrics.validate import TABLES, ValidationError, validate_tables
 
+__all__ = ["LOOPBACK", "app", "export_command", "main", "metrics_command", "report_command", "validate_command"]
+
 app = typer.Typer(help="Customer-success metrics from raw tables.", no_args_is_help=True, add_completion=False)
 schemas_app = typer.Typer(help="The published table contracts.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")

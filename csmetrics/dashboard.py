@@ -20,6 +20,8 @@ import pandas as pd
 from csmetrics import catalog, stats
 from csmetrics.frame import compare_periods, reaggregate, segment_columns
 
+__all__ = ["HEADLINES", "TEMPLATE", "company_view", "render"]
+
 HEADLINES = {
     "revenue": ["mrr", "net_new_mrr", "nrr", "grr", "quick_ratio", "arpu"],
     "customers": ["customers_end", "customers_new", "customers_churned", "logo_churn_rate", "renewal_rate"],

@@ -23,6 +23,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+__all__ = [
+    "CHANNELS",
+    "COMMENTS",
+    "COST_CATEGORIES",
+    "EVENT_NAMES",
+    "INDUSTRIES",
+    "PLANS",
+    "PLAN_PRICE",
+    "PRIORITIES",
+    "REGIONS",
+    "generate",
+    "main",
+    "write",
+]
+
 PLANS = np.array(["basic", "pro", "enterprise"])
 PLAN_PRICE = np.array([49.0, 199.0, 999.0])
 REGIONS = np.array(["NA", "EMEA", "APAC", "LATAM"])

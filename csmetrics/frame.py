@@ -18,6 +18,22 @@ from csmetrics import catalog, stats
 from csmetrics.options import ConfigError, UnknownNameError, check_by, check_number
 from csmetrics.periods import Spine, check_freq, code_starts, period_codes
 
+__all__ = [
+    "FrameBuilder",
+    "NotAMetricFrameError",
+    "VALUE_COLUMNS",
+    "attach_segments",
+    "check_metric_frame",
+    "compare_periods",
+    "empty_frame",
+    "encode_segments",
+    "id_positions",
+    "reaggregate",
+    "segment_columns",
+    "segment_positions",
+    "to_wide",
+]
+
 VALUE_COLUMNS = ["value", "numerator", "denominator", "ci_low", "ci_high"]
 
 
@@ -138,6 +154,18 @@ def segment_columns(frame: pd.DataFrame) -> list[str]:
 def to_wide(frame: pd.DataFrame, column: str = "value") -> pd.DataFrame:
     """One row per (period, segment), one column per metric.
 
+    Parameters
+    ----------
+    frame : DataFrame
+        A metric frame.
+    column : str
+        Which column to spread: value (default), numerator, denominator, ci_low or ci_high.
+
+    Returns
+    -------
+    DataFrame
+        period, freq, the segment columns, then one column per metric in order of appearance.
+
     Examples
     --------
     >>> import pandas as pd
@@ -169,6 +197,30 @@ def reaggregate(frame: pd.DataFrame, by: Sequence[str] = (), freq: str | None = 
     ``*_start`` metrics, the first) period of a roll-up. Metrics that cannot be
     combined exactly (quantiles, CXI, tickets per customer; rates over a start
     base when rolling up over time) are left out of the result.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        A metric frame.
+    by : list of str
+        The segment columns to keep (the others are combined).
+    freq : str, optional
+        A coarser period to roll up to (W, M, Q, Y).
+
+    Returns
+    -------
+    DataFrame
+        The combined metric frame.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> tickets = pd.DataFrame({"ticket_id": range(4), "customer_id": 1, "channel": ["chat", "chat", "email", "web"],
+    ...     "created_at": "2024-01-02", "contacts": [1, 2, 1, 1], "resolved_at": "2024-01-03"})
+    >>> frame = csmetrics.support_metrics(tickets, by="channel")
+    >>> whole = csmetrics.reaggregate(frame).set_index("metric")
+    >>> float(whole.loc["fcr_rate", "value"]), float(whole.loc["tickets", "value"])
+    (0.75, 4.0)
     """
     check_metric_frame(frame, ("period", "freq", "metric", "value", "numerator", "denominator"), "reaggregate")
     by = list(check_by(by))
@@ -321,6 +373,29 @@ def compare_periods(frame: pd.DataFrame, metric: str, alpha: float = 0.05) -> pd
     the adjusted-Wald variance of METRICS.md §7 on both periods (it needs the
     ``promoters`` and ``detractors`` rows of the same frame). ``significant`` is
     p < alpha. One row per period and segment; the first period has no previous.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        A metric frame holding ``metric`` (and, for NPS, promoters and detractors).
+    metric : str
+        A rate with a Wilson interval, or nps.
+    alpha : float
+        The significance level, in (0, 1).
+
+    Returns
+    -------
+    DataFrame
+        period, freq, segments, metric, value, previous, change, z, p_value, significant.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> tickets = pd.DataFrame({"ticket_id": range(200), "customer_id": 1, "resolved_at": "2024-03-01",
+    ...     "created_at": ["2024-01-10"] * 100 + ["2024-02-10"] * 100, "contacts": [1] * 50 + [2] * 50 + [1] * 80 + [2] * 20})
+    >>> change = csmetrics.compare_periods(csmetrics.support_metrics(tickets), "fcr_rate").iloc[1]
+    >>> round(float(change["change"]), 2), bool(change["significant"])
+    (0.3, True)
     """
     check_metric_frame(frame, ("period", "freq", "metric", "value", "numerator", "denominator"), "compare_periods")
     check_number("alpha", alpha, low=0, high=1, low_open=True, high_open=True)

@@ -20,6 +20,38 @@ import pandera.extensions as extensions
 import pandera.pandas as pa
 from pandera.typing import Series
 
+__all__ = [
+    "AS_OF_COLUMNS",
+    "BIG_TABLES",
+    "BILLING_KINDS",
+    "Billing",
+    "CXI_COMPONENTS",
+    "Costs",
+    "Customers",
+    "DEFAULT_SCALES",
+    "Events",
+    "FREQS",
+    "Fx",
+    "MAX_AMOUNT",
+    "MAX_SECONDS",
+    "MetricFrame",
+    "SURVEY_TYPES",
+    "Surveys",
+    "TABLES",
+    "Tickets",
+    "finite_or_nan",
+    "integer_score_0_10",
+    "known_values_for_survey",
+    "not_before",
+    "required_for_kinds",
+    "score_within_scale",
+    "strictly_after",
+    "survey_scale",
+    "tz_aware_timestamp",
+    "unique_together",
+    "whole_number",
+]
+
 #: The input tables, in the order they are validated and reported.
 TABLES = ("events", "tickets", "surveys", "billing", "customers", "costs", "fx")
 #: The tables a partitioned engine keeps distributed; the others are small and held in pandas.

@@ -7,6 +7,8 @@ from pathlib import Path
 from csmetrics.schemas import MetricFrame
 from csmetrics.validate import MODELS
 
+__all__ = ["export_schemas", "schema_yaml"]
+
 
 def schema_yaml() -> dict[str, str]:
     """The YAML text of each contract, by file stem."""

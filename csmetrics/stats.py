@@ -13,6 +13,20 @@ import math
 
 import numpy as np
 
+__all__ = [
+    "Z95",
+    "normal_two_sided_p",
+    "nps_adjusted",
+    "nps_difference_test",
+    "nps_interval",
+    "quantile_by_group",
+    "quantile_of_counts",
+    "quantiles_by_group",
+    "safe_ratio",
+    "two_proportion_test",
+    "wilson_interval",
+]
+
 Z95 = 1.959963984540054
 
 

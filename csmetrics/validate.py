@@ -26,6 +26,24 @@ from csmetrics import schemas
 from csmetrics.options import UnknownNameError
 from csmetrics.periods import NAT
 
+__all__ = [
+    "FAILURE_COLUMNS",
+    "MODELS",
+    "OUT_OF_RANGE",
+    "TABLES",
+    "ValidationError",
+    "coerce",
+    "format_failures",
+    "harmonize_ids",
+    "required_columns",
+    "resolve_base_currency",
+    "schema_of",
+    "table_error",
+    "unique_columns",
+    "validate",
+    "validate_tables",
+]
+
 MODELS: dict[str, type[pa.DataFrameModel]] = {
     "events": schemas.Events,
     "tickets": schemas.Tickets,
@@ -268,11 +286,35 @@ def validate_tables(
     quarantine: bool = False,
     base_currency: str | None = None,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
-    """Validate a set of tables; returns ``(valid, rejected)`` dicts.
+    """Validate a set of tables together.
 
     fx is validated first so that billing can check its currencies against it, and
     ``customer_id`` is given one type across all tables (strings when any table
-    has string ids). Without quarantine, the first failing table raises.
+    has string ids).
+
+    Parameters
+    ----------
+    tables : mapping
+        Table name -> DataFrame, any of events, tickets, surveys, billing, customers, costs, fx.
+    quarantine : bool
+        False: any failure raises (one :class:`ValidationError` listing every broken table).
+        True: bad rows are set aside with a reason.
+    base_currency : str, optional
+        As in :func:`validate`.
+
+    Returns
+    -------
+    (dict, dict)
+        The valid (coerced) tables and the rejected rows per table (empty without quarantine).
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> tickets = pd.DataFrame({"ticket_id": [1, 2], "customer_id": ["a", "b"], "created_at": "2024-01-02"})
+    >>> costs = pd.DataFrame({"incurred_at": ["2024-01-01"], "category": ["sales"], "amount": [-5.0]})
+    >>> valid, rejected = csmetrics.validate_tables({"tickets": tickets, "costs": costs}, quarantine=True)
+    >>> len(valid["tickets"]), rejected["costs"]["reason"].tolist()
+    (2, ['amount: >= 0'])
     """
     unknown = sorted(set(tables) - set(TABLES))
     if unknown:

@@ -3,7 +3,7 @@
 # Needs Debian's chromium (apt-get install chromium). Usage: scripts/check_dashboard.sh [OUT_PNG]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-png="${1:-report/dashboard.png}"
+png="${1:-screenshots/dashboard.png}"  # outside report/: the report folder holds only what the report wrote
 csmetrics report sample_data --out report --quiet
 mkdir -p "$(dirname "$png")"
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
