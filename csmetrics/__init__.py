@@ -22,6 +22,7 @@ from csmetrics.api import (
 from csmetrics.frame import compare_periods, reaggregate, to_wide
 from csmetrics.options import ConfigError, NotFittedError
 from csmetrics.report import Report, report
+from csmetrics.schedule import Schedule, business_minutes
 from csmetrics.validate import TABLES, ValidationError, validate, validate_tables
 
 __all__ = [
@@ -29,10 +30,12 @@ __all__ = [
     "HealthScorecard",
     "NotFittedError",
     "Report",
+    "Schedule",
     "TABLES",
     "ValidationError",
     "__version__",
     "at_risk",
+    "business_minutes",
     "cohort_table",
     "compare_periods",
     "current_mrr",

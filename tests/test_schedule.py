@@ -1,0 +1,148 @@
+"""Business hours (METRICS.md §11): Schedule and business_minutes against a brute-force reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from csmetrics import Schedule, business_minutes
+from csmetrics.options import ConfigError
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
+
+
+def brute_force(start: pd.Timestamp, end: pd.Timestamp, schedule: Schedule) -> float:
+    """Every real second from start to end, converted to local wall-clock time, checked against the
+    open intervals of its local date (the reference of §11), in minutes."""
+    if pd.isna(start) or pd.isna(end) or end < start:
+        return float("nan")
+    seconds = pd.date_range(start.tz_convert("UTC"), end.tz_convert("UTC"), freq="s", inclusive="left")
+    local = seconds.tz_convert(schedule.tz)
+    minute_of_day = (local.hour * 60 + local.minute).to_numpy() + local.second.to_numpy() / 60
+    weekday = local.day_of_week.to_numpy()
+    open_ = np.zeros(len(seconds), dtype=bool)
+    for index, day in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun")):
+        for lo, hi in schedule.open_minutes(day):
+            open_ |= (weekday == index) & (minute_of_day >= lo) & (minute_of_day < hi)
+    if schedule.holidays:
+        open_ &= ~pd.Index(local.date).isin(schedule.holidays)
+    return float(open_.sum()) / 60
+
+
+def test_hand_worked_friday_to_monday():
+    week = Schedule(tz="Europe/Berlin", hours={d: ["09:00-17:00"] for d in WEEKDAYS})
+    start, end = pd.Timestamp("2024-03-08 16:30", tz="Europe/Berlin"), pd.Timestamp("2024-03-11 09:15", tz="Europe/Berlin")
+    assert business_minutes([start], [end], week).tolist() == [45.0]  # 30 on Friday + 15 on Monday
+
+
+def test_hand_worked_resolution_across_a_holiday():
+    week = Schedule(tz="Europe/Berlin", hours={d: ["09:00-12:00", "13:00-17:00"] for d in WEEKDAYS},
+                    holidays=["2024-12-25", "2024-12-26"])  # fmt: skip
+    # Tuesday 24 Dec 16:00 -> Friday 27 Dec 10:00: 60 minutes on the 24th, the 25th and 26th closed, 60 on the 27th
+    start, end = pd.Timestamp("2024-12-24 16:00", tz="Europe/Berlin"), pd.Timestamp("2024-12-27 10:00", tz="Europe/Berlin")
+    assert business_minutes([start], [end], week).tolist() == [120.0]
+
+
+def test_hand_worked_schedules_per_team():
+    support = Schedule(tz="UTC", hours={d: ["09:00-17:00"] for d in WEEKDAYS})
+    follow_the_sun = Schedule(tz="UTC", hours={d: ["00:00-24:00"] for d in (*WEEKDAYS, "sat", "sun")})
+    start, end = ["2024-03-09 10:00"], ["2024-03-11 10:00"]  # Saturday to Monday
+    assert business_minutes(start, end, support).tolist() == [60.0]
+    assert business_minutes(start, end, follow_the_sun).tolist() == [2880.0]
+
+
+@pytest.mark.parametrize(
+    "tz,day,expected",
+    [
+        ("Europe/Berlin", "2024-03-31", 180.0),  # 01:00-05:00 on the spring-forward Sunday: 3 real hours
+        ("Europe/Berlin", "2024-10-27", 300.0),  # fall back: the repeated hour counts twice
+        ("America/New_York", "2024-03-10", 180.0),
+        ("America/New_York", "2024-11-03", 300.0),
+        ("Asia/Kolkata", "2024-03-10", 240.0),
+    ],
+)
+def test_daylight_saving_days(tz, day, expected):
+    night = Schedule(tz=tz, hours={"sun": ["01:00-05:00"]})
+    start = pd.Timestamp(day, tz=tz)
+    end = start + pd.Timedelta(days=1)
+    got = business_minutes([start], [end], night)[0]
+    assert got == expected == brute_force(start, end, night)
+
+
+def test_missing_and_reversed_give_nan():
+    week = Schedule(tz="UTC", hours={"mon": ["09:00-17:00"]})
+    got = business_minutes([None, "2024-03-05", "2024-03-04 10:00"], ["2024-03-05", "2024-03-04", None], week)
+    assert np.isnan(got).all()
+
+
+@pytest.mark.parametrize(
+    "hours,match",
+    [
+        ({"mon": ["22:00-06:00"]}, "crosses midnight"),
+        ({"mon": ["09:00-12:00", "11:00-13:00"]}, "overlap"),
+        ({"mon": ["13:00-17:00", "09:00-12:00"]}, "out of order"),
+        ({"monday": ["09:00-17:00"]}, "unknown day key"),
+        ({"mon": ["9-17"]}, "HH:MM-HH:MM"),
+        ({"mon": ["09:00-25:00"]}, "time of day"),
+        ({"mon": ["09:00-09:00"]}, "ends before it starts"),
+    ],
+)
+def test_bad_schedules_are_clear_errors(hours, match):
+    with pytest.raises(ConfigError, match=match):
+        Schedule(tz="UTC", hours=hours)
+
+
+def test_from_dict_is_the_toml_form():
+    table = {"tz": "Europe/Berlin", "mon": ["09:00-12:00", "13:00-17:00"], "holidays": ["2024-12-25"]}
+    schedule = Schedule.from_dict(table)
+    assert schedule.open_minutes("mon") == ((540, 720), (780, 1020)) and schedule.open_minutes("tue") == ()
+    with pytest.raises(ConfigError, match="tz is required"):
+        Schedule.from_dict({"mon": ["09:00-17:00"]})
+    with pytest.raises(ConfigError, match="unknown key"):
+        Schedule.from_dict({"tz": "UTC", "weekdays": ["09:00-17:00"]})
+    with pytest.raises(ConfigError, match="tz"):
+        Schedule.from_dict({"tz": "Mars/Olympus"})
+
+
+ZONES = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "UTC"]
+# instants near both daylight-saving changes of 2024 in Europe and the US, and ordinary days
+ANCHORS = ["2024-03-10", "2024-03-31", "2024-10-27", "2024-11-03", "2024-06-14", "2024-12-24"]
+
+
+@st.composite
+def schedules(draw):
+    tz = draw(st.sampled_from(ZONES))
+    hours = {}
+    for day in draw(st.lists(st.sampled_from(("mon", "tue", "wed", "thu", "fri", "sat", "sun")), unique=True, max_size=7)):
+        cuts = sorted(draw(st.lists(st.integers(0, 24 * 4), min_size=2, max_size=6, unique=True)))
+        spans = [(cuts[i], cuts[i + 1]) for i in range(0, len(cuts) - 1, 2)]
+        hours[day] = [f"{a // 4:02d}:{a % 4 * 15:02d}-{b // 4:02d}:{b % 4 * 15:02d}" for a, b in spans]
+    holidays = draw(st.lists(st.sampled_from(["2024-03-10", "2024-03-31", "2024-10-27", "2024-12-25"]), unique=True, max_size=2))
+    return Schedule(tz=tz, hours=hours, holidays=holidays)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    schedule=schedules(),
+    anchor=st.sampled_from(ANCHORS),
+    offset=st.integers(-36 * 3600, 36 * 3600),
+    length=st.integers(0, 3 * 86400),
+)
+def test_business_minutes_equal_the_brute_force_to_the_second(schedule, anchor, offset, length):
+    start = pd.Timestamp(anchor, tz="UTC") + pd.Timedelta(seconds=offset)
+    end = start + pd.Timedelta(seconds=length)
+    got = business_minutes([start], [end], schedule)[0]
+    assert got == pytest.approx(brute_force(start, end, schedule), abs=1 / 60 / 2)  # within half a second
+
+
+def test_many_rows_at_once_equal_one_at_a_time():
+    schedule = Schedule(tz="America/New_York", hours={d: ["08:30-12:00", "13:00-18:00"] for d in WEEKDAYS}, holidays=["2024-07-04"])
+    rng = np.random.default_rng(3)
+    start = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 360 * 86400, 200), unit="s")
+    end = start + pd.to_timedelta(rng.integers(0, 10 * 86400, 200), unit="s")
+    whole = business_minutes(start, end, schedule)
+    one = [business_minutes([s], [e], schedule)[0] for s, e in zip(start, end)]
+    np.testing.assert_array_equal(whole, np.array(one))
