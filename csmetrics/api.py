@@ -32,6 +32,7 @@ from csmetrics import plans
 from csmetrics.engines import Engine, Pending, open_engine, resolve
 from csmetrics.metrics.health import Scorecard
 from csmetrics.metrics.revenue import COHORT_COLUMNS, MOVEMENT_COLUMNS
+from csmetrics.schedule import Schedule
 
 __all__ = [
     "HealthScorecard",
@@ -383,10 +384,14 @@ def support_metrics(
     start: object = None,
     end: object = None,
     sla_targets: Mapping[str, float] | None = None,
+    resolution_targets: Mapping[str, float] | None = None,
+    business_hours: Schedule | Mapping[str, Schedule] | None = None,
+    schedule_column: str | None = None,
     validated: bool = False,
 ) -> pd.DataFrame:
     """Tickets, FCR, AHT, wait, abandonment, response and resolution quantiles,
-    reopen rate, backlog, SLA attainment and tickets per customer (METRICS.md §6).
+    reopen rate, backlog, SLA attainment, one- and two-touch rates and tickets per customer
+    (METRICS.md §6, §11).
 
     Parameters
     ----------
@@ -397,7 +402,14 @@ def support_metrics(
     by : str or list of str, optional
         Ticket columns (channel, priority, agent_id) or customer attributes.
     sla_targets : mapping, optional
-        First-response target in minutes per priority.
+        First-response target in minutes per priority (business minutes where a schedule applies).
+    resolution_targets : mapping, optional
+        Resolution target in hours per priority: adds ``sla_resolution_rate``.
+    business_hours : Schedule or mapping, optional
+        One :class:`~csmetrics.Schedule`, or ticket-column values -> schedules (with ``"default"``
+        for the others; calendar time without one): adds the business-time quantiles.
+    schedule_column : str, optional
+        The ticket column whose values pick the schedule (with a mapping).
 
     Returns
     -------
@@ -415,7 +427,10 @@ def support_metrics(
     0.78
     """
     engine, _ = open_engine({"tickets": tickets, "customers": customers}, validated=validated)
-    return _one(engine, plans.support(engine, by=by, sla_targets=sla_targets, **_window(freq, tz, as_of, start, end)))
+    pending = plans.support(engine, by=by, sla_targets=sla_targets, resolution_targets=resolution_targets,
+                            business_hours=business_hours, schedule_column=schedule_column,
+                            **_window(freq, tz, as_of, start, end))  # fmt: skip
+    return _one(engine, pending)
 
 
 def survey_metrics(

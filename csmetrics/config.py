@@ -29,6 +29,7 @@ from csmetrics.options import (
     check_sla_targets,
     check_tz,
 )
+from csmetrics.schedule import Schedule
 
 __all__ = ["CONFIG_KEYS", "POLICY_KEYS", "check_config", "load_config", "scorecard_keys"]
 
@@ -51,6 +52,9 @@ CONFIG_KEYS = (
     "session_gap_minutes",
     "health",
     "policies",
+    "resolution_targets",
+    "business_hours",
+    "schedule_column",
 )
 POLICY_KEYS = tuple(Policies.__dataclass_fields__)
 
@@ -71,6 +75,19 @@ def load_config(path: Path | str) -> dict:
     except OSError as err:
         raise ConfigError(f"{path}: cannot be read ({err.strerror})") from None
     return check_config(raw, source=str(path))
+
+
+def _check_business_hours(table: Any) -> Any:
+    """``[business_hours]`` (one schedule) or ``[business_hours.<value>]`` tables (one per value)."""
+    if isinstance(table, Mapping) and table and all(isinstance(v, Mapping) for v in table.values()):
+        return {str(value): Schedule.from_dict(sub) for value, sub in table.items()}
+    return Schedule.from_dict(table)
+
+
+def _check_column_name(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"schedule_column must be a ticket column name, not {value!r}")
+    return value
 
 
 def _check_health(table: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,6 +123,9 @@ def check_config(raw: Mapping, source: str = "config") -> dict:
         "cost_roles": check_cost_roles,
         "gross_margin": lambda v: check_number("gross_margin", v, low=0, high=1, low_open=True),
         "session_gap_minutes": lambda v: check_number("session_gap_minutes", v, low=0, low_open=True),
+        "resolution_targets": lambda v: check_sla_targets(v, "resolution_targets"),
+        "business_hours": _check_business_hours,
+        "schedule_column": _check_column_name,
         "health": _check_health,
         "policies": lambda v: (Policies(**v), dict(v))[1],
     }

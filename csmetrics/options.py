@@ -208,14 +208,14 @@ def check_csat_thresholds(value: object) -> dict[tuple[float, float], float] | N
     return out
 
 
-def check_sla_targets(value: object) -> dict[str, float] | None:
-    """``{priority: minutes}``, each target positive and finite."""
+def check_sla_targets(value: object, name: str = "sla_targets") -> dict[str, float] | None:
+    """``{priority: target}`` (minutes for first response, hours for resolution), each positive and finite."""
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise ConfigError(f"sla_targets must map priorities to minutes, not {value!r}")
+        raise ConfigError(f"{name} must map priorities to targets, not {value!r}")
     return {
-        str(priority): check_number(f"sla_targets[{priority!r}]", minutes, low=0, low_open=True)
+        str(priority): check_number(f"{name}[{priority!r}]", minutes, low=0, low_open=True)
         for priority, minutes in value.items()
     }
 

@@ -180,6 +180,9 @@ def support(
     *,
     by: Sequence[str] | str | None = (),
     sla_targets: Any = None,
+    resolution_targets: Any = None,
+    business_hours: Any = None,
+    schedule_column: str | None = None,
     freq: str = "M",
     tz: str = "UTC",
     as_of: object = None,
@@ -192,6 +195,9 @@ def support(
         by=by,
         customers=engine.small("customers"),
         sla_targets=sla_targets,
+        resolution_targets=resolution_targets,
+        business_hours=business_hours,
+        schedule_column=schedule_column,
         freq=freq,
         tz=tz,
         as_of=as_of,
@@ -233,7 +239,7 @@ def _duration_rows(tickets: pd.DataFrame | None, context: Any) -> pd.DataFrame:
 
 
 def _cell_group(rows: pd.DataFrame) -> np.ndarray:
-    keys = [c for c in rows.columns if c not in ("first_response_minutes", "resolution_hours")]
+    keys = [c for c in rows.columns if c not in support_family.DURATION_COLUMNS]
     return (pd.util.hash_pandas_object(rows[keys], index=False).to_numpy() % np.uint64(_QUANTILE_GROUPS)).astype(
         np.int64
     )

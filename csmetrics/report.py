@@ -240,6 +240,9 @@ def _run_families(
             engine,
             by=plans.usable_by(by, columns["tickets"], customers),
             sla_targets=config.get("sla_targets"),
+            resolution_targets=config.get("resolution_targets"),
+            business_hours=config.get("business_hours"),
+            schedule_column=config.get("schedule_column"),
             **common,
         )
         ran.append("support")

@@ -146,3 +146,95 @@ def test_many_rows_at_once_equal_one_at_a_time():
     whole = business_minutes(start, end, schedule)
     one = [business_minutes([s], [e], schedule)[0] for s, e in zip(start, end)]
     np.testing.assert_array_equal(whole, np.array(one))
+
+
+# --------------------------------------------------------------------------
+# Support metrics in business time (§11)
+# --------------------------------------------------------------------------
+import csmetrics  # noqa: E402
+from csmetrics.config import check_config  # noqa: E402
+
+
+def _tickets() -> pd.DataFrame:
+    berlin = "Europe/Berlin"
+    created = [pd.Timestamp(t, tz=berlin) for t in ("2024-03-08 16:30", "2024-03-11 10:00", "2024-03-11 18:00", "2024-03-12 09:00")]
+    return pd.DataFrame(
+        {
+            "ticket_id": [1, 2, 3, 4],
+            "customer_id": [1, 2, 3, 4],
+            "created_at": created,
+            "first_response_at": [created[0] + pd.Timedelta(hours=64, minutes=45),  # Monday 09:15: 45 business minutes
+                                  created[1] + pd.Timedelta(minutes=30), created[2] + pd.Timedelta(hours=15, minutes=30),
+                                  created[3] + pd.Timedelta(minutes=90)],  # fmt: skip
+            "resolved_at": [created[0] + pd.Timedelta(days=4), created[1] + pd.Timedelta(hours=2), pd.NaT,
+                            created[3] + pd.Timedelta(hours=30)],  # fmt: skip
+            "priority": ["urgent", "urgent", "high", "high"],
+            "contacts": [1, 2, 1, 2],
+            "team": ["emea", "emea", "us", "emea"],
+        }
+    )
+
+
+WEEK = Schedule(tz="Europe/Berlin", hours={d: ["09:00-17:00"] for d in WEEKDAYS})
+
+
+def _metric(frame: pd.DataFrame, name: str) -> float:
+    return float(frame.loc[frame["metric"] == name, "value"].iloc[0])
+
+
+def test_support_quantiles_in_business_minutes_by_hand():
+    frame = csmetrics.support_metrics(_tickets(), business_hours=WEEK, as_of="2024-03-20")
+    # business minutes to first response: 45, 30, 30 (Mon 18:00 -> Tue 09:30), 90
+    assert _metric(frame, "first_response_business_minutes_p50") == np.median([45, 30, 30, 90])
+    assert _metric(frame, "first_response_business_minutes_p90") == np.quantile([45, 30, 30, 90], 0.9)
+    # calendar minutes stay as they were
+    assert _metric(frame, "first_response_minutes_p50") == np.median([64 * 60 + 45, 30, 15 * 60 + 30, 90])
+
+
+def test_sla_resolution_rate_and_touches_by_hand():
+    frame = csmetrics.support_metrics(_tickets(), business_hours=WEEK, resolution_targets={"urgent": 8, "high": 16},
+                                      as_of="2024-03-20")  # fmt: skip
+    # ticket 1: Fri 16:30 -> Tue 16:30 = 30 + 8h + 8h + ... = 30 min + Mon 8h + Tue 7.5h = 16 h > 8: missed
+    # ticket 2: 2 business hours <= 8: met; ticket 3: unresolved, waited Mon 18:00 -> as_of 20 Mar > 16 h: missed
+    # ticket 4: Tue 09:00 -> Wed 15:00 = 8 h + 6 h = 14 h <= 16: met
+    assert _metric(frame, "sla_resolution_rate") == 0.5
+    # resolved by as_of: tickets 1, 2 and 4, with contacts 1, 2 and 2
+    assert _metric(frame, "one_touch_rate") == pytest.approx(1 / 3)
+    assert _metric(frame, "two_touch_rate") == pytest.approx(2 / 3)
+
+
+def test_schedules_per_team_and_calendar_time_without_a_default():
+    us = Schedule(tz="America/New_York", hours={d: ["09:00-17:00"] for d in WEEKDAYS})
+    frame = csmetrics.support_metrics(_tickets(), business_hours={"emea": WEEK, "us": us}, schedule_column="team",
+                                      by="team", as_of="2024-03-20")  # fmt: skip
+    us_row = frame[(frame["metric"] == "first_response_business_minutes_p50") & (frame["team"] == "us")]
+    # Mon 18:00 Berlin (13:00 New York) -> Tue 09:30 Berlin (04:30 New York): 4 hours of New York's Monday
+    assert float(us_row["value"].iloc[0]) == 240.0
+    calendar = csmetrics.support_metrics(_tickets(), business_hours={"emea": WEEK}, schedule_column="team", by="team",
+                                         as_of="2024-03-20")  # fmt: skip
+    no_default = calendar[(calendar["metric"] == "first_response_business_minutes_p50") & (calendar["team"] == "us")]
+    assert float(no_default["value"].iloc[0]) == 15 * 60 + 30  # calendar time
+
+
+def test_business_support_on_dask_equals_pandas():
+    import dask
+    import dask.dataframe as dd
+
+    kwargs = {"business_hours": WEEK, "resolution_targets": {"urgent": 8, "high": 16}, "sla_targets": {"urgent": 60},
+              "as_of": "2024-03-20", "by": "team"}  # fmt: skip
+    expected = csmetrics.support_metrics(_tickets(), **kwargs)
+    with dask.config.set(scheduler="synchronous"):
+        got = csmetrics.support_metrics(dd.from_pandas(_tickets(), npartitions=2), **kwargs)
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True), rtol=1e-12)
+
+
+def test_business_hours_in_the_config():
+    config = check_config({"business_hours": {"tz": "Europe/Berlin", "mon": ["09:00-17:00"]}, "resolution_targets": {"urgent": 8}})
+    assert isinstance(config["business_hours"], Schedule)
+    teams = check_config({"schedule_column": "team", "business_hours": {"emea": {"tz": "Europe/Berlin", "mon": ["09:00-17:00"]},
+                                                                          "us": {"tz": "America/New_York"}}})  # fmt: skip
+    assert set(teams["business_hours"]) == {"emea", "us"}
+    with pytest.raises(ConfigError, match="crosses midnight"):
+        check_config({"business_hours": {"tz": "UTC", "mon": ["22:00-02:00"]}})
+    with pytest.raises(ConfigError, match="resolution_targets"):
+        check_config({"resolution_targets": {"urgent": -1}})

@@ -17,6 +17,7 @@ input column is absent (e.g. no ``contacts``: no fcr_rate) are not reported.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,14 +33,18 @@ from csmetrics.metrics._common import (
     make_context,
     segments_of,
 )
-from csmetrics.options import check_sla_targets
+from csmetrics.options import ConfigError, UnknownNameError, check_sla_targets
 from csmetrics.periods import NAT, period_codes
+from csmetrics.schedule import Schedule, business_minutes
 from csmetrics.schemas import AS_OF_COLUMNS
 from csmetrics.stats import quantiles_by_group
 
 __all__ = [
+    "DURATION_COLUMNS",
     "PARTIAL_COLUMNS",
     "QUANTILE_COLUMNS",
+    "Clock",
+    "check_schedules",
     "combine",
     "durations",
     "exact_quantiles",
@@ -62,15 +67,21 @@ PARTIAL_COLUMNS = (
     "reopened",
     "sla_met",
     "sla_due",
+    "sla_resolution_met",
+    "sla_resolution_due",
+    "one_touch",
+    "two_touch",
     "backlog",
     "customers",
 )
-QUANTILE_COLUMNS = (
-    "first_response_minutes_p50",
-    "first_response_minutes_p90",
-    "resolution_hours_p50",
-    "resolution_hours_p90",
+#: the duration columns of the quantile rows: calendar always, business time with a schedule
+DURATION_COLUMNS = (
+    "first_response_minutes",
+    "resolution_hours",
+    "first_response_business_minutes",
+    "resolution_business_hours",
 )
+QUANTILE_COLUMNS = tuple(f"{name}_{q}" for name in DURATION_COLUMNS for q in ("p50", "p90"))
 _MINUTE = 60 * 10**9
 _HOUR = 3600 * 10**9
 _DENSE_PAIRS = 2**28  # bytes of the (cell, customer) grid for distinct customers
@@ -87,8 +98,11 @@ def prepare(
     start: object = None,
     end: object = None,
     sla_targets: Mapping[str, float] | None = None,
+    resolution_targets: Mapping[str, float] | None = None,
+    business_hours: Schedule | Mapping[str, Schedule] | None = None,
+    schedule_column: str | None = None,
 ) -> tuple[pd.DataFrame, Context]:
-    """The shared context (spine, as_of, which columns exist) of validated tickets."""
+    """The shared context (spine, as_of, which columns exist, targets, schedules) of validated tickets."""
     context = make_context(
         tickets,
         period_columns=["created_at"],
@@ -103,6 +117,8 @@ def prepare(
         table_name="tickets",
         present=frozenset(tickets.columns),
         sla_targets=check_sla_targets(sla_targets) or None,
+        resolution_targets=check_sla_targets(resolution_targets, "resolution_targets") or None,
+        schedules=check_schedules(business_hours, schedule_column, tickets),
     )
     return tickets, context
 
@@ -160,9 +176,15 @@ def partial(tickets: pd.DataFrame, context: Context, arrays: tuple | None = None
         "resolved": grid.add(at_created, resolved),
         "reopened": grid.add(at_created, resolved & (reopens > 0)),
     }
-    met, due = _sla(tickets, context, created, responded_at, as_of)
+    clock = Clock(tickets, context, created, as_of)
+    met, due = _within(context.options.get("sla_targets"), tickets, clock, responded_at, _MINUTE)
     columns["sla_met"] = grid.add(at_created, met)
     columns["sla_due"] = grid.add(at_created, due)
+    met, due = _within(context.options.get("resolution_targets"), tickets, clock, resolved_at, _HOUR, ~abandoned)
+    columns["sla_resolution_met"] = grid.add(at_created, met)
+    columns["sla_resolution_due"] = grid.add(at_created, due)
+    columns["one_touch"] = grid.add(at_created, resolved & (contacts == 1))
+    columns["two_touch"] = grid.add(at_created, resolved & (contacts == 2))
     # backlog: open from the creation period up to (not including) the resolution period
     stop = np.where(resolved, context.spine.index(period_codes(resolved_at, context.spine.freq, context.spine.tz)), n)
     open_ = (period >= 0) & ~abandoned
@@ -171,20 +193,77 @@ def partial(tickets: pd.DataFrame, context: Context, arrays: tuple | None = None
     return long_partial(columns, PARTIAL_COLUMNS, seg_table, n, every_segment=True)
 
 
-def _sla(tickets, context, created, responded_at, as_of):
-    """Met / decided first-response SLA per ticket (both False without a target)."""
-    targets = context.options.get("sla_targets")
+def check_schedules(business_hours: Any, schedule_column: str | None, tickets: pd.DataFrame) -> dict | None:
+    """{"default": Schedule or None, "column": name or None, "by_value": {value: Schedule}} or None."""
+    if business_hours is None:
+        if schedule_column is not None:
+            raise ConfigError("schedule_column needs business_hours (a mapping of its values to schedules)")
+        return None
+    if isinstance(business_hours, Schedule):
+        return {"default": business_hours, "column": None, "by_value": {}}
+    if not isinstance(business_hours, Mapping) or not all(isinstance(s, Schedule) for s in business_hours.values()):
+        raise ConfigError("business_hours must be a csmetrics.Schedule or a mapping of values to Schedules")
+    if schedule_column is None:
+        raise ConfigError("business_hours maps values to schedules: name their ticket column with schedule_column")
+    if schedule_column not in tickets.columns:
+        raise UnknownNameError(f"schedule_column {schedule_column!r} is not a tickets column")
+    by_value = {str(k): v for k, v in business_hours.items() if k != "default"}
+    return {"default": business_hours.get("default"), "column": schedule_column, "by_value": by_value}
+
+
+class Clock:
+    """Elapsed time per ticket from its creation: business time under the ticket's schedule where one
+    applies (§11: its team's, else "default"), calendar time otherwise."""
+
+    def __init__(self, tickets: pd.DataFrame, context: Context, created: np.ndarray, as_of: int):
+        self.created, self.as_of = created, as_of
+        self.groups: list[tuple[np.ndarray, Schedule | None]] = []
+        schedules = context.options.get("schedules")
+        if schedules is None:
+            return
+        if schedules["column"] is None:
+            self.groups.append((np.arange(len(tickets)), schedules["default"]))
+            return
+        codes, values = pd.factorize(
+            tickets[schedules["column"]].astype("str").where(tickets[schedules["column"]].notna())
+        )
+        chosen = [schedules["by_value"].get(str(v), schedules["default"]) for v in values] + [schedules["default"]]
+        for code, schedule in enumerate(chosen):
+            rows = np.flatnonzero(codes == (code if code < len(values) else -1))
+            if len(rows):
+                self.groups.append((rows, schedule))
+
+    @property
+    def business(self) -> bool:
+        return any(schedule is not None for _, schedule in self.groups)
+
+    def elapsed(self, done: np.ndarray) -> np.ndarray:
+        """Nanoseconds from created_at to ``done`` (NaN where done is NaT), business time where a schedule applies."""
+        out = np.where(done != NAT, (done - self.created).astype(float), np.nan)
+        for rows, schedule in self.groups:
+            if schedule is not None and len(rows):
+                start = pd.Series(pd.DatetimeIndex(self.created[rows].view("M8[ns]"), tz="UTC"))
+                end = pd.Series(pd.DatetimeIndex(done[rows].view("M8[ns]"), tz="UTC"))
+                out[rows] = business_minutes(start, end, schedule) * _MINUTE
+        return out
+
+
+def _within(targets: Mapping[str, float] | None, tickets: pd.DataFrame, clock: Clock, done: np.ndarray, unit: int,
+            eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(met, decided) per ticket against its priority's target (both False without a target): met when done
+    within the target; decided when done by as_of or the target has passed by as_of."""
     if not targets or "priority" not in tickets:
         zeros = np.zeros(len(tickets), dtype=bool)
         return zeros, zeros
     codes, priorities = pd.factorize(tickets["priority"])  # map the few distinct priorities, not every row
     per_priority = np.array([float(targets.get(p, np.nan)) for p in priorities] + [np.nan])
-    target_minutes = per_priority[codes]
-    has_target = ~np.isnan(target_minutes)
-    deadline = created + np.nan_to_num(target_minutes * _MINUTE).astype(np.int64)
-    answered = responded_at != NAT
-    met = has_target & answered & (responded_at <= deadline)
-    missed = has_target & ((answered & (responded_at > deadline)) | (~answered & (deadline < as_of)))
+    target = per_priority[codes] * unit
+    has_target = ~np.isnan(target) & (True if eligible is None else eligible)
+    took = clock.elapsed(done)
+    waited = clock.elapsed(np.full(len(done), clock.as_of, dtype=np.int64))
+    finished = done != NAT
+    met = has_target & finished & (took <= target)
+    missed = has_target & ((finished & (took > target)) | (~finished & (waited > target)))
     return met, met | missed
 
 
@@ -209,6 +288,7 @@ def durations(
     hours to resolution (NaN where not done by as_of), for tickets in the spine with either."""
     created, period, seg, seg_table, as_of = arrays or ticket_arrays(tickets, context)
     inside = (period >= 0) & (period < context.spine.n)
+    clock = Clock(tickets, context, created, as_of)
     took = {}
     for name, column, unit in (
         ("first_response_minutes", "first_response_at", _MINUTE),
@@ -216,6 +296,10 @@ def durations(
     ):
         done = _instant_by(tickets, column, as_of)
         took[name] = np.where(done != NAT, (done - created) / unit, np.nan)
+        if clock.business:
+            took[name.replace("_minutes", "_business_minutes").replace("_hours", "_business_hours")] = (
+                clock.elapsed(done) / unit
+            )
     keep = np.flatnonzero(inside & ~(np.isnan(took["first_response_minutes"]) & np.isnan(took["resolution_hours"])))
     rows = {"period_index": period[keep], "segment": seg[keep]}
     return rows | {name: values[keep] for name, values in took.items()}, seg_table
@@ -231,7 +315,7 @@ def exact_quantiles(rows, seg_table: pd.DataFrame | None, n: int) -> pd.DataFram
     if seg_table is not None:
         for column in seg_table.columns:
             frame[column] = seg_table[column].iloc[used % n_seg].reset_index(drop=True)
-    for name in ("first_response_minutes", "resolution_hours"):
+    for name in (c for c in DURATION_COLUMNS if c in rows):
         q = quantiles_by_group(np.asarray(rows[name], dtype=float), cell, n * n_seg, (0.5, 0.9))[used]
         frame[f"{name}_p50"] = q[:, 0]
         frame[f"{name}_p90"] = q[:, 1]
@@ -269,8 +353,20 @@ def finalize(summed: pd.DataFrame, exact: pd.DataFrame, context: Context) -> pd.
         builder.add("resolution_hours_p90", q["resolution_hours_p90"])
         builder.ratio("reopen_rate", a["reopened"], a["resolved"])
     builder.add("backlog", a["backlog"])
+    if context.options.get("schedules") is not None:
+        if "first_response_at" in present:
+            builder.add("first_response_business_minutes_p50", q["first_response_business_minutes_p50"])
+            builder.add("first_response_business_minutes_p90", q["first_response_business_minutes_p90"])
+        if "resolved_at" in present:
+            builder.add("resolution_business_hours_p50", q["resolution_business_hours_p50"])
+            builder.add("resolution_business_hours_p90", q["resolution_business_hours_p90"])
     if context.options.get("sla_targets"):
         builder.ratio("sla_first_response_rate", a["sla_met"], a["sla_due"])
+    if context.options.get("resolution_targets") and "resolved_at" in present:
+        builder.ratio("sla_resolution_rate", a["sla_resolution_met"], a["sla_resolution_due"])
+    if "contacts" in present and "resolved_at" in present:
+        builder.ratio("one_touch_rate", a["one_touch"], a["resolved"])
+        builder.ratio("two_touch_rate", a["two_touch"], a["resolved"])
     builder.ratio("tickets_per_customer", a["tickets"], a["customers"])
     return builder.build()
 
@@ -283,6 +379,7 @@ def _dense_values(exact: pd.DataFrame, by: list[str], seg_table: pd.DataFrame | 
     out = {}
     for name in QUANTILE_COLUMNS:
         grid = np.full(n * n_seg, np.nan)
-        grid[cell[seg >= 0]] = exact[name].to_numpy(dtype=float)[seg >= 0]
+        if name in exact:
+            grid[cell[seg >= 0]] = exact[name].to_numpy(dtype=float)[seg >= 0]
         out[name] = grid.reshape(n, n_seg)
     return out
