@@ -436,6 +436,7 @@ def support_metrics(
 def survey_metrics(
     surveys: Any,
     *,
+    tickets: Any = None,
     freq: str = "M",
     by: Sequence[str] | str | None = None,
     customers: Any = None,
@@ -457,6 +458,9 @@ def survey_metrics(
         As in :mod:`csmetrics.api`.
     csat_thresholds : mapping, optional
         The positive threshold per scale, ``{"1-5": 4}`` or ``{(1, 5): 4}``.
+    tickets : DataFrame, optional
+        With it, ``by`` may name ticket columns (agent_id, channel, priority, ...): an answer takes
+        its ticket's (by ticket_id); an answer whose ticket is unknown goes to the null segment.
 
     Returns
     -------
@@ -473,10 +477,15 @@ def survey_metrics(
     >>> float(nps["value"]), round(float(nps["ci_low"]), 1), round(float(nps["ci_high"]), 1)
     (30.0, 14.1, 44.2)
     """
-    engine, _ = open_engine({"surveys": surveys, "customers": customers}, validated=validated)
-    return _one(
-        engine, plans.surveys(engine, by=by, csat_thresholds=csat_thresholds, **_window(freq, tz, as_of, start, end))
+    engine, _ = open_engine({"surveys": surveys, "tickets": tickets, "customers": customers}, validated=validated)
+    pending = plans.surveys(
+        engine,
+        by=by,
+        csat_thresholds=csat_thresholds,
+        with_tickets=tickets is not None,
+        **_window(freq, tz, as_of, start, end),
     )
+    return _one(engine, pending)
 
 
 def followups(

@@ -256,18 +256,21 @@ def surveys(
     *,
     by: Sequence[str] | str | None = (),
     csat_thresholds: Any = None,
+    with_tickets: bool = False,
     freq: str = "M",
     tz: str = "UTC",
     as_of: object = None,
     start: object = None,
     end: object = None,
 ) -> Pending:
-    """The survey frame."""
+    """The survey frame; ``with_tickets``: a segment may be a column of the answer's ticket (§11)."""
+    ticket_columns = list(engine.summary("tickets", as_of).columns) if with_tickets and engine.has("tickets") else []
     _, context = surveys_family.prepare(
         engine.summary("surveys", as_of),
         by=by,
         customers=engine.small("customers"),
         csat_thresholds=csat_thresholds,
+        ticket_columns=ticket_columns,
         freq=freq,
         tz=tz,
         as_of=as_of,
@@ -278,7 +281,12 @@ def surveys(
     def finish(parts: list) -> pd.DataFrame:
         return surveys_family.finalize(combine(parts, context.by, surveys_family.PARTIAL_COLUMNS), context)
 
-    return Pending((engine.map(surveys_family.partial, engine.table("surveys"), context=context),), finish)
+    tickets = engine.table("tickets") if ticket_columns else [None] * engine.n
+    return Pending((engine.map(_survey_partial, engine.table("surveys"), tickets, context=context),), finish)
+
+
+def _survey_partial(surveys: pd.DataFrame | None, tickets: pd.DataFrame | None, context: Any) -> pd.DataFrame:
+    return surveys_family.partial(surveys, context, tickets)
 
 
 def followups(

@@ -238,3 +238,20 @@ def test_business_hours_in_the_config():
         check_config({"business_hours": {"tz": "UTC", "mon": ["22:00-02:00"]}})
     with pytest.raises(ConfigError, match="resolution_targets"):
         check_config({"resolution_targets": {"urgent": -1}})
+
+
+def test_csat_per_agent_from_the_answers_tickets():
+    tickets = pd.DataFrame({"ticket_id": [10, 11, 12], "customer_id": [1, 2, 3], "agent_id": [7, 7, 8],
+                            "channel": ["chat", "email", "chat"], "created_at": "2024-01-02"})  # fmt: skip
+    surveys = pd.DataFrame({"response_id": [1, 2, 3, 4, 5], "customer_id": [1, 2, 3, 1, 4], "survey": "csat",
+                            "score": [5, 2, 4, 5, 1], "ticket_id": [10, 11, 12, 10, 99], "responded_at": "2024-01-05"})  # fmt: skip
+    frame = csmetrics.survey_metrics(surveys, tickets=tickets, by="agent_id")
+    csat = frame[frame["metric"] == "csat"].set_index("agent_id")
+    assert csat.loc[7, "value"] == pytest.approx(2 / 3) and csat.loc[7, "denominator"] == 3  # answers 1, 2, 4
+    assert csat.loc[8, "value"] == 1.0
+    unknown = frame[(frame["metric"] == "csat") & frame["agent_id"].isna()]
+    assert unknown["denominator"].tolist() == [1.0] and unknown["value"].tolist() == [0.0]  # ticket 99 is unknown
+    by_channel = csmetrics.survey_metrics(surveys, tickets=tickets, by="channel")
+    assert set(by_channel.loc[by_channel["metric"] == "csat", "channel"].dropna()) == {"chat", "email"}
+    with pytest.raises(ConfigError, match="columns there are"):
+        csmetrics.survey_metrics(surveys, by="agent_id")  # without tickets the column is nowhere

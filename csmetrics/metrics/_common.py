@@ -90,6 +90,7 @@ def make_context(
     end: object,
     table_name: str = "the table",
     reserved: Sequence[str] = (),
+    extra_columns: Sequence[str] = (),
     **options,
 ) -> Context:
     """Spine from the periods with data (``period_columns`` up to as_of) and the as_of instant.
@@ -100,7 +101,7 @@ def make_context(
     """
     freq, tz = check_freq(freq), check_tz(tz)
     by = check_by(by, reserved=reserved)
-    check_segment_columns(by, table, customers, table_name)
+    check_segment_columns(by, table, customers, table_name, extra=extra_columns)
     spine = resolve_spine(
         table,
         period_columns=period_columns,

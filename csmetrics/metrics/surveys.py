@@ -22,7 +22,7 @@ import pandas as pd
 
 from csmetrics.frame import FrameBuilder, id_positions
 from csmetrics.metrics._billing import prepare as prepare_billing
-from csmetrics.metrics._common import Context, Grid, combine, dense, long_partial, make_context, segments_of
+from csmetrics.metrics._common import Context, Grid, as_tuple, combine, dense, long_partial, make_context, segments_of
 from csmetrics.metrics.revenue import current_mrr_of
 from csmetrics.options import check_csat_thresholds
 from csmetrics.periods import NAT, instants, period_codes
@@ -42,6 +42,7 @@ __all__ = [
     "partial",
     "prepare",
     "sort_followups",
+    "with_ticket_columns",
 ]
 
 DEFAULT_CSAT_THRESHOLDS: dict[tuple[float, float], float] = {(1, 5): 4, (1, 7): 6, (0, 10): 6, (1, 10): 6}
@@ -75,8 +76,10 @@ def prepare(
     start: object = None,
     end: object = None,
     csat_thresholds: Mapping[tuple[float, float], float] | None = None,
+    ticket_columns: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, Context]:
-    """The context (spine, as_of, segments, CSAT thresholds) of validated surveys."""
+    """The context (spine, as_of, segments, CSAT thresholds) of validated surveys; ``ticket_columns``
+    are the columns of the tickets given with them (an answer takes its ticket's as segments, §11)."""
     if "responded_at" not in surveys and "sent_at" not in surveys:
         raise table_error(
             "surveys", "responded_at", "required column is missing (responded_at or sent_at places answers in periods)"
@@ -95,7 +98,9 @@ def prepare(
         start=start,
         end=end,
         table_name="surveys",
+        extra_columns=ticket_columns,
         csat_thresholds=thresholds,
+        from_tickets=tuple(c for c in as_tuple(by) if c not in surveys.columns and c in ticket_columns),
     )
     return surveys, context
 
@@ -136,8 +141,29 @@ def answer_arrays(surveys: pd.DataFrame, context: Context) -> dict[str, np.ndarr
     }
 
 
-def partial(surveys: pd.DataFrame, context: Context) -> pd.DataFrame:
-    """Additive sums per (period index, segment values) over these survey rows."""
+def with_ticket_columns(surveys: pd.DataFrame, tickets: pd.DataFrame | None, columns: Sequence[str]) -> pd.DataFrame:
+    """The answers with their ticket's ``columns`` (joined on ticket_id; null where the ticket is unknown)."""
+    if not columns:
+        return surveys
+    out = surveys.copy(deep=False)
+    if tickets is None or "ticket_id" not in surveys:
+        for column in columns:
+            out[column] = pd.Series(None, index=surveys.index, dtype=object)
+        return out
+    position = id_positions(tickets["ticket_id"], surveys["ticket_id"])
+    position = np.where(surveys["ticket_id"].isna().to_numpy(), -1, position)
+    for column in columns:
+        source = tickets[column]
+        if pd.api.types.is_integer_dtype(source.dtype):
+            source = source.astype("Int64")  # stays an integer with the unknown tickets as NA
+        out[column] = pd.Series(source.array.take(position, allow_fill=True), index=surveys.index)
+    return out
+
+
+def partial(surveys: pd.DataFrame, context: Context, tickets: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Additive sums per (period index, segment values) over these survey rows (``tickets``: the same
+    customers' tickets, when a segment is a ticket column)."""
+    surveys = with_ticket_columns(surveys, tickets, context.options.get("from_tickets", ()))
     rows = answer_arrays(surveys, context)
     seg, seg_table = segments_of(surveys, context, "surveys")
     n = context.spine.n
