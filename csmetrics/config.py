@@ -78,9 +78,12 @@ def load_config(path: Path | str) -> dict:
 
 
 def _check_business_hours(table: Any) -> Any:
-    """``[business_hours]`` (one schedule) or ``[business_hours.<value>]`` tables (one per value)."""
-    if isinstance(table, Mapping) and table and all(isinstance(v, Mapping) for v in table.values()):
-        return {str(value): Schedule.from_dict(sub) for value, sub in table.items()}
+    """``[business_hours]`` (one schedule) or ``[business_hours.<value>]`` tables (one per value);
+    already parsed schedules pass as they are (the report checks a parsed config again)."""
+    if isinstance(table, Schedule):
+        return table
+    if isinstance(table, Mapping) and table and all(isinstance(v, (Mapping, Schedule)) for v in table.values()):
+        return {str(k): v if isinstance(v, Schedule) else Schedule.from_dict(v) for k, v in table.items()}
     return Schedule.from_dict(table)
 
 

@@ -64,8 +64,9 @@ class Schedule:
     hours : mapping
         Day key (mon ... sun) -> list of "HH:MM-HH:MM" intervals; a missing day is closed. An interval
         may not cross midnight, and a day's intervals may not overlap.
-    holidays : iterable of dates, optional
-        Local dates closed all day ("2024-12-25").
+    holidays : iterable of dates, or mapping, optional
+        Local dates closed all day ("2024-12-25"), or a country's public holidays from the ``holidays``
+        package (extra ``csmetrics[holidays]``): ``{"country": "DE", "years": [2024], "subdiv": "BY"}``.
 
     Examples
     --------
@@ -103,7 +104,7 @@ class Schedule:
         object.__setattr__(self, "hours", {day: tuple(hours.get(day, ())) for day in DAYS if hours.get(day)})
         object.__setattr__(self, "_minutes", parsed)
         days = []
-        for value in holidays:
+        for value in _country_holidays(holidays) if isinstance(holidays, Mapping) else holidays:
             try:
                 days.append(pd.Timestamp(value).date())
             except (ValueError, TypeError):
@@ -155,6 +156,26 @@ class Schedule:
         seg_start, seg_end = np.concatenate(real_starts), np.concatenate(real_ends)
         order = np.argsort(seg_start, kind="stable")
         return seg_start[order], seg_end[order]
+
+
+def _country_holidays(spec: Mapping[str, Any]) -> list[dt.date]:
+    """``{"country": "DE", "years": [2024, 2025], "subdiv": "BY"}``: the public holidays of the
+    ``holidays`` package (the optional extra ``csmetrics[holidays]``)."""
+    unknown = sorted(set(spec) - {"country", "years", "subdiv"})
+    if unknown or "country" not in spec or "years" not in spec:
+        raise ConfigError("business_hours.holidays as a table takes country and years (and subdiv), "
+                          f"e.g. {{country = \"DE\", years = [2024, 2025]}}; got {dict(spec)!r}")  # fmt: skip
+    try:
+        import holidays as holidays_package  # optional: the holidays extra
+    except ImportError:  # pragma: no cover - the extra is installed in the test environment
+        raise ConfigError("country holidays need the holidays extra: pip install 'csmetrics[holidays]'") from None
+    years = spec["years"]
+    years = [years] if isinstance(years, int) else list(years)
+    try:
+        found = holidays_package.country_holidays(spec["country"], subdiv=spec.get("subdiv"), years=years)
+    except (NotImplementedError, KeyError) as err:
+        raise ConfigError(f"business_hours.holidays: {err}") from None
+    return sorted(found)
 
 
 def _offset_regimes(zone: str, first: int, last: int) -> list[tuple[int, int, int]]:

@@ -255,3 +255,32 @@ def test_csat_per_agent_from_the_answers_tickets():
     assert set(by_channel.loc[by_channel["metric"] == "csat", "channel"].dropna()) == {"chat", "email"}
     with pytest.raises(ConfigError, match="columns there are"):
         csmetrics.survey_metrics(surveys, by="agent_id")  # without tickets the column is nowhere
+
+
+def test_country_holidays_from_the_holidays_package():
+    germany = Schedule(tz="Europe/Berlin", hours={d: ["09:00-17:00"] for d in WEEKDAYS},
+                       holidays={"country": "DE", "years": [2024]})  # fmt: skip
+    assert pd.Timestamp("2024-10-03").date() in germany.holidays  # German Unity Day
+    # Wednesday 2 Oct 16:00 -> Friday 4 Oct 10:00: 60 minutes, the 3rd is closed, 60 minutes
+    start, end = pd.Timestamp("2024-10-02 16:00", tz="Europe/Berlin"), pd.Timestamp("2024-10-04 10:00", tz="Europe/Berlin")
+    assert business_minutes([start], [end], germany).tolist() == [120.0]
+    with pytest.raises(ConfigError, match="country and years"):
+        Schedule(tz="UTC", hours={}, holidays={"country": "DE"})
+
+
+def test_a_parsed_config_checks_again_and_the_report_uses_business_hours(tmp_path):
+    from typer.testing import CliRunner
+
+    from csmetrics.cli import app
+
+    from .conftest import SAMPLE
+
+    config = tmp_path / "csmetrics.toml"
+    config.write_text('[business_hours]\ntz = "Europe/Berlin"\nmon = ["09:00-17:00"]\n[resolution_targets]\nurgent = 8\n')
+    parsed = check_config({"business_hours": {"tz": "UTC", "mon": ["09:00-17:00"]}})
+    assert check_config(parsed) == parsed
+    result = CliRunner().invoke(app, ["report", str(SAMPLE), "--out", str(tmp_path / "out"), "--quiet", "--no-html",
+                                      "--config", str(config)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    assert {"first_response_business_minutes_p50", "resolution_business_hours_p90", "sla_resolution_rate"} <= set(metrics["metric"])
