@@ -197,6 +197,13 @@ def finalize(summed: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
     builder.ratio("revenue_churn_rate", a["revenue_churn_num"], a["mrr_start"])
     builder.ratio("quick_ratio", a["new"] + a["reactivation"] + a["expansion"], a["churn"] + a["contraction"])
     builder.ratio("arpu", a["mrr_end"], a["customers_end"])
+    # the conventions of other tools (§12), over the same movements
+    builder.ratio("gross_mrr_churn_rate", a["churn"] + a["contraction"], a["mrr_start"])
+    builder.ratio(
+        "net_mrr_churn_rate", a["churn"] + a["contraction"] - a["expansion"] - a["reactivation"], a["mrr_start"]
+    )
+    builder.ratio("net_revenue_churn_rate", a["churn"] + a["contraction"] - a["expansion"], a["mrr_start"])
+    builder.ratio("asp", a["new"], a["n_new"])
     builder.add("one_time_revenue", a["one_time"])
     builder.add("refunds", a["refunds"])
     return builder.build()

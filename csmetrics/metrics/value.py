@@ -127,6 +127,12 @@ def _monthly(summed: pd.DataFrame, per_month: pd.DataFrame, monthly, segments: l
         if segments
         else grouped.rolling(12, min_periods=1).mean()
     )
+    # ChartMogul's LTV (§12): the 6 calendar months before the month, all defined
+    wide["trailing6_churn"] = (
+        grouped.transform(lambda s: s.shift(1).rolling(6, min_periods=6).mean())
+        if segments
+        else grouped.shift(1).rolling(6, min_periods=6).mean()
+    )
     per_month = per_month.assign(period=monthly.spine.starts[per_month["month"].to_numpy()])
     return wide.merge(per_month.drop(columns="month"), on=["period", *segments], how="left")
 
@@ -155,15 +161,18 @@ def finalize(
     n_seg = len(seg_table) if seg_table is not None else 1
 
     lookup = wide.set_index(["period", *segments]) if segments else wide.set_index("period")
+    # the month that holds each period's start (ltv_trailing6 looks at the 6 months before it)
+    start_month = pd.DatetimeIndex(spine.starts.tz_localize(None).to_period("M").start_time).tz_localize(spine.tz)
     columns = {}
-    for name in ("arpu", "mean_churn", "invoices", "payers", "revenue"):
+    for name in ("arpu", "mean_churn", "invoices", "payers", "revenue", "trailing6_churn"):
+        months = start_month if name == "trailing6_churn" else month_start
         grid = np.full((spine.n, n_seg), np.nan)
         for s in range(n_seg):
             if segments and seg_table is not None:
                 key_values = tuple(seg_table.iloc[s][c] for c in segments)
-                index = [(m, *key_values) for m in month_start]
+                index = [(m, *key_values) for m in months]
             else:
-                index = list(month_start)
+                index = list(months)
             grid[:, s] = (
                 lookup[name]
                 .reindex(pd.MultiIndex.from_tuples(index) if segments else pd.Index(index))
@@ -178,6 +187,8 @@ def finalize(
 
     builder = FrameBuilder(spine, seg_table)
     builder.add("clv", clv)
+    trailing = np.where(columns["trailing6_churn"] > 0, columns["trailing6_churn"], np.nan)
+    builder.add("ltv_trailing6", columns["arpu"] / trailing)
     builder.add("clv_purchase", purchase_value * purchases_per_month * lifespan)
     if costs is not None and not segments:
         roles = cost_roles_of(cost_roles)

@@ -224,3 +224,26 @@ def test_accessor_checks_columns():
 def test_unknown_policy_is_an_error():
     with pytest.raises(TypeError, match="unknown policy"):
         csmetrics.revenue_metrics(billing(line(1, JAN, FEB, 100)), count_new_churns=False)
+
+
+def test_vendor_conventions_worked_by_hand():
+    """ChartMogul's gross and net MRR churn, Baremetrics' net revenue churn and the average sale price
+    (§12) on a February worked by hand: at the start A 100, B 200, C 50 (E churned in January)."""
+    lines = [
+        (1, "2024-01-01", "2024-02-01", 100.0), (1, "2024-02-01", "2024-03-01", 150.0),  # A: expansion +50
+        (2, "2024-01-01", "2024-02-01", 200.0), (2, "2024-02-01", "2024-03-01", 150.0),  # B: contraction 50
+        (3, "2024-01-01", "2024-02-01", 50.0),  # C: churns 50 at February's start
+        (4, "2024-02-01", "2024-03-01", 80.0),  # D: new 80
+        (5, "2023-12-01", "2024-01-01", 40.0), (5, "2024-02-01", "2024-03-01", 40.0),  # E: reactivation 40
+    ]  # fmt: skip
+    billing = pd.DataFrame(lines, columns=["customer_id", "service_start", "service_end", "amount"]).assign(kind="recurring")
+    frame = csmetrics.revenue_metrics(billing, as_of="2024-02-15")
+    feb = frame[frame["period"] == pd.Timestamp("2024-02-01", tz="UTC")].set_index("metric")["value"]
+    assert feb["mrr_start"] == 350.0
+    assert feb["gross_mrr_churn_rate"] == pytest.approx((50 + 50) / 350)
+    assert feb["net_mrr_churn_rate"] == pytest.approx((50 + 50 - 50 - 40) / 350)
+    assert feb["net_revenue_churn_rate"] == pytest.approx((50 + 50 - 50) / 350)
+    assert feb["asp"] == 80.0
+    expanding = csmetrics.revenue_metrics(billing.assign(amount=billing["amount"] * [1, 3, 1, 1, 1, 1, 1, 1]), as_of="2024-02-15")
+    march = expanding[expanding["period"] == pd.Timestamp("2024-02-01", tz="UTC")].set_index("metric")["value"]
+    assert march["net_mrr_churn_rate"] < 0  # expansion larger than the losses: negative net churn

@@ -77,3 +77,26 @@ def test_mean_churn_of_zero_gives_nan_not_inf():
     frame = csmetrics.value_metrics(b, as_of="2024-05-01")
     assert np.isnan(list(values(frame, "clv").values())).all()
     assert not np.isinf(frame["value"].to_numpy()).any()
+
+
+def test_ltv_trailing6_worked_by_hand():
+    """ChartMogul's LTV (§12): ARPU / the mean logo churn of the 6 months before the period's month."""
+    months = pd.date_range("2024-01-01", periods=9, freq="MS", tz="UTC")
+    # 10 customers; one churns at the end of each of January..June (churn 1/10, 1/9, ..., 1/5), none after
+    rows = []
+    for customer in range(10):
+        last = customer + 1 if customer < 6 else 9  # customers 0..5 stop after month 0..5
+        for m in range(last):
+            rows.append((customer, months[m], months[m] + pd.offsets.MonthBegin(1), 100.0))
+    billing = pd.DataFrame(rows, columns=["customer_id", "service_start", "service_end", "amount"]).assign(kind="recurring")
+    frame = csmetrics.value_metrics(billing, as_of="2024-09-15")
+    ltv = frame[frame["metric"] == "ltv_trailing6"].set_index("period")["value"]
+    churn = csmetrics.customer_metrics(billing, as_of="2024-09-15")
+    rates = churn[churn["metric"] == "logo_churn_rate"].set_index("period")["value"]
+    # July: the six months January..June; January's churn is undefined (no customers at its start)
+    assert np.isnan(ltv[months[6]])
+    # August: February..July, all defined
+    expected_mean = rates[months[1]:months[6]].mean()
+    assert len(rates[months[1]:months[6]]) == 6 and expected_mean > 0
+    arpu = 100.0  # every active customer pays 100 a month
+    assert ltv[months[7]] == pytest.approx(arpu / expected_mean)
