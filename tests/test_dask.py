@@ -241,3 +241,14 @@ def test_cli_report_on_a_running_cluster(tmp_path):
                               capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert_same_metrics(expected.metrics, pd.read_parquet(tmp_path / "out" / "metrics.parquet"))
+
+
+def test_purchases_of_a_segment_without_events_in_a_bucket_are_kept():
+    """Found by the partition property test (seed 3622): a bucket whose events had no row of a segment
+    dropped that segment's purchases; segments now come from events and billing lines together."""
+    tables = generate(17, 8, seed=3622, start="2024-01-01")
+    expected = report(tables, html=False, by=["region"])
+    got = report(to_dask(tables, 1), html=False, by=["region"], buckets=4)
+    assert_same_metrics(expected.metrics, got.metrics)
+    for buckets in (2, 3):
+        assert_same_metrics(expected.metrics, report(to_dask(tables, 2), html=False, by=["region"], buckets=buckets).metrics)

@@ -26,10 +26,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from csmetrics.frame import FrameBuilder, attach_segments, segment_positions
+from csmetrics.frame import FrameBuilder, attach_segments, encode_segments, segment_positions
 from csmetrics.metrics._billing import BillingArrays, invoices, sort_order
 from csmetrics.metrics._billing import prepare as prepare_billing
-from csmetrics.metrics._common import Context, Grid, combine, dense, long_partial, make_context, segments_of
+from csmetrics.metrics._common import Context, Grid, combine, dense, long_partial, make_context
 from csmetrics.options import check_number
 from csmetrics.periods import code_ends_ns, instants, local_ns, period_codes
 from csmetrics.schemas import AS_OF_COLUMNS
@@ -134,7 +134,7 @@ def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context
     local = local_ns(t, spine.tz)
     day = np.floor_divide(local, _DAY)
     period = spine.index(period_codes(t, spine.freq, spine.tz))
-    seg, seg_table = segments_of(events, context, "events")
+    seg, bill_seg, seg_table = _segments(events, billing, context)
     n_seg = len(seg_table) if seg_table is not None else 1
     grid = Grid(n, n_seg)
     user, customer = _user_codes(events)
@@ -168,7 +168,7 @@ def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context
     columns["session_minutes"] = grid.add(session_cells, sessions["minutes"])
 
     columns["invoices"], columns["invoice_revenue"], columns["paying_customers"] = _purchases(
-        billing, context, seg_table, grid
+        billing, context, bill_seg, grid
     )
     main = long_partial(columns, PARTIAL_COLUMNS, seg_table, n)
 
@@ -261,7 +261,23 @@ def _sessions(events: pd.DataFrame, user: np.ndarray, t: np.ndarray, gap_minutes
     return {"first": order[first], "minutes": minutes}
 
 
-def _purchases(billing: pd.DataFrame | None, context: Context, seg_table: pd.DataFrame | None, grid: Grid):
+def _segments(
+    events: pd.DataFrame, billing: pd.DataFrame | None, context: Context
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame | None]:
+    """Segment codes of the events and of the billing lines in one table: a segment that only purchases
+    reach in this set of customers is kept (whatever other customers' events another bucket holds)."""
+    n_lines = len(billing) if billing is not None else 0
+    if not context.by:
+        return np.zeros(len(events), dtype=np.int64), np.zeros(n_lines, dtype=np.int64), None
+    values = attach_segments(events, context.by, context.customers, "events")
+    if billing is not None:
+        lines = attach_segments(billing, context.by, context.customers, "billing")
+        values = pd.concat([values.reset_index(drop=True), lines.reset_index(drop=True)], ignore_index=True)
+    codes, seg_table = encode_segments(values)
+    return codes[: len(events)], codes[len(events) :], seg_table
+
+
+def _purchases(billing: pd.DataFrame | None, context: Context, bill_seg: np.ndarray, grid: Grid):
     """Invoices (distinct customer and instant of one-time/recurring lines), their revenue, payers."""
     zeros = np.zeros((grid.n_periods, grid.n_segments))
     if billing is None:
@@ -270,11 +286,8 @@ def _purchases(billing: pd.DataFrame | None, context: Context, seg_table: pd.Dat
     spine = context.spine
     arrays = BillingArrays.of(billing, context.options["billing_context"])
     keep, at, invoice, amount = invoices(arrays, spine.as_of.value)
-    lines = billing[keep]
-    # the segment codes must be those of the events' segment table
-    values = attach_segments(lines, context.by, context.customers, "billing") if context.by else lines
-    seg = segment_positions(seg_table, values, context.by)
-    known = seg >= 0  # a segment no event has: no engagement row to attach the purchase to
+    seg = bill_seg[keep]
+    known = seg >= 0
     period = spine.index(period_codes(at[known], spine.freq, spine.tz))
     cells = grid.points(period, seg[known])
     n_cells = grid.n_periods * grid.n_segments
