@@ -233,7 +233,7 @@ def _run_families(
         pending["value"] = plans.value(
             engine, context, gross_margin=float(config.get("gross_margin", 1.0)), cost_roles=config.get("cost_roles")
         )
-        pending["cohorts"] = plans.cohorts(engine, plain_billing)
+        pending["cohorts"] = plans.cohorts(engine, context)  # split by the report's customer attributes or plan (§12)
         ran += ["revenue", "customers", "value"]
     if engine.has("tickets"):
         pending["support"] = plans.support(

@@ -175,3 +175,12 @@ def test_partitioned_metrics_dataset(tmp_path):
     assert "metric=fcr_rate" in partitions and "metric=tickets" in partitions
     dataset = pd.read_parquet(out / "metrics")
     assert len(dataset) == len(pd.read_parquet(out / "metrics.parquet"))
+
+
+def test_cohorts_follow_the_reports_segments(sample_tables):
+    split = report(sample_tables, by=["region"], html=False).cohorts
+    whole = report(sample_tables, html=False).cohorts
+    assert "region" in split.columns and "region" not in whole.columns
+    summed = split.groupby(["cohort", "period"])[["cohort_customers", "customers_active", "mrr"]].sum()
+    expected = whole.set_index(["cohort", "period"])[["cohort_customers", "customers_active", "mrr"]]
+    np.testing.assert_allclose(summed.reindex(expected.index).fillna(0).to_numpy(), expected.to_numpy(), rtol=1e-12)
