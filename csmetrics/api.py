@@ -101,7 +101,9 @@ def revenue_metrics(
     base_currency : str, optional
         The currency amounts are converted to (default: the one billing currency fx lacks).
     **policies
-        ``count_new_churn`` (True), ``renewal_grace_days`` (0), ``repeat_window_days`` (35).
+        ``count_new_churn`` (True), ``renewal_grace_days`` (0), ``repeat_window_days`` (35),
+        ``fx_mode`` ("line": a line keeps the rate of its service_start; "spot": MRR at each
+        instant's rate, rate drift reported as ``fx_effect_mrr`` and left out of NRR/GRR, §12).
 
     Returns
     -------

@@ -61,6 +61,14 @@ CATALOG: tuple[Metric, ...] = (
     _M("churned_mrr", "revenue", "currency", "down", "Decreases x -> 0 (x, positive)."),
     _M("net_new_mrr", "revenue", "currency", "up", "new + reactivation + expansion - contraction - churned."),
     _M(
+        "fx_effect_mrr",
+        "revenue",
+        "currency",
+        "up",
+        "fx_mode='spot' only: existing foreign MRR revalued at each rate change (signed); "
+        "mrr = mrr_start + new + reactivation + expansion - contraction - churned + fx_effect (§12).",
+    ),
+    _M(
         "nrr",
         "revenue",
         "fraction",

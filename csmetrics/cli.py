@@ -16,7 +16,7 @@ from rich.table import Table
 from csmetrics.catalog import CATALOG
 from csmetrics.config import load_config
 from csmetrics.io import InputError, read_tables
-from csmetrics.options import ConfigError, check_as_of, check_by, check_freq, check_tz
+from csmetrics.options import FX_MODES, ConfigError, check_as_of, check_by, check_choice, check_freq, check_tz
 from csmetrics.output import OutputError, prepare_output_folder
 from csmetrics.report import report
 from csmetrics.schemas_export import export_schemas
@@ -99,6 +99,9 @@ def report_command(
     quarantine: bool = typer.Option(
         False, "--quarantine", help="Set bad rows aside (OUT/rejected/) instead of failing."
     ),
+    fx_mode: str | None = typer.Option(
+        None, "--fx-mode", help="line (a line keeps its start's rate) or spot (rate drift as fx_effect)."
+    ),
     html: bool = typer.Option(True, "--html/--no-html", help="Write the index.html dashboard."),
     partitioned: bool = typer.Option(False, "--partitioned", help="Also write metrics/ hive-partitioned by metric."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars or summary."),
@@ -131,6 +134,9 @@ def report_command(
             "tz": check_tz(tz, "--tz") if tz is not None else settings.get("tz", "UTC"),
             "as_of": check_as_of(as_of, "--as-of") if as_of is not None else settings.get("as_of"),
         }
+        if fx_mode is not None:
+            check_choice("--fx-mode", fx_mode, FX_MODES)
+            settings = {**settings, "policies": {**settings.get("policies", {}), "fx_mode": fx_mode}}
     except ConfigError as err:
         _fail(str(err))
     if engine not in ("pandas", "dask"):

@@ -17,6 +17,7 @@ import pandas as pd
 from csmetrics.schemas import FREQS
 
 __all__ = [
+    "FX_MODES",
     "RESERVED_COLUMNS",
     "ConfigError",
     "NotFittedError",
@@ -25,6 +26,7 @@ __all__ = [
     "check_bands",
     "check_bool",
     "check_by",
+    "check_choice",
     "check_cost_roles",
     "check_csat_thresholds",
     "check_freq",
@@ -66,6 +68,17 @@ def check_bool(name: str, value: object) -> bool:
     if isinstance(value, bool) or type(value).__name__ == "bool_":
         return bool(value)
     raise ConfigError(f"{name} must be true or false, not {value!r}")
+
+
+#: How foreign billing is valued (§12): at each line's start rate, or at each instant's rate.
+FX_MODES = ("line", "spot")
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    """One of ``choices`` (a string)."""
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 def check_number(

@@ -312,6 +312,10 @@ def _run_families(
         partial=partial,
         quarantine=quarantine,
         config=config,
+        currency={
+            "base": plain_billing.base_currency if plain_billing is not None else None,
+            "fx_mode": plain_billing.policies.fx_mode if plain_billing is not None else None,
+        },
     )
     if html:
         step("html")
@@ -368,6 +372,7 @@ def _manifest(
         },
         "as_of": str(params["as_of"]),
         "partial_period": params["partial"],
+        "currency": params["currency"],
         "families": ran,
         "engine": engine.name,
         "inputs": {

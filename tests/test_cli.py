@@ -48,3 +48,27 @@ def test_schemas_export(tmp_path):
     assert sorted(p.stem for p in tmp_path.glob("*.yaml")) == sorted(
         ["billing", "costs", "customers", "events", "fx", "metric_frame", "surveys", "tickets"]
     )
+
+
+def test_fx_mode_from_the_cli_and_the_config_is_recorded(tmp_path):
+    import json
+
+    import pandas as pd
+
+    result = runner.invoke(app, ["report", str(SAMPLE), "--out", str(tmp_path / "spot"), "--fx-mode", "spot", "--no-html", "--quiet"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "spot" / "manifest.json").read_text())
+    assert manifest["currency"] == {"base": "USD", "fx_mode": "spot"}
+    metrics = pd.read_parquet(tmp_path / "spot" / "metrics.parquet")
+    assert (metrics.loc[metrics["metric"] == "fx_effect_mrr", "value"] != 0).any()
+    (tmp_path / "csmetrics.toml").write_text('[policies]\nfx_mode = "spot"\n')
+    result = runner.invoke(app, ["report", str(SAMPLE), "--out", str(tmp_path / "cfg"), "--config", str(tmp_path / "csmetrics.toml"), "--no-html", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "cfg" / "manifest.json").read_text())["currency"]["fx_mode"] == "spot"
+    (tmp_path / "bad.toml").write_text('[policies]\nfx_mode = "daily"\n')
+    for args in (["--fx-mode", "daily"], ["--config", str(tmp_path / "bad.toml")]):
+        result = runner.invoke(app, ["report", str(SAMPLE), "--out", str(tmp_path / "x"), *args])
+        assert result.exit_code == 2
+        assert "must be one of line, spot, not 'daily'" in result.output
+        assert len(result.output.strip().splitlines()) == 1
+        assert not (tmp_path / "x").exists()

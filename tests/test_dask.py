@@ -57,6 +57,7 @@ def assert_same_metrics(expected: pd.DataFrame, got: pd.DataFrame) -> None:
 # --------------------------------------------------------------------------
 FAMILIES = {
     "revenue": lambda t: csmetrics.revenue_metrics(t["billing"], by="plan", fx=t["fx"]),
+    "revenue_spot": lambda t: csmetrics.revenue_metrics(t["billing"], by="plan", fx=t["fx"], fx_mode="spot"),
     "customers": lambda t: csmetrics.customer_metrics(t["billing"], by="region", customers=t["customers"], fx=t["fx"]),
     "value": lambda t: csmetrics.value_metrics(t["billing"], costs=t["costs"], fx=t["fx"], gross_margin=0.8),
     "support": lambda t: csmetrics.support_metrics(t["tickets"], by="channel", sla_targets={"urgent": 60, "high": 240}),
@@ -84,6 +85,10 @@ def test_scores_cohorts_followups_and_at_risk_on_dask(sample_tables):
     assert card.support_scale_ >= 1
     pd.testing.assert_frame_equal(at_risk(**{k: d[v] for k, v in health.items()}), at_risk(**{k: t[v] for k, v in health.items()}), rtol=1e-9)
     pd.testing.assert_frame_equal(csmetrics.cohort_table(d["billing"], fx=t["fx"]), csmetrics.cohort_table(t["billing"], fx=t["fx"]), rtol=1e-12)
+    spot = {"fx": t["fx"], "fx_mode": "spot", "by": "plan"}
+    expected = csmetrics.mrr_movements(t["billing"], **spot)
+    assert (expected["kind"] == "fx_effect").sum() > 100
+    pd.testing.assert_frame_equal(csmetrics.mrr_movements(d["billing"], **spot), expected)
     expected = csmetrics.followups(t["surveys"], billing=t["billing"], fx=t["fx"])
     pd.testing.assert_frame_equal(csmetrics.followups(d["surveys"], billing=d["billing"], fx=t["fx"]), expected, rtol=1e-12)
     assert len(expected) > 0

@@ -36,7 +36,16 @@ import pandas as pd
 
 from csmetrics.frame import id_positions
 from csmetrics.metrics._common import check_segment_columns, resolve_spine
-from csmetrics.options import UnknownNameError, check_bool, check_by, check_freq, check_number, check_tz
+from csmetrics.options import (
+    FX_MODES,
+    UnknownNameError,
+    check_bool,
+    check_by,
+    check_choice,
+    check_freq,
+    check_number,
+    check_tz,
+)
 from csmetrics.periods import NAT, Spine, instants, period_codes
 from csmetrics.schemas import AS_OF_COLUMNS
 from csmetrics.validate import resolve_base_currency, table_error
@@ -64,7 +73,7 @@ __all__ = [
     "arrays_and_ledger",
     "build_groups",
     "build_ledger",
-    "fx_rates",
+    "RateTable",
     "group_peaks",
     "invoices",
     "money_units",
@@ -91,9 +100,13 @@ class Policies:
     count_new_churn: bool = True
     renewal_grace_days: float = 0.0
     repeat_window_days: float = 35.0
+    #: "line": a line keeps the rate of its service_start (§4); "spot": MRR at each instant's rate,
+    #: rate drift booked as its own fx_effect movement (§12)
+    fx_mode: str = "line"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "count_new_churn", check_bool("count_new_churn", self.count_new_churn))
+        object.__setattr__(self, "fx_mode", check_choice("fx_mode", self.fx_mode, FX_MODES))
         for name in ("renewal_grace_days", "repeat_window_days"):
             object.__setattr__(self, name, check_number(name, getattr(self, name), low=0))
 
@@ -173,12 +186,15 @@ class BillingArrays:
     customer: np.ndarray  # int64 codes into customer_ids
     customer_ids: np.ndarray
     kind: np.ndarray  # RECURRING / ONE_TIME / REFUND
-    amount: np.ndarray  # base currency
+    amount: np.ndarray  # base currency, at the rate of the line's date (service_start, else invoiced_at)
     start: np.ndarray
     end: np.ndarray
     invoiced: np.ndarray
     plan: np.ndarray  # int64 codes into plans, -1 where none
     plans: np.ndarray
+    native: np.ndarray  # the amount in the line's own currency
+    currency: np.ndarray  # int64 codes into rates.names, -1 for the base currency or none
+    rates: RateTable
 
     @classmethod
     def of(cls, billing: pd.DataFrame, context: BillingContext) -> BillingArrays:
@@ -198,10 +214,11 @@ class BillingArrays:
             instants(billing[c]) if c in billing else np.full(len(billing), NAT, dtype=np.int64)
             for c in ("service_start", "service_end", "invoiced_at")
         )
-        amount = billing["amount"].to_numpy(dtype=float)
+        native = billing["amount"].to_numpy(dtype=float)
+        amount, currency, rates = native, np.full(len(billing), -1, dtype=np.int64), RateTable.empty()
         if context.fx is not None and "currency" in billing:
-            at = np.where(kind == RECURRING, start, invoiced)
-            amount = amount * fx_rates(billing["currency"], at, context.fx, context.base_currency)
+            rates, currency = RateTable.of(billing["currency"], context.fx, context.base_currency)
+            amount = native * rates.at(currency, np.where(kind == RECURRING, start, invoiced))
         return cls(
             customer.astype(np.int64),
             np.asarray(customer_ids),
@@ -212,33 +229,56 @@ class BillingArrays:
             invoiced,
             plan.astype(np.int64),
             np.asarray(plans, dtype=object),
+            native,
+            currency,
+            rates,
         )
 
 
-def fx_rates(currency: pd.Series, at: np.ndarray, fx: pd.DataFrame, base: str | None) -> np.ndarray:
-    """Per row: the latest rate of its currency on or before ``at`` (the first rate if none
-    is earlier); 1 for the base currency and for rows with no currency."""
-    codes, names = pd.factorize(currency.astype("str"), sort=False)
-    rate = np.ones(len(codes))
-    fx_currency = fx["currency"].astype("str").to_numpy(dtype=object)
-    fx_date = instants(fx["date"])
-    fx_rate = fx["rate"].to_numpy(dtype=float)
-    missing = []
-    for code, name in enumerate(names):
-        if name == base or name == "nan":
-            continue
-        rows = np.flatnonzero(codes == code)
-        mine = fx_currency == name
-        if not mine.any():
-            missing.append(name)
-            continue
-        order = np.argsort(fx_date[mine], kind="stable")
-        dates, rates = fx_date[mine][order], fx_rate[mine][order]
-        pos = np.searchsorted(dates, at[rows], side="right") - 1
-        rate[rows] = rates[np.maximum(pos, 0)]
-    if missing:
-        raise ValueError(f"billing: currency {sorted(missing)} has no fx rate")
-    return rate
+@dataclass(frozen=True)
+class RateTable:
+    """Each billing currency's rates (base per unit) by date, sorted; the base currency has none."""
+
+    names: tuple[str, ...]
+    dates: tuple[np.ndarray, ...]  # UTC ns, ascending
+    values: tuple[np.ndarray, ...]
+
+    @classmethod
+    def empty(cls) -> RateTable:
+        return cls((), (), ())
+
+    @classmethod
+    def of(cls, currency: pd.Series, fx: pd.DataFrame, base: str | None) -> tuple[RateTable, np.ndarray]:
+        """The rate table of the billing currencies other than ``base``, and each row's code in it."""
+        codes, names = pd.factorize(currency.astype("str"), sort=True)
+        fx_currency = fx["currency"].astype("str").to_numpy(dtype=object)
+        fx_date = instants(fx["date"])
+        fx_rate = fx["rate"].to_numpy(dtype=float)
+        foreign = [name for name in names if name != base and name != "nan"]
+        missing = [name for name in foreign if not (fx_currency == name).any()]
+        if missing:
+            raise ValueError(f"billing: currency {sorted(missing)} has no fx rate")
+        dates, values = [], []
+        for name in foreign:
+            mine = fx_currency == name
+            order = np.argsort(fx_date[mine], kind="stable")
+            dates.append(fx_date[mine][order])
+            values.append(fx_rate[mine][order])
+        position = {name: i for i, name in enumerate(foreign)}
+        recode = np.array([position.get(name, -1) for name in names], dtype=np.int64)
+        row_code = np.where(codes >= 0, recode[np.maximum(codes, 0)] if len(recode) else -1, -1)
+        return cls(tuple(foreign), tuple(dates), tuple(values)), row_code.astype(np.int64)
+
+    def at(self, currency: np.ndarray, when: np.ndarray) -> np.ndarray:
+        """Per row: the latest rate of its currency on or before ``when`` (the first rate if none is
+        earlier); 1 for code -1 (the base currency, or no currency)."""
+        rate = np.ones(len(currency))
+        for code in range(len(self.names)):
+            rows = np.flatnonzero(currency == code)
+            if len(rows):
+                pos = np.searchsorted(self.dates[code], when[rows], side="right") - 1
+                rate[rows] = self.values[code][np.maximum(pos, 0)]
+        return rate
 
 
 def monthly_amount(amount: np.ndarray, start_ns: np.ndarray, end_ns: np.ndarray) -> np.ndarray:
@@ -277,9 +317,15 @@ class Ledger:
     instant: np.ndarray  # UTC ns
     before: np.ndarray  # MRR before, money units, floored at 0
     after: np.ndarray
-    kind: np.ndarray  # movement kind code (NONE where no change)
+    kind: np.ndarray  # movement kind code of the native change (NONE where none)
     plan: np.ndarray  # plan code in force after the instant (-1: none)
     period: np.ndarray  # spine index
+    fx: np.ndarray  # fx_effect (spot mode, §12): before revalued at the instant's rates, minus before
+
+    @property
+    def revalued(self) -> np.ndarray:
+        """MRR before the instant's native change, at the instant's rates (= before in line mode)."""
+        return self.before + self.fx
 
 
 #: Money sums stay exact in float64 (2**53 units of 1e-4: 9e11 of the base currency) and in int64.
@@ -315,60 +361,155 @@ def sort_order(customer: np.ndarray, instant: np.ndarray) -> np.ndarray:
     return np.lexsort((instant, customer))
 
 
-def build_ledger(arrays: BillingArrays, context: BillingContext) -> Ledger:
-    """Net MRR steps per customer and instant, classified into movements."""
-    spine, as_of = context.spine, context.spine.as_of.value
+@dataclass
+class _Steps:
+    """Signed MRR steps (money units) per customer and instant, before netting."""
+
+    customer: np.ndarray
+    instant: np.ndarray
+    native: np.ndarray  # the native change, valued in the base currency
+    fx: np.ndarray  # the fx effect (spot mode)
+    weight: np.ndarray  # base-currency step of a line, for the plan choice
+    plan: np.ndarray  # the plan a positive line's start sets, -1 elsewhere
+
+    def take(self, order: np.ndarray) -> _Steps:
+        return _Steps(*(getattr(self, f)[order] for f in self.__dataclass_fields__))
+
+
+def _line_steps(arrays: BillingArrays, as_of: int, native: bool) -> tuple[_Steps, np.ndarray]:
+    """The recurring lines known at as_of as steps at their start and known end (an end after as_of
+    is not known yet), and each step's currency code; ``native``: steps in native money units."""
     keep = (arrays.kind == RECURRING) & (arrays.start <= as_of) & (arrays.start != NAT)
     start, end = arrays.start[keep], arrays.end[keep]
-    step = money_units(monthly_amount(arrays.amount[keep], start, end))
-    customer_of_line, plan_of_line = arrays.customer[keep], arrays.plan[keep]
-    ends = end <= as_of  # an end after as_of is not known yet
+    weight = money_units(monthly_amount(arrays.amount[keep], start, end))
+    step = money_units(monthly_amount(arrays.native[keep], start, end)) if native else weight
+    ends = end <= as_of
 
-    customer = np.concatenate([customer_of_line, customer_of_line[ends]])
-    instant = np.concatenate([start, end[ends]])
-    delta = np.concatenate([step, -step[ends]])
-    # a positive line's start sets the customer's plan (the largest line at that instant wins)
-    plan_step = np.concatenate([np.where(step > 0, plan_of_line, -1), np.full(int(ends.sum()), -1)])
-    order = sort_order(customer, instant)
-    customer, instant, delta, plan_step = customer[order], instant[order], delta[order], plan_step[order]
+    def both(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, b[ends]])
 
-    n = len(customer)
-    first = np.flatnonzero(_starts_of_runs(customer, instant))
+    plan = np.where(step > 0, arrays.plan[keep], -1)
+    steps = _Steps(
+        both(arrays.customer[keep], arrays.customer[keep]),
+        both(start, end),
+        both(step, -step),
+        np.zeros(len(step) + int(ends.sum()), dtype=np.int64),
+        both(weight, -weight),
+        both(plan, np.full(len(plan), -1)),
+    )
+    return steps, both(arrays.currency[keep], arrays.currency[keep])
+
+
+def build_ledger(arrays: BillingArrays, context: BillingContext) -> Ledger:
+    """Net MRR steps per customer and instant, classified into movements (and, in spot mode,
+    the revaluation of foreign MRR at each rate change: §12)."""
+    as_of = context.spine.as_of.value
+    spot = context.policies.fx_mode == "spot" and len(arrays.rates.names) > 0
+    steps, currency = _line_steps(arrays, as_of, native=spot)
+    if spot:
+        steps = _spot_steps(steps, currency, arrays.rates, as_of)
+    steps = steps.take(sort_order(steps.customer, steps.instant))
+    n = len(steps.customer)
     if n == 0:
         empty = np.array([], dtype=np.int64)
-        return Ledger(empty, empty, empty, empty, empty.astype(np.int8), empty, empty)
+        return Ledger(empty, empty, empty, empty, empty.astype(np.int8), empty, empty, empty)
+    first = np.flatnonzero(_starts_of_runs(steps.customer, steps.instant))
     group = np.repeat(np.arange(len(first)), np.diff(np.append(first, n)))
-    net = np.add.reduceat(delta, first)
-    candidate = np.where(plan_step >= 0, delta, np.iinfo(np.int64).min)
-    chosen = (plan_step >= 0) & (candidate == np.maximum.reduceat(candidate, first)[group])
+    candidate = np.where(steps.plan >= 0, steps.weight, np.iinfo(np.int64).min)
+    chosen = (steps.plan >= 0) & (candidate == np.maximum.reduceat(candidate, first)[group])
     # ties between equally large lines go to the last plan name, whatever the row order
-    plan = np.maximum.reduceat(np.where(chosen, plan_step, -1), first)
+    plan = np.maximum.reduceat(np.where(chosen, steps.plan, -1), first)
+    return _classified(
+        steps.customer[first],
+        steps.instant[first],
+        np.add.reduceat(steps.native, first),
+        np.add.reduceat(steps.fx, first),
+        plan,
+        context.spine,
+    )
 
-    customer, instant = customer[first], instant[first]
+
+def _spot_steps(steps: _Steps, currency: np.ndarray, rates: RateTable, as_of: int) -> _Steps:
+    """Spot mode (§12): the line steps (native units) become, per (customer, currency) and instant,
+    the native change valued at the instant's rate and the revaluation of the MRR held before it
+    (fx); a row is added at every rate date on or before as_of while the pair holds native MRR.
+    The line rows are kept (with no value) for the plan choice."""
+    n_currency = len(rates.names) + 1
+    pair = steps.customer * n_currency + (currency + 1)
+    order = sort_order(pair, steps.instant)
+    pair, instant, delta, cur = pair[order], steps.instant[order], steps.native[order], currency[order]
+    first = np.flatnonzero(_starts_of_runs(pair, instant))
+    pair, instant, cur = pair[first], instant[first], cur[first]
+    net = np.add.reduceat(delta, first) if len(first) else delta[:0]
+    held = _cumsum_in_blocks(net, _block_starts(pair))  # native MRR after each (pair, instant)
+    # rate dates strictly after the instant and before the pair's next one, while it holds MRR
+    next_instant = np.full(len(pair), np.iinfo(np.int64).max)
+    if len(pair) > 1:
+        next_instant[:-1] = np.where(pair[1:] == pair[:-1], instant[1:], next_instant[:-1])
+    lo = np.zeros(len(pair), dtype=np.int64)
+    hi = np.zeros(len(pair), dtype=np.int64)
+    for code, dates in enumerate(rates.dates):
+        rows = np.flatnonzero((cur == code) & (held != 0))
+        lo[rows] = np.searchsorted(dates, instant[rows], side="right")
+        stop = np.minimum(next_instant[rows], as_of + 1)
+        hi[rows] = np.searchsorted(dates, stop, side="left")
+    count = np.maximum(hi - lo, 0)
+    source = np.repeat(np.arange(len(pair)), count)
+    index = lo[source] + np.arange(len(source)) - np.repeat(np.cumsum(count) - count, count)
+    at = np.zeros(len(source), dtype=np.int64)
+    for code, dates in enumerate(rates.dates):
+        mine = cur[source] == code
+        at[mine] = dates[index[mine]]
+    pair = np.concatenate([pair, pair[source]])
+    instant = np.concatenate([instant, at])
+    net = np.concatenate([net, np.zeros(len(source), dtype=np.int64)])
+    held = np.concatenate([held, held[source]])
+    order = sort_order(pair, instant)
+    pair, instant, net, held = pair[order], instant[order], net[order], held[order]
+    rate = rates.at(pair % n_currency - 1, instant)
+    value_after = np.rint(held * rate).astype(np.int64)
+    value_before = np.rint((held - net) * rate).astype(np.int64)
+    previous = np.zeros(len(pair), dtype=np.int64)
+    if len(pair) > 1:
+        previous[1:] = np.where(pair[1:] == pair[:-1], value_after[:-1], 0)
+    zeros = np.zeros(len(pair), dtype=np.int64)
+    valued = _Steps(pair // n_currency, instant, value_after - value_before, value_before - previous, zeros, zeros - 1)
+    kept = _Steps(steps.customer, steps.instant, steps.native * 0, steps.fx, steps.weight, steps.plan)
+    return _Steps(*(np.concatenate([getattr(kept, f), getattr(valued, f)]) for f in _Steps.__dataclass_fields__))
+
+
+def _classified(
+    customer: np.ndarray, instant: np.ndarray, native: np.ndarray, fx: np.ndarray, plan: np.ndarray, spine: Spine
+) -> Ledger:
+    """Per (customer, instant), sorted: the MRR before and after (a cumulative sum, floored at 0),
+    the fx effect, the kind of the native change and the plan in force; instants that change
+    nothing are dropped."""
     block_start = _block_starts(customer)
-    raw_after = _cumsum_in_blocks(net, block_start)
+    raw_after = _cumsum_in_blocks(native + fx, block_start)
     after = np.maximum(raw_after, 0)
-    before = np.maximum(raw_after - net, 0)
+    revalued = np.maximum(raw_after - native, 0)
+    before = np.maximum(raw_after - native - fx, 0)
     plan = _ffill_in_blocks(plan, block_start)
 
     positive = after > 0
     seen_positive = _cumsum_in_blocks(positive.astype(np.int64), block_start) - positive > 0
     kind = np.full(len(after), NONE, dtype=np.int8)
-    rising = (before == 0) & positive
+    rising = (revalued == 0) & positive
     kind[rising] = REACTIVATION
     kind[rising & ~seen_positive] = NEW
-    kind[(before > 0) & ~positive] = CHURN
-    kind[(before > 0) & (after > before)] = EXPANSION
-    kind[positive & (after < before)] = CONTRACTION
+    kind[(revalued > 0) & ~positive] = CHURN
+    kind[(revalued > 0) & (after > revalued)] = EXPANSION
+    kind[positive & (after < revalued)] = CONTRACTION
     # an instant that changes neither MRR nor plan (a renewal on the day) carries no information
     plan_changed = np.ones(len(plan), dtype=bool)
     plan_changed[1:] = (plan[1:] != plan[:-1]) | (customer[1:] != customer[:-1])
-    informative = (kind != NONE) | plan_changed
-    customer, instant, before, after, kind, plan = (
-        a[informative] for a in (customer, instant, before, after, kind, plan)
+    effect = revalued - before
+    informative = (kind != NONE) | plan_changed | (effect != 0)
+    customer, instant, before, after, kind, plan, effect = (
+        a[informative] for a in (customer, instant, before, after, kind, plan, effect)
     )
     period = spine.index(period_codes(instant, spine.freq, spine.tz))
-    return Ledger(customer, instant, before, after, kind, plan, period)
+    return Ledger(customer, instant, before, after, kind, plan, period, effect)
 
 
 def unique_pairs(customer: np.ndarray, instant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -422,6 +563,7 @@ class Groups:
     movement: np.ndarray  # (groups, 5) sums of |change| per kind, money units
     count: np.ndarray  # (groups, 5) number of movements per kind
     plan: np.ndarray  # plan code at the period end
+    fx: np.ndarray  # the period's fx effect (spot mode), money units
 
 
 def build_groups(ledger: Ledger, n_periods: int) -> Groups:
@@ -431,7 +573,7 @@ def build_groups(ledger: Ledger, n_periods: int) -> Groups:
     n_groups = len(first)
     gid = np.repeat(np.arange(n_groups), np.diff(np.append(first, n)))
     cell = gid * 6 + ledger.kind
-    change = (ledger.after - ledger.before).astype(float)
+    change = (ledger.after - ledger.revalued).astype(float)
     movement = np.abs(np.bincount(cell, weights=change, minlength=n_groups * 6)).reshape(n_groups, 6)[:, :5]
     count = np.bincount(cell, minlength=n_groups * 6).reshape(n_groups, 6)[:, :5]
     customer = ledger.customer[first]
@@ -449,6 +591,7 @@ def build_groups(ledger: Ledger, n_periods: int) -> Groups:
         np.rint(movement).astype(np.int64),
         count.astype(np.int64),
         ledger.plan[last],
+        np.add.reduceat(ledger.fx, first) if n else ledger.fx,
     )
 
 
@@ -578,7 +721,7 @@ def arrays_and_ledger(billing: pd.DataFrame, context: BillingContext, memo: Any 
 
     ``memo`` (an engine's :class:`~csmetrics.engines.base.Memo`, or None) shares them between
     the families of one run given the same frame: keyed by the frame and everything the ledger
-    depends on (the spine, fx and base currency; segments and policies do not change it).
+    depends on (the spine, fx, base currency and fx mode; segments and other policies do not change it).
     """
 
     def make() -> tuple[BillingArrays, Ledger]:
@@ -587,4 +730,8 @@ def arrays_and_ledger(billing: pd.DataFrame, context: BillingContext, memo: Any 
 
     if memo is None:
         return make()
-    return memo.get(billing, ("ledger", len(billing), context.spine, id(context.fx), context.base_currency), make)
+    return memo.get(
+        billing,
+        ("ledger", len(billing), context.spine, id(context.fx), context.base_currency, context.policies.fx_mode),
+        make,
+    )

@@ -67,6 +67,7 @@ PARTIAL_COLUMNS = (
     "expansion",
     "contraction",
     "churn",
+    "fx_effect",
     "n_new",
     "n_reactivation",
     "n_expansion",
@@ -129,7 +130,9 @@ def partial(billing: pd.DataFrame, context: BillingContext, memo: Any = None) ->
     start_mrr = groups.start_mrr.astype(float)
     end_mrr = groups.end_mrr.astype(float)
     churned = groups.count[:, CHURN] > 0
-    retained_end = np.where(churned, 0.0, end_mrr)  # a start customer's revenue stops at its first churn
+    fx_effect = groups.fx.astype(float)
+    # a start customer's revenue stops at its first churn; NRR and GRR leave the fx effect out (§12)
+    retained_end = np.where(churned, 0.0, end_mrr - fx_effect)
     is_start = start_mrr > 0
     active_end = (end_mrr > 0).astype(float)
 
@@ -149,6 +152,7 @@ def partial(billing: pd.DataFrame, context: BillingContext, memo: Any = None) ->
     ):
         columns[name] = grid.add(at_group, groups.movement[:, code]) * money
         columns[f"n_{name}"] = grid.add(at_group, groups.count[:, code])
+    columns["fx_effect"] = grid.add(at_group, fx_effect) * money
     columns["n_churn_of_start"] = grid.add(at_group, is_start & churned)
     columns["customers_start"] = carried_active + grid.add(at_group, is_start)
     columns["customers_end"] = carried_active + grid.add(at_group, active_end)
@@ -192,6 +196,8 @@ def finalize(summed: pd.DataFrame, context: BillingContext) -> pd.DataFrame:
     builder.add("contraction_mrr", a["contraction"])
     builder.add("churned_mrr", a["churn"])
     builder.add("net_new_mrr", a["new"] + a["reactivation"] + a["expansion"] - a["contraction"] - a["churn"])
+    if context.policies.fx_mode == "spot":
+        builder.add("fx_effect_mrr", a["fx_effect"])
     builder.ratio("nrr", a["nrr_num"], a["mrr_start"])
     builder.ratio("grr", a["grr_num"], a["mrr_start"])
     builder.ratio("revenue_churn_rate", a["revenue_churn_num"], a["mrr_start"])
@@ -270,24 +276,32 @@ def movements(billing: pd.DataFrame, context: BillingContext, memo: Any = None) 
     """:func:`mrr_movements` of these (validated) customers in a given context."""
     spine = context.spine
     arrays, ledger = arrays_and_ledger(billing, context, memo)
-    moving = (ledger.kind != NONE) & (ledger.period >= 0) & (ledger.period < spine.n)
+    inside = (ledger.period >= 0) & (ledger.period < spine.n)
+    # an instant gives its fx_effect row (spot mode, §12), then its native movement valued at its rates
+    rows = np.concatenate([np.flatnonzero(inside & (ledger.fx != 0)), np.flatnonzero(inside & (ledger.kind != NONE))])
+    is_fx = np.arange(len(rows)) < int((inside & (ledger.fx != 0)).sum())
+    order = np.lexsort((~is_fx, rows))
+    rows, is_fx = rows[order], is_fx[order]
     groups = build_groups(ledger, spine.n)
     money = 1.0 / MONEY_SCALE
+    before = np.where(is_fx, ledger.before[rows], ledger.revalued[rows])
+    after = np.where(is_fx, ledger.revalued[rows], ledger.after[rows])
+    names = np.array([*KINDS, "fx_effect"], dtype=object)
     frame = pd.DataFrame(
         {
-            "customer_id": arrays.customer_ids[ledger.customer[moving]],
-            "instant": pd.DatetimeIndex(ledger.instant[moving].view("M8[ns]")).tz_localize("UTC"),
-            "period": spine.starts[ledger.period[moving]],
-            "kind": pd.Series(np.array(KINDS, dtype=object)[ledger.kind[moving]], dtype="str"),
-            "amount": (ledger.after[moving] - ledger.before[moving]) * money,
-            "mrr_before": ledger.before[moving] * money,
-            "mrr_after": ledger.after[moving] * money,
+            "customer_id": arrays.customer_ids[ledger.customer[rows]],
+            "instant": pd.DatetimeIndex(ledger.instant[rows].view("M8[ns]")).tz_localize("UTC"),
+            "period": spine.starts[ledger.period[rows]],
+            "kind": pd.Series(names[np.where(is_fx, len(KINDS), ledger.kind[rows])], dtype="str"),
+            "amount": (after - before) * money,
+            "mrr_before": before * money,
+            "mrr_after": after * money,
         }
     )
     if context.by:
         coder = SegmentCoder(context, arrays)
-        plan = plan_at(groups, ledger.customer[moving], ledger.period[moving])
-        segments = coder.table(coder.codes(ledger.customer[moving], plan))
+        plan = plan_at(groups, ledger.customer[rows], ledger.period[rows])
+        segments = coder.table(coder.codes(ledger.customer[rows], plan))
         assert segments is not None  # a table whenever there are segments
         for column in context.by:
             frame[column] = segments[column].to_numpy()
