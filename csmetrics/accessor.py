@@ -55,6 +55,11 @@ class CsAccessor:
 
         return api.cohort_table(self._as("billing"), **kwargs)
 
+    def renewal_calendar(self, **kwargs) -> pd.DataFrame:
+        """:func:`csmetrics.renewal_calendar` on this billing table."""
+
+        return api.renewal_calendar(self._as("billing"), **kwargs)
+
     # tickets
     def support_metrics(self, **kwargs) -> pd.DataFrame:
         """:func:`csmetrics.support_metrics` on this tickets table."""

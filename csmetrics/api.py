@@ -31,7 +31,8 @@ import pandas as pd
 from csmetrics import plans
 from csmetrics.engines import Engine, Pending, open_engine, resolve
 from csmetrics.metrics.health import Scorecard
-from csmetrics.metrics.revenue import COHORT_COLUMNS, MOVEMENT_COLUMNS
+from csmetrics.metrics.revenue import COHORT_COLUMNS, MOVEMENT_COLUMNS, RENEWAL_COLUMNS
+from csmetrics.options import check_number
 from csmetrics.schedule import Schedule
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "followups",
     "health_metrics",
     "mrr_movements",
+    "renewal_calendar",
     "revenue_metrics",
     "support_metrics",
     "survey_metrics",
@@ -280,6 +282,69 @@ def mrr_movements(
         **_window(freq, tz, as_of, start, end),
     )
     return _one(engine, plans.movements(engine, context))
+
+
+def renewal_calendar(
+    billing: Any,
+    *,
+    horizon_days: float = 90.0,
+    by: Sequence[str] | str | None = None,
+    customers: Any = None,
+    fx: Any = None,
+    as_of: object = None,
+    base_currency: str | None = None,
+    validated: bool = False,
+    **policies: Any,
+) -> pd.DataFrame:
+    """Renewals ahead (METRICS.md §12): what is up for renewal in the next ``horizon_days``.
+
+    A recurring line is known at as_of when it was invoiced by then (or, with no
+    ``invoiced_at``, started by then); its scheduled end counts even after as_of. A customer
+    is listed at an end instant in (as_of, as_of + horizon_days] where positive known lines
+    end, unless its known lines still give it MRR > 0 at that instant plus
+    ``renewal_grace_days`` (a renewal already booked, or another subscription running on).
+
+    Parameters
+    ----------
+    billing, customers, fx, base_currency, validated, **policies
+        As in :func:`revenue_metrics` (``fx_mode="spot"`` values the ending lines at the
+        latest rate on or before as_of; line mode at each line's start rate).
+    horizon_days : float
+        How far ahead to look (days, > 0).
+    by : str or list of str, optional
+        Customer attributes (from ``customers``) or ``plan`` (of the largest ending line)
+        added as columns.
+    as_of : timestamp-like, optional
+        Default: billing's own as_of.
+
+    Returns
+    -------
+    DataFrame
+        customer_id, end (UTC), mrr_up_for_renewal (base currency), and the ``by`` columns;
+        sorted by end, then MRR (largest first). Not a metric frame: its instants lie after
+        as_of.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> billing = pd.DataFrame({"customer_id": [1, 2, 2], "kind": "recurring", "amount": [1200.0, 300.0, 300.0],
+    ...     "service_start": ["2024-01-01", "2024-01-01", "2024-04-01"],
+    ...     "service_end": ["2025-01-01", "2024-04-01", "2024-07-01"],
+    ...     "invoiced_at": ["2024-01-01", "2024-01-01", "2024-03-20"]})
+    >>> csmetrics.renewal_calendar(billing, as_of="2024-12-01", horizon_days=60).to_dict("records")
+    [{'customer_id': 1, 'end': Timestamp('2025-01-01 00:00:00+0000', tz='UTC'), 'mrr_up_for_renewal': 100.0}]
+    """
+    horizon_days = check_number("horizon_days", horizon_days, low=0, low_open=True)
+    engine = _billing(billing, customers, fx, validated=validated, base_currency=base_currency)
+    context = plans.billing_context(
+        engine,
+        by=by,
+        as_of=as_of,
+        base_currency=base_currency,
+        policies=policies,
+        reserved=RENEWAL_COLUMNS,
+    )
+    return _one(engine, plans.renewals(engine, context, horizon_days=horizon_days))
 
 
 def cohort_table(

@@ -55,6 +55,7 @@ CONFIG_KEYS = (
     "resolution_targets",
     "business_hours",
     "schedule_column",
+    "renewal_horizon_days",
 )
 POLICY_KEYS = tuple(Policies.__dataclass_fields__)
 
@@ -129,6 +130,7 @@ def check_config(raw: Mapping, source: str = "config") -> dict:
         "resolution_targets": lambda v: check_sla_targets(v, "resolution_targets"),
         "business_hours": _check_business_hours,
         "schedule_column": _check_column_name,
+        "renewal_horizon_days": lambda v: check_number("renewal_horizon_days", v, low=0, low_open=True),
         "health": _check_health,
         "policies": lambda v: (Policies(**v), dict(v))[1],
     }

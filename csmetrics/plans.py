@@ -59,6 +59,7 @@ __all__ = [
     "health",
     "health_scores",
     "movements",
+    "renewals",
     "revenue",
     "support",
     "surveys",
@@ -164,6 +165,64 @@ def movements(engine: Engine, context: BillingContext) -> Pending:
     """The per-customer movement ledger, in one order on every engine."""
     parts = engine.map(revenue_family.movements, engine.table("billing"), context=context, memo=engine.memo)
     return Pending((parts,), lambda parts: revenue_family.sort_movements(pd.concat(parts, ignore_index=True)))
+
+
+def renewals(
+    engine: Engine, context: BillingContext, *, horizon_days: float = 90.0, scores: Handle | None = None
+) -> Pending:
+    """The renewal calendar (§12): customer, end and MRR up for renewal, sorted by end, then MRR
+    (largest first); with ``scores``, each customer's latest health score and band, and its latest
+    NPS/CSAT answer when there are surveys; with customer-attribute segments, their values."""
+    no_rows = [None] * engine.n
+    parts = engine.map(
+        _renewal_rows,
+        engine.table("billing"),
+        scores if scores is not None else no_rows,
+        engine.table("surveys") if engine.has("surveys") and scores is not None else no_rows,
+        context=context,
+        horizon_days=horizon_days,
+        memo=engine.memo,
+    )
+
+    def finish(parts: list) -> pd.DataFrame:
+        frame = pd.concat(parts, ignore_index=True)
+        static = [c for c in context.by if c != "plan"]
+        if static and context.customers is not None:
+            attributes = context.customers[["customer_id", *static]].drop_duplicates("customer_id")
+            frame = frame.merge(attributes, on="customer_id", how="left")
+        frame = frame.sort_values(
+            ["end", "mrr_up_for_renewal", "customer_id"], ascending=[True, False, True], kind="stable"
+        )
+        return frame.reset_index(drop=True)
+
+    return Pending((parts,), finish)
+
+
+def _renewal_rows(
+    billing: pd.DataFrame | None,
+    scores: pd.DataFrame | None,
+    surveys: pd.DataFrame | None,
+    context: BillingContext,
+    horizon_days: float,
+    memo: Any = None,
+) -> pd.DataFrame:
+    if billing is None or not len(billing):
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in revenue_family.RENEWAL_COLUMNS})
+    rows = revenue_family.renewal_rows(billing, context, horizon_days, memo)
+    if scores is not None:
+        rows = rows.merge(latest_scores(scores), on="customer_id", how="left")
+        rows = rows.merge(surveys_family.latest_answers(surveys, context.spine.as_of), on="customer_id", how="left")
+    return rows
+
+
+def latest_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """Each customer's latest scored period: health_period, health_score, health_band."""
+    if not len(scores):
+        return pd.DataFrame(columns=["customer_id", "health_period", "health_score", "health_band"])
+    latest = scores.sort_values(["customer_id", "period"], kind="stable").drop_duplicates("customer_id", keep="last")
+    return latest[["customer_id", "period", "score", "band"]].rename(
+        columns={"period": "health_period", "score": "health_score", "band": "health_band"}
+    )
 
 
 def current_mrr(engine: Engine, context: BillingContext) -> Pending:
@@ -508,8 +567,9 @@ def _customer_rows(
         moves = ledger.pivot_table(
             index=["customer_id", "period"], columns="kind", values="amount", aggfunc="sum", observed=True
         )
-        moves = moves.reindex(columns=list(KINDS)).fillna(0.0)
-        moves.columns = list(MOVEMENT_COLUMNS)
+        kinds = [*KINDS, "fx_effect"] if context.policies.fx_mode == "spot" else list(KINDS)
+        moves = moves.reindex(columns=kinds).fillna(0.0)
+        moves.columns = [f"{kind}_mrr" for kind in kinds]
         moves = moves.reset_index()
     else:
         moves = pd.DataFrame(columns=["customer_id", "period"])
@@ -519,7 +579,7 @@ def _customer_rows(
         rows = pd.DataFrame(columns=["customer_id", "period"])
     if len(moves):
         rows = rows.merge(moves, on=["customer_id", "period"], how="outer") if len(rows) else moves
-        for column in MOVEMENT_COLUMNS:
+        for column in moves.columns.drop(["customer_id", "period"]):
             rows[column] = rows[column].fillna(0.0)
     return rows
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from csmetrics import plans
@@ -43,7 +44,7 @@ from csmetrics.output import content_hash, write_report
 from csmetrics.periods import NAT, code_ends_ns, code_starts, period_codes, to_utc
 from csmetrics.validate import TABLES
 
-__all__ = ["Report", "report", "report_as_of"]
+__all__ = ["Report", "renewals_by_period", "report", "report_as_of"]
 
 
 @dataclass
@@ -57,6 +58,9 @@ class Report:
     at_risk: pd.DataFrame
     rejected: dict[str, pd.DataFrame]
     manifest: dict
+    #: renewals ahead (§12): per future period, and the customer calendar with health and last answer
+    renewals: pd.DataFrame = field(default_factory=pd.DataFrame)
+    renewal_calendar: pd.DataFrame = field(default_factory=pd.DataFrame)
     html: str | None = field(default=None, repr=False)
 
     def outputs(self) -> dict[str, Any]:
@@ -66,6 +70,8 @@ class Report:
             "cohorts": self.cohorts,
             "followups": self.followups,
             "at_risk": self.at_risk,
+            "renewals": self.renewals,
+            "renewal_calendar": self.renewal_calendar,
         }
 
     def write(self, out_dir: Path | str, *, partitioned: bool = False, _fail_after: int | None = None) -> Path:
@@ -271,6 +277,10 @@ def _run_families(
         segments = [c for c in by if customers is not None and c in customers.columns]
         pending["health"] = plans.health(engine, scores, by=segments, freq=freq, tz=tz)
         ran.append("health")
+    if engine.has("billing"):
+        pending["renewals"] = plans.renewals(
+            engine, context, horizon_days=float(config.get("renewal_horizon_days", 90.0)), scores=scores
+        )
     step("metrics")
     done = resolve(engine, pending)
 
@@ -297,6 +307,10 @@ def _run_families(
         rejected={k: v for k, v in rejected.items() if len(v)},
         manifest={},
     )
+    if "renewals" in done:
+        horizon = float(config.get("renewal_horizon_days", 90.0))
+        result.renewal_calendar = done["renewals"]
+        result.renewals = renewals_by_period(done["renewals"], as_of_ts, horizon, freq, tz)
     partial = _partial_period(as_of_ts, freq, tz)
     result.manifest = _manifest(
         result,
@@ -321,6 +335,26 @@ def _run_families(
         step("html")
         result.html = render(result)
     return result
+
+
+def renewals_by_period(
+    calendar: pd.DataFrame, as_of: pd.Timestamp, horizon_days: float, freq: str, tz: str
+) -> pd.DataFrame:
+    """renewals.parquet (§12): per period from as_of's to the horizon's, the MRR up for renewal
+    and the number of renewals (customer and end instant) falling in it; zeros where none."""
+    horizon = as_of + pd.Timedelta(days=horizon_days)
+    first, last = period_codes(pd.DatetimeIndex([as_of, horizon]), freq, tz)
+    codes = np.arange(first, last + 1)
+    at = period_codes(pd.DatetimeIndex(calendar["end"]), freq, tz) - first if len(calendar) else np.zeros(0, np.int64)
+    weights = calendar["mrr_up_for_renewal"].to_numpy(dtype=float) if len(calendar) else np.zeros(0)
+    return pd.DataFrame(
+        {
+            "period": code_starts(codes, freq, tz),
+            "freq": freq,
+            "mrr_up_for_renewal": np.bincount(at, weights=weights, minlength=len(codes)),
+            "renewals_upcoming": np.bincount(at, minlength=len(codes)).astype(np.int64),
+        }
+    )
 
 
 def _assemble(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -85,6 +85,10 @@ def test_scores_cohorts_followups_and_at_risk_on_dask(sample_tables):
     assert card.support_scale_ >= 1
     pd.testing.assert_frame_equal(at_risk(**{k: d[v] for k, v in health.items()}), at_risk(**{k: t[v] for k, v in health.items()}), rtol=1e-9)
     pd.testing.assert_frame_equal(csmetrics.cohort_table(d["billing"], fx=t["fx"]), csmetrics.cohort_table(t["billing"], fx=t["fx"]), rtol=1e-12)
+    for kwargs in ({"by": "plan"}, {"fx_mode": "spot", "renewal_grace_days": 3}):
+        expected = csmetrics.renewal_calendar(t["billing"], fx=t["fx"], as_of="2024-10-20", **kwargs)
+        assert len(expected) > 10
+        pd.testing.assert_frame_equal(csmetrics.renewal_calendar(d["billing"], fx=t["fx"], as_of="2024-10-20", **kwargs), expected)
     spot = {"fx": t["fx"], "fx_mode": "spot", "by": "plan"}
     expected = csmetrics.mrr_movements(t["billing"], **spot)
     assert (expected["kind"] == "fx_effect").sum() > 100
@@ -98,7 +102,8 @@ def test_report_on_dask_equals_pandas(sample_tables, tmp_path):
     expected = report(sample_tables, by=["region"], html=False)
     got = report(to_dask(sample_tables, 4), by=["region"], html=False, buckets=3)
     assert_same_metrics(expected.metrics, got.metrics)
-    for name in ("cohorts", "followups", "at_risk"):
+    for name in ("cohorts", "followups", "at_risk", "renewals", "renewal_calendar"):
+        assert len(getattr(expected, name)) > 0, name
         pd.testing.assert_frame_equal(getattr(got, name), getattr(expected, name), rtol=1e-9)
     got.write(tmp_path / "dask")
     expected.write(tmp_path / "pandas")

@@ -78,10 +78,13 @@ __all__ = [
     "invoices",
     "money_units",
     "monthly_amount",
+    "known_lines",
     "mrr_at",
     "plan_at",
     "prepare",
+    "scheduled_mrr",
     "sort_order",
+    "step_value_at",
     "unique_pairs",
 ]
 
@@ -619,24 +622,54 @@ def plan_at(groups: Groups, customer: np.ndarray, period: np.ndarray) -> np.ndar
 
 
 def mrr_at(ledger: Ledger, customer: np.ndarray, instant: np.ndarray) -> np.ndarray:
-    """Each customer's MRR (money units) at an instant: its latest ledger row at or before it.
+    """Each customer's MRR (money units) at an instant: its latest ledger row at or before it."""
+    return step_value_at(ledger.customer, ledger.instant, ledger.after, customer, instant)
 
-    Ledger rows are sorted by (customer, instant), so each query is a binary search
-    inside its customer's block; all queries step together (log2 of the longest
-    block iterations of vectorized work).
+
+def step_value_at(
+    keys: np.ndarray, at: np.ndarray, values: np.ndarray, customer: np.ndarray, instant: np.ndarray
+) -> np.ndarray:
+    """A step function per customer (rows sorted by (keys, at), ``values`` after each) queried at
+    (customer, instant): the value of the customer's latest row at or before it, else 0.
+
+    Each query is a binary search inside its customer's block; all queries step together
+    (log2 of the longest block iterations of vectorized work).
     """
-    if len(customer) == 0 or len(ledger.customer) == 0:
-        return np.zeros(len(customer), dtype=np.int64)
-    block_lo = np.searchsorted(ledger.customer, customer, side="left")
-    lo, hi = block_lo.copy(), np.searchsorted(ledger.customer, customer, side="right")
-    last = len(ledger.instant) - 1
+    if len(customer) == 0 or len(keys) == 0:
+        return np.zeros(len(customer), dtype=values.dtype if len(values) else np.int64)
+    block_lo = np.searchsorted(keys, customer, side="left")
+    lo, hi = block_lo.copy(), np.searchsorted(keys, customer, side="right")
+    last = len(at) - 1
     while (active := lo < hi).any():
         mid = (lo + hi) // 2
-        right = active & (ledger.instant[np.minimum(mid, last)] <= instant)
+        right = active & (at[np.minimum(mid, last)] <= instant)
         lo = np.where(right, mid + 1, lo)
         hi = np.where(active & ~right, mid, hi)
     pos = lo - 1
-    return np.where(pos >= block_lo, ledger.after[np.maximum(pos, 0)], 0)
+    return np.where(pos >= block_lo, values[np.maximum(pos, 0)], 0)
+
+
+def known_lines(arrays: BillingArrays, as_of: int) -> np.ndarray:
+    """Recurring lines known at as_of (§12 renewals ahead): invoiced by as_of, or without an
+    invoice date started by as_of; their scheduled ends count, even after as_of."""
+    at = np.where(arrays.invoiced != NAT, arrays.invoiced, arrays.start)
+    return (arrays.kind == RECURRING) & (arrays.start != NAT) & (arrays.end != NAT) & (at <= as_of)
+
+
+def scheduled_mrr(
+    arrays: BillingArrays, lines: np.ndarray, monthly: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The MRR step function (money units, not floored) of ``lines`` (a mask) with their scheduled
+    ends: (customer, instant, value after), sorted by (customer, instant)."""
+    customer = np.concatenate([arrays.customer[lines], arrays.customer[lines]])
+    instant = np.concatenate([arrays.start[lines], arrays.end[lines]])
+    delta = np.concatenate([monthly, -monthly])
+    order = sort_order(customer, instant)
+    customer, instant, delta = customer[order], instant[order], delta[order]
+    first = np.flatnonzero(_starts_of_runs(customer, instant)) if len(customer) else np.zeros(0, dtype=np.int64)
+    net = np.add.reduceat(delta, first) if len(first) else delta
+    customer, instant = customer[first], instant[first]
+    return customer, instant, _cumsum_in_blocks(net, _block_starts(customer))
 
 
 # --------------------------------------------------------------------------

@@ -34,8 +34,14 @@ from csmetrics.metrics._billing import (
     SegmentCoder,
     arrays_and_ledger,
     build_groups,
+    known_lines,
+    money_units,
+    monthly_amount,
     mrr_at,
     plan_at,
+    scheduled_mrr,
+    sort_order,
+    step_value_at,
     unique_pairs,
 )
 from csmetrics.metrics._common import Grid, long_partial
@@ -47,6 +53,7 @@ __all__ = [
     "COHORT_COLUMNS",
     "MOVEMENT_COLUMNS",
     "PARTIAL_COLUMNS",
+    "RENEWAL_COLUMNS",
     "cohort_finalize",
     "cohort_partial",
     "combine",
@@ -55,6 +62,7 @@ __all__ = [
     "finalize",
     "movements",
     "partial",
+    "renewal_rows",
     "sort_movements",
 ]
 
@@ -426,3 +434,57 @@ def current_mrr_of(billing: pd.DataFrame, context: BillingContext, memo: Any = N
         index=pd.Index(arrays.customer_ids[ledger.customer[last]], name="customer_id"),
         name="mrr",
     )
+
+
+#: The columns of the renewal calendar (§12), before the report's joins.
+RENEWAL_COLUMNS = ("customer_id", "end", "mrr_up_for_renewal")
+
+
+def renewal_rows(billing: pd.DataFrame, context: BillingContext, horizon_days: float, memo: Any = None) -> pd.DataFrame:
+    """Renewals ahead (§12) of these customers: per customer and end instant in (as_of, as_of +
+    horizon_days] at which positive recurring lines known at as_of end, unless the lines known at
+    as_of give the customer MRR > 0 at end + renewal_grace_days; with the MRR of the ending lines
+    (line mode: at each line's start rate; spot mode: at the latest rate on or before as_of).
+    With ``plan`` among the context's segments, the plan of the largest ending line."""
+    as_of = context.spine.as_of.value
+    arrays, _ = arrays_and_ledger(billing, context, memo)
+    lines = np.flatnonzero(known_lines(arrays, as_of))
+    amount = arrays.amount
+    if context.policies.fx_mode == "spot" and len(arrays.rates.names):
+        amount = arrays.native * arrays.rates.at(arrays.currency, np.full(len(arrays.native), as_of))
+    monthly = money_units(monthly_amount(amount[lines], arrays.start[lines], arrays.end[lines]))
+    horizon = as_of + int(round(horizon_days * 86_400 * 10**9))
+    end = arrays.end[lines]
+    due = (monthly > 0) & (end > as_of) & (end <= horizon)
+    due_customer, due_end, due_monthly = arrays.customer[lines][due], end[due], monthly[due]
+    due_plan = arrays.plan[lines][due]
+    order = sort_order(due_customer, due_end)
+    due_customer, due_end, due_monthly, due_plan = (a[order] for a in (due_customer, due_end, due_monthly, due_plan))
+    starts = np.ones(len(order), dtype=bool)
+    starts[1:] = (due_customer[1:] != due_customer[:-1]) | (due_end[1:] != due_end[:-1])
+    code = np.cumsum(starts) - 1
+    customer, end_at = due_customer[starts], due_end[starts]
+    up = np.bincount(code, weights=due_monthly.astype(float), minlength=len(customer))
+    mask = np.zeros(len(arrays.customer), dtype=bool)
+    mask[lines] = True
+    scheduled = scheduled_mrr(arrays, mask, monthly)
+    grace = int(round(context.policies.renewal_grace_days * 86_400 * 10**9))
+    renewed = step_value_at(*scheduled, customer, end_at + grace) > 0
+    keep = ~renewed
+    frame = pd.DataFrame(
+        {
+            "customer_id": arrays.customer_ids[customer[keep]],
+            "end": pd.DatetimeIndex(end_at[keep].view("M8[ns]")).tz_localize("UTC"),
+            "mrr_up_for_renewal": up[keep] / MONEY_SCALE,
+        }
+    )
+    if "plan" in context.by:
+        # the plan of the largest ending line (ties: the last plan name)
+        weight = np.where(due_plan >= 0, due_monthly, -1)
+        order = np.lexsort((due_plan, weight, code))
+        last = np.append(code[order][1:] != code[order][:-1], True) if len(order) else np.zeros(0, bool)
+        plan_code = np.full(len(customer), -1)
+        plan_code[code[order][last]] = due_plan[order][last]
+        plans = np.concatenate([arrays.plans, [None]]).astype(object)
+        frame["plan"] = pd.Series(plans[plan_code[keep]], dtype="str").where(plan_code[keep] >= 0, None).to_numpy()
+    return frame

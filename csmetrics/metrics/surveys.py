@@ -31,6 +31,8 @@ from csmetrics.stats import nps_interval
 from csmetrics.validate import table_error
 
 __all__ = [
+    "LATEST_ANSWER_COLUMNS",
+    "latest_answers",
     "DEFAULT_CSAT_THRESHOLDS",
     "PARTIAL_COLUMNS",
     "answer_arrays",
@@ -293,6 +295,33 @@ def followup_rows(
         values = np.append(mrr.to_numpy(dtype=float), np.nan)  # -1 (no billing for the customer) picks NaN
         out["mrr"] = values[position]
     return out
+
+
+#: The columns of :func:`latest_answers`.
+LATEST_ANSWER_COLUMNS = ("customer_id", "latest_survey", "latest_score", "latest_answered_at")
+
+
+def latest_answers(surveys: pd.DataFrame | None, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Each customer's latest NPS or CSAT answer by as_of (responded_at, else sent_at): its survey
+    type, score and instant (ties: the later row)."""
+    if surveys is None or not len(surveys):
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in LATEST_ANSWER_COLUMNS})
+    score = surveys["score"].to_numpy(dtype=float, na_value=np.nan)
+    responded = instants(surveys["responded_at"]) if "responded_at" in surveys else np.full(len(surveys), NAT)
+    sent = instants(surveys["sent_at"]) if "sent_at" in surveys else np.full(len(surveys), NAT)
+    at = np.where(responded != NAT, responded, sent)
+    kind = surveys["survey"].astype("str").to_numpy(dtype=object)
+    keep = ~np.isnan(score) & (at != NAT) & (at <= as_of.value) & np.isin(kind, ["nps", "csat"])
+    out = pd.DataFrame(
+        {
+            "customer_id": surveys["customer_id"].to_numpy()[keep],
+            "latest_survey": kind[keep],
+            "latest_score": score[keep],
+            "latest_answered_at": pd.DatetimeIndex(at[keep].view("M8[ns]")).tz_localize("UTC"),
+        }
+    )
+    out = out.iloc[np.argsort(at[keep], kind="stable")]
+    return out.drop_duplicates("customer_id", keep="last").reset_index(drop=True)
 
 
 def sort_followups(rows: pd.DataFrame) -> pd.DataFrame:
