@@ -20,12 +20,24 @@ import pandas as pd
 from csmetrics import catalog, stats
 from csmetrics.frame import compare_periods, reaggregate, segment_columns
 
-__all__ = ["HEADLINES", "TEMPLATE", "company_view", "render"]
+__all__ = ["HEADLINES", "TEMPLATE", "bridge_layout", "company_view", "render"]
 
 HEADLINES = {
-    "revenue": ["mrr", "net_new_mrr", "nrr", "grr", "quick_ratio", "arpu"],
+    "revenue": [
+        "mrr",
+        "net_new_mrr",
+        "fx_effect_mrr",
+        "nrr",
+        "grr",
+        "quick_ratio",
+        "arpu",
+        "asp",
+        "gross_mrr_churn_rate",
+        "net_mrr_churn_rate",
+        "net_revenue_churn_rate",
+    ],
     "customers": ["customers_end", "customers_new", "customers_churned", "logo_churn_rate", "renewal_rate"],
-    "value": ["clv", "cac", "ltv_cac"],
+    "value": ["clv", "ltv_trailing6", "cac", "ltv_cac"],
     "support": [
         "tickets",
         "fcr_rate",
@@ -84,6 +96,37 @@ def _series(company: pd.DataFrame, metric: str) -> pd.Series:
     return pd.Series(rows["value"].to_numpy(), index=rows["period"].to_numpy())
 
 
+def bridge_layout(at: pd.Series) -> tuple[list, list, tuple[float, float] | None]:
+    """The MRR bridge of one period (``at``: value by metric) as waterfall bars.
+
+    Returns the signed steps (name, amount), the bars (name, bottom, height; the last is the
+    end MRR) and the y-limits: zoomed on the movements when everything stays above 0, but
+    always covering every bar, so no movement is cut off or hidden (None: from 0)."""
+    steps = [
+        ("start", float(at.get("mrr_start", 0.0))),
+        ("new", float(at.get("new_mrr", 0.0))),
+        ("reactivation", float(at.get("reactivation_mrr", 0.0))),
+        ("expansion", float(at.get("expansion_mrr", 0.0))),
+        ("contraction", -float(at.get("contraction_mrr", 0.0))),
+        ("churn", -float(at.get("churned_mrr", 0.0))),
+    ]
+    if "fx_effect_mrr" in at:
+        steps.append(("fx effect", float(at["fx_effect_mrr"])))
+    bars, level = [], 0.0
+    for name, amount in steps:
+        bottom = 0.0 if name == "start" else (level if amount >= 0 else level + amount)
+        bars.append((name, bottom, abs(amount)))
+        level = amount if name == "start" else level + amount
+    bars.append(("end", 0.0, level))
+    # the movements' extent: every running total, the start's top and the end's top
+    tops = [steps[0][1], level] + [b + h for _, b, h in bars[1:-1]] + [b for _, b, _ in bars[1:-1]]
+    low, high = min(tops), max(tops)
+    if low <= 0:
+        return steps, bars, None
+    pad = max(high - low, 1e-9) * 0.08
+    return steps, bars, (max(low - pad, 0.0), high + pad)
+
+
 def _charts(company: pd.DataFrame, complete: pd.Timestamp | None) -> dict[str, str]:
     import matplotlib
 
@@ -94,26 +137,17 @@ def _charts(company: pd.DataFrame, complete: pd.Timestamp | None) -> dict[str, s
     metrics = set(company["metric"])
     if {"mrr_start", "new_mrr", "churned_mrr"} <= metrics and complete is not None:
         at = company[company["period"] == complete].set_index("metric")["value"]
-        steps = [
-            ("start", at.get("mrr_start", 0.0)),
-            ("new", at.get("new_mrr", 0.0)),
-            ("reactivation", at.get("reactivation_mrr", 0.0)),
-            ("expansion", at.get("expansion_mrr", 0.0)),
-            ("contraction", -at.get("contraction_mrr", 0.0)),
-            ("churn", -at.get("churned_mrr", 0.0)),
-        ]
+        steps, bars, limits = bridge_layout(at)
         fig, ax = plt.subplots(figsize=(6.5, 3))
-        level = 0.0
-        for i, (name, amount) in enumerate(steps):
-            bottom = 0.0 if name == "start" else (level if amount >= 0 else level + amount)
-            color = "#6b7280" if name == "start" else ("#16a34a" if amount >= 0 else "#dc2626")
-            ax.bar(i, abs(amount), bottom=bottom, color=color)
-            level = amount if name == "start" else level + amount
-        ax.bar(len(steps), level, color="#1d4ed8")
-        floor = min(steps[0][1], level)
-        if floor > 0:  # zoom on the movements: they are small next to the book
-            ax.set_ylim(floor * 0.97, max(steps[0][1], level) * 1.02 + 1e-9)
-        ax.set_xticks(range(len(steps) + 1), [s[0] for s in steps] + ["end"], rotation=20)
+        for i, (name, bottom, height) in enumerate(bars):
+            if name in ("start", "end"):
+                color = "#6b7280" if name == "start" else "#1d4ed8"
+            else:
+                color = "#16a34a" if steps[i][1] >= 0 else "#dc2626"
+            ax.bar(i, height, bottom=bottom, color=color)
+        if limits is not None:
+            ax.set_ylim(*limits)
+        ax.set_xticks(range(len(bars)), [b[0] for b in bars], rotation=20)
         ax.set_title(f"MRR bridge, {pd.Timestamp(complete):%Y-%m-%d}")
         charts["mrr_bridge"] = _svg(fig)
     if "nps" in metrics:
@@ -227,6 +261,29 @@ def _table(frame: pd.DataFrame, columns: list[str], limit: int = 25) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _renewals(report) -> str:
+    """Renewals ahead: the totals over the horizon, then the calendar (soonest first) with health."""
+    calendar = getattr(report, "renewal_calendar", None)
+    if calendar is None or not len(calendar):
+        return "<p class='muted'>Nothing is up for renewal in the horizon.</p>"
+    total = float(calendar["mrr_up_for_renewal"].sum())
+    red = calendar["health_band"].eq("red").sum() if "health_band" in calendar else 0
+    summary = (
+        f"<p>{len(calendar):,} renewals, MRR {total:,.0f} up for renewal by {calendar['end'].max():%Y-%m-%d}"
+        f"{f'; {red:,} of them red' if red else ''}.</p>"
+    )
+    columns = [
+        "end",
+        "customer_id",
+        "mrr_up_for_renewal",
+        "health_band",
+        "health_score",
+        "latest_survey",
+        "latest_score",
+    ]
+    return summary + _table(calendar, columns)
+
+
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>csmetrics report</title>
 <style>
@@ -252,6 +309,7 @@ th{background:#f3f4f6}
 <h2>Trends</h2><div class="charts">{% for svg in charts %}<div class="chart">{{ svg }}</div>{% endfor %}</div>
 <h2>Follow-ups (detractors and dissatisfied answers)</h2>{{ followups }}
 <h2>At risk (red health, by MRR)</h2>{{ at_risk }}
+<h2>Renewals ahead</h2>{{ renewals }}
 <h2>Definitions</h2>
 <table><thead><tr><th>metric</th><th>family</th><th>unit</th><th>definition</th></tr></thead><tbody>
 {% for m in definitions %}<tr><td>{{ m.name }}</td><td>{{ m.family }}</td><td>{{ m.unit }}</td><td>{{ m.definition }}</td></tr>{% endfor %}
@@ -301,5 +359,6 @@ def render(report) -> str:
             report.at_risk,
             ["customer_id", "score", "mrr", "weakest_component", "usage", "sentiment", "support", "revenue"],
         ),
+        renewals=_renewals(report),
         definitions=[m for m in catalog.CATALOG if m.name in used],
     )

@@ -75,6 +75,10 @@ def test_html_is_self_contained(sample_report):
     for external in ("<script src", "<link", "url(http", 'src="http', "@import"):
         assert external not in page
     assert "fcr_rate" in page and "Definitions" in page
+    # the vendor conventions and renewals ahead (§12) are on the page
+    for name in ("gross_mrr_churn_rate", "net_mrr_churn_rate", "asp", "ltv_trailing6", "Renewals ahead"):
+        assert name in page, name
+    assert "up for renewal by" in page
 
 
 def test_rerun_gives_byte_identical_metrics(sample_report, tmp_path):
