@@ -5,8 +5,13 @@ from __future__ import annotations
 from csmetrics import accessor as _accessor  # noqa: F401  (registers the `cs` accessor)
 from csmetrics._version import __version__
 from csmetrics.api import (
+    BetaGeoModel,
+    GammaGammaModel,
     HealthScorecard,
+    ModelFitError,
+    ShiftedBetaGeometric,
     at_risk,
+    cohort_retention_model,
     cohort_table,
     current_mrr,
     customer_metrics,
@@ -14,8 +19,10 @@ from csmetrics.api import (
     followups,
     health_metrics,
     mrr_movements,
+    predictive_clv,
     renewal_calendar,
     revenue_metrics,
+    rfm_summary,
     support_metrics,
     survey_metrics,
     value_metrics,
@@ -27,6 +34,13 @@ from csmetrics.schedule import Schedule, business_minutes
 from csmetrics.validate import TABLES, ValidationError, validate, validate_tables
 
 __all__ = [
+    "BetaGeoModel",
+    "GammaGammaModel",
+    "ModelFitError",
+    "ShiftedBetaGeometric",
+    "cohort_retention_model",
+    "predictive_clv",
+    "rfm_summary",
     "ConfigError",
     "HealthScorecard",
     "NotFittedError",

@@ -55,6 +55,16 @@ class CsAccessor:
 
         return api.cohort_table(self._as("billing"), **kwargs)
 
+    def rfm_summary(self, **kwargs) -> pd.DataFrame:
+        """:func:`csmetrics.rfm_summary` on this billing table."""
+
+        return api.rfm_summary(self._as("billing"), **kwargs)
+
+    def cohort_retention_model(self, **kwargs) -> pd.DataFrame:
+        """:func:`csmetrics.cohort_retention_model` on this billing table."""
+
+        return api.cohort_retention_model(self._as("billing"), **kwargs)
+
     def renewal_calendar(self, **kwargs) -> pd.DataFrame:
         """:func:`csmetrics.renewal_calendar` on this billing table."""
 

@@ -26,13 +26,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from csmetrics import plans
 from csmetrics.engines import Engine, Pending, open_engine, resolve
 from csmetrics.metrics.health import Scorecard
 from csmetrics.metrics.revenue import COHORT_COLUMNS, MOVEMENT_COLUMNS, RENEWAL_COLUMNS
-from csmetrics.options import check_number
+from csmetrics.models import (
+    UNIT_DAYS,
+    BetaGeoModel,
+    GammaGammaModel,
+    ModelFitError,
+    ShiftedBetaGeometric,
+    predictive_clv,
+)
+from csmetrics.options import check_bool, check_choice, check_number
 from csmetrics.schedule import Schedule
 
 __all__ = [
@@ -44,8 +53,15 @@ __all__ = [
     "engagement_metrics",
     "followups",
     "health_metrics",
+    "BetaGeoModel",
+    "GammaGammaModel",
+    "ModelFitError",
+    "ShiftedBetaGeometric",
+    "cohort_retention_model",
     "mrr_movements",
+    "predictive_clv",
     "renewal_calendar",
+    "rfm_summary",
     "revenue_metrics",
     "support_metrics",
     "survey_metrics",
@@ -345,6 +361,182 @@ def renewal_calendar(
         reserved=RENEWAL_COLUMNS,
     )
     return _one(engine, plans.renewals(engine, context, horizon_days=horizon_days))
+
+
+def rfm_summary(
+    billing: Any,
+    *,
+    as_of: object = None,
+    unit: str = "W",
+    tz: str = "UTC",
+    fx: Any = None,
+    base_currency: str | None = None,
+    validated: bool = False,
+) -> pd.DataFrame:
+    """Per customer with one-time purchases by as_of: the RFM summary of the BG/NBD and
+    Gamma-Gamma models (METRICS.md §13).
+
+    Parameters
+    ----------
+    billing, fx, base_currency, validated
+        As in :func:`revenue_metrics`; amounts in the base currency.
+    as_of : timestamp-like, optional
+        The end of the calibration period (default: billing's own as_of).
+    unit : {"D", "W", "M"}
+        Time unit of recency and T: 1, 7 or 30.4375 days.
+    tz : str
+        Purchases are grouped by local day in this time zone.
+
+    Returns
+    -------
+    DataFrame
+        customer_id, frequency (purchase days - 1), recency (last - first purchase day), T
+        (as_of's day - first purchase day), monetary_value (mean day total of the repeat
+        days, 0 without any); sorted by customer_id; ``attrs["unit"]`` is the unit.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> billing = pd.DataFrame({"customer_id": [1, 1, 1, 2], "kind": "one_time", "amount": [10.0, 5.0, 20.0, 7.0],
+    ...     "invoiced_at": ["1997-01-01", "1997-01-01 18:00", "1997-01-15", "1997-02-01"]})
+    >>> csmetrics.rfm_summary(billing, as_of="1997-09-30").round(3).to_dict("records")[0]
+    {'customer_id': 1, 'frequency': 1, 'recency': 2.0, 'T': 38.857, 'monetary_value': 20.0}
+    """
+    unit = check_choice("unit", unit, tuple(UNIT_DAYS))
+    engine = _billing(billing, None, fx, validated=validated, base_currency=base_currency)
+    context = plans.billing_context(engine, as_of=as_of, tz=tz, base_currency=base_currency)
+    return _one(engine, plans.rfm(engine, context, unit))
+
+
+def cohort_retention_model(
+    billing: Any,
+    *,
+    freq: str = "M",
+    by: Sequence[str] | str | None = None,
+    pooled: bool = False,
+    customers: Any = None,
+    fx: Any = None,
+    tz: str = "UTC",
+    as_of: object = None,
+    base_currency: str | None = None,
+    validated: bool = False,
+    **policies: Any,
+) -> pd.DataFrame:
+    """sBG retention fitted per cohort, or pooled (per segment), from billing (METRICS.md §13).
+
+    Survivors at offset k are the cohort's customers whose MRR stayed > 0 from their first
+    MRR through the end of period k (a first churn ends the lifetime; a reactivation starts
+    nothing); the period holding as_of is left out. Pooled fits sum the cohorts'
+    log-likelihoods, each to its own last complete offset.
+
+    Parameters
+    ----------
+    billing, freq, customers, fx, tz, as_of, base_currency, validated, **policies
+        As in :func:`revenue_metrics`.
+    by : str or list of str, optional
+        Customer attributes or ``plan`` (of the first MRR > 0), as in :func:`cohort_table`.
+    pooled : bool
+        One fit over all cohorts (per segment with ``by``) instead of one per cohort.
+
+    Returns
+    -------
+    DataFrame
+        cohort (NaT when pooled), the ``by`` columns, cohort_customers, periods (offsets
+        observed), survivors (per cohort), alpha, beta, log_likelihood, and error: why a
+        cohort could not be fitted (no churn yet, a single period), else null. A fitted row
+        is a :class:`ShiftedBetaGeometric` with ``alpha_`` and ``beta_`` set to its values.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> rows = [(c, "2024-01-01", end) for c, end in enumerate(["2024-02-01"] * 4 + ["2024-03-01"] * 2 + ["2025-01-01"] * 4)]
+    >>> billing = pd.DataFrame(rows, columns=["customer_id", "service_start", "service_end"]).assign(kind="recurring", amount=10.0)
+    >>> fit = csmetrics.cohort_retention_model(billing, as_of="2024-06-15")
+    >>> fit[["cohort_customers", "survivors"]].to_dict("records")
+    [{'cohort_customers': 10, 'survivors': [10, 6, 4, 4, 4]}]
+    """
+    pooled = check_bool("pooled", pooled)
+    engine = _billing(billing, customers, fx, validated=validated, base_currency=base_currency)
+    context = plans.billing_context(
+        engine,
+        by=by,
+        base_currency=base_currency,
+        policies=policies,
+        reserved=RETENTION_MODEL_COLUMNS,
+        **_window(freq, tz, as_of, None, None),
+    )
+    table = _one(engine, plans.survivors(engine, context))
+    return _fit_cohorts(table, list(context.by), pooled)
+
+
+#: The columns of :func:`cohort_retention_model` (none may be a segment column).
+RETENTION_MODEL_COLUMNS = (
+    "cohort",
+    "cohort_customers",
+    "periods",
+    "survivors",
+    "alpha",
+    "beta",
+    "log_likelihood",
+    "error",
+)
+
+
+def _fit_cohorts(table: pd.DataFrame, by: list[str], pooled: bool) -> pd.DataFrame:
+    def fit(series: list) -> tuple[float, float, float, str | None]:
+        try:
+            model = ShiftedBetaGeometric().fit(series)
+        except ModelFitError as err:
+            return np.nan, np.nan, np.nan, str(err)
+        return float(model.alpha_), float(model.beta_), float(model.log_likelihood_), None  # type: ignore[arg-type]
+
+    rows = []
+    if pooled:
+        groups = table.groupby(by, dropna=False, sort=True) if by else [((), table)]
+        for key, group in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            usable = [s for s in group["survivors"] if len(s) >= 2]
+            result = (
+                fit(usable) if usable else (np.nan, np.nan, np.nan, "no cohort with a complete period after its first")
+            )
+            rows.append(
+                (
+                    pd.NaT,
+                    *key,
+                    int(group["cohort_customers"].sum()),
+                    max((len(s) - 1 for s in group["survivors"]), default=0),
+                    None,
+                    *result,
+                )
+            )
+    else:
+        for record in table.itertuples(index=False):
+            series = list(record.survivors)
+            result = (
+                fit(series)
+                if len(series) >= 2
+                else (np.nan, np.nan, np.nan, "no complete period after the cohort's first")
+            )
+            rows.append(
+                (
+                    record.cohort,
+                    *[getattr(record, c) for c in by],
+                    record.cohort_customers,
+                    len(series) - 1,
+                    series,
+                    *result,
+                )
+            )
+    frame = pd.DataFrame(
+        rows,
+        columns=["cohort", *by, "cohort_customers", "periods", "survivors", "alpha", "beta", "log_likelihood", "error"],
+    )
+    if pooled:
+        frame = frame.drop(columns="survivors")
+    frame["cohort"] = (
+        pd.to_datetime(frame["cohort"], utc=True) if len(frame) else pd.Series([], dtype="datetime64[ns, UTC]")
+    )
+    return frame
 
 
 def cohort_table(

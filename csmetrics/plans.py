@@ -22,6 +22,7 @@ import pandas as pd
 
 from csmetrics.engines.base import Engine, Handle, Pending
 from csmetrics.frame import encode_segments
+from csmetrics.metrics import clv as clv_family
 from csmetrics.metrics import customers as customers_family
 from csmetrics.metrics import engagement as engagement_family
 from csmetrics.metrics import revenue as revenue_family
@@ -61,6 +62,8 @@ __all__ = [
     "movements",
     "renewals",
     "revenue",
+    "rfm",
+    "survivors",
     "support",
     "surveys",
     "usable_by",
@@ -223,6 +226,24 @@ def latest_scores(scores: pd.DataFrame) -> pd.DataFrame:
     return latest[["customer_id", "period", "score", "band"]].rename(
         columns={"period": "health_period", "score": "health_score", "band": "health_band"}
     )
+
+
+def rfm(engine: Engine, context: BillingContext, unit: str) -> Pending:
+    """The RFM summary (§13): one row per customer with purchases, sorted by customer_id."""
+    parts = engine.map(clv_family.rfm_rows, engine.table("billing"), context=context, unit=unit, memo=engine.memo)
+
+    def finish(parts: list) -> pd.DataFrame:
+        frame = pd.concat(parts, ignore_index=True).sort_values("customer_id", kind="stable").reset_index(drop=True)
+        frame.attrs["unit"] = unit
+        return frame
+
+    return Pending((parts,), finish)
+
+
+def survivors(engine: Engine, context: BillingContext) -> Pending:
+    """Survivors per cohort and segment (§13), for the sBG fits."""
+    parts = engine.map(clv_family.survivor_partial, engine.table("billing"), context=context, memo=engine.memo)
+    return Pending((parts,), lambda parts: clv_family.survivor_finalize(parts, context))
 
 
 def current_mrr(engine: Engine, context: BillingContext) -> Pending:
