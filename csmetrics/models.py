@@ -32,6 +32,7 @@ from csmetrics.options import ConfigError, NotFittedError, check_number
 __all__ = [
     "DAYS_PER_MONTH",
     "UNIT_DAYS",
+    "customer_value_table",
     "BetaGeoModel",
     "GammaGammaModel",
     "ModelFitError",
@@ -397,3 +398,28 @@ def predictive_clv(
     per_month = np.diff(np.vstack(cumulative), axis=0)
     discount = (1 + rate) ** -np.arange(1, months + 1)
     return margin * spend.expected_spend(summary) * (discount @ per_month)
+
+
+def customer_value_table(
+    summary: pd.DataFrame, *, horizon_months: int = 12, discount_rate: float = 0.01, margin: float = 1.0
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The report's clv.parquet: the RFM summary with P(alive), expected purchases and spend over the
+    horizon and predictive_clv, from BG/NBD and Gamma-Gamma fitted on it; and the fitted parameters.
+    Raises :class:`ModelFitError` when the data cannot support the fits."""
+    unit = summary.attrs.get("unit", "W")
+    purchases = BetaGeoModel().fit(summary)
+    spend = GammaGammaModel().fit(summary)
+    out = summary.copy()
+    out["probability_alive"] = purchases.probability_alive(summary)
+    horizon = horizon_months * DAYS_PER_MONTH / UNIT_DAYS[unit]
+    out["expected_purchases"] = purchases.expected_purchases(summary, horizon)
+    out["expected_spend"] = spend.expected_spend(summary)
+    out["predictive_clv"] = predictive_clv(
+        summary, purchases, spend, horizon_months=horizon_months, discount_rate=discount_rate, margin=margin, unit=unit
+    )
+    params = {
+        name: float(getattr(model, f"{name}_"))
+        for model, names in ((purchases, ("r", "alpha", "a", "b")), (spend, ("p", "q", "gamma")))
+        for name in names
+    }
+    return out, params

@@ -30,6 +30,7 @@ from csmetrics.config import check_config
 from csmetrics.dashboard import render
 from csmetrics.engines import AS_OF_COLUMNS, Engine, Pending, open_engine, resolve
 from csmetrics.frame import empty_frame
+from csmetrics.models import ModelFitError, customer_value_table
 from csmetrics.options import (
     ConfigError,
     UnknownNameError,
@@ -61,6 +62,8 @@ class Report:
     #: renewals ahead (§12): per future period, and the customer calendar with health and last answer
     renewals: pd.DataFrame = field(default_factory=pd.DataFrame)
     renewal_calendar: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: predictive value per customer (§13), when the data supports the fits (else None)
+    clv: pd.DataFrame | None = None
     html: str | None = field(default=None, repr=False)
 
     def outputs(self) -> dict[str, Any]:
@@ -72,6 +75,7 @@ class Report:
             "at_risk": self.at_risk,
             "renewals": self.renewals,
             "renewal_calendar": self.renewal_calendar,
+            **({"clv": self.clv} if self.clv is not None else {}),
         }
 
     def write(self, out_dir: Path | str, *, partitioned: bool = False, _fail_after: int | None = None) -> Path:
@@ -239,6 +243,7 @@ def _run_families(
         pending["value"] = plans.value(
             engine, context, gross_margin=float(config.get("gross_margin", 1.0)), cost_roles=config.get("cost_roles")
         )
+        pending["rfm"] = plans.rfm(engine, plain_billing, "W")
         pending["cohorts"] = plans.cohorts(engine, context)  # split by the report's customer attributes or plan (§12)
         ran += ["revenue", "customers", "value"]
     if engine.has("tickets"):
@@ -311,6 +316,15 @@ def _run_families(
         horizon = float(config.get("renewal_horizon_days", 90.0))
         result.renewal_calendar = done["renewals"]
         result.renewals = renewals_by_period(done["renewals"], as_of_ts, horizon, freq, tz)
+    clv_fit: dict[str, Any] = {"fitted": False, "reason": "no billing"}
+    if "rfm" in done:
+        try:
+            result.clv, params = customer_value_table(
+                done["rfm"], horizon_months=12, discount_rate=0.01, margin=float(config.get("gross_margin", 1.0))
+            )
+            clv_fit = {"fitted": True, "unit": "W", "horizon_months": 12, "discount_rate": 0.01, "parameters": params}
+        except ModelFitError as err:
+            clv_fit = {"fitted": False, "reason": str(err)}
     partial = _partial_period(as_of_ts, freq, tz)
     result.manifest = _manifest(
         result,
@@ -326,6 +340,7 @@ def _run_families(
         partial=partial,
         quarantine=quarantine,
         config=config,
+        clv=clv_fit,
         currency={
             "base": plain_billing.base_currency if plain_billing is not None else None,
             "fx_mode": plain_billing.policies.fx_mode if plain_billing is not None else None,
@@ -407,6 +422,7 @@ def _manifest(
         "as_of": str(params["as_of"]),
         "partial_period": params["partial"],
         "currency": params["currency"],
+        "clv": params["clv"],
         "families": ran,
         "engine": engine.name,
         "inputs": {

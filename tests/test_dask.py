@@ -89,6 +89,13 @@ def test_scores_cohorts_followups_and_at_risk_on_dask(sample_tables):
         expected = csmetrics.renewal_calendar(t["billing"], fx=t["fx"], as_of="2024-10-20", **kwargs)
         assert len(expected) > 10
         pd.testing.assert_frame_equal(csmetrics.renewal_calendar(d["billing"], fx=t["fx"], as_of="2024-10-20", **kwargs), expected)
+    summary = csmetrics.rfm_summary(t["billing"], fx=t["fx"])
+    assert len(summary) > 100
+    pd.testing.assert_frame_equal(csmetrics.rfm_summary(d["billing"], fx=t["fx"]), summary)
+    for pooled in (False, True):
+        expected = csmetrics.cohort_retention_model(t["billing"], fx=t["fx"], by="plan", pooled=pooled)
+        assert expected["alpha"].notna().sum() >= 2
+        pd.testing.assert_frame_equal(csmetrics.cohort_retention_model(d["billing"], fx=t["fx"], by="plan", pooled=pooled), expected)
     spot = {"fx": t["fx"], "fx_mode": "spot", "by": "plan"}
     expected = csmetrics.mrr_movements(t["billing"], **spot)
     assert (expected["kind"] == "fx_effect").sum() > 100
@@ -102,7 +109,7 @@ def test_report_on_dask_equals_pandas(sample_tables, tmp_path):
     expected = report(sample_tables, by=["region"], html=False)
     got = report(to_dask(sample_tables, 4), by=["region"], html=False, buckets=3)
     assert_same_metrics(expected.metrics, got.metrics)
-    for name in ("cohorts", "followups", "at_risk", "renewals", "renewal_calendar"):
+    for name in ("cohorts", "followups", "at_risk", "renewals", "renewal_calendar", "clv"):
         assert len(getattr(expected, name)) > 0, name
         pd.testing.assert_frame_equal(getattr(got, name), getattr(expected, name), rtol=1e-9)
     got.write(tmp_path / "dask")

@@ -247,3 +247,25 @@ def test_reactivation_starts_nothing_and_unfittable_cohorts_say_why():
     assert np.isnan(frame["alpha"].iloc[1])
     with pytest.raises(ConfigError, match="pooled must be true or false"):
         csmetrics.cohort_retention_model(pd.DataFrame(rows), pooled="yes")
+
+
+def test_report_writes_clv_when_the_data_support_a_fit(shared_data, tmp_path):
+    billing = cdnow_billing(shared_data)
+    calibration = billing[billing["invoiced_at"] < "1997-10-01"]
+    result = csmetrics.report({"billing": calibration}, as_of="1997-09-30", html=False)
+    fit = result.manifest["clv"]
+    assert fit["fitted"] and fit["unit"] == "W"
+    assert fit["parameters"]["r"] == pytest.approx(0.243, abs=0.0015)
+    assert fit["parameters"]["gamma"] == pytest.approx(15.44, abs=0.01)
+    clv = result.clv
+    assert len(clv) == 2357 and clv["probability_alive"].between(0, 1).all()
+    assert (clv["predictive_clv"] > 0).all()
+    out = result.write(tmp_path / "out")
+    assert len(pd.read_parquet(out / "clv.parquet")) == 2357
+    # subscriptions only: nothing to fit, no clv.parquet, and the manifest says why
+    subscriptions = pd.DataFrame({"customer_id": [1], "kind": "recurring", "amount": [10.0],
+                                  "service_start": ["2024-01-01"], "service_end": ["2024-02-01"]})  # fmt: skip
+    result = csmetrics.report({"billing": subscriptions}, html=False)
+    assert result.clv is None and not result.manifest["clv"]["fitted"]
+    assert "no customers" in result.manifest["clv"]["reason"]
+    assert "clv.parquet" not in result.manifest.get("files", []) and "clv" not in result.outputs()
