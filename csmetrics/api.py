@@ -864,6 +864,9 @@ class HealthScorecard(Scorecard):
         Periods of history for the usage baseline and the revenue trend.
     support_scale : float, optional
         A fixed ticket load that scores 0 (default: learned by ``fit``).
+    trend_periods : int
+        Periods (>= 2) over which ``trend``, the least-squares slope of a customer's score in
+        points per period, is taken (§14); default 3.
 
     Examples
     --------
@@ -1005,7 +1008,9 @@ def at_risk(*, scorecard: Scorecard | None = None, period: object = None, **tabl
     Returns
     -------
     DataFrame
-        The red rows of the scorecard, largest MRR first, then the lowest score.
+        The red rows of the scorecard, largest MRR first, then the lowest score, with
+        score_change and trend (§14), and, with billing, the customer's next renewal within
+        90 days: next_renewal (end) and renewal_mrr (MRR up for renewal).
 
     Examples
     --------
@@ -1018,4 +1023,9 @@ def at_risk(*, scorecard: Scorecard | None = None, period: object = None, **tabl
     engine, window = _health_engine(tables)
     scores, _ = plans.health_scores(engine, scorecard or HealthScorecard(), **window)
     freq_tz = {k: window[k] for k in ("freq", "tz") if k in window}
-    return _one(engine, plans.at_risk(engine, scores, period=period, **freq_tz))
+    pending = {"risky": plans.at_risk(engine, scores, period=period, **freq_tz)}
+    if engine.has("billing"):
+        context = plans.billing_context(engine, as_of=plans.health_as_of(engine, window.get("as_of")))
+        pending["renewals"] = plans.renewals(engine, context)
+    done = resolve(engine, pending)
+    return plans.with_next_renewal(done["risky"], done.get("renewals"))

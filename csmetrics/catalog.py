@@ -484,6 +484,24 @@ CATALOG: tuple[Metric, ...] = (
         rollup="none",
     ),
     _M(
+        "health_new_red",
+        "health",
+        "count",
+        "down",
+        "Customers red in the period that were scored and not red in the period before (§14).",
+        rollup="sum",
+    ),
+    _M(
+        "health_score_change_mean",
+        "health",
+        "score",
+        "up",
+        "Mean score_change (score minus the customer's score of the period before) over the customers "
+        "scored in both (§14).",
+        agg="ratio",
+        rollup="none",
+    ),
+    _M(
         "health_red_share",
         "health",
         "fraction",

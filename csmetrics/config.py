@@ -65,7 +65,7 @@ def load_config(path: Path | str) -> dict:
 
     ``csat_thresholds`` are written as ``"1-5" = 4``; ``sla_targets`` as
     ``urgent = 60`` (minutes); ``cost_roles`` as ``acquisition = ["sales"]``;
-    ``[health]`` takes weights, bands, baseline_periods, support_scale;
+    ``[health]`` takes weights, bands, baseline_periods, support_scale, trend_periods;
     ``[policies]`` takes count_new_churn, renewal_grace_days, repeat_window_days, fx_mode.
     """
     try:

@@ -42,7 +42,7 @@ from csmetrics.metrics.health import (
     red_by_mrr,
     scores_spine,
 )
-from csmetrics.periods import Spine, period_codes
+from csmetrics.periods import Spine, period_codes, to_utc
 
 __all__ = [
     "CUSTOMER_COLUMNS",
@@ -58,6 +58,7 @@ __all__ = [
     "engagement",
     "followups",
     "health",
+    "health_as_of",
     "health_scores",
     "movements",
     "renewals",
@@ -68,6 +69,7 @@ __all__ = [
     "surveys",
     "usable_by",
     "value",
+    "with_next_renewal",
 ]
 
 _QUANTILE_GROUPS = 16
@@ -467,7 +469,7 @@ def health_scores(
         )
     else:
         card.check_is_fitted()
-    return engine.persist(engine.map(card.finish, rows)), card
+    return engine.persist(engine.map(card.finish, rows, spine=spine)), card
 
 
 def _health_rows(
@@ -517,6 +519,29 @@ def at_risk(engine: Engine, scores: Handle, *, period: object = None, freq: str 
     return Pending((red,), lambda parts: red_by_mrr(pd.concat(parts, ignore_index=True), period))
 
 
+def with_next_renewal(risky: pd.DataFrame, calendar: pd.DataFrame | None) -> pd.DataFrame:
+    """The at-risk rows with each customer's next renewal in the calendar's horizon (§14):
+    next_renewal (its end) and renewal_mrr (MRR up for renewal then); null where none."""
+    out = risky.copy()
+    if calendar is None or not len(calendar) or not len(out):
+        out["next_renewal"] = pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns, UTC]")
+        out["renewal_mrr"] = np.nan
+        return out
+    first = calendar.sort_values(["customer_id", "end"], kind="stable").drop_duplicates("customer_id")
+    first = first[["customer_id", "end", "mrr_up_for_renewal"]].rename(
+        columns={"end": "next_renewal", "mrr_up_for_renewal": "renewal_mrr"}
+    )
+    return out.merge(first, on="customer_id", how="left")
+
+
+def health_as_of(engine: Engine, as_of: object = None) -> pd.Timestamp:
+    """The as_of of the health family: the given one, else the latest timestamp of its tables."""
+    if as_of is not None:
+        return to_utc(as_of, "as_of")
+    latest = max(engine.latest(name) for name in HEALTH_TABLES)
+    return pd.Timestamp(latest, tz="UTC")
+
+
 def _period_range(scores: pd.DataFrame) -> pd.Series:
     return (
         scores["period"].iloc[[scores["period"].argmin(), scores["period"].argmax()]]
@@ -540,6 +565,9 @@ CUSTOMER_COLUMNS = (
     "support",
     "revenue",
     "weakest_component",
+    "score_change",
+    "band_change",
+    "trend",
 )
 MOVEMENT_COLUMNS = tuple(f"{kind}_mrr" for kind in KINDS)
 

@@ -313,6 +313,7 @@ def _run_families(
         manifest={},
     )
     if "renewals" in done:
+        result.at_risk = plans.with_next_renewal(result.at_risk, done["renewals"])
         horizon = float(config.get("renewal_horizon_days", 90.0))
         result.renewal_calendar = done["renewals"]
         result.renewals = renewals_by_period(done["renewals"], as_of_ts, horizon, freq, tz)

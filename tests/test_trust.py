@@ -298,7 +298,7 @@ def test_config_key_lists_come_from_the_code():
     from csmetrics.config import POLICY_KEYS, scorecard_keys
 
     assert set(POLICY_KEYS) == set(Policies.__dataclass_fields__)
-    assert set(scorecard_keys()) == {"weights", "bands", "baseline_periods", "support_scale"}
+    assert set(scorecard_keys()) == {"weights", "bands", "baseline_periods", "support_scale", "trend_periods"}
 
 
 def test_unknown_segment_columns_list_the_columns_there_are(sample_tables):

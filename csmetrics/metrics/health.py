@@ -19,8 +19,8 @@ The score is the weighted mean of the components present (weights renormalised);
 share of the score (they add up to it). Bands: red < 40 <= yellow < 70 <= green.
 Scored customers (§14): when billing is given, those active in the period (MRR > 0
 at some instant of it up to as_of, in exact money units), so a churned customer is
-scored in its churn period and not after; else every customer seen in any table by
-the period end. The at-risk list leaves out customers with MRR 0 at the period end.
+scored in its churn period and not after; else the periods with its events, tickets
+created or survey answers. The at-risk list leaves out customers with MRR 0 at the period end.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ __all__ = [
     "aggregate_partial",
     "band_of",
     "health_spine",
+    "over_time",
     "load_counts",
     "red_by_mrr",
     "scores_spine",
@@ -113,8 +114,10 @@ class Scorecard:
         bands: tuple[float, float] = (40.0, 70.0),
         baseline_periods: int = 3,
         support_scale: float | None = None,
+        trend_periods: int = 3,
     ):
         self.weights = check_weights(weights, COMPONENTS)
+        self.trend_periods = check_int("trend_periods", trend_periods, low=2)
         self.bands = check_bands(bands)
         self.baseline_periods = check_int("baseline_periods", baseline_periods, low=1)
         self.support_scale = (
@@ -136,8 +139,12 @@ class Scorecard:
         self.weights_ = self._weights()
         return self
 
-    def finish(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """Score the component inputs of :meth:`Inputs.rows` (a fitted scorecard)."""
+    def finish(self, rows: pd.DataFrame, spine: Spine) -> pd.DataFrame:
+        """Score the component inputs of :meth:`Inputs.rows` (a fitted scorecard), with each
+        customer's change over time (§14): score_change and band_change against the
+        immediately preceding period (NaN / empty when not scored then) and trend, the
+        least-squares slope of the score over its scored periods among the last
+        ``trend_periods`` (NaN with fewer than 2)."""
         self.check_is_fitted()
         load = rows.pop("support_load").to_numpy(dtype=float)
         support = 100 * np.maximum(0.0, 1 - load / self.support_scale_)  # NaN load (no tickets table): NaN
@@ -162,6 +169,7 @@ class Scorecard:
         )
         out["weakest_component"] = pd.Series(weakest, dtype="str", index=out.index)
         out["mrr"] = rows["mrr"].to_numpy(dtype=float)
+        over_time(out, spine, self.trend_periods)
         return out.sort_values(["period", "customer_id"], kind="stable").reset_index(drop=True)
 
     def _weights(self) -> np.ndarray:
@@ -273,7 +281,18 @@ class Inputs:
                 )
             self.revenue = trend
         else:
-            self.live = self.seen
+            # §14: without billing, a customer is scored in the periods with its events, tickets or answers
+            self.live = np.zeros(self.shape, dtype=bool)
+            answered = None
+            if surveys is not None:
+                answered = surveys[surveys["score"].notna()]
+            survey_time = "responded_at" if surveys is not None and "responded_at" in surveys else "sent_at"
+            for table, column in ((events, "timestamp"), (tickets, "created_at"), (answered, survey_time)):
+                if table is None or column not in table:
+                    continue
+                rows, period = self._rows(table, column)
+                inside = (period >= 0) & (period < n_p)
+                self.live[rows[inside], period[inside]] = True
         return self
 
     def _rows(self, table: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -398,6 +417,50 @@ class Inputs:
         return out
 
 
+def over_time(scores: pd.DataFrame, spine: Spine, trend_periods: int) -> None:
+    """Add score_change, band_change and trend to scored rows (every period of each customer in
+    the frame). Rows of one customer are found by (customer code, period index) keys."""
+    n = len(scores)
+    customer = np.asarray(pd.factorize(scores["customer_id"])[0], dtype=np.int64)
+    period = spine.index(period_codes(scores["period"], spine.freq, spine.tz)).astype(np.int64)
+    width = int(period.max()) + trend_periods + 2 if n else 1
+    key = customer * width + (period + trend_periods)  # offset keeps earlier periods' keys in range
+    order = np.argsort(key, kind="stable")
+    sorted_keys = key[order]
+    score = scores["score"].to_numpy(dtype=float)
+    band = scores["band"].to_numpy(dtype=object)
+
+    def back(lag: int) -> np.ndarray:
+        """Row of the same customer ``lag`` periods earlier, or -1."""
+        wanted = key - lag
+        pos = np.searchsorted(sorted_keys, wanted)
+        hit = (pos < n) & (sorted_keys[np.minimum(pos, max(n - 1, 0))] == wanted) if n else np.zeros(0, bool)
+        return np.where(hit, order[np.minimum(pos, max(n - 1, 0))], -1)
+
+    previous = back(1)
+    had = previous >= 0
+    prior_score = np.where(had, score[np.maximum(previous, 0)], np.nan)
+    prior_band = np.asarray(np.where(had, band[np.maximum(previous, 0)] if n else band, None), dtype=object)
+    scores["score_change"] = score - prior_score
+    changed = had & (prior_band != band) & pd.notna(prior_band) & pd.notna(band)
+    text = np.where(changed, np.char.add(np.char.add(prior_band.astype(str), "->"), band.astype(str)), "")
+    scores["band_change"] = pd.Series(text, dtype="str", index=scores.index)
+    # least-squares slope over the scored periods among the last trend_periods (x = -lag)
+    sums = np.zeros((5, n))
+    for lag in range(trend_periods):
+        row = np.arange(n) if lag == 0 else back(lag)
+        value = np.where(row >= 0, score[np.maximum(row, 0)], np.nan) if n else score
+        present = ~np.isnan(value)
+        x = -float(lag)
+        sums += np.vstack(
+            [present, present * x, np.where(present, value, 0), present * x * x, np.where(present, x * value, 0)]
+        )
+    count, sx, sy, sxx, sxy = sums
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = (count * sxy - sx * sy) / (count * sxx - sx * sx)
+    scores["trend"] = np.where(count >= 2, slope, np.nan)
+
+
 def health_spine(
     *,
     freq: str = "M",
@@ -438,7 +501,7 @@ def scores_spine(periods: Sequence[pd.Series], freq: str, tz: str) -> Spine:
     return Spine(freq=freq, tz=tz, first=first, last=last, as_of=pd.Timestamp(as_of).tz_convert("UTC"))
 
 
-_SCORE_SUMS = ("scored", "score_sum", *(f"n_{band}" for band in BANDS))
+_SCORE_SUMS = ("scored", "score_sum", *(f"n_{band}" for band in BANDS), "new_red", "change_sum", "changes")
 
 
 def aggregate_partial(scores: pd.DataFrame, spine: Spine, *, by=None, customers=None) -> pd.DataFrame:
@@ -455,6 +518,12 @@ def aggregate_partial(scores: pd.DataFrame, spine: Spine, *, by=None, customers=
     }
     for name in BANDS:
         columns[f"n_{name}"] = grid.add(cells, scored & (band == name))
+    # newly red: red now, scored in the preceding period and not red then (band_change ends in ->red)
+    transition = scores["band_change"].to_numpy(dtype=object) if "band_change" in scores else np.full(len(band), "")
+    columns["new_red"] = grid.add(cells, scored & (band == "red") & (transition != "") & pd.notna(transition))
+    change = scores["score_change"].to_numpy(dtype=float) if "score_change" in scores else np.full(len(band), np.nan)
+    columns["change_sum"] = grid.add(cells, np.nan_to_num(change))
+    columns["changes"] = grid.add(cells, ~np.isnan(change))
     return long_partial(columns, _SCORE_SUMS, seg_table, spine.n)
 
 
@@ -466,6 +535,8 @@ def aggregate_finalize(partials: Sequence[pd.DataFrame], spine: Spine, *, by=Non
     builder.ratio("health_score_mean", a["score_sum"], a["scored"])
     for name in BANDS:
         builder.ratio(f"health_{name}_share", a[f"n_{name}"], a["scored"])
+    builder.add("health_new_red", a["new_red"])
+    builder.ratio("health_score_change_mean", a["change_sum"], a["changes"])
     return builder.build()
 
 
