@@ -10,6 +10,7 @@ from csmetrics.api import (
     HealthScorecard,
     ModelFitError,
     ShiftedBetaGeometric,
+    active_days_distribution,
     at_risk,
     cohort_retention_model,
     cohort_table,
@@ -25,6 +26,7 @@ from csmetrics.api import (
     rfm_summary,
     support_metrics,
     survey_metrics,
+    usage_retention,
     value_metrics,
 )
 from csmetrics.frame import compare_periods, reaggregate, to_wide
@@ -49,6 +51,7 @@ __all__ = [
     "TABLES",
     "ValidationError",
     "__version__",
+    "active_days_distribution",
     "at_risk",
     "business_minutes",
     "cohort_table",
@@ -65,6 +68,7 @@ __all__ = [
     "revenue_metrics",
     "support_metrics",
     "survey_metrics",
+    "usage_retention",
     "to_wide",
     "validate",
     "validate_tables",

@@ -93,6 +93,16 @@ class CsAccessor:
 
         return api.engagement_metrics(self._as("events"), **kwargs)
 
+    def usage_retention(self, **kwargs) -> pd.DataFrame:
+        """:func:`csmetrics.usage_retention` on this events table."""
+
+        return api.usage_retention(self._as("events"), **kwargs)
+
+    def active_days_distribution(self, **kwargs) -> pd.DataFrame:
+        """:func:`csmetrics.active_days_distribution` on this events table."""
+
+        return api.active_days_distribution(self._as("events"), **kwargs)
+
     def health_scores(self, scorecard=None, **tables) -> pd.DataFrame:
         """Health scores with this frame as the events table:
         ``events.cs.health_scores(tickets=..., surveys=..., billing=...)``."""

@@ -46,6 +46,7 @@ from csmetrics.schedule import Schedule
 
 __all__ = [
     "HealthScorecard",
+    "active_days_distribution",
     "at_risk",
     "cohort_table",
     "current_mrr",
@@ -65,6 +66,7 @@ __all__ = [
     "revenue_metrics",
     "support_metrics",
     "survey_metrics",
+    "usage_retention",
     "value_metrics",
 ]
 
@@ -844,6 +846,78 @@ def engagement_metrics(
         engine, by=by, session_gap_minutes=session_gap_minutes, **_window(freq, tz, as_of, start, end)
     )
     return _one(engine, pending)
+
+
+def usage_retention(
+    events: Any,
+    *,
+    freq: str = "W",
+    periods: int = 12,
+    by: Sequence[str] | str | None = None,
+    customers: Any = None,
+    tz: str = "UTC",
+    as_of: object = None,
+    validated: bool = False,
+) -> pd.DataFrame:
+    """N-period and unbounded retention of users by cohort (METRICS.md §15).
+
+    A user (customer_id, user_id; the customer where user_id is missing) belongs to the cohort
+    of its first event's period. For offsets k = 0..periods: ``retention`` = users active in
+    period k after the cohort's / the cohort's users; ``retention_unbounded`` counts users
+    active in period k or any later one up to as_of (whatever ``periods`` is).
+
+    Parameters
+    ----------
+    events, customers, tz, as_of, validated
+        As in :func:`engagement_metrics`.
+    freq : str
+        Period of cohorts and offsets (D, W, M, Q, Y), default weeks.
+    periods : int
+        The last offset (>= 0).
+    by : str or list of str, optional
+        An events column (its value at the user's first event) or a customer attribute.
+
+    Returns
+    -------
+    DataFrame
+        cohort, the ``by`` columns, offset, cohort_users, active_users, retention,
+        retention_unbounded, partial (the offset's period holds as_of). Offsets whose period
+        starts after as_of are left out.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> events = pd.DataFrame({"customer_id": 1, "user_id": ["a", "b", "a", "b", "b"], "event": "login",
+    ...     "timestamp": ["2024-01-01", "2024-01-02", "2024-01-09", "2024-01-22", "2024-01-29"]})
+    >>> frame = csmetrics.usage_retention(events, periods=2, as_of="2024-01-30")
+    >>> frame["active_users"].tolist(), frame["retention"].tolist(), frame["retention_unbounded"].tolist()
+    ([2, 1, 0], [1.0, 0.5, 0.0], [1.0, 1.0, 0.5])
+    """
+    engine, _ = open_engine({"events": events, "customers": customers}, validated=validated)
+    return _one(engine, plans.usage_retention(engine, freq=freq, periods=periods, by=by, tz=tz, as_of=as_of))
+
+
+def active_days_distribution(
+    events: Any, *, freq: str = "M", tz: str = "UTC", as_of: object = None, validated: bool = False
+) -> pd.DataFrame:
+    """Per period, how many users were active on 1, 2, ... (local) days of it: the stickiness
+    distribution (METRICS.md §15).
+
+    Returns
+    -------
+    DataFrame
+        period, active_days, users; only the day counts some user has.
+
+    Examples
+    --------
+    >>> import pandas as pd, csmetrics
+    >>> events = pd.DataFrame({"customer_id": [1, 1, 1, 2], "event": "login",
+    ...     "timestamp": ["2024-01-01 08:00", "2024-01-01 17:00", "2024-01-05", "2024-01-07"]})
+    >>> csmetrics.active_days_distribution(events)[["active_days", "users"]].to_numpy().tolist()
+    [[1, 1], [2, 1]]
+    """
+    engine, _ = open_engine({"events": events}, validated=validated)
+    return _one(engine, plans.active_days(engine, freq=freq, tz=tz, as_of=as_of))
 
 
 # --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import pandas as pd
 from csmetrics import catalog, stats
 from csmetrics.frame import compare_periods, reaggregate, segment_columns
 
-__all__ = ["HEADLINES", "TEMPLATE", "bridge_layout", "company_view", "render"]
+__all__ = ["HEADLINES", "TEMPLATE", "bridge_layout", "company_view", "render", "retention_curve"]
 
 HEADLINES = {
     "revenue": [
@@ -50,7 +50,13 @@ HEADLINES = {
     ],
     "surveys": ["nps", "csat", "ces", "response_rate"],
     "engagement": ["mau", "dau", "stickiness", "avg_session_minutes"],
-    "health": ["health_score_mean", "health_red_share", "health_green_share"],
+    "health": [
+        "health_score_mean",
+        "health_red_share",
+        "health_green_share",
+        "health_new_red",
+        "health_score_change_mean",
+    ],
 }
 
 
@@ -194,6 +200,66 @@ def _charts(company: pd.DataFrame, complete: pd.Timestamp | None) -> dict[str, s
     return charts
 
 
+def retention_curve(retention: pd.DataFrame) -> pd.DataFrame:
+    """Usage retention by offset over all cohorts, weighted by cohort size, complete periods only:
+    offset, cohorts, users, retention, retention_unbounded."""
+    done = retention[~retention["partial"]] if "partial" in retention else retention
+    if not len(done):
+        return pd.DataFrame(columns=["offset", "cohorts", "users", "retention", "retention_unbounded"])
+    seg = [c for c in done.columns if c not in ("cohort", "offset", "cohort_users", "active_users", "retention",
+                                                   "retention_unbounded", "partial")]  # fmt: skip
+    base = (
+        done if not seg else done.groupby(["cohort", "offset"], as_index=False)[["cohort_users", "active_users"]].sum()
+    )
+    unbounded = done["retention_unbounded"] * done["cohort_users"]
+    held = unbounded.groupby([done["cohort"], done["offset"]]).sum().reset_index(drop=True) if seg else unbounded
+    base = base.reset_index(drop=True).assign(unbounded=np.asarray(held))
+    grouped = base.groupby("offset")
+    users = grouped["cohort_users"].sum()
+    return pd.DataFrame(
+        {
+            "offset": users.index.to_numpy(),
+            "cohorts": grouped.size().to_numpy(),
+            "users": users.to_numpy(),
+            "retention": (grouped["active_users"].sum() / users).to_numpy(),
+            "retention_unbounded": (grouped["unbounded"].sum() / users).to_numpy(),
+        }
+    )
+
+
+def _usage_charts(report, complete) -> dict[str, str]:
+    import matplotlib.pyplot as plt
+
+    charts = {}
+    retention = getattr(report, "usage_retention", None)
+    if retention is not None and len(retention):
+        curve = retention_curve(retention)
+        if len(curve) > 1:
+            fig, ax = plt.subplots(figsize=(6.5, 3))
+            ax.plot(
+                curve["offset"], 100 * curve["retention"], marker="o", ms=3, color="#1d4ed8", label="active in period k"
+            )
+            ax.plot(curve["offset"], 100 * curve["retention_unbounded"], marker="s", ms=3, color="#ea580c",
+                    linestyle="--", label="active in k or later")  # fmt: skip
+            ax.set_ylim(0, 100)
+            ax.set_xlabel(f"periods since the first event ({report.manifest.get('parameters', {}).get('freq', '')})")
+            ax.set_ylabel("users retained (%)")
+            ax.legend(loc="lower left")
+            ax.set_title("Usage retention, all cohorts (complete periods)")
+            charts["usage_retention"] = _svg(fig)
+    days = getattr(report, "active_days", None)
+    if days is not None and len(days) and complete is not None:
+        last = days[days["period"] == complete]
+        if len(last):
+            fig, ax = plt.subplots(figsize=(6.5, 3))
+            ax.bar(last["active_days"], last["users"], color="#1d4ed8")
+            ax.set_xlabel("active days in the period")
+            ax.set_ylabel("users")
+            ax.set_title(f"Active days per user, {pd.Timestamp(complete):%B %Y}")
+            charts["active_days"] = _svg(fig)
+    return charts
+
+
 def _headlines(company: pd.DataFrame, complete: pd.Timestamp | None) -> list[dict]:
     if complete is None:
         return []
@@ -309,6 +375,7 @@ th{background:#f3f4f6}
 <h2>Trends</h2><div class="charts">{% for svg in charts %}<div class="chart">{{ svg }}</div>{% endfor %}</div>
 <h2>Follow-ups (detractors and dissatisfied answers)</h2>{{ followups }}
 <h2>At risk (red health, by MRR)</h2>{{ at_risk }}
+<h2>Health movers (newly red, then the largest drops)</h2>{{ movers }}
 <h2>Renewals ahead</h2>{{ renewals }}
 <h2>Definitions</h2>
 <table><thead><tr><th>metric</th><th>family</th><th>unit</th><th>definition</th></tr></thead><tbody>
@@ -353,12 +420,19 @@ def render(report) -> str:
         complete=str(pd.Timestamp(complete).date()) if complete is not None else "–",
         version=report.manifest.get("csmetrics_version"),
         headlines=list(cards.items()),
-        charts=list(_charts(company, complete).values()) if len(company) else [],
+        charts=[
+            *(_charts(company, complete).values() if len(company) else []),
+            *_usage_charts(report, complete).values(),
+        ],
         followups=_table(report.followups, ["period", "customer_id", "survey", "score", "comment", "mrr"]),
         at_risk=_table(
             report.at_risk,
-            ["customer_id", "score", "mrr", "weakest_component", "usage", "sentiment", "support", "revenue"],
+            ["customer_id", "score", "score_change", "trend", "mrr", "next_renewal", "weakest_component"],
         ),
         renewals=_renewals(report),
+        movers=_table(
+            getattr(report, "health_movers", None),
+            ["customer_id", "score", "band_change", "score_change", "trend", "mrr", "weakest_component"],
+        ),
         definitions=[m for m in catalog.CATALOG if m.name in used],
     )

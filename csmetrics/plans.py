@@ -28,6 +28,7 @@ from csmetrics.metrics import engagement as engagement_family
 from csmetrics.metrics import revenue as revenue_family
 from csmetrics.metrics import support as support_family
 from csmetrics.metrics import surveys as surveys_family
+from csmetrics.metrics import usage as usage_family
 from csmetrics.metrics import value as value_family
 from csmetrics.metrics._billing import KINDS, BillingContext
 from csmetrics.metrics._billing import prepare as prepare_billing
@@ -59,6 +60,7 @@ __all__ = [
     "followups",
     "health",
     "health_as_of",
+    "health_movers",
     "health_scores",
     "movements",
     "renewals",
@@ -68,6 +70,8 @@ __all__ = [
     "support",
     "surveys",
     "usable_by",
+    "usage_retention",
+    "active_days",
     "value",
     "with_next_renewal",
 ]
@@ -252,6 +256,36 @@ def current_mrr(engine: Engine, context: BillingContext) -> Pending:
     """Each customer's MRR at the context's as_of, by customer_id."""
     parts = engine.map(revenue_family.current_mrr_of, engine.table("billing"), context=context, memo=engine.memo)
     return Pending((parts,), lambda parts: pd.concat(parts).sort_index(kind="stable"))
+
+
+def usage_retention(
+    engine: Engine,
+    *,
+    freq: str = "W",
+    periods: int = 12,
+    by: Sequence[str] | str | None = (),
+    tz: str = "UTC",
+    as_of: object = None,
+) -> Pending:
+    """N-period and unbounded usage retention per cohort of users (§15)."""
+    context = usage_family.prepare(
+        engine.summary("events", as_of),
+        freq=freq,
+        periods=periods,
+        by=by,
+        customers=engine.small("customers"),
+        tz=tz,
+        as_of=as_of,
+    )
+    parts = engine.map(usage_family.retention_partial, engine.table("events"), context=context)
+    return Pending((parts,), lambda parts: usage_family.retention_finalize(parts, context))
+
+
+def active_days(engine: Engine, *, freq: str = "M", tz: str = "UTC", as_of: object = None) -> Pending:
+    """Per period: users by number of active days (the stickiness distribution, §15)."""
+    context = usage_family.prepare(engine.summary("events", as_of), freq=freq, tz=tz, as_of=as_of)
+    parts = engine.map(usage_family.distribution_partial, engine.table("events"), context=context)
+    return Pending((parts,), lambda parts: usage_family.distribution_finalize(parts, context))
 
 
 # --------------------------------------------------------------------------
@@ -517,6 +551,28 @@ def at_risk(engine: Engine, scores: Handle, *, period: object = None, freq: str 
         return Pending(pending.handles, lambda *parts: pending.finish(*parts)[1])
     red = engine.map(red_by_mrr, scores, period=period)
     return Pending((red,), lambda parts: red_by_mrr(pd.concat(parts, ignore_index=True), period))
+
+
+def health_movers(engine: Engine, scores: Handle, *, limit: int = 25) -> Pending:
+    """Customers of the last scored period that became red, then the largest score drops (§14):
+    at most ``limit`` rows, newly red first, each group by score_change (largest drop first)."""
+    (periods,) = engine.gather(engine.map(_period_range, scores))
+    last = max((p.max() for p in periods if len(p)), default=None)
+    parts = engine.map(_movers, scores, period=last, limit=limit)
+    return Pending((parts,), lambda parts: _movers(pd.concat(parts, ignore_index=True), last, limit))
+
+
+def _movers(scores: pd.DataFrame, period: Any, limit: int) -> pd.DataFrame:
+    if period is None or not len(scores):
+        return scores.iloc[:0]
+    rows = scores[(scores["period"] == period) & scores["score_change"].notna()]
+    newly_red = rows["band_change"].str.endswith("->red").fillna(False) & (rows["band"] == "red")
+    dropped = rows["score_change"] < 0
+    picked = rows[newly_red | dropped].assign(newly_red=newly_red[newly_red | dropped])
+    picked = picked.sort_values(
+        ["newly_red", "score_change", "customer_id"], ascending=[False, True, True], kind="stable"
+    )
+    return picked.head(limit).reset_index(drop=True)
 
 
 def with_next_renewal(risky: pd.DataFrame, calendar: pd.DataFrame | None) -> pd.DataFrame:

@@ -62,6 +62,10 @@ class Report:
     #: renewals ahead (§12): per future period, and the customer calendar with health and last answer
     renewals: pd.DataFrame = field(default_factory=pd.DataFrame)
     renewal_calendar: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: usage retention by cohort and the active-days distribution (§15)
+    health_movers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    usage_retention: pd.DataFrame = field(default_factory=pd.DataFrame)
+    active_days: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: predictive value per customer (§13), when the data supports the fits (else None)
     clv: pd.DataFrame | None = None
     html: str | None = field(default=None, repr=False)
@@ -75,6 +79,9 @@ class Report:
             "at_risk": self.at_risk,
             "renewals": self.renewals,
             "renewal_calendar": self.renewal_calendar,
+            "health_movers": self.health_movers,
+            "usage_retention": self.usage_retention,
+            "active_days": self.active_days,
             **({"clv": self.clv} if self.clv is not None else {}),
         }
 
@@ -273,6 +280,10 @@ def _run_families(
             session_gap_minutes=float(config.get("session_gap_minutes", 30.0)),
             **common,
         )
+        pending["usage_retention"] = plans.usage_retention(
+            engine, freq=freq, periods=12, by=plans.usable_by(by, columns["events"], customers), tz=tz, as_of=as_of_ts
+        )
+        pending["active_days"] = plans.active_days(engine, freq=freq, tz=tz, as_of=as_of_ts)
         ran.append("engagement")
     scores = None
     if any(engine.has(name) for name in plans.HEALTH_TABLES):
@@ -281,6 +292,7 @@ def _run_families(
         scores, _ = plans.health_scores(engine, HealthScorecard(**health), **common)
         segments = [c for c in by if customers is not None and c in customers.columns]
         pending["health"] = plans.health(engine, scores, by=segments, freq=freq, tz=tz)
+        pending["health_movers"] = plans.health_movers(engine, scores)
         ran.append("health")
     if engine.has("billing"):
         pending["renewals"] = plans.renewals(
@@ -312,6 +324,9 @@ def _run_families(
         rejected={k: v for k, v in rejected.items() if len(v)},
         manifest={},
     )
+    for name in ("usage_retention", "active_days", "health_movers"):
+        if name in done:
+            setattr(result, name, done[name])
     if "renewals" in done:
         result.at_risk = plans.with_next_renewal(result.at_risk, done["renewals"])
         horizon = float(config.get("renewal_horizon_days", 90.0))

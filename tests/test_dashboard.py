@@ -28,3 +28,45 @@ def test_bridge_from_zero_and_with_fx_effect():
     assert limits is None  # starts at 0: the axis starts at 0
     assert [b[0] for b in bars][-2:] == ["fx effect", "end"]
     assert bars[-2][1:] == (280.0, 20.0) and bars[-1][2] == 280.0
+
+
+def test_retention_curve_weights_cohorts_by_size_and_skips_partial_periods():
+    from csmetrics.dashboard import retention_curve
+
+    frame = pd.DataFrame(
+        {
+            "cohort": pd.to_datetime(["2024-01-01"] * 3 + ["2024-02-01"] * 2, utc=True),
+            "offset": [0, 1, 2, 0, 1],
+            "cohort_users": [10, 10, 10, 30, 30],
+            "active_users": [10, 5, 2, 30, 6],
+            "retention": [1, 0.5, 0.2, 1, 0.2],
+            "retention_unbounded": [1, 0.6, 0.2, 1, 0.3],
+            "partial": [False, False, True, False, True],
+        }
+    )
+    curve = retention_curve(frame)
+    assert curve["offset"].tolist() == [0, 1]
+    assert curve["users"].tolist() == [40, 10]  # offset 1 of February is partial: left out
+    assert curve["retention"].tolist() == pytest.approx([1.0, 0.5])
+    assert curve["retention_unbounded"].tolist() == pytest.approx([1.0, 0.6])
+
+
+def test_report_has_usage_retention_active_days_and_movers(tmp_path):
+    from csmetrics.io import read_tables
+    from csmetrics.report import report
+
+    tables, _ = read_tables("sample_data")
+    result = report(tables, html=True)
+    assert len(result.usage_retention) and len(result.active_days)
+    movers = result.health_movers
+    assert 0 < len(movers) <= 25 and movers["period"].nunique() == 1
+    # newly red first, then by the largest drop
+    assert movers["newly_red"].is_monotonic_decreasing
+    for flag, group in movers.groupby("newly_red"):
+        assert group["score_change"].is_monotonic_increasing
+        assert flag or (group["score_change"] < 0).all()
+    for title in ("Usage retention, all cohorts", "Active days per user", "Health movers"):
+        assert title in result.html
+    out = result.write(tmp_path / "out")
+    for name in ("usage_retention", "active_days", "health_movers"):
+        assert (out / f"{name}.parquet").exists(), name

@@ -89,6 +89,11 @@ def test_scores_cohorts_followups_and_at_risk_on_dask(sample_tables):
         expected = csmetrics.renewal_calendar(t["billing"], fx=t["fx"], as_of="2024-10-20", **kwargs)
         assert len(expected) > 10
         pd.testing.assert_frame_equal(csmetrics.renewal_calendar(d["billing"], fx=t["fx"], as_of="2024-10-20", **kwargs), expected)
+    for kwargs in ({"freq": "W", "periods": 8}, {"freq": "M", "by": "region", "customers": t["customers"]}):
+        expected = csmetrics.usage_retention(t["events"], **kwargs)
+        assert len(expected) > 20
+        pd.testing.assert_frame_equal(csmetrics.usage_retention(d["events"], **kwargs), expected)
+    pd.testing.assert_frame_equal(csmetrics.active_days_distribution(d["events"]), csmetrics.active_days_distribution(t["events"]))
     summary = csmetrics.rfm_summary(t["billing"], fx=t["fx"])
     assert len(summary) > 100
     pd.testing.assert_frame_equal(csmetrics.rfm_summary(d["billing"], fx=t["fx"]), summary)
@@ -109,7 +114,7 @@ def test_report_on_dask_equals_pandas(sample_tables, tmp_path):
     expected = report(sample_tables, by=["region"], html=False)
     got = report(to_dask(sample_tables, 4), by=["region"], html=False, buckets=3)
     assert_same_metrics(expected.metrics, got.metrics)
-    for name in ("cohorts", "followups", "at_risk", "renewals", "renewal_calendar", "clv"):
+    for name in ("cohorts", "followups", "at_risk", "renewals", "renewal_calendar", "clv", "usage_retention", "active_days"):
         assert len(getattr(expected, name)) > 0, name
         pd.testing.assert_frame_equal(getattr(got, name), getattr(expected, name), rtol=1e-9)
     got.write(tmp_path / "dask")
