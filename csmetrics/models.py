@@ -56,13 +56,16 @@ def _check_fitted(model: Any, names: Sequence[str]) -> None:
 
 
 def _maximize(negative_ll, starts: Sequence[Sequence[float]], what: str) -> tuple[list[float], float]:
-    """Minimize a negative log-likelihood over log-parameters from several starts."""
+    """Minimize a negative log-likelihood over log-parameters: from the first start, and from the
+    others only when that fit fails (they guard against a bad start, at a cost per start)."""
     best = None
     for start in starts:
         with np.errstate(all="ignore"):
             result = optimize.minimize(negative_ll, np.asarray(start, dtype=float), method="L-BFGS-B")
         if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
             best = result
+        if best is not None and (best.success or _flat(negative_ll, best.x)) and np.all(np.abs(best.x) <= 30):
+            break
     if best is None or not best.success and not _flat(negative_ll, best.x):
         reason = "no finite likelihood" if best is None else best.message
         raise ModelFitError(f"{what}: the maximum-likelihood fit did not converge ({reason})")
@@ -71,6 +74,14 @@ def _maximize(negative_ll, starts: Sequence[Sequence[float]], what: str) -> tupl
             f"{what}: the data do not identify the model (a parameter runs off to {np.exp(best.x).round(6).tolist()})"
         )
     return [float(v) for v in np.exp(best.x)], -float(best.fun)
+
+
+def _distinct(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """The distinct rows of the columns and how often each occurs: a likelihood summed over
+    customers is a weighted sum over distinct (frequency, recency, T) rows."""
+    stacked = np.column_stack(columns)
+    unique, counts = np.unique(stacked, axis=0, return_counts=True)
+    return [unique[:, i] for i in range(unique.shape[1])], counts.astype(float)
 
 
 def _flat(fn, x: np.ndarray) -> bool:
@@ -262,9 +273,11 @@ class BetaGeoModel:
         if (T <= 0).all():
             raise ModelFitError("BetaGeoModel: every customer's T is 0 (first purchase at as_of)")
 
+        (x, t_x, T), weight = _distinct(x, t_x, T)
+
         def negative(params: np.ndarray) -> float:
             r, alpha, a, b = np.exp(params)
-            return -float(np.sum(self.log_likelihood(r, alpha, a, b, x, t_x, T)))
+            return -float(weight @ self.log_likelihood(r, alpha, a, b, x, t_x, T))
 
         scale = max(float(np.mean(T)), 1e-3)
         starts = [(0.0, math.log(scale), 0.0, 0.0), (-1.0, math.log(scale / 4), -0.5, 0.5), (0.5, 0.0, 0.5, 1.0)]
@@ -343,11 +356,11 @@ class GammaGammaModel:
         keep = (x > 0) & (m > 0)
         if keep.sum() < 2:
             raise ModelFitError("GammaGammaModel: needs at least 2 customers with repeat purchases of positive value")
-        x, m = x[keep], m[keep]
+        (x, m), weight = _distinct(x[keep], m[keep])
 
         def negative(params: np.ndarray) -> float:
             p, q, gamma = np.exp(params)
-            return -float(np.sum(self.log_likelihood(p, q, gamma, x, m)))
+            return -float(weight @ self.log_likelihood(p, q, gamma, x, m))
 
         mean = float(np.mean(m))
         starts = [(0.0, 0.5, math.log(mean)), (1.0, 1.0, math.log(mean)), (2.0, 1.5, 1.0)]
