@@ -6,10 +6,11 @@ table is a Dask DataFrame, and imports Dask through :func:`import_dask` only the
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 from typing import Any
 
-__all__ = ["any_dask", "import_dask", "is_dask"]
+__all__ = ["any_dask", "import_dask", "is_dask", "lazy_module"]
 
 
 def is_dask(obj: Any) -> bool:
@@ -29,3 +30,17 @@ def import_dask() -> ModuleType:
     except ImportError as err:  # pragma: no cover - the extra is not installed
         raise ImportError("the Dask engine needs the dask extra: pip install 'csmetrics[dask]'") from err
     return dask
+
+
+class lazy_module:  # noqa: N801 - used like a module
+    """A module imported on the first attribute access (scipy for the fitted models: importing
+    csmetrics does not pay for it)."""
+
+    def __init__(self, name: str):
+        self._name = name
+        self._module: ModuleType | None = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attribute)

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special
 
+from csmetrics._compat import lazy_module
 from csmetrics.options import ConfigError, NotFittedError, check_number
 
 __all__ = [
@@ -43,6 +43,12 @@ __all__ = [
 DAYS_PER_MONTH = 30.4375
 #: Days per time unit of an RFM summary.
 UNIT_DAYS = {"D": 1.0, "W": 7.0, "M": DAYS_PER_MONTH}
+
+
+# scipy is imported on first use (a fit or a curve): ``import csmetrics`` stays fast (notebooks,
+# the CLI's cold start)
+optimize = lazy_module("scipy.optimize")
+special = lazy_module("scipy.special")
 
 
 class ModelFitError(ValueError):
