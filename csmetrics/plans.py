@@ -565,7 +565,8 @@ def health_movers(engine: Engine, scores: Handle, *, limit: int = 25) -> Pending
 def _movers(scores: pd.DataFrame, period: Any, limit: int) -> pd.DataFrame:
     if period is None or not len(scores):
         return scores.iloc[:0]
-    rows = scores[(scores["period"] == period) & scores["score_change"].notna()]
+    # as the at-risk list: a customer with MRR 0 at the period end is gone, not moving
+    rows = scores[(scores["period"] == period) & scores["score_change"].notna() & ~(scores["mrr"] == 0)]
     newly_red = rows["band_change"].str.endswith("->red").fillna(False) & (rows["band"] == "red")
     dropped = rows["score_change"] < 0
     picked = rows[newly_red | dropped].assign(newly_red=newly_red[newly_red | dropped])

@@ -70,3 +70,101 @@ def test_report_has_usage_retention_active_days_and_movers(tmp_path):
     out = result.write(tmp_path / "out")
     for name in ("usage_retention", "active_days", "health_movers"):
         assert (out / f"{name}.parquet").exists(), name
+
+
+# --------------------------------------------------------------------------
+# The page as a customer-success lead reads it (issue 15)
+# --------------------------------------------------------------------------
+import re  # noqa: E402
+
+from csmetrics.dashboard import format_value  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sample_page():
+    from csmetrics.io import read_tables
+    from csmetrics.report import report
+
+    tables, _ = read_tables("sample_data")
+    result = report(tables, by=["region"])
+    return result, result.html
+
+
+def test_values_units_and_changes_read_like_a_person_writes_them():
+    assert format_value(87964.7, "currency", "AUD") == "AUD 87,965"
+    assert format_value(0.5432, "fraction") == "54.3%"
+    assert format_value(373.0, "seconds") == "6.2 min"
+    assert format_value(200.0, "minutes") == "3.3 h"
+    from csmetrics.dashboard import _change_text
+
+    assert _change_text(0.021, "fraction", None) == "▲ 2.1 pp"
+    assert _change_text(-1713.0, "currency", "AUD") == "▼ AUD 1,713"
+    assert _change_text(float("nan"), "count", None) == "no previous period"
+
+
+def test_headlines_are_named_with_currency_answers_and_dates(sample_page):
+    result, page = sample_page
+    assert "headlines for November 2024, complete; December 2024 is partial" in page
+    assert "As of 31 Dec 2024 07:24 UTC" in page
+    assert "+00:00" not in page  # no raw timestamps
+    assert "USD 87,965" in page  # MRR with its currency
+    assert re.search(r"\d+ answers · 95% interval", page)  # NPS / CSAT answers and interval
+    assert " pp (" in page  # rate changes in percentage points
+    # snake_case names are not the tiles' labels
+    tiles = re.findall(r'<div class="name">([^<]*)</div>', page)
+    assert tiles and not any("_" in t for t in tiles)
+
+
+def test_data_quality_panel(sample_page):
+    _, page = sample_page
+    assert "Base currency: <b>USD</b>, FX mode: <b>line</b>" in page
+    assert "December 2024 is partial" in page
+    assert "Health components with data: <b>4 of 4</b>" in page
+    assert "rows rejected" in page
+
+
+def test_quality_panel_names_rejections_missing_tables_and_a_thin_scorecard(tmp_path):
+    from csmetrics.io import read_tables
+    from csmetrics.report import report
+
+    tables, _ = read_tables("sample_data")
+    tickets = tables["tickets"].copy()
+    tickets.loc[tickets.index[:3], "created_at"] = pd.NaT
+    result = report({"tickets": tickets, "surveys": tables["surveys"]}, quarantine=True)
+    page = result.html
+    assert re.search(r"<td>tickets</td><td>[\d,]+</td><td>3</td><td>created_at", page)
+    assert "Tables not found" in page and "<code>billing</code>" in page and "<code>events</code>" in page
+    assert "Health components with data: <b>2 of 4</b>. Health scores rest on fewer than 3 components" in page
+    # empty states: one line, no chart
+    assert "No revenue data: the billing table was not found." in page
+    assert "MRR bridge" not in page and "Usage retention" not in page
+
+
+def test_no_answers_no_nps_chart(tmp_path):
+    from csmetrics.report import report
+
+    tickets = pd.DataFrame({"ticket_id": [1, 2], "customer_id": [7, 8], "created_at": ["2024-01-02", "2024-02-03"]})
+    page = report({"tickets": tickets}).html
+    assert "NPS" not in page.split("Definitions")[0].replace("No surveys data", "")
+    assert "No surveys data: the surveys table was not found." in page
+
+
+def test_charts_are_accessible_and_hoverable(sample_page):
+    _, page = sample_page
+    svgs = re.findall(r"<svg viewBox[^>]*>", page)
+    assert len(svgs) >= 8
+    assert all('role="img"' in s and "aria-label=" in s for s in svgs)
+    assert page.count("<title>") > 100  # every mark carries its value
+    # direction never by colour alone: arrows and words on the tiles, signed labels on the bridge
+    assert "(better)" in page and "(worse)" in page and "▲" in page and "▼" in page
+    # the Okabe-Ito palette, not red/green
+    assert "#0072B2" in page and "#16a34a" not in page
+
+
+def test_period_selector_segments_and_heatmaps(sample_page):
+    _, page = sample_page
+    options = re.findall(r'<option value="(p\d+)">', page)
+    assert len(options) >= 12
+    assert page.count('class="cards headline" data-period="p0"') == page.count('class="cards headline"') // len(options)
+    assert "By segment, November 2024" in page and "By region" in page and 'data-segment="EMEA"' in page
+    assert "Cohort logo retention" in page and "Cohort revenue retention" in page
