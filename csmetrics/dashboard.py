@@ -310,7 +310,9 @@ def _cards(company: pd.DataFrame, period: pd.Timestamp, previous: pd.Timestamp |
                     "name": label(name),
                     "metric": name,
                     "text": format_value(value, info.unit, currency),
-                    "change": _change_text(change, info.unit, currency),
+                    "change": _change_text(change, info.unit, currency)
+                    if math.isfinite(value)
+                    else "not defined this period",
                     "css": better,
                     "word": word,
                     "note": note,

@@ -273,7 +273,7 @@ class BetaGeoModel:
         """Fit on an RFM summary (frequency, recency, T in one time unit)."""
         x, t_x, T = _summary_arrays(summary, ("frequency", "recency", "T"))
         if not len(x):
-            raise ModelFitError("BetaGeoModel: the summary has no customers")
+            raise ModelFitError("BetaGeoModel: the summary has no customers (no one-time purchases by as_of)")
         if not (x > 0).any():
             raise ModelFitError("BetaGeoModel: no customer made a repeat purchase, so the model cannot be identified")
         if (T <= 0).all():

@@ -727,7 +727,7 @@ def _currency_failures(
     if fx is None:
         raise table_error("billing", "currency", "mixed currencies need an fx table", sorted(currencies))
     known = set(fx["currency"].unique())
-    base = resolve_base_currency(currencies, known, base_currency)
+    base = resolve_base_currency(currencies, known, base_currency, fx)
     missing = sorted(currencies - known)
     if base is None and len(missing) > 1:
         raise table_error(
@@ -749,12 +749,23 @@ def _currency_failures(
     )
 
 
-def resolve_base_currency(currencies: set[str], known: set[str], base_currency: str | None) -> str | None:
-    """The base currency: as given, else the single billing currency with no fx rate."""
+def resolve_base_currency(
+    currencies: set[str], known: set[str], base_currency: str | None, fx: pd.DataFrame | None = None
+) -> str | None:
+    """The base currency: as given, else the single billing currency with no fx rate, else the
+    single billing currency whose every fx rate is 1 (an fx table that lists the base too)."""
     if base_currency is not None:
         return base_currency
     missing = sorted(currencies - known)
-    return missing[0] if len(missing) == 1 else None
+    if len(missing) == 1:
+        return missing[0]
+    if not missing and fx is not None and len(fx):
+        rates = pd.to_numeric(fx["rate"], errors="coerce")
+        unit = rates.eq(1.0).groupby(fx["currency"].astype("str").to_numpy()).all()
+        ones = sorted(set(unit[unit].index) & {str(c) for c in currencies})
+        if len(ones) == 1:
+            return ones[0]
+    return None
 
 
 # --------------------------------------------------------------------------

@@ -168,3 +168,26 @@ def test_period_selector_segments_and_heatmaps(sample_page):
     assert page.count('class="cards headline" data-period="p0"') == page.count('class="cards headline"') // len(options)
     assert "By segment, November 2024" in page and "By region" in page and 'data-segment="EMEA"' in page
     assert "Cohort logo retention" in page and "Cohort revenue retention" in page
+
+
+def test_every_chart_has_a_legend_or_a_single_series(sample_page):
+    _, page = sample_page
+    figures = re.findall(r'<figure class="chart">(.*?)</figure>', page, flags=re.S)
+    assert len(figures) >= 8
+    for figure in figures:
+        lines = figure.count("<polyline")
+        stacked = len(set(re.findall(r'<rect [^>]*fill="(#[0-9A-Fa-f]{6})"><title>[^<]*, (red|yellow|green):', figure)))
+        if lines > 1 or stacked > 1 or "95% interval" in figure:
+            assert '<figcaption class="legend">' in figure, figure[:200]
+
+
+def test_chart_functions_label_axes_and_values():
+    from csmetrics.charts import line_chart, waterfall
+
+    one = line_chart(["Jan", "Feb"], [("MRR", [1.0, 2.0])], title="MRR (AUD)", y_label="MRR (AUD)")
+    assert "figcaption" not in one and "MRR (AUD)" in one and "<title>MRR, Feb: 2</title>" in one
+    two = line_chart(["Jan", "Feb"], [("a", [1.0, 2.0]), ("b", [2.0, 1.0])], title="t", y_label="y")
+    assert two.count('class="key"') == 2
+    bars = waterfall([("start", 0, 100, 100), ("new", 100, 20, 20), ("churn", 110, 10, -10), ("end", 0, 110, 110)],
+                     None, title="bridge", y_label="MRR (AUD)", fmt=lambda v: f"{v:,.0f}")  # fmt: skip
+    assert "▲ 20" in bars and "▼ 10" in bars and 'aria-label="bridge: start 100, new 20, churn -10, end 110"' in bars

@@ -406,7 +406,7 @@ def load(
     if currencies is not None and len(currencies) > 1:
         if fx is None:
             raise table_error("billing", "currency", "mixed currencies need an fx table", sorted(currencies))
-        base = resolve_base_currency(currencies, set(fx["currency"]), base_currency)
+        base = resolve_base_currency(currencies, set(fx["currency"]), base_currency, fx)
 
     # validate every partition with those facts, then split the valid rows into customer buckets
     results: dict[str, list] = {}

@@ -173,7 +173,7 @@ def prepare(
     )
     if fx is not None and "currency" in billing:
         base_currency = resolve_base_currency(
-            set(billing["currency"].dropna().unique()), set(fx["currency"]), base_currency
+            set(billing["currency"].dropna().unique()), set(fx["currency"]), base_currency, fx
         )
     context = BillingContext(spine, by, Policies.from_kwargs(policies), fx, base_currency, customers)
     return billing, context

@@ -257,3 +257,15 @@ def test_property_bridge_holds_in_both_modes_and_spot_mrr_is_the_oracle(case):
         assert mrr == pytest.approx(spot_oracle(table, fx, end), abs=1e-3)
     moves = csmetrics.mrr_movements(table, fx=fx, base_currency="USD", fx_mode="spot", as_of=as_of)
     assert moves.groupby("customer_id")["amount"].sum().sum() == pytest.approx(float(wide["mrr"].iloc[-1]), abs=1e-3)
+
+
+def test_the_base_currency_is_the_one_whose_rates_are_all_one_when_fx_lists_every_currency():
+    # flipStartup's fx lists AUD at 1.0 next to the others: AUD is the base, recorded in the manifest
+    table = billing(line(1, "2024-01-01", "2024-02-01", 100, currency="AUD"), line(2, "2024-01-01", "2024-02-01", 100, currency="USD"))
+    fx = rates(("AUD", "2000-01-01", 1.0), ("USD", "2000-01-01", 1.35))
+    result = csmetrics.report({"billing": table, "fx": fx}, html=False)
+    assert result.manifest["currency"]["base"] == "AUD"
+    assert values(result.metrics, "mrr")["2024-01-01"] == pytest.approx(235)
+    # two currencies at 1.0 leave it open: nothing is guessed
+    fx2 = rates(("AUD", "2000-01-01", 1.0), ("USD", "2000-01-01", 1.0))
+    assert csmetrics.report({"billing": table, "fx": fx2}, html=False).manifest["currency"]["base"] is None
