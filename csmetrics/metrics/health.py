@@ -439,12 +439,20 @@ def over_time(scores: pd.DataFrame, spine: Spine, trend_periods: int) -> None:
 
     previous = back(1)
     had = previous >= 0
-    prior_score = np.where(had, score[np.maximum(previous, 0)], np.nan)
-    prior_band = np.asarray(np.where(had, band[np.maximum(previous, 0)] if n else band, None), dtype=object)
+    safe = np.maximum(previous, 0)
+    prior_score = np.where(had, score[safe], np.nan) if n else score
     scores["score_change"] = score - prior_score
-    changed = had & (prior_band != band) & pd.notna(prior_band) & pd.notna(band)
-    text = np.where(changed, np.char.add(np.char.add(prior_band.astype(str), "->"), band.astype(str)), "")
-    scores["band_change"] = pd.Series(text, dtype="str", index=scores.index)
+    # band changes through codes: (previous band, band) pairs looked up in a small table of strings
+    codes, names = pd.factorize(pd.Series(band, dtype=object), use_na_sentinel=True)
+    width_b = len(names) + 1
+    prior_code = np.where(had, codes[safe], -1) if n else codes
+    pair = (prior_code + 1) * width_b + (codes + 1)
+    table = np.full(width_b * width_b, "", dtype=object)
+    for i, before in enumerate(names):
+        for j, after in enumerate(names):
+            if i != j:
+                table[(i + 1) * width_b + (j + 1)] = f"{before}->{after}"
+    scores["band_change"] = pd.Series(table[pair], dtype="str", index=scores.index)
     # least-squares slope over the scored periods among the last trend_periods (x = -lag)
     sums = np.zeros((5, n))
     for lag in range(trend_periods):
