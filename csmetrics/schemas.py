@@ -126,13 +126,19 @@ def strictly_after(df: pd.DataFrame, *, column: str, reference: str) -> pd.Serie
     return ~(df[column] <= df[reference]).fillna(False).astype(bool)
 
 
-@extensions.register_check_method(statistics=["kind_column", "required"], supported_types=pd.DataFrame)
-def required_for_kinds(df: pd.DataFrame, *, kind_column: str, required: dict[str, list[str]]) -> pd.Series:
-    """Each column of ``required`` is non-null where ``kind_column`` is one of its kinds."""
+@extensions.register_check_method(statistics=["kind_column", "required", "unless"], supported_types=pd.DataFrame)
+def required_for_kinds(
+    df: pd.DataFrame, *, kind_column: str, required: dict[str, list[str]], unless: dict[str, str]
+) -> pd.Series:
+    """Each column of ``required`` is non-null where ``kind_column`` is one of its kinds, unless
+    the row has the column ``unless`` names for it (service_end may be null with interval_months, §17)."""
     ok = np.ones(len(df), dtype=bool)
     for column, kinds in required.items():
         needed = df[kind_column].isin(kinds).to_numpy(dtype=bool)
         present = df[column].notna().to_numpy() if column in df else np.zeros(len(df), dtype=bool)
+        other = unless.get(column)
+        if other is not None and other in df:
+            present = present | df[other].notna().to_numpy()
         ok &= ~needed | present
     return pd.Series(ok, index=df.index)
 
@@ -266,6 +272,8 @@ class Billing(_Base):
     currency: Series[str] | None = pa.Field(nullable=True)
     plan: Series[str] | None = pa.Field(nullable=True)
     line_id: Series[Any] | None = pa.Field(nullable=True, unique=True)
+    #: §17: months per billing interval of an open-ended subscription (amount = one interval's price)
+    interval_months: Series[float] | None = pa.Field(ge=1, le=1200, nullable=True, whole_number=())
 
     class Config:
         strictly_after = {"column": "service_end", "reference": "service_start"}
@@ -276,6 +284,7 @@ class Billing(_Base):
                 "service_end": ["recurring"],
                 "invoiced_at": ["one_time", "refund"],
             },
+            "unless": {"service_end": "interval_months"},
         }
 
 

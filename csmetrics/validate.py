@@ -657,8 +657,14 @@ def _blame(df: pd.DataFrame, rows: np.ndarray, name: str, stats: dict[str, Any])
         kind = part[stats["kind_column"]]
         for column, kinds in stats["required"].items():
             present = part[column].notna().to_numpy() if column in part else np.zeros(len(part), bool)
+            other = stats.get("unless", {}).get(column)
+            if other is not None and other in part:
+                present = present | part[other].notna().to_numpy()
             mask = kind.isin(kinds).to_numpy(dtype=bool) & ~present
-            pieces.append((mask, column, f"required when {stats['kind_column']} is {'/'.join(kinds)}"))
+            rule = f"required when {stats['kind_column']} is {'/'.join(kinds)}"
+            if other is not None:
+                rule += f" (or give {other} for a subscription that runs until cancelled)"
+            pieces.append((mask, column, rule))
     elif name == "integer_score_0_10":
         pieces.append((np.ones(len(rows), bool), "score", f"{stats['survey']} score is a whole number 0..10"))
     elif name == "score_within_scale":

@@ -3,7 +3,7 @@
     python scripts/shared_reports.py OUT_DIR [--shared ../shared/data]
 
 flipStartup: six currencies at the package's fixed rates, annual lines. RavenStack: messy, most
-subscriptions without an end date; run in quarantine mode so the dashboard shows what was set aside.
+subscriptions without an end date, mapped as open-ended interval lines (§17); run in quarantine mode so the dashboard shows what was set aside.
 The mappings are the test fixtures' (tests/shared_data.py).
 """
 
@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     billing, fx = flipstartup_billing(args.shared)
     report({"billing": billing, "fx": fx}, quarantine=True).write(args.out / "flipstartup")
-    report(ravenstack_tables(args.shared), quarantine=True).write(args.out / "ravenstack")
+    report(ravenstack_tables(args.shared, open_ended=True), quarantine=True).write(args.out / "ravenstack")
     print(f"wrote {args.out / 'flipstartup'} and {args.out / 'ravenstack'}")
 
 

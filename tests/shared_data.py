@@ -54,8 +54,11 @@ def flipstartup_billing(shared: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return billing, fx
 
 
-def ravenstack_tables(shared: Path) -> dict[str, pd.DataFrame]:
-    """RavenStack's five files as customers, billing, tickets, surveys and events."""
+def ravenstack_tables(shared: Path, open_ended: bool = False) -> dict[str, pd.DataFrame]:
+    """RavenStack's five files as customers, billing, tickets, surveys and events.
+
+    ``open_ended``: subscriptions as §17 interval lines (monthly: mrr_amount every month; annual:
+    arr_amount every 12 months), so the 90% without an end date run until as_of."""
     folder = shared / "ravenstack"
     accounts = pd.read_csv(folder / "ravenstack_accounts.csv")
     subs = pd.read_csv(folder / "ravenstack_subscriptions.csv")
@@ -76,6 +79,10 @@ def ravenstack_tables(shared: Path) -> dict[str, pd.DataFrame]:
             "plan": subs["plan_tier"],
         }
     )
+    if open_ended:
+        annual = subs["billing_frequency"].eq("annual")
+        recurring["interval_months"] = np.where(annual, 12.0, 1.0)
+        recurring["amount"] = np.where(annual, subs["arr_amount"], subs["mrr_amount"]).astype(float)
     refunds = pd.DataFrame(
         {
             "line_id": churn["churn_event_id"],

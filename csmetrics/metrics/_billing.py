@@ -75,7 +75,9 @@ __all__ = [
     "build_ledger",
     "RateTable",
     "group_peaks",
+    "add_months",
     "invoices",
+    "line_monthly",
     "money_units",
     "monthly_amount",
     "known_lines",
@@ -198,6 +200,7 @@ class BillingArrays:
     native: np.ndarray  # the amount in the line's own currency
     currency: np.ndarray  # int64 codes into rates.names, -1 for the base currency or none
     rates: RateTable
+    interval: np.ndarray  # months per interval of a §17 line's segment (amount = one interval), NaN elsewhere
 
     @classmethod
     def of(cls, billing: pd.DataFrame, context: BillingContext) -> BillingArrays:
@@ -218,24 +221,104 @@ class BillingArrays:
             for c in ("service_start", "service_end", "invoiced_at")
         )
         native = billing["amount"].to_numpy(dtype=float)
-        amount, currency, rates = native, np.full(len(billing), -1, dtype=np.int64), RateTable.empty()
+        currency, rates = np.full(len(billing), -1, dtype=np.int64), RateTable.empty()
         if context.fx is not None and "currency" in billing:
             rates, currency = RateTable.of(billing["currency"], context.fx, context.base_currency)
-            amount = native * rates.at(currency, np.where(kind == RECURRING, start, invoiced))
-        return cls(
+        interval = (
+            billing["interval_months"].to_numpy(dtype=float, na_value=np.nan)
+            if "interval_months" in billing
+            else np.full(len(billing), np.nan)
+        )
+        columns = [
             customer.astype(np.int64),
+            kind,
+            start,
+            end,
+            invoiced,
+            plan.astype(np.int64),
+            native,
+            currency,
+            interval,
+        ]
+        if (~np.isnan(interval) & (kind == RECURRING)).any():
+            columns = _interval_segments(columns, context.spine.as_of.value)
+        customer_code, kind, start, end, invoiced, plan_code, native, currency, interval = columns
+        amount = (
+            native * rates.at(currency, np.where(kind == RECURRING, start, invoiced)) if len(rates.names) else native
+        )
+        return cls(
+            customer_code,
             np.asarray(customer_ids),
             kind,
             amount,
             start,
             end,
             invoiced,
-            plan.astype(np.int64),
+            plan_code,
             np.asarray(plans, dtype=object),
             native,
             currency,
             rates,
+            interval,
         )
+
+
+def add_months(instant: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """UTC ns instants plus whole calendar months, the day clamped to the month's length (Jan 31 +
+    1 month = Feb 29 in 2024), the time of day kept."""
+    day = instant.view("M8[ns]").astype("M8[D]")
+    month = day.astype("M8[M]")
+    day_of_month = (day - month.astype("M8[D]")).astype(np.int64)
+    target = month + months.astype(np.int64)
+    length = ((target + 1).astype("M8[D]") - target.astype("M8[D]")).astype(np.int64)
+    time_of_day = instant - day.astype("M8[ns]").view(np.int64)
+    landed = target.astype("M8[D]") + np.minimum(day_of_month, length - 1)
+    return landed.astype("M8[ns]").view(np.int64) + time_of_day
+
+
+def _interval_segments(columns: list[np.ndarray], as_of: int) -> list[np.ndarray]:
+    """§17: each recurring line with interval_months becomes one line per interval that has begun by
+    as_of (at least one): [start + k m, start + (k + 1) m), the last one cut at service_end when that
+    comes first; with no service_end the last interval runs to its boundary (after as_of: not yet
+    known, so no churn). Later intervals are invoiced at their start, and in line mode take the rate
+    of their start. Other rows are unchanged."""
+    customer, kind, start, end, invoiced, plan, native, currency, interval = columns
+    expand = (kind == RECURRING) & ~np.isnan(interval) & (start != NAT)
+    rows = np.flatnonzero(expand)
+    months = interval[rows].astype(np.int64)
+    limit = np.where(end[rows] != NAT, np.minimum(end[rows], as_of + 1), as_of + 1)
+    s_month = start[rows].view("M8[ns]").astype("M8[M]").astype(np.int64)
+    l_month = np.maximum(limit, start[rows]).view("M8[ns]").astype("M8[M]").astype(np.int64)
+    bound = np.maximum((l_month - s_month) // months + 2, 1)  # an upper bound on the intervals begun
+    source = np.repeat(rows, bound)
+    k = np.arange(len(source)) - np.repeat(np.cumsum(bound) - bound, bound)
+    step = np.repeat(months, bound)
+    begin = add_months(start[source], k * step)
+    keep = (k == 0) | (begin < np.repeat(limit, bound))
+    source, k, step, begin = source[keep], k[keep], step[keep], begin[keep]
+    finish = add_months(start[source], (k + 1) * step)
+    finish = np.where(end[source] != NAT, np.minimum(finish, end[source]), finish)
+    segments = {
+        "customer": customer[source],
+        "kind": kind[source],
+        "start": begin,
+        "end": finish,
+        "invoiced": np.where(k == 0, invoiced[source], begin),
+        "plan": plan[source],
+        "native": native[source],
+        "currency": currency[source],
+        "interval": interval[source],
+    }
+    others = np.flatnonzero(~expand)
+    return [np.concatenate([column[others], segment]) for column, segment in zip(columns, segments.values())]
+
+
+def line_monthly(arrays: BillingArrays, rows: np.ndarray, amount: np.ndarray) -> np.ndarray:
+    """Monthly amount of recurring lines ``rows`` (a mask or positions) from ``amount`` (base or
+    native, per line): amount / interval_months for §17 lines, else §4's calendar-month or day rule."""
+    start, end, interval = arrays.start[rows], arrays.end[rows], arrays.interval[rows]
+    by_rule = monthly_amount(amount[rows], start, end)
+    return np.where(np.isnan(interval), by_rule, amount[rows] / np.where(np.isnan(interval), 1.0, interval))
 
 
 @dataclass(frozen=True)
@@ -384,8 +467,8 @@ def _line_steps(arrays: BillingArrays, as_of: int, native: bool) -> tuple[_Steps
     is not known yet), and each step's currency code; ``native``: steps in native money units."""
     keep = (arrays.kind == RECURRING) & (arrays.start <= as_of) & (arrays.start != NAT)
     start, end = arrays.start[keep], arrays.end[keep]
-    weight = money_units(monthly_amount(arrays.amount[keep], start, end))
-    step = money_units(monthly_amount(arrays.native[keep], start, end)) if native else weight
+    weight = money_units(line_monthly(arrays, keep, arrays.amount))
+    step = money_units(line_monthly(arrays, keep, arrays.native)) if native else weight
     ends = end <= as_of
 
     def both(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -35,8 +35,8 @@ from csmetrics.metrics._billing import (
     arrays_and_ledger,
     build_groups,
     known_lines,
+    line_monthly,
     money_units,
-    monthly_amount,
     mrr_at,
     plan_at,
     scheduled_mrr,
@@ -452,7 +452,7 @@ def renewal_rows(billing: pd.DataFrame, context: BillingContext, horizon_days: f
     amount = arrays.amount
     if context.policies.fx_mode == "spot" and len(arrays.rates.names):
         amount = arrays.native * arrays.rates.at(arrays.currency, np.full(len(arrays.native), as_of))
-    monthly = money_units(monthly_amount(amount[lines], arrays.start[lines], arrays.end[lines]))
+    monthly = money_units(line_monthly(arrays, lines, amount))
     horizon = as_of + int(round(horizon_days * 86_400 * 10**9))
     end = arrays.end[lines]
     due = (monthly > 0) & (end > as_of) & (end <= horizon)
