@@ -29,6 +29,7 @@ from csmetrics.api import (
     usage_retention,
     value_metrics,
 )
+from csmetrics.checks import MappingWarning, check_mapping
 from csmetrics.frame import compare_periods, reaggregate, to_wide
 from csmetrics.options import ConfigError, NotFittedError
 from csmetrics.report import Report, report
@@ -36,6 +37,8 @@ from csmetrics.schedule import Schedule, business_minutes
 from csmetrics.validate import TABLES, ValidationError, validate, validate_tables
 
 __all__ = [
+    "MappingWarning",
+    "check_mapping",
     "BetaGeoModel",
     "GammaGammaModel",
     "ModelFitError",

@@ -577,6 +577,8 @@ def _quality(report, currency: str | None) -> str:
             "Tables not found (their sections are empty): " + ", ".join(f"<code>{m}</code>" for m in missing) + ". "
             "Name files &lt;table&gt;.parquet, &lt;table&gt;.csv or a &lt;table&gt;/ folder."
         )
+    for warning in manifest.get("warnings", []) or []:
+        facts.append(f"<b>Check the mapping:</b> {html.escape(warning)}")
     clv = manifest.get("clv") or {}
     if clv and not clv.get("fitted") and clv.get("reason") != "no billing":
         facts.append(f"Predictive CLV not fitted: {html.escape(str(clv.get('reason')))}.")

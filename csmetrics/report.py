@@ -26,6 +26,7 @@ import pandas as pd
 from csmetrics import plans
 from csmetrics._version import __version__
 from csmetrics.api import HealthScorecard
+from csmetrics.checks import check_mapping, mrr_jumps
 from csmetrics.config import check_config
 from csmetrics.dashboard import render
 from csmetrics.engines import AS_OF_COLUMNS, Engine, Pending, open_engine, resolve
@@ -332,6 +333,16 @@ def _run_families(
         horizon = float(config.get("renewal_horizon_days", 90.0))
         result.renewal_calendar = done["renewals"]
         result.renewals = renewals_by_period(done["renewals"], as_of_ts, horizon, freq, tz)
+    # mapping mistakes (issue 17): warnings, recorded in the manifest and shown on the dashboard
+    scanned = (
+        {name: engine.summary(name) for name in ("billing", "fx") if engine.has(name)}
+        if engine.name == "pandas"
+        else {}
+    )
+    if engine.small("fx") is not None:
+        scanned["fx"] = engine.small("fx")
+    base = plain_billing.base_currency if plain_billing is not None else None
+    mapping = check_mapping(scanned, base, warn=True) + mrr_jumps(metrics)
     clv_fit: dict[str, Any] = {"fitted": False, "reason": "no billing"}
     if "rfm" in done:
         try:
@@ -357,6 +368,7 @@ def _run_families(
         quarantine=quarantine,
         config=config,
         clv=clv_fit,
+        warnings=mapping,
         currency={
             "base": plain_billing.base_currency if plain_billing is not None else None,
             "fx_mode": plain_billing.policies.fx_mode if plain_billing is not None else None,
@@ -439,6 +451,7 @@ def _manifest(
         "partial_period": params["partial"],
         "currency": params["currency"],
         "clv": params["clv"],
+        "warnings": params["warnings"],
         "families": ran,
         "engine": engine.name,
         "inputs": {

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "csmetrics"
 
 LAYERS = {
     0: {"_version", "_compat", "schemas", "periods", "stats", "catalog", "io", "options", "datagen", "schedule", "models", "charts"},
-    1: {"validate", "frame", "schemas_export"},
+    1: {"validate", "frame", "schemas_export", "checks"},
     2: {"metrics", "engines"},
     3: {"plans"},
     4: {"api"},
