@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from csmetrics.adapters import ADAPTERS, AdapterError
 from csmetrics.catalog import CATALOG
 from csmetrics.config import load_config
 from csmetrics.io import InputError, read_tables
@@ -134,6 +135,9 @@ def report_command(
             "tz": check_tz(tz, "--tz") if tz is not None else settings.get("tz", "UTC"),
             "as_of": check_as_of(as_of, "--as-of") if as_of is not None else settings.get("as_of"),
         }
+        if params["as_of"] is None and (data_dir / "as_of.txt").is_file():
+            # written by `csmetrics convert`: the export's sync instant (§17)
+            params["as_of"] = check_as_of((data_dir / "as_of.txt").read_text().strip(), f"{data_dir}/as_of.txt")
         if fx_mode is not None:
             check_choice("--fx-mode", fx_mode, FX_MODES)
             settings = {**settings, "policies": {**settings.get("policies", {}), "fx_mode": fx_mode}}
@@ -243,6 +247,38 @@ def _report(data_dir, out, stages, settings, params, engine, buckets, quarantine
         console.print(summary)
         outputs = ", ".join(f"{k} {v['rows']:,}" for k, v in result.manifest["outputs"].items())
         console.print(f"as of {result.manifest['as_of']}; outputs: {outputs}" + ("; index.html" if html else ""))
+
+
+@app.command("convert")
+def convert_command(
+    source: str = typer.Argument(..., help="fivetran-stripe"),
+    in_dir: Path = typer.Argument(..., help="Folder of the source tables (<table>.csv, <table>_data.csv or .parquet)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write csmetrics tables into (absent or empty)."),
+) -> None:
+    """Convert a warehouse export (Fivetran's Stripe tables) into csmetrics tables (METRICS.md §17)."""
+    if source not in ADAPTERS:
+        _fail(f"unknown source {source!r}; known: {', '.join(ADAPTERS)}")
+    if not in_dir.is_dir():
+        _fail(f"source folder {in_dir} does not exist")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        _fail(f"--out {out} exists and is not an empty folder: nothing was written")
+    try:
+        converted = ADAPTERS[source](in_dir)
+    except (AdapterError, ValidationError, ConfigError) as err:
+        _fail(str(err).replace("\n", " "))
+    converted.write(out)
+    summary = Table(title=f"csmetrics convert {source} -> {out}")
+    for column in ("table", "rows", "from"):
+        summary.add_column(column)
+    for name, table in converted.tables.items():
+        summary.add_row(name, f"{len(table):,}", ", ".join(k for k in converted.used))
+    console.print(summary)
+    for name, columns in converted.used.items():
+        console.print(f"  {name}: {', '.join(columns)}")
+    for note in converted.notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
+    if converted.as_of is not None:
+        console.print(f"as_of {converted.as_of} (newest _fivetran_synced; `csmetrics report` reads it from as_of.txt)")
 
 
 @app.command("metrics")

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "csmetrics"
 LAYERS = {
     0: {"_version", "_compat", "schemas", "periods", "stats", "catalog", "io", "options", "datagen", "schedule", "models", "charts"},
     1: {"validate", "frame", "schemas_export", "checks"},
-    2: {"metrics", "engines"},
+    2: {"metrics", "engines", "adapters"},
     3: {"plans"},
     4: {"api"},
     5: {"report", "config", "output", "dashboard"},

@@ -1,0 +1,335 @@
+"""Fivetran's Stripe schema -> billing and customers (METRICS.md §17).
+
+Mapping (each choice is in docs/DATA_GUIDE.md, "From Fivetran's Stripe tables"):
+
+- **Subscriptions**: the current version of each subscription (``subscription_history`` rows
+  with ``_fivetran_active`` true, else the older ``subscription`` table) and its items
+  (``subscription_item``). Each item is one recurring line: amount = unit price x quantity in
+  currency units (minor units by the currency's ISO 4217 exponent: 2 for USD, 0 for JPY, 3 for
+  KWD); the price and interval come from the item's ``price_id`` (``price``) or ``plan_id``
+  (``plan``). Month and year intervals give ``interval_months`` (x interval_count) and an
+  open end; week and day intervals give a fixed-end line of one interval (the current period).
+- service_start = the subscription's start_date (else created), moved to trial_end when a trial
+  runs past it (a trial at price 0 is not MRR); service_end = ended_at, else cancel_at, else the
+  current period's end when cancel_at_period_end; else null (runs until cancelled). A
+  subscription whose trial covers its whole life gives no line.
+- **One-off charges**: invoice line items without a subscription become one_time lines
+  (invoiced_at = the invoice's created, else the line's period_start; the customer is the
+  invoice's). **Refunds** (status succeeded) become refund lines; the customer is the charge's.
+- **Customers**: ``customer``: customer_id = id, signup_at = created.
+- Rows with ``livemode`` false are left out (test-mode data), as the dbt package does.
+- as_of = the newest ``_fivetran_synced`` of the tables read (the export's sync instant).
+
+Left out (named in the guide): subscription discounts and coupons, usage-based prices, tiered
+billing schemes, credit notes, taxes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from csmetrics.validate import validate
+
+__all__ = ["AdapterError", "Converted", "fivetran_stripe", "minor_unit_exponent", "read_source"]
+
+_ZERO_DECIMAL = {
+    "BIF",
+    "CLP",
+    "DJF",
+    "GNF",
+    "JPY",
+    "KMF",
+    "KRW",
+    "MGA",
+    "PYG",
+    "RWF",
+    "UGX",
+    "VND",
+    "VUV",
+    "XAF",
+    "XOF",
+    "XPF",
+}
+_THREE_DECIMAL = {"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"}
+
+
+class AdapterError(ValueError):
+    """A source table an adapter needs is missing, or cannot be read."""
+
+
+@dataclass
+class Converted:
+    """An adapter's output: csmetrics tables, the export's as_of, and what was read."""
+
+    tables: dict[str, pd.DataFrame]
+    as_of: pd.Timestamp | None
+    used: dict[str, list[str]] = field(default_factory=dict)  # source table -> columns read
+    notes: list[str] = field(default_factory=list)
+
+    def write(self, out: Path | str) -> list[Path]:
+        """Each table as ``<name>.parquet`` in ``out`` (created), and ``as_of.txt``."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, table in self.tables.items():
+            path = out / f"{name}.parquet"
+            table.to_parquet(path, index=False)
+            written.append(path)
+        if self.as_of is not None:
+            (out / "as_of.txt").write_text(self.as_of.isoformat() + "\n")
+        return written
+
+
+def minor_unit_exponent(currency: object) -> int:
+    """Digits after the decimal point of a currency's minor unit (ISO 4217)."""
+    code = str(currency).upper()
+    return 0 if code in _ZERO_DECIMAL else 3 if code in _THREE_DECIMAL else 2
+
+
+def read_source(source: Path | str | Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Tables of a folder (``name.csv``, ``name_data.csv``, ``name.parquet``) or a mapping, by name."""
+    if isinstance(source, Mapping):
+        return dict(source)
+    folder = Path(source)
+    if not folder.is_dir():
+        raise AdapterError(f"{folder} is not a folder")
+    tables = {}
+    for path in sorted(folder.iterdir()):
+        name = path.name
+        for suffix in ("_data.csv", ".csv", ".parquet"):
+            if name.endswith(suffix):
+                key = name[: -len(suffix)]
+                tables[key] = pd.read_csv(path, dtype=str) if suffix.endswith("csv") else pd.read_parquet(path)
+                break
+    return tables
+
+
+def _need(tables: Mapping[str, pd.DataFrame], name: str, columns: list[str], used: dict) -> pd.DataFrame:
+    if name not in tables:
+        raise AdapterError(
+            f"fivetran-stripe: the source has no {name!r} table (found: {', '.join(sorted(tables)) or 'none'})"
+        )
+    table = tables[name]
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise AdapterError(f"fivetran-stripe: table {name!r} lacks column(s) {missing}")
+    used[name] = list(columns)
+    return table
+
+
+def _time(values: pd.Series) -> pd.Series:
+    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
+    # Stripe's far-future sentinels (9999-...) do not fit a timestamp: they mean "no end"
+    return parsed
+
+
+def _true(values: pd.Series | None, default: bool = False) -> np.ndarray:
+    if values is None:
+        return np.full(0, default)
+    return values.astype(str).str.strip().str.lower().isin(["true", "t", "1", "yes"]).to_numpy()
+
+
+def _live(table: pd.DataFrame) -> pd.DataFrame:
+    if "livemode" not in table:
+        return table
+    return table[_true(table["livemode"]) | table["livemode"].isna().to_numpy()]
+
+
+def _units(cents: pd.Series, currency: pd.Series) -> np.ndarray:
+    exponent = currency.map(minor_unit_exponent).to_numpy(dtype=float)
+    return pd.to_numeric(cents, errors="coerce").to_numpy(dtype=float) / 10.0**exponent
+
+
+def fivetran_stripe(source: Path | str | Mapping[str, pd.DataFrame]) -> Converted:
+    """billing and customers from Fivetran's Stripe tables (a folder or a mapping of frames)."""
+    tables = {k: _live(v) for k, v in read_source(source).items()}
+    used: dict[str, list[str]] = {}
+    notes: list[str] = []
+    billing = [_subscription_lines(tables, used, notes)]
+    if "invoice_line_item" in tables:
+        billing.append(_one_off_lines(tables, used))
+    if "refund" in tables:
+        billing.append(_refund_lines(tables, used))
+    billing_frame = (
+        pd.concat([b for b in billing if len(b)], ignore_index=True) if any(len(b) for b in billing) else billing[0]
+    )
+    currencies = sorted(set(billing_frame["currency"].dropna())) if "currency" in billing_frame else []
+    if len(currencies) > 1:
+        # Stripe holds no exchange rates: validate the lines' own rules; the fx table is the user's
+        notes.append(
+            f"billing is in {len(currencies)} currencies ({', '.join(currencies)}): add an fx table before reporting"
+        )
+        placeholder = pd.DataFrame(
+            {"currency": currencies[1:], "date": pd.Timestamp("2000-01-01", tz="UTC"), "rate": 1.0}
+        )
+        out = {"billing": validate(billing_frame, "billing", fx=validate(placeholder, "fx"))}
+    else:
+        out = {"billing": validate(billing_frame, "billing")}
+    if "customer" in tables:
+        customer = _need(tables, "customer", ["id", "created"], used)
+        customers = pd.DataFrame(
+            {"customer_id": customer["id"].to_numpy(), "signup_at": _time(customer["created"]).to_numpy()}
+        )
+        out["customers"] = validate(customers, "customers")
+    synced = [
+        _time(t["_fivetran_synced"]).max() for name, t in tables.items() if name in used and "_fivetran_synced" in t
+    ]
+    synced = [s for s in synced if pd.notna(s)]
+    return Converted(out, max(synced) if synced else None, used, notes)
+
+
+def _subscription_lines(tables: Mapping[str, pd.DataFrame], used: dict, notes: list[str]) -> pd.DataFrame:
+    if "subscription_history" in tables:
+        subs = _need(tables, "subscription_history", ["id", "customer_id", "start_date", "created"], used)
+        if "_fivetran_active" in subs:
+            subs = subs[_true(subs["_fivetran_active"])]
+    else:
+        subs = _need(tables, "subscription", ["id", "customer_id", "start_date", "created"], used)
+    items = _need(tables, "subscription_item", ["id", "subscription_id", "quantity"], used)
+    prices = _price_table(tables, used)
+    merged = items.merge(subs.add_prefix("sub_"), left_on="subscription_id", right_on="sub_id", how="inner")
+    key = merged["price_id"] if "price_id" in merged and merged["price_id"].notna().any() else merged.get("plan_id")
+    if key is None:
+        raise AdapterError("fivetran-stripe: subscription_item has neither price_id nor plan_id")
+    merged = merged.assign(_price=key.to_numpy()).merge(prices, left_on="_price", right_on="price_key", how="inner")
+    dropped = len(items) - len(merged)
+    if dropped:
+        notes.append(f"{dropped} subscription item(s) without a known subscription or price were left out")
+    quantity = pd.to_numeric(merged["quantity"], errors="coerce").fillna(1).to_numpy()
+    amount = merged["unit_units"].to_numpy(dtype=float) * quantity
+    start = _time(merged["sub_start_date"]).fillna(_time(merged["sub_created"]))
+    trial_end = (
+        _time(merged["sub_trial_end"])
+        if "sub_trial_end" in merged
+        else pd.Series(pd.NaT, index=merged.index, dtype="datetime64[ns, UTC]")
+    )
+    start = start.where(~(trial_end > start).fillna(False), trial_end)
+    ended = (
+        _time(merged["sub_ended_at"])
+        if "sub_ended_at" in merged
+        else pd.Series(pd.NaT, index=merged.index, dtype="datetime64[ns, UTC]")
+    )
+    cancel_at = (
+        _time(merged["sub_cancel_at"])
+        if "sub_cancel_at" in merged
+        else pd.Series(pd.NaT, index=merged.index, dtype="datetime64[ns, UTC]")
+    )
+    period_end_column = "current_period_end" if "current_period_end" in merged else "sub_current_period_end"
+    period_end = (
+        _time(merged[period_end_column])
+        if period_end_column in merged
+        else pd.Series(pd.NaT, index=merged.index, dtype="datetime64[ns, UTC]")
+    )
+    at_period_end = (
+        _true(merged["sub_cancel_at_period_end"])
+        if "sub_cancel_at_period_end" in merged
+        else np.zeros(len(merged), bool)
+    )
+    end = ended.fillna(cancel_at).where(ended.notna() | cancel_at.notna(), period_end.where(at_period_end))
+    interval = merged["interval_months"].to_numpy(dtype=float)
+    fixed = np.isnan(interval)  # week and day prices: one interval, the current period
+    period_start_column = "current_period_start" if "current_period_start" in merged else "sub_current_period_start"
+    if fixed.any() and period_start_column in merged:
+        start = start.where(~fixed, _time(merged[period_start_column]))
+        end = end.where(~fixed, period_end)
+    lines = pd.DataFrame(
+        {
+            "line_id": merged["id"].to_numpy(),
+            "customer_id": merged["sub_customer_id"].to_numpy(),
+            "kind": "recurring",
+            "amount": amount,
+            "service_start": start.to_numpy(),
+            "service_end": end.to_numpy(),
+            "interval_months": interval,
+            "invoiced_at": start.to_numpy(),
+            "currency": merged["currency"].str.upper().to_numpy(),
+            "plan": merged["plan_name"].to_numpy(),
+        }
+    )
+    lived = lines["service_end"].isna() | (lines["service_end"] > lines["service_start"])
+    if (~lived).any():
+        notes.append(f"{int((~lived).sum())} subscription(s) ended within their trial: no MRR")
+    return lines[lived.to_numpy()].reset_index(drop=True)
+
+
+def _price_table(tables: Mapping[str, pd.DataFrame], used: dict) -> pd.DataFrame:
+    """price_key, unit_units (currency units), currency, interval_months (NaN: week/day), plan_name."""
+    frames = []
+    if "price" in tables:
+        price = _need(
+            tables, "price", ["id", "unit_amount", "currency", "recurring_interval", "recurring_interval_count"], used
+        )
+        frames.append(_prices(price, "unit_amount", "recurring_interval", "recurring_interval_count"))
+    if "plan" in tables:
+        plan = _need(tables, "plan", ["id", "amount", "currency", "interval", "interval_count"], used)
+        frames.append(_prices(plan, "amount", "interval", "interval_count"))
+    if not frames:
+        raise AdapterError("fivetran-stripe: the source has neither a 'price' nor a 'plan' table")
+    return pd.concat(frames, ignore_index=True).drop_duplicates("price_key")
+
+
+def _prices(table: pd.DataFrame, amount: str, interval: str, count: str) -> pd.DataFrame:
+    unit = table[interval].astype(str).str.lower()
+    n = pd.to_numeric(table[count], errors="coerce").fillna(1).to_numpy()
+    months = np.where(unit == "month", n, np.where(unit == "year", 12 * n, np.nan))
+    recurring = unit.isin(["month", "year", "week", "day"]).to_numpy()
+    name = table["nickname"] if "nickname" in table else pd.Series(None, index=table.index)
+    name = name.where(name.notna() & (name.astype(str) != ""), table.get("product_id", table["id"]))
+    return pd.DataFrame(
+        {
+            "price_key": table["id"].to_numpy(),
+            "unit_units": _units(table[amount], table["currency"]),
+            "currency": table["currency"].to_numpy(),
+            "interval_months": months,
+            "plan_name": name.to_numpy(),
+        }
+    )[recurring]
+
+
+def _one_off_lines(tables: Mapping[str, pd.DataFrame], used: dict) -> pd.DataFrame:
+    lines = _need(tables, "invoice_line_item", ["id", "invoice_id", "amount", "currency", "period_start"], used)
+    one_off = lines[lines["subscription_id"].isna()] if "subscription_id" in lines else lines
+    if not len(one_off) or "invoice" not in tables:
+        return pd.DataFrame()
+    invoice = _need(tables, "invoice", ["id", "customer_id"], used)
+    columns = ["id", "customer_id"] + (["created"] if "created" in invoice else [])
+    merged = one_off.merge(invoice[columns].add_prefix("inv_"), left_on="invoice_id", right_on="inv_id", how="inner")
+    when = _time(merged["inv_created"]) if "inv_created" in merged else _time(merged["period_start"])
+    return pd.DataFrame(
+        {
+            "line_id": merged["id"].to_numpy(),
+            "customer_id": merged["inv_customer_id"].to_numpy(),
+            "kind": "one_time",
+            "amount": _units(merged["amount"], merged["currency"]),
+            "invoiced_at": when.to_numpy(),
+            "currency": merged["currency"].str.upper().to_numpy(),
+        }
+    )
+
+
+def _refund_lines(tables: Mapping[str, pd.DataFrame], used: dict) -> pd.DataFrame:
+    refund = _need(tables, "refund", ["id", "amount", "currency", "created", "charge_id"], used)
+    if "status" in refund:
+        refund = refund[refund["status"].astype(str).str.lower() == "succeeded"]
+    if "charge" not in tables or not len(refund):
+        return pd.DataFrame()
+    charge = _need(tables, "charge", ["id", "customer_id"], used)
+    merged = refund.merge(
+        charge[["id", "customer_id"]].add_prefix("ch_"), left_on="charge_id", right_on="ch_id", how="inner"
+    )
+    merged = merged[merged["ch_customer_id"].notna()]
+    return pd.DataFrame(
+        {
+            "line_id": merged["id"].to_numpy(),
+            "customer_id": merged["ch_customer_id"].to_numpy(),
+            "kind": "refund",
+            "amount": _units(merged["amount"], merged["currency"]),
+            "invoiced_at": _time(merged["created"]).to_numpy(),
+            "currency": merged["currency"].str.upper().to_numpy(),
+        }
+    )

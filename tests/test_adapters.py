@@ -1,0 +1,118 @@
+"""csmetrics.adapters.fivetran_stripe: the real Fivetran seed schemas, and coherent Stripe-shaped
+tables of our own whose conversion must give the metrics of the same subscriptions written directly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import csmetrics
+from csmetrics.adapters import AdapterError, fivetran_stripe, minor_unit_exponent, read_source
+from csmetrics.cli import app
+
+
+def test_the_seeds_are_read_with_their_real_columns(shared_data):
+    converted = fivetran_stripe(shared_data / "fivetran_stripe")
+    assert set(converted.tables) == {"billing", "customers"}
+    assert len(converted.tables["customers"]) == 12
+    assert converted.tables["customers"]["signup_at"].dt.tz is not None
+    assert converted.as_of == pd.Timestamp("2025-08-26 14:30:00", tz="UTC")  # newest _fivetran_synced
+    assert {"subscription_history", "subscription_item", "plan", "price"} <= set(converted.used)
+    # the one active subscription (sdgfs4536, item zb1: 1,500 USD a month) lived 2021-02-18 14:16:37 to
+    # 2021-02-19 14:16:37, all of it inside its trial: a trial at price 0 is no MRR
+    assert "1 subscription(s) ended within their trial: no MRR" in converted.notes
+    assert len(converted.tables["billing"]) == 0
+
+
+def test_a_seed_subscription_without_its_trial_by_hand(shared_data):
+    source = read_source(shared_data / "fivetran_stripe")
+    source["subscription_history"] = source["subscription_history"].drop(columns=["trial_start", "trial_end"])
+    billing = fivetran_stripe(source).tables["billing"]
+    assert billing[["customer_id", "amount", "interval_months", "currency"]].to_numpy().tolist() == [["sdf6547", 1500.0, 1.0, "USD"]]
+    line = billing.iloc[0]
+    assert (line["service_start"], line["service_end"]) == (pd.Timestamp("2021-02-18 14:16:37", tz="UTC"), pd.Timestamp("2021-02-19 14:16:37", tz="UTC"))
+    # 1,500 a month whatever the (one-day) end: MRR 1,500 at the end of 2021-02-18, 0 after
+    moves = csmetrics.mrr_movements(billing, as_of="2021-03-01")
+    assert moves["kind"].tolist() == ["new", "churn"] and moves["amount"].tolist() == [1500.0, -1500.0]
+
+
+def test_minor_units():
+    assert [minor_unit_exponent(c) for c in ("usd", "JPY", "kwd", "EUR")] == [2, 0, 3, 2]
+
+
+def write_stripe(subscriptions: pd.DataFrame, synced: str) -> dict[str, pd.DataFrame]:
+    """Subscriptions (id, customer, price, currency, interval, count, start, end, plan, quantity) as
+    Fivetran's Stripe tables, amounts in minor units, timestamps as naive text, booleans as TRUE/FALSE."""
+    def text(values):
+        return pd.to_datetime(values).dt.strftime("%Y-%m-%d %H:%M:%S").where(pd.notna(values), None)
+
+    cents = subscriptions["price"] * 10.0 ** subscriptions["currency"].map(minor_unit_exponent)
+    plan = pd.DataFrame({"id": "plan_" + subscriptions["id"], "_fivetran_synced": synced, "amount": cents.round().astype(int).astype(str),
+                         "currency": subscriptions["currency"].str.lower(), "interval": subscriptions["interval"],
+                         "interval_count": subscriptions["count"].astype(str), "nickname": subscriptions["plan"], "livemode": "TRUE"})  # fmt: skip
+    history = pd.DataFrame({"id": subscriptions["id"], "_fivetran_synced": synced, "_fivetran_active": "true",
+                            "customer_id": subscriptions["customer"], "start_date": text(subscriptions["start"]),
+                            "created": text(subscriptions["start"]), "ended_at": text(subscriptions["end"]),
+                            "cancel_at": None, "cancel_at_period_end": "FALSE", "status": "active", "livemode": "TRUE"})  # fmt: skip
+    old = history.iloc[:1].assign(_fivetran_active="false", start_date="2000-01-01 00:00:00")  # a superseded version
+    items = pd.DataFrame({"id": "si_" + subscriptions["id"], "_fivetran_synced": synced, "subscription_id": subscriptions["id"],
+                          "plan_id": "plan_" + subscriptions["id"], "quantity": subscriptions["quantity"].astype(str)})  # fmt: skip
+    customers = pd.DataFrame({"id": subscriptions["customer"].unique(), "created": "2023-01-01 00:00:00", "_fivetran_synced": synced})
+    return {"subscription_history": pd.concat([history, old], ignore_index=True), "subscription_item": items, "plan": plan, "customer": customers}
+
+
+def generated_subscriptions(seed: int, n: int = 60) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 540, n), unit="D") + pd.to_timedelta(rng.integers(0, 86_400, n), unit="s")
+    ended = rng.random(n) < 0.35
+    end = pd.Series(start + pd.to_timedelta(rng.integers(10, 400, n), unit="D")).where(ended)
+    interval = rng.choice(["month", "year"], n, p=[0.7, 0.3])
+    return pd.DataFrame({
+        "id": [f"sub_{i}" for i in range(n)], "customer": [f"cus_{i % 45}" for i in range(n)],
+        "price": rng.choice([9.0, 29.0, 99.5, 1200.0, 4990.0], n), "currency": rng.choice(["usd", "eur", "jpy"], n),
+        "interval": interval, "count": np.where(interval == "month", rng.choice([1, 1, 3, 6], n), 1),
+        "start": start, "end": end, "plan": rng.choice(["basic", "pro"], n), "quantity": rng.integers(1, 4, n),
+    }).assign(price=lambda f: np.where(f["currency"] == "jpy", np.round(f["price"]), f["price"]))  # fmt: skip  # yen has no minor unit
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_round_trip_gives_the_metrics_of_the_subscriptions_written_directly(seed):
+    subs = generated_subscriptions(seed)
+    converted = fivetran_stripe(write_stripe(subs, "2024-12-31 23:00:00"))
+    months = np.where(subs["interval"] == "year", 12 * subs["count"], subs["count"])
+    direct = pd.DataFrame({
+        "line_id": "si_" + subs["id"], "customer_id": subs["customer"], "kind": "recurring",
+        "amount": subs["price"] * subs["quantity"], "interval_months": months.astype(float),
+        "service_start": pd.to_datetime(subs["start"], utc=True), "service_end": pd.to_datetime(subs["end"], utc=True),
+        "currency": subs["currency"].str.upper(), "plan": subs["plan"],
+    })  # fmt: skip
+    fx = pd.DataFrame({"currency": ["EUR", "JPY"], "date": "2020-01-01", "rate": [1.1, 0.0067]})
+    as_of = converted.as_of
+    assert as_of == pd.Timestamp("2024-12-31 23:00:00", tz="UTC")
+    for function in (csmetrics.revenue_metrics, csmetrics.customer_metrics):
+        got = function(converted.tables["billing"], fx=fx, base_currency="USD", as_of=as_of, by="plan")
+        expected = function(direct, fx=fx, base_currency="USD", as_of=as_of, by="plan")
+        pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_frame_equal(
+        csmetrics.renewal_calendar(converted.tables["billing"], fx=fx, base_currency="USD", as_of=as_of),
+        csmetrics.renewal_calendar(direct, fx=fx, base_currency="USD", as_of=as_of),
+    )
+
+
+def test_missing_tables_are_named_and_the_cli_converts_then_reports(tmp_path, shared_data):
+    with pytest.raises(AdapterError, match="no 'subscription_item' table"):
+        fivetran_stripe({"subscription_history": pd.DataFrame(columns=["id", "customer_id", "start_date", "created"])})
+    runner = CliRunner()
+    result = runner.invoke(app, ["convert", "fivetran-stripe", str(shared_data / "fivetran_stripe"), "--out", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    assert "subscription_item: id, subscription_id, quantity" in result.output
+    assert (tmp_path / "data" / "as_of.txt").read_text().startswith("2025-08-26")
+    report = runner.invoke(app, ["report", str(tmp_path / "data"), "--out", str(tmp_path / "report"), "--quiet"])
+    assert report.exit_code == 0, report.output
+    import json
+
+    assert json.loads((tmp_path / "report" / "manifest.json").read_text())["as_of"].startswith("2025-08-26 14:30")
+    bad = runner.invoke(app, ["convert", "fivetran-zendesk", str(tmp_path), "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "unknown source 'fivetran-zendesk'" in bad.output
