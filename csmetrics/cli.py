@@ -251,11 +251,11 @@ def _report(data_dir, out, stages, settings, params, engine, buckets, quarantine
 
 @app.command("convert")
 def convert_command(
-    source: str = typer.Argument(..., help="fivetran-stripe"),
+    source: str = typer.Argument(..., help="fivetran-stripe or fivetran-zendesk"),
     in_dir: Path = typer.Argument(..., help="Folder of the source tables (<table>.csv, <table>_data.csv or .parquet)."),
     out: Path = typer.Option(..., "--out", help="Folder to write csmetrics tables into (absent or empty)."),
 ) -> None:
-    """Convert a warehouse export (Fivetran's Stripe tables) into csmetrics tables (METRICS.md §17)."""
+    """Convert a warehouse export (Fivetran's Stripe or Zendesk tables) into csmetrics tables (METRICS.md §17)."""
     if source not in ADAPTERS:
         _fail(f"unknown source {source!r}; known: {', '.join(ADAPTERS)}")
     if not in_dir.is_dir():

@@ -114,5 +114,64 @@ def test_missing_tables_are_named_and_the_cli_converts_then_reports(tmp_path, sh
     import json
 
     assert json.loads((tmp_path / "report" / "manifest.json").read_text())["as_of"].startswith("2025-08-26 14:30")
-    bad = runner.invoke(app, ["convert", "fivetran-zendesk", str(tmp_path), "--out", str(tmp_path / "x")])
-    assert bad.exit_code == 2 and "unknown source 'fivetran-zendesk'" in bad.output
+    bad = runner.invoke(app, ["convert", "fivetran-hubspot", str(tmp_path), "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "unknown source 'fivetran-hubspot'" in bad.output
+
+
+# --------------------------------------------------------------------------
+# Zendesk
+# --------------------------------------------------------------------------
+from csmetrics.adapters import fivetran_zendesk  # noqa: E402
+
+
+def test_zendesk_seed_ticket_11071_lifecycle_and_the_schedule(shared_data):
+    converted = fivetran_zendesk(shared_data / "fivetran_zendesk")
+    tickets = converted.tables["tickets"].set_index(converted.tables["tickets"]["ticket_id"].astype(str))
+    assert len(tickets) == 8  # 10 tickets, 2 deleted
+    t = tickets.loc["11071"]
+    # open 2020-08-28 11:01:27 (7 h before created_at), ... open, solved 2020-11-14 11:01:27, closed the next day
+    assert t["created_at"] == pd.Timestamp("2020-08-28 18:06:36", tz="UTC")
+    assert t["resolved_at"] == pd.Timestamp("2020-11-14 11:01:27", tz="UTC")
+    assert t["reopens"] == 0 and t["priority"] == "urgent" and t["channel"] == "email"
+    assert str(t["customer_id"]) == "2222"  # no organization: the requester
+    assert pd.isna(t["first_response_at"])  # no seed comment belongs to a seed ticket
+    schedule = converted.schedules["360000310393"]
+    assert schedule.tz == "America/Los_Angeles"
+    assert {d: schedule.open_minutes(d) for d in ("mon", "fri", "sat")} == {"mon": ((480, 1200),), "fri": ((480, 1200),), "sat": ()}
+    assert "schedule holidays name no known schedule: none applied" in converted.notes
+
+
+def test_zendesk_replies_reopens_and_ratings_by_hand():
+    ticket = pd.DataFrame({"id": ["1", "2"], "created_at": ["2024-03-01 09:00:00", "2024-03-02 10:00:00"],
+                           "updated_at": ["2024-03-05 12:00:00", "2024-03-03 10:00:00"], "status": ["closed", "solved"],
+                           "organization_id": ["org-a", None], "requester_id": ["u1", "u2"], "via_channel": "web",
+                           "assignee_id": "a1", "group_id": "g1", "priority": "high",
+                           "satisfaction_score": ["good", "bad"], "_fivetran_synced": "2024-03-06 00:00:00"})  # fmt: skip
+    user = pd.DataFrame({"id": ["a1", "u1", "u2"], "role": ["agent", "end-user", "end-user"]})
+    comment = pd.DataFrame({"ticket_id": ["1", "1", "1", "1", "2"], "user_id": ["u1", "a1", "a1", "a1", "a1"],
+                            "created": ["2024-03-01 09:00:00", "2024-03-01 09:30:00", "2024-03-02 08:00:00",
+                                        "2024-03-04 08:00:00", "2024-03-02 11:00:00"], "public": ["TRUE"] * 4 + ["FALSE"]})  # fmt: skip
+    history = pd.DataFrame({"ticket_id": ["1"] * 4, "field_name": "status", "value": ["new", "solved", "open", "solved"],
+                            "updated": ["2024-03-01 09:00:00", "2024-03-03 09:00:00", "2024-03-03 15:00:00", "2024-03-04 09:00:00"]})  # fmt: skip
+    converted = fivetran_zendesk({"ticket": ticket, "user": user, "ticket_comment": comment, "ticket_field_history": history})
+    t = converted.tables["tickets"].set_index("ticket_id")
+    assert t.loc["1", "first_response_at"] == pd.Timestamp("2024-03-01 09:30:00", tz="UTC")  # the agent, not the customer
+    assert t.loc["1", "contacts"] == 2  # public agent replies up to the first solve (Mar 3)
+    assert t.loc["1", "resolved_at"] == pd.Timestamp("2024-03-03 09:00:00", tz="UTC") and t.loc["1", "reopens"] == 1
+    assert pd.isna(t.loc["2", "first_response_at"])  # its only agent comment is private
+    assert t.loc["2", "resolved_at"] == pd.Timestamp("2024-03-03 10:00:00", tz="UTC")  # no history: updated_at
+    assert t.loc["2", "customer_id"] == "u2"
+    surveys = converted.tables["surveys"]
+    assert surveys["score"].tolist() == [1.0, 0.0] and set(surveys["survey"]) == {"csat"}
+    csat = csmetrics.survey_metrics(surveys).set_index("metric")["value"]
+    assert csat["csat"] == 0.5  # good counts as satisfied on the 0-1 scale (threshold 1)
+    assert converted.as_of == pd.Timestamp("2024-03-06", tz="UTC")
+
+
+def test_cli_converts_zendesk_and_reports(tmp_path, shared_data):
+    runner = CliRunner()
+    result = runner.invoke(app, ["convert", "fivetran-zendesk", str(shared_data / "fivetran_zendesk"), "--out", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "tickets.parquet").exists() and (tmp_path / "data" / "schedules.parquet").exists()
+    report = runner.invoke(app, ["report", str(tmp_path / "data"), "--out", str(tmp_path / "report"), "--quiet"])
+    assert report.exit_code == 0, report.output

@@ -9,8 +9,18 @@ read (the newest ``_fivetran_synced``) and what it used.
 from __future__ import annotations
 
 from csmetrics.adapters.stripe import AdapterError, Converted, fivetran_stripe, minor_unit_exponent, read_source
+from csmetrics.adapters.zendesk import ZENDESK_ZONES, fivetran_zendesk
 
-__all__ = ["ADAPTERS", "AdapterError", "Converted", "fivetran_stripe", "minor_unit_exponent", "read_source"]
+__all__ = [
+    "ADAPTERS",
+    "ZENDESK_ZONES",
+    "AdapterError",
+    "Converted",
+    "fivetran_stripe",
+    "fivetran_zendesk",
+    "minor_unit_exponent",
+    "read_source",
+]
 
 #: Adapters by their ``csmetrics convert`` name.
-ADAPTERS = {"fivetran-stripe": fivetran_stripe}
+ADAPTERS = {"fivetran-stripe": fivetran_stripe, "fivetran-zendesk": fivetran_zendesk}

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -70,6 +71,7 @@ class Converted:
     as_of: pd.Timestamp | None
     used: dict[str, list[str]] = field(default_factory=dict)  # source table -> columns read
     notes: list[str] = field(default_factory=list)
+    schedules: dict[str, Any] = field(default_factory=dict)  # Zendesk: schedule id -> Schedule
 
     def write(self, out: Path | str) -> list[Path]:
         """Each table as ``<name>.parquet`` in ``out`` (created), and ``as_of.txt``."""

@@ -47,7 +47,7 @@ __all__ = [
     "with_ticket_columns",
 ]
 
-DEFAULT_CSAT_THRESHOLDS: dict[tuple[float, float], float] = {(1, 5): 4, (1, 7): 6, (0, 10): 6, (1, 10): 6}
+DEFAULT_CSAT_THRESHOLDS: dict[tuple[float, float], float] = {(0, 1): 1, (1, 5): 4, (1, 7): 6, (0, 10): 6, (1, 10): 6}
 
 PARTIAL_COLUMNS = (
     "nps_n",

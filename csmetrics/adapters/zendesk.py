@@ -1,0 +1,225 @@
+"""Fivetran's Zendesk Support schema -> tickets, surveys and business-hours schedules (METRICS.md §17).
+
+Mapping (docs/DATA_GUIDE.md, "From Fivetran's Zendesk tables"):
+
+- **tickets** from ``ticket`` (deleted tickets left out): ticket_id = id; customer_id = the
+  ticket's organization_id, else its requester_id; created_at; channel = via_channel; priority;
+  agent_id = assignee_id; group = group_id (a segment column).
+- first_response_at = the first public comment (``ticket_comment``) by a user whose role
+  (``user``) is agent or admin, at or after created_at; contacts = the public agent replies up to
+  the first solve (null without any).
+- resolved_at = the first time ``ticket_field_history`` sets status to solved (or closed, when
+  solved was skipped); reopens = the times the status leaves solved for open, pending or hold.
+  Without a status history a solved or closed ticket is resolved at updated_at. A status row
+  before created_at (ticket 11071 has one) is kept for the lifecycle; resolved_at never precedes
+  created_at (it is clipped to it).
+- **surveys** from satisfaction ratings (the ticket's ``satisfaction_score`` or the older
+  ``satisfaction_rating`` table): good = 1, bad = 0 on a 0-1 scale (CSAT threshold 1), offered =
+  sent without an answer.
+- **schedules**: one :class:`~csmetrics.Schedule` per ``schedule`` (open intervals in minutes
+  since Sunday 00:00 local time), with ``schedule_holiday`` dates (end inclusive), and the same as a
+  table (schedules.parquet: schedule_id, name, tz, day, open, close; holidays.parquet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from csmetrics.adapters.stripe import Converted, _need, _time, _true, read_source
+from csmetrics.schedule import DAYS, Schedule
+from csmetrics.validate import validate
+
+__all__ = ["ZENDESK_ZONES", "fivetran_zendesk"]
+
+#: Zendesk's (Rails) time-zone names -> IANA (the common ones; an IANA name passes through).
+ZENDESK_ZONES = {
+    "Pacific Time (US & Canada)": "America/Los_Angeles",
+    "Mountain Time (US & Canada)": "America/Denver",
+    "Central Time (US & Canada)": "America/Chicago",
+    "Eastern Time (US & Canada)": "America/New_York",
+    "London": "Europe/London",
+    "Dublin": "Europe/Dublin",
+    "Berlin": "Europe/Berlin",
+    "Paris": "Europe/Paris",
+    "Amsterdam": "Europe/Amsterdam",
+    "Madrid": "Europe/Madrid",
+    "Sydney": "Australia/Sydney",
+    "Tokyo": "Asia/Tokyo",
+    "Montevideo": "America/Montevideo",
+    "Cairo": "Africa/Cairo",
+    "UTC": "UTC",
+}
+_AGENTS = ("agent", "admin")
+_SUNDAY_FIRST = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def fivetran_zendesk(source: Path | str | Mapping[str, pd.DataFrame]) -> Converted:
+    """tickets, surveys and schedules from Fivetran's Zendesk tables (a folder or a mapping)."""
+    tables = read_source(source)
+    if isinstance(source, (str, Path)) and (Path(source) / "historical").is_dir():
+        tables.update({k: v for k, v in read_source(Path(source) / "historical").items() if k not in tables})
+    used: dict[str, list[str]] = {}
+    notes: list[str] = []
+    ticket = _need(tables, "ticket", ["id", "created_at", "status"], used)
+    ticket = ticket[ticket["status"].astype(str).str.lower() != "deleted"]
+    created = _time(ticket["created_at"])
+    customer = ticket["organization_id"] if "organization_id" in ticket else pd.Series(None, index=ticket.index)
+    if "requester_id" in ticket:
+        customer = customer.where(customer.notna(), ticket["requester_id"])
+    out = pd.DataFrame(
+        {
+            "ticket_id": ticket["id"].to_numpy(),
+            "customer_id": customer.to_numpy(),
+            "created_at": created.to_numpy(),
+            "channel": ticket["via_channel"].to_numpy() if "via_channel" in ticket else None,
+            "priority": ticket["priority"].to_numpy() if "priority" in ticket else None,
+            "agent_id": ticket["assignee_id"].to_numpy() if "assignee_id" in ticket else None,
+            "group": ticket["group_id"].to_numpy() if "group_id" in ticket else None,
+        }
+    )
+    resolved, reopens = _lifecycle(tables, ticket, used, notes)
+    out["resolved_at"] = (
+        pd.Series(resolved, dtype="datetime64[ns, UTC]")
+        .where(lambda r: r.isna() | (r >= out["created_at"]), out["created_at"])
+        .to_numpy()
+    )
+    out["reopens"] = reopens
+    first, contacts = _replies(tables, out, used)
+    out["first_response_at"] = first
+    out["contacts"] = contacts
+    missing_customer = out["customer_id"].isna()
+    if missing_customer.any():
+        notes.append(f"{int(missing_customer.sum())} ticket(s) with neither organization nor requester were left out")
+        out = out[~missing_customer.to_numpy()]
+    converted = {"tickets": validate(out.reset_index(drop=True), "tickets")}
+    surveys = _ratings(tables, ticket.assign(_customer=customer.to_numpy()), used)
+    if surveys is not None and len(surveys):
+        converted["surveys"] = validate(surveys, "surveys")
+    schedules, table, holidays = _schedules(tables, used, notes)
+    if table is not None:
+        converted["schedules"] = table
+        converted["holidays"] = holidays
+    synced = [
+        _time(t["_fivetran_synced"]).max() for name, t in tables.items() if name in used and "_fivetran_synced" in t
+    ]
+    synced = [s for s in synced if pd.notna(s)]
+    return Converted(converted, max(synced) if synced else None, used, notes, schedules)
+
+
+def _lifecycle(tables, ticket: pd.DataFrame, used: dict, notes: list[str]) -> tuple[list, np.ndarray]:
+    """Per ticket: the first solve (or close) instant and the number of reopens after a solve."""
+    ids = ticket["id"].astype(str).to_numpy()
+    resolved: dict[str, pd.Timestamp] = {}
+    reopened: dict[str, int] = {}
+    if "ticket_field_history" in tables:
+        history = _need(tables, "ticket_field_history", ["field_name", "ticket_id", "updated", "value"], used)
+        status = history[history["field_name"] == "status"].assign(at=lambda h: _time(h["updated"]))
+        status = status.sort_values(["ticket_id", "at"], kind="stable")
+        for key, rows in status.groupby(status["ticket_id"].astype(str), sort=False):
+            values = rows["value"].astype(str).str.lower().to_numpy()
+            times = rows["at"].to_numpy()
+            done = np.flatnonzero(values == "solved")
+            if not len(done):
+                done = np.flatnonzero(values == "closed")
+            if len(done):
+                resolved[key] = pd.Timestamp(times[done[0]])
+            reopened[key] = int(
+                np.sum((values[:-1] == "solved") & np.isin(values[1:], ["open", "pending", "hold", "on-hold", "new"]))
+            )
+    updated = _time(ticket["updated_at"]) if "updated_at" in ticket else pd.Series(pd.NaT, index=ticket.index)
+    finished = ticket["status"].astype(str).str.lower().isin(["solved", "closed"]).to_numpy()
+    out = []
+    for i, key in enumerate(ids):
+        if key in resolved:
+            out.append(resolved[key])
+        elif finished[i] and pd.notna(updated.iloc[i]):
+            out.append(updated.iloc[i])
+        else:
+            out.append(pd.NaT)
+    reopens = np.array([reopened.get(key, np.nan if key not in reopened else 0) for key in ids], dtype=float)
+    return out, np.where(np.isnan(reopens), np.nan, reopens)
+
+
+def _replies(tables, tickets: pd.DataFrame, used: dict) -> tuple[np.ndarray, np.ndarray]:
+    n = len(tickets)
+    first = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
+    contacts = np.full(n, np.nan)
+    if "ticket_comment" not in tables or "user" not in tables:
+        return pd.DatetimeIndex(first).tz_localize("UTC"), contacts
+    comment = _need(tables, "ticket_comment", ["ticket_id", "user_id", "created", "public"], used)
+    user = _need(tables, "user", ["id", "role"], used)
+    agents = set(user.loc[user["role"].astype(str).str.lower().isin(_AGENTS), "id"].astype(str))
+    public = comment[_true(comment["public"]) & comment["user_id"].astype(str).isin(agents)]
+    public = public.assign(at=_time(public["created"]))
+    position = {str(k): i for i, k in enumerate(tickets["ticket_id"])}
+    created = pd.DatetimeIndex(tickets["created_at"])
+    resolved = pd.DatetimeIndex(tickets["resolved_at"])
+    for key, rows in public.groupby(public["ticket_id"].astype(str)):
+        i = position.get(key)
+        if i is None:
+            continue
+        times = rows["at"][rows["at"] >= created[i]].sort_values()
+        if len(times):
+            first[i] = times.iloc[0].tz_convert(None).to_datetime64()
+            until = times if pd.isna(resolved[i]) else times[times <= resolved[i]]
+            contacts[i] = float(len(until)) if len(until) else np.nan
+    return pd.DatetimeIndex(first).tz_localize("UTC"), contacts
+
+
+def _ratings(tables, ticket: pd.DataFrame, used: dict) -> pd.DataFrame | None:
+    score_of = {"good": 1.0, "bad": 0.0, "offered": np.nan}
+    if "satisfaction_score" in ticket:
+        rated = ticket[ticket["satisfaction_score"].astype(str).str.lower().isin(list(score_of))]
+        frame = pd.DataFrame({"response_id": rated["id"].astype(str) + "-csat", "customer_id": rated["_customer"],
+                              "score": rated["satisfaction_score"].str.lower().map(score_of), "sent_at": _time(rated["updated_at"]),
+                              "ticket_id": rated["id"]})  # fmt: skip
+    elif "satisfaction_rating" in tables:
+        rating = _need(tables, "satisfaction_rating", ["id", "ticket_id", "requester_id", "score", "created_at"], used)
+        known = rating["score"].astype(str).str.lower().isin(list(score_of))
+        rating = rating[known].drop_duplicates("id")  # the seed's scores are md5 hashes: none is known
+        frame = pd.DataFrame({"response_id": rating["id"], "customer_id": rating["requester_id"],
+                              "score": rating["score"].str.lower().map(score_of), "sent_at": _time(rating["created_at"]),
+                              "ticket_id": rating["ticket_id"]})  # fmt: skip
+    else:
+        return None
+    frame["survey"] = "csat"
+    frame["responded_at"] = frame["sent_at"].where(frame["score"].notna())
+    frame["scale_min"], frame["scale_max"] = 0.0, 1.0
+    return frame.reset_index(drop=True)
+
+
+def _schedules(tables, used: dict, notes: list[str]):
+    if "schedule" not in tables:
+        return {}, None, None
+    schedule = _need(tables, "schedule", ["id", "name", "time_zone", "start_time", "end_time"], used)
+    if "_fivetran_deleted" in schedule:
+        schedule = schedule[~_true(schedule["_fivetran_deleted"])]
+    holidays = tables.get("schedule_holiday")
+    rows, holiday_rows, out = [], [], {}
+    for key, group in schedule.groupby(schedule["id"].astype(str), sort=True):
+        zone = str(group["time_zone"].iloc[0])
+        tz = ZENDESK_ZONES.get(zone, zone)
+        hours: dict[str, list[str]] = {}
+        for start, end in zip(pd.to_numeric(group["start_time"]), pd.to_numeric(group["end_time"])):
+            day = _SUNDAY_FIRST[int(start) // 1440 % 7]
+            a, b = int(start) % 1440, int(end) - (int(start) // 1440) * 1440
+            text = f"{a // 60:02d}:{a % 60:02d}-{min(b, 1440) // 60:02d}:{min(b, 1440) % 60:02d}"
+            hours.setdefault(day, []).append(text.replace("-24:00", "-24:00"))
+            rows.append((key, str(group["name"].iloc[0]), tz, day, text[:5], text[6:]))
+        dates: list[str] = []
+        if holidays is not None and {"schedule_id", "start_date", "end_date"} <= set(holidays.columns):
+            mine = holidays[holidays["schedule_id"].astype(str) == key]
+            for start, end in zip(mine["start_date"], mine["end_date"]):
+                days = pd.date_range(start, end, freq="D").strftime("%Y-%m-%d").tolist()  # end inclusive
+                dates += days
+                holiday_rows += [(key, d) for d in days]
+            used["schedule_holiday"] = ["schedule_id", "start_date", "end_date"]
+        out[key] = Schedule(tz=tz, hours={d: hours[d] for d in DAYS if d in hours}, holidays=dates)
+    if holidays is not None and len(holidays) and not holiday_rows:
+        notes.append("schedule holidays name no known schedule: none applied")
+    table = pd.DataFrame(rows, columns=["schedule_id", "name", "tz", "day", "open", "close"])
+    return out, table, pd.DataFrame(holiday_rows, columns=["schedule_id", "date"])
