@@ -36,7 +36,16 @@ import pandas as pd
 
 from csmetrics.validate import validate
 
-__all__ = ["AdapterError", "Converted", "fivetran_stripe", "minor_unit_exponent", "read_source"]
+__all__ = [
+    "AdapterError",
+    "Converted",
+    "fivetran_stripe",
+    "is_true",
+    "minor_unit_exponent",
+    "need_table",
+    "parse_time",
+    "read_source",
+]
 
 _ZERO_DECIMAL = {
     "BIF",
@@ -111,7 +120,7 @@ def read_source(source: Path | str | Mapping[str, pd.DataFrame]) -> dict[str, pd
     return tables
 
 
-def _need(tables: Mapping[str, pd.DataFrame], name: str, columns: list[str], used: dict) -> pd.DataFrame:
+def need_table(tables: Mapping[str, pd.DataFrame], name: str, columns: list[str], used: dict) -> pd.DataFrame:
     if name not in tables:
         raise AdapterError(
             f"fivetran-stripe: the source has no {name!r} table (found: {', '.join(sorted(tables)) or 'none'})"
@@ -124,13 +133,13 @@ def _need(tables: Mapping[str, pd.DataFrame], name: str, columns: list[str], use
     return table
 
 
-def _time(values: pd.Series) -> pd.Series:
+def parse_time(values: pd.Series) -> pd.Series:
     parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
     # Stripe's far-future sentinels (9999-...) do not fit a timestamp: they mean "no end"
     return parsed
 
 
-def _true(values: pd.Series | None, default: bool = False) -> np.ndarray:
+def is_true(values: pd.Series | None, default: bool = False) -> np.ndarray:
     if values is None:
         return np.full(0, default)
     return values.astype(str).str.strip().str.lower().isin(["true", "t", "1", "yes"]).to_numpy()
@@ -139,7 +148,7 @@ def _true(values: pd.Series | None, default: bool = False) -> np.ndarray:
 def _live(table: pd.DataFrame) -> pd.DataFrame:
     if "livemode" not in table:
         return table
-    return table[_true(table["livemode"]) | table["livemode"].isna().to_numpy()]
+    return table[is_true(table["livemode"]) | table["livemode"].isna().to_numpy()]
 
 
 def _units(cents: pd.Series, currency: pd.Series) -> np.ndarray:
@@ -173,13 +182,15 @@ def fivetran_stripe(source: Path | str | Mapping[str, pd.DataFrame]) -> Converte
     else:
         out = {"billing": validate(billing_frame, "billing")}
     if "customer" in tables:
-        customer = _need(tables, "customer", ["id", "created"], used)
+        customer = need_table(tables, "customer", ["id", "created"], used)
         customers = pd.DataFrame(
-            {"customer_id": customer["id"].to_numpy(), "signup_at": _time(customer["created"]).to_numpy()}
+            {"customer_id": customer["id"].to_numpy(), "signup_at": parse_time(customer["created"]).to_numpy()}
         )
         out["customers"] = validate(customers, "customers")
     synced = [
-        _time(t["_fivetran_synced"]).max() for name, t in tables.items() if name in used and "_fivetran_synced" in t
+        parse_time(t["_fivetran_synced"]).max()
+        for name, t in tables.items()
+        if name in used and "_fivetran_synced" in t
     ]
     synced = [s for s in synced if pd.notna(s)]
     return Converted(out, max(synced) if synced else None, used, notes)
@@ -187,12 +198,12 @@ def fivetran_stripe(source: Path | str | Mapping[str, pd.DataFrame]) -> Converte
 
 def _subscription_lines(tables: Mapping[str, pd.DataFrame], used: dict, notes: list[str]) -> pd.DataFrame:
     if "subscription_history" in tables:
-        subs = _need(tables, "subscription_history", ["id", "customer_id", "start_date", "created"], used)
+        subs = need_table(tables, "subscription_history", ["id", "customer_id", "start_date", "created"], used)
         if "_fivetran_active" in subs:
-            subs = subs[_true(subs["_fivetran_active"])]
+            subs = subs[is_true(subs["_fivetran_active"])]
     else:
-        subs = _need(tables, "subscription", ["id", "customer_id", "start_date", "created"], used)
-    items = _need(tables, "subscription_item", ["id", "subscription_id", "quantity"], used)
+        subs = need_table(tables, "subscription", ["id", "customer_id", "start_date", "created"], used)
+    items = need_table(tables, "subscription_item", ["id", "subscription_id", "quantity"], used)
     prices = _price_table(tables, used)
     merged = items.merge(subs.add_prefix("sub_"), left_on="subscription_id", right_on="sub_id", how="inner")
     key = merged["price_id"] if "price_id" in merged and merged["price_id"].notna().any() else merged.get("plan_id")
@@ -204,31 +215,31 @@ def _subscription_lines(tables: Mapping[str, pd.DataFrame], used: dict, notes: l
         notes.append(f"{dropped} subscription item(s) without a known subscription or price were left out")
     quantity = pd.to_numeric(merged["quantity"], errors="coerce").fillna(1).to_numpy()
     amount = merged["unit_units"].to_numpy(dtype=float) * quantity
-    start = _time(merged["sub_start_date"]).fillna(_time(merged["sub_created"]))
+    start = parse_time(merged["sub_start_date"]).fillna(parse_time(merged["sub_created"]))
     trial_end = (
-        _time(merged["sub_trial_end"])
+        parse_time(merged["sub_trial_end"])
         if "sub_trial_end" in merged
         else pd.Series(pd.NaT, index=merged.index, dtype="datetime64[ns, UTC]")
     )
     start = start.where(~(trial_end > start).fillna(False), trial_end)
     ended = (
-        _time(merged["sub_ended_at"])
+        parse_time(merged["sub_ended_at"])
         if "sub_ended_at" in merged
         else pd.Series(pd.NaT, index=merged.index, dtype="datetime64[ns, UTC]")
     )
     cancel_at = (
-        _time(merged["sub_cancel_at"])
+        parse_time(merged["sub_cancel_at"])
         if "sub_cancel_at" in merged
         else pd.Series(pd.NaT, index=merged.index, dtype="datetime64[ns, UTC]")
     )
     period_end_column = "current_period_end" if "current_period_end" in merged else "sub_current_period_end"
     period_end = (
-        _time(merged[period_end_column])
+        parse_time(merged[period_end_column])
         if period_end_column in merged
         else pd.Series(pd.NaT, index=merged.index, dtype="datetime64[ns, UTC]")
     )
     at_period_end = (
-        _true(merged["sub_cancel_at_period_end"])
+        is_true(merged["sub_cancel_at_period_end"])
         if "sub_cancel_at_period_end" in merged
         else np.zeros(len(merged), bool)
     )
@@ -237,7 +248,7 @@ def _subscription_lines(tables: Mapping[str, pd.DataFrame], used: dict, notes: l
     fixed = np.isnan(interval)  # week and day prices: one interval, the current period
     period_start_column = "current_period_start" if "current_period_start" in merged else "sub_current_period_start"
     if fixed.any() and period_start_column in merged:
-        start = start.where(~fixed, _time(merged[period_start_column]))
+        start = start.where(~fixed, parse_time(merged[period_start_column]))
         end = end.where(~fixed, period_end)
     lines = pd.DataFrame(
         {
@@ -263,12 +274,12 @@ def _price_table(tables: Mapping[str, pd.DataFrame], used: dict) -> pd.DataFrame
     """price_key, unit_units (currency units), currency, interval_months (NaN: week/day), plan_name."""
     frames = []
     if "price" in tables:
-        price = _need(
+        price = need_table(
             tables, "price", ["id", "unit_amount", "currency", "recurring_interval", "recurring_interval_count"], used
         )
         frames.append(_prices(price, "unit_amount", "recurring_interval", "recurring_interval_count"))
     if "plan" in tables:
-        plan = _need(tables, "plan", ["id", "amount", "currency", "interval", "interval_count"], used)
+        plan = need_table(tables, "plan", ["id", "amount", "currency", "interval", "interval_count"], used)
         frames.append(_prices(plan, "amount", "interval", "interval_count"))
     if not frames:
         raise AdapterError("fivetran-stripe: the source has neither a 'price' nor a 'plan' table")
@@ -294,14 +305,14 @@ def _prices(table: pd.DataFrame, amount: str, interval: str, count: str) -> pd.D
 
 
 def _one_off_lines(tables: Mapping[str, pd.DataFrame], used: dict) -> pd.DataFrame:
-    lines = _need(tables, "invoice_line_item", ["id", "invoice_id", "amount", "currency", "period_start"], used)
+    lines = need_table(tables, "invoice_line_item", ["id", "invoice_id", "amount", "currency", "period_start"], used)
     one_off = lines[lines["subscription_id"].isna()] if "subscription_id" in lines else lines
     if not len(one_off) or "invoice" not in tables:
         return pd.DataFrame()
-    invoice = _need(tables, "invoice", ["id", "customer_id"], used)
+    invoice = need_table(tables, "invoice", ["id", "customer_id"], used)
     columns = ["id", "customer_id"] + (["created"] if "created" in invoice else [])
     merged = one_off.merge(invoice[columns].add_prefix("inv_"), left_on="invoice_id", right_on="inv_id", how="inner")
-    when = _time(merged["inv_created"]) if "inv_created" in merged else _time(merged["period_start"])
+    when = parse_time(merged["inv_created"]) if "inv_created" in merged else parse_time(merged["period_start"])
     return pd.DataFrame(
         {
             "line_id": merged["id"].to_numpy(),
@@ -315,12 +326,12 @@ def _one_off_lines(tables: Mapping[str, pd.DataFrame], used: dict) -> pd.DataFra
 
 
 def _refund_lines(tables: Mapping[str, pd.DataFrame], used: dict) -> pd.DataFrame:
-    refund = _need(tables, "refund", ["id", "amount", "currency", "created", "charge_id"], used)
+    refund = need_table(tables, "refund", ["id", "amount", "currency", "created", "charge_id"], used)
     if "status" in refund:
         refund = refund[refund["status"].astype(str).str.lower() == "succeeded"]
     if "charge" not in tables or not len(refund):
         return pd.DataFrame()
-    charge = _need(tables, "charge", ["id", "customer_id"], used)
+    charge = need_table(tables, "charge", ["id", "customer_id"], used)
     merged = refund.merge(
         charge[["id", "customer_id"]].add_prefix("ch_"), left_on="charge_id", right_on="ch_id", how="inner"
     )
@@ -331,7 +342,7 @@ def _refund_lines(tables: Mapping[str, pd.DataFrame], used: dict) -> pd.DataFram
             "customer_id": merged["ch_customer_id"].to_numpy(),
             "kind": "refund",
             "amount": _units(merged["amount"], merged["currency"]),
-            "invoiced_at": _time(merged["created"]).to_numpy(),
+            "invoiced_at": parse_time(merged["created"]).to_numpy(),
             "currency": merged["currency"].str.upper().to_numpy(),
         }
     )

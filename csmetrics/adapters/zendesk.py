@@ -64,9 +64,9 @@ def fivetran_zendesk(source: Path | str | Mapping[str, pd.DataFrame]) -> Convert
         tables.update({k: v for k, v in read_source(Path(source) / "historical").items() if k not in tables})
     used: dict[str, list[str]] = {}
     notes: list[str] = []
-    ticket = _need(tables, "ticket", ["id", "created_at", "status"], used)
+    ticket = need_table(tables, "ticket", ["id", "created_at", "status"], used)
     ticket = ticket[ticket["status"].astype(str).str.lower() != "deleted"]
-    created = _time(ticket["created_at"])
+    created = parse_time(ticket["created_at"])
     customer = ticket["organization_id"] if "organization_id" in ticket else pd.Series(None, index=ticket.index)
     if "requester_id" in ticket:
         customer = customer.where(customer.notna(), ticket["requester_id"])
@@ -104,7 +104,9 @@ def fivetran_zendesk(source: Path | str | Mapping[str, pd.DataFrame]) -> Convert
         converted["schedules"] = table
         converted["holidays"] = holidays
     synced = [
-        _time(t["_fivetran_synced"]).max() for name, t in tables.items() if name in used and "_fivetran_synced" in t
+        parse_time(t["_fivetran_synced"]).max()
+        for name, t in tables.items()
+        if name in used and "_fivetran_synced" in t
     ]
     synced = [s for s in synced if pd.notna(s)]
     return Converted(converted, max(synced) if synced else None, used, notes, schedules)
@@ -116,8 +118,8 @@ def _lifecycle(tables, ticket: pd.DataFrame, used: dict, notes: list[str]) -> tu
     resolved: dict[str, pd.Timestamp] = {}
     reopened: dict[str, int] = {}
     if "ticket_field_history" in tables:
-        history = _need(tables, "ticket_field_history", ["field_name", "ticket_id", "updated", "value"], used)
-        status = history[history["field_name"] == "status"].assign(at=lambda h: _time(h["updated"]))
+        history = need_table(tables, "ticket_field_history", ["field_name", "ticket_id", "updated", "value"], used)
+        status = history[history["field_name"] == "status"].assign(at=lambda h: parse_time(h["updated"]))
         status = status.sort_values(["ticket_id", "at"], kind="stable")
         for key, rows in status.groupby(status["ticket_id"].astype(str), sort=False):
             values = rows["value"].astype(str).str.lower().to_numpy()
@@ -130,7 +132,7 @@ def _lifecycle(tables, ticket: pd.DataFrame, used: dict, notes: list[str]) -> tu
             reopened[key] = int(
                 np.sum((values[:-1] == "solved") & np.isin(values[1:], ["open", "pending", "hold", "on-hold", "new"]))
             )
-    updated = _time(ticket["updated_at"]) if "updated_at" in ticket else pd.Series(pd.NaT, index=ticket.index)
+    updated = parse_time(ticket["updated_at"]) if "updated_at" in ticket else pd.Series(pd.NaT, index=ticket.index)
     finished = ticket["status"].astype(str).str.lower().isin(["solved", "closed"]).to_numpy()
     out = []
     for i, key in enumerate(ids):
@@ -150,11 +152,11 @@ def _replies(tables, tickets: pd.DataFrame, used: dict) -> tuple[np.ndarray, np.
     contacts = np.full(n, np.nan)
     if "ticket_comment" not in tables or "user" not in tables:
         return pd.DatetimeIndex(first).tz_localize("UTC"), contacts
-    comment = _need(tables, "ticket_comment", ["ticket_id", "user_id", "created", "public"], used)
-    user = _need(tables, "user", ["id", "role"], used)
+    comment = need_table(tables, "ticket_comment", ["ticket_id", "user_id", "created", "public"], used)
+    user = need_table(tables, "user", ["id", "role"], used)
     agents = set(user.loc[user["role"].astype(str).str.lower().isin(_AGENTS), "id"].astype(str))
-    public = comment[_true(comment["public"]) & comment["user_id"].astype(str).isin(agents)]
-    public = public.assign(at=_time(public["created"]))
+    public = comment[is_true(comment["public"]) & comment["user_id"].astype(str).isin(agents)]
+    public = public.assign(at=parse_time(public["created"]))
     position = {str(k): i for i, k in enumerate(tickets["ticket_id"])}
     created = pd.DatetimeIndex(tickets["created_at"])
     resolved = pd.DatetimeIndex(tickets["resolved_at"])
@@ -175,14 +177,16 @@ def _ratings(tables, ticket: pd.DataFrame, used: dict) -> pd.DataFrame | None:
     if "satisfaction_score" in ticket:
         rated = ticket[ticket["satisfaction_score"].astype(str).str.lower().isin(list(score_of))]
         frame = pd.DataFrame({"response_id": rated["id"].astype(str) + "-csat", "customer_id": rated["_customer"],
-                              "score": rated["satisfaction_score"].str.lower().map(score_of), "sent_at": _time(rated["updated_at"]),
+                              "score": rated["satisfaction_score"].str.lower().map(score_of), "sent_at": parse_time(rated["updated_at"]),
                               "ticket_id": rated["id"]})  # fmt: skip
     elif "satisfaction_rating" in tables:
-        rating = _need(tables, "satisfaction_rating", ["id", "ticket_id", "requester_id", "score", "created_at"], used)
+        rating = need_table(
+            tables, "satisfaction_rating", ["id", "ticket_id", "requester_id", "score", "created_at"], used
+        )
         known = rating["score"].astype(str).str.lower().isin(list(score_of))
         rating = rating[known].drop_duplicates("id")  # the seed's scores are md5 hashes: none is known
         frame = pd.DataFrame({"response_id": rating["id"], "customer_id": rating["requester_id"],
-                              "score": rating["score"].str.lower().map(score_of), "sent_at": _time(rating["created_at"]),
+                              "score": rating["score"].str.lower().map(score_of), "sent_at": parse_time(rating["created_at"]),
                               "ticket_id": rating["ticket_id"]})  # fmt: skip
     else:
         return None
@@ -195,9 +199,9 @@ def _ratings(tables, ticket: pd.DataFrame, used: dict) -> pd.DataFrame | None:
 def _schedules(tables, used: dict, notes: list[str]):
     if "schedule" not in tables:
         return {}, None, None
-    schedule = _need(tables, "schedule", ["id", "name", "time_zone", "start_time", "end_time"], used)
+    schedule = need_table(tables, "schedule", ["id", "name", "time_zone", "start_time", "end_time"], used)
     if "_fivetran_deleted" in schedule:
-        schedule = schedule[~_true(schedule["_fivetran_deleted"])]
+        schedule = schedule[~is_true(schedule["_fivetran_deleted"])]
     holidays = tables.get("schedule_holiday")
     rows, holiday_rows, out = [], [], {}
     for key, group in schedule.groupby(schedule["id"].astype(str), sort=True):
