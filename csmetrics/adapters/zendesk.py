@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from csmetrics.adapters.stripe import Converted, _need, _time, _true, read_source
+from csmetrics.adapters.stripe import Converted, is_true, need_table, parse_time, read_source
 from csmetrics.schedule import DAYS, Schedule
 from csmetrics.validate import validate
 
