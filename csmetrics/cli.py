@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from contextlib import ExitStack
 from pathlib import Path
@@ -231,6 +232,11 @@ def _report(data_dir, out, stages, settings, params, engine, buckets, quarantine
             progress.stop()
             err_console.print(f"[red]{err}[/red] (or pass --no-html)")
             raise typer.Exit(2) from None
+        if (data_dir / "source.json").is_file():  # written by `csmetrics convert`: the adapter used
+            try:
+                result.manifest["source"] = json.loads((data_dir / "source.json").read_text())
+            except ValueError:
+                result.manifest["source"] = {"error": "source.json is not valid JSON"}
         step("write")
         try:
             result.write(out, partitioned=partitioned)

@@ -113,7 +113,9 @@ def test_missing_tables_are_named_and_the_cli_converts_then_reports(tmp_path, sh
     assert report.exit_code == 0, report.output
     import json
 
-    assert json.loads((tmp_path / "report" / "manifest.json").read_text())["as_of"].startswith("2025-08-26 14:30")
+    manifest = json.loads((tmp_path / "report" / "manifest.json").read_text())
+    assert manifest["as_of"].startswith("2025-08-26 14:30")
+    assert manifest["source"]["adapter"] == "fivetran-stripe" and "subscription_item" in manifest["source"]["used"]
     bad = runner.invoke(app, ["convert", "fivetran-hubspot", str(tmp_path), "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "unknown source 'fivetran-hubspot'" in bad.output
 

@@ -26,6 +26,7 @@ billing schemes, credit notes, taxes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,7 @@ class Converted:
     used: dict[str, list[str]] = field(default_factory=dict)  # source table -> columns read
     notes: list[str] = field(default_factory=list)
     schedules: dict[str, Any] = field(default_factory=dict)  # Zendesk: schedule id -> Schedule
+    adapter: str = "fivetran-stripe"
 
     def write(self, out: Path | str) -> list[Path]:
         """Each table as ``<name>.parquet`` in ``out`` (created), and ``as_of.txt``."""
@@ -93,6 +95,10 @@ class Converted:
             written.append(path)
         if self.as_of is not None:
             (out / "as_of.txt").write_text(self.as_of.isoformat() + "\n")
+        # what was converted, for the report's manifest (csmetrics report records it)
+        source = {"adapter": self.adapter, "as_of": str(self.as_of) if self.as_of is not None else None,
+                  "used": self.used, "notes": self.notes}  # fmt: skip
+        (out / "source.json").write_text(json.dumps(source, indent=2) + "\n")
         return written
 
 

@@ -109,7 +109,7 @@ def fivetran_zendesk(source: Path | str | Mapping[str, pd.DataFrame]) -> Convert
         if name in used and "_fivetran_synced" in t
     ]
     synced = [s for s in synced if pd.notna(s)]
-    return Converted(converted, max(synced) if synced else None, used, notes, schedules)
+    return Converted(converted, max(synced) if synced else None, used, notes, schedules, "fivetran-zendesk")
 
 
 def _lifecycle(tables, ticket: pd.DataFrame, used: dict, notes: list[str]) -> tuple[list, np.ndarray]:
