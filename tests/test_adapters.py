@@ -23,12 +23,21 @@ def test_the_seeds_are_read_with_their_real_columns(shared_data):
     # the one active subscription (sdgfs4536, item zb1: 1,500 USD a month) lived 2021-02-18 14:16:37 to
     # 2021-02-19 14:16:37, all of it inside its trial: a trial at price 0 is no MRR
     assert "1 subscription(s) ended within their trial: no MRR" in converted.notes
-    assert len(converted.tables["billing"]) == 0
+    # its invoiced history is the one line that joins an invoice: ad1111, 21 cents for that day (a proration)
+    billing = converted.tables["billing"]
+    assert billing[["line_id", "customer_id", "kind", "amount", "currency", "plan"]].to_numpy().tolist() == [
+        ["ad1111", "sdgfs84854", "recurring", 0.21, "USD", "sg555"]
+    ]
+    # MRR over time, by hand: 0.21 for one day is 0.21 x 30.4375 = 6.391875 a month, from Feb 18 14:16:37 to Feb 19
+    moves = csmetrics.mrr_movements(billing, as_of="2021-03-01")
+    assert moves["kind"].tolist() == ["new", "churn"]
+    assert moves["amount"].tolist() == pytest.approx([6.3919, -6.3919])
 
 
 def test_a_seed_subscription_without_its_trial_by_hand(shared_data):
     source = read_source(shared_data / "fivetran_stripe")
     source["subscription_history"] = source["subscription_history"].drop(columns=["trial_start", "trial_end"])
+    del source["invoice_line_item"]  # without invoices, the subscription item is the only fact
     billing = fivetran_stripe(source).tables["billing"]
     assert billing[["customer_id", "amount", "interval_months", "currency"]].to_numpy().tolist() == [["sdf6547", 1500.0, 1.0, "USD"]]
     line = billing.iloc[0]
@@ -177,3 +186,61 @@ def test_cli_converts_zendesk_and_reports(tmp_path, shared_data):
     assert (tmp_path / "data" / "tickets.parquet").exists() and (tmp_path / "data" / "schedules.parquet").exists()
     report = runner.invoke(app, ["report", str(tmp_path / "data"), "--out", str(tmp_path / "report"), "--quiet"])
     assert report.exit_code == 0, report.output
+
+
+# --------------------------------------------------------------------------
+# datagen's tables written the Stripe way, converted back: the same metrics
+# --------------------------------------------------------------------------
+from csmetrics.datagen import generate  # noqa: E402
+
+
+def datagen_as_stripe(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """datagen's billing as Fivetran's Stripe tables: each recurring line an invoice line of the
+    customer's subscription over its service period (discounts as negative lines), one-off lines as
+    invoice items, refunds as refunds of a charge; amounts in minor units, timestamps as naive text."""
+    billing, customers = tables["billing"], tables["customers"]
+
+    def text(values):
+        return pd.to_datetime(values, utc=True).dt.strftime("%Y-%m-%d %H:%M:%S").where(pd.notna(values), None)
+
+    cents = (billing["amount"] * 100).round().astype("int64").astype(str)
+    customer = "cus_" + billing["customer_id"].astype(str)
+    charged = billing["kind"] != "refund"
+    recurring = billing["kind"] == "recurring"
+    lines = pd.DataFrame({
+        "id": "il_" + billing["line_id"].astype(str), "invoice_id": "in_" + billing["line_id"].astype(str),
+        "amount": cents, "currency": billing["currency"].str.lower(),
+        "period_start": text(billing["service_start"].where(recurring, billing["invoiced_at"])),
+        "period_end": text(billing["service_end"].where(recurring, billing["invoiced_at"])),
+        "subscription_id": ("sub_" + billing["customer_id"].astype(str)).where(recurring, None),
+        "plan_id": ("plan_" + billing["plan"].astype(str)).where(recurring, None), "livemode": "TRUE",
+        "_fivetran_synced": "2030-01-01 00:00:00",
+    })[charged.to_numpy()]  # fmt: skip
+    invoice = pd.DataFrame({"id": lines["invoice_id"], "customer_id": customer[charged], "created": text(billing["invoiced_at"][charged]),
+                            "livemode": "TRUE"})  # fmt: skip
+    plans = sorted(billing.loc[recurring, "plan"].dropna().unique())
+    plan = pd.DataFrame({"id": [f"plan_{p}" for p in plans], "amount": "100", "currency": "usd", "interval": "month",
+                         "interval_count": "1", "nickname": plans})  # fmt: skip
+    refunds = billing[billing["kind"] == "refund"]
+    refund = pd.DataFrame({"id": "re_" + refunds["line_id"].astype(str), "amount": (refunds["amount"].abs() * 100).round().astype("int64").astype(str),
+                           "currency": refunds["currency"].str.lower(), "created": text(refunds["invoiced_at"]),
+                           "charge_id": "ch_" + refunds["line_id"].astype(str), "status": "succeeded"})  # fmt: skip
+    charge = pd.DataFrame({"id": refund["charge_id"], "customer_id": "cus_" + refunds["customer_id"].astype(str)})
+    stripe_customers = pd.DataFrame({"id": "cus_" + customers["customer_id"].astype(str), "created": text(customers["signup_at"])})
+    return {"invoice_line_item": lines, "invoice": invoice, "plan": plan, "refund": refund, "charge": charge, "customer": stripe_customers}
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_datagen_round_trip_through_the_stripe_schema(seed):
+    tables = generate(60, 14, seed=seed, start="2023-01-01")
+    converted = fivetran_stripe(datagen_as_stripe(tables))
+    original = tables["billing"].assign(customer_id="cus_" + tables["billing"]["customer_id"].astype(str))
+    back = converted.tables["billing"]
+    assert len(back) == len(original)
+    fx, as_of = tables["fx"], pd.Timestamp("2024-02-20", tz="UTC")
+    for function, kwargs in ((csmetrics.revenue_metrics, {"by": "plan"}), (csmetrics.customer_metrics, {}), (csmetrics.value_metrics, {})):
+        expected = function(original, fx=fx, as_of=as_of, **kwargs)
+        got = function(back, fx=fx, as_of=as_of, **kwargs)
+        assert len(expected) > 50
+        pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12, atol=1e-9)
+    pd.testing.assert_frame_equal(csmetrics.renewal_calendar(back, fx=fx, as_of=as_of), csmetrics.renewal_calendar(original, fx=fx, as_of=as_of))

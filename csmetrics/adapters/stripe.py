@@ -167,7 +167,10 @@ def fivetran_stripe(source: Path | str | Mapping[str, pd.DataFrame]) -> Converte
     tables = {k: _live(v) for k, v in read_source(source).items()}
     used: dict[str, list[str]] = {}
     notes: list[str] = []
-    billing = [_subscription_lines(tables, used, notes)]
+    history = _invoiced_history(tables, used)
+    billing = [history]
+    if "subscription_item" in tables or not len(history):
+        billing.append(_subscription_lines(tables, used, notes, history))
     if "invoice_line_item" in tables:
         billing.append(_one_off_lines(tables, used))
     if "refund" in tables:
@@ -175,6 +178,7 @@ def fivetran_stripe(source: Path | str | Mapping[str, pd.DataFrame]) -> Converte
     billing_frame = (
         pd.concat([b for b in billing if len(b)], ignore_index=True) if any(len(b) for b in billing) else billing[0]
     )
+    billing_frame = billing_frame.drop(columns=["subscription_id"], errors="ignore")
     currencies = sorted(set(billing_frame["currency"].dropna())) if "currency" in billing_frame else []
     if len(currencies) > 1:
         # Stripe holds no exchange rates: validate the lines' own rules; the fx table is the user's
@@ -202,7 +206,56 @@ def fivetran_stripe(source: Path | str | Mapping[str, pd.DataFrame]) -> Converte
     return Converted(out, max(synced) if synced else None, used, notes)
 
 
-def _subscription_lines(tables: Mapping[str, pd.DataFrame], used: dict, notes: list[str]) -> pd.DataFrame:
+def _invoiced_history(tables: Mapping[str, pd.DataFrame], used: dict) -> pd.DataFrame:
+    """Recurring history: invoice lines of a subscription, each a fixed line over its own service
+    period (period_start to period_end) for its amount; the customer and date are the invoice's."""
+    lines = tables.get("invoice_line_item")
+    if lines is None or "subscription_id" not in lines or "invoice" not in tables:
+        return pd.DataFrame()
+    lines = need_table(
+        tables,
+        "invoice_line_item",
+        ["id", "invoice_id", "amount", "currency", "period_start", "period_end", "subscription_id"],
+        used,
+    )
+    recurring = lines[lines["subscription_id"].notna()]
+    invoice = need_table(tables, "invoice", ["id", "customer_id"], used)
+    columns = ["id", "customer_id"] + (["created"] if "created" in invoice else [])
+    merged = recurring.merge(invoice[columns].add_prefix("inv_"), left_on="invoice_id", right_on="inv_id", how="inner")
+    if not len(merged):
+        return pd.DataFrame()
+    key = merged["price_id"] if "price_id" in merged else merged.get("plan_id", pd.Series(None, index=merged.index))
+    names = _plan_names(tables, used)
+    plan = key.map(names).where(key.map(names).notna(), key) if key is not None else None
+    start = parse_time(merged["period_start"])
+    return pd.DataFrame(
+        {
+            "line_id": merged["id"].to_numpy(),
+            "customer_id": merged["inv_customer_id"].to_numpy(),
+            "kind": "recurring",
+            "amount": _units(merged["amount"], merged["currency"]),
+            "service_start": start.to_numpy(),
+            "service_end": parse_time(merged["period_end"]).to_numpy(),
+            "invoiced_at": (parse_time(merged["inv_created"]) if "inv_created" in merged else start).to_numpy(),
+            "currency": merged["currency"].str.upper().to_numpy(),
+            "plan": plan.to_numpy() if plan is not None else None,
+            "subscription_id": merged["subscription_id"].to_numpy(),
+        }
+    )
+
+
+def _plan_names(tables: Mapping[str, pd.DataFrame], used: dict) -> pd.Series:
+    """Plan or price id -> its nickname (else its product, else the id)."""
+    try:
+        prices = _price_table(tables, used, recurring_only=False)
+    except AdapterError:
+        return pd.Series(dtype=object)
+    return pd.Series(prices["plan_name"].to_numpy(), index=prices["price_key"].to_numpy())
+
+
+def _subscription_lines(
+    tables: Mapping[str, pd.DataFrame], used: dict, notes: list[str], history: pd.DataFrame
+) -> pd.DataFrame:
     if "subscription_history" in tables:
         subs = need_table(tables, "subscription_history", ["id", "customer_id", "start_date", "created"], used)
         if "_fivetran_active" in subs:
@@ -250,6 +303,10 @@ def _subscription_lines(tables: Mapping[str, pd.DataFrame], used: dict, notes: l
         else np.zeros(len(merged), bool)
     )
     end = ended.fillna(cancel_at).where(ended.notna() | cancel_at.notna(), period_end.where(at_period_end))
+    if len(history):  # invoices are the facts for the periods they cover: the item runs on after them
+        invoiced_to = parse_time(history["service_end"]).groupby(history["subscription_id"].to_numpy()).max()
+        after = merged["subscription_id"].map(invoiced_to)
+        start = start.where(~(after > start).fillna(False), after)
     interval = merged["interval_months"].to_numpy(dtype=float)
     fixed = np.isnan(interval)  # week and day prices: one interval, the current period
     period_start_column = "current_period_start" if "current_period_start" in merged else "sub_current_period_start"
@@ -276,23 +333,23 @@ def _subscription_lines(tables: Mapping[str, pd.DataFrame], used: dict, notes: l
     return lines[lived.to_numpy()].reset_index(drop=True)
 
 
-def _price_table(tables: Mapping[str, pd.DataFrame], used: dict) -> pd.DataFrame:
+def _price_table(tables: Mapping[str, pd.DataFrame], used: dict, recurring_only: bool = True) -> pd.DataFrame:
     """price_key, unit_units (currency units), currency, interval_months (NaN: week/day), plan_name."""
     frames = []
     if "price" in tables:
         price = need_table(
             tables, "price", ["id", "unit_amount", "currency", "recurring_interval", "recurring_interval_count"], used
         )
-        frames.append(_prices(price, "unit_amount", "recurring_interval", "recurring_interval_count"))
+        frames.append(_prices(price, "unit_amount", "recurring_interval", "recurring_interval_count", recurring_only))
     if "plan" in tables:
         plan = need_table(tables, "plan", ["id", "amount", "currency", "interval", "interval_count"], used)
-        frames.append(_prices(plan, "amount", "interval", "interval_count"))
+        frames.append(_prices(plan, "amount", "interval", "interval_count", recurring_only))
     if not frames:
         raise AdapterError("fivetran-stripe: the source has neither a 'price' nor a 'plan' table")
     return pd.concat(frames, ignore_index=True).drop_duplicates("price_key")
 
 
-def _prices(table: pd.DataFrame, amount: str, interval: str, count: str) -> pd.DataFrame:
+def _prices(table: pd.DataFrame, amount: str, interval: str, count: str, recurring_only: bool = True) -> pd.DataFrame:
     unit = table[interval].astype(str).str.lower()
     n = pd.to_numeric(table[count], errors="coerce").fillna(1).to_numpy()
     months = np.where(unit == "month", n, np.where(unit == "year", 12 * n, np.nan))
@@ -307,7 +364,7 @@ def _prices(table: pd.DataFrame, amount: str, interval: str, count: str) -> pd.D
             "interval_months": months,
             "plan_name": name.to_numpy(),
         }
-    )[recurring]
+    )[recurring if recurring_only else np.ones(len(table), dtype=bool)]
 
 
 def _one_off_lines(tables: Mapping[str, pd.DataFrame], used: dict) -> pd.DataFrame:
