@@ -298,7 +298,7 @@ class BetaGeoModel:
         """P(alive at T | frequency, recency, T)."""
         r, alpha, a, b = self._params()
         x, t_x, T = _summary_arrays(summary, ("frequency", "recency", "T"))
-        with np.errstate(divide="ignore", over="ignore"):
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # x = 0 rows are masked below
             log_ratio = np.log(a) - np.log(b + x - 1) + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
         return np.where(x > 0, 1.0 / (1.0 + np.exp(np.minimum(log_ratio, 700))), 1.0)
 
