@@ -201,6 +201,7 @@ class BillingArrays:
     currency: np.ndarray  # int64 codes into rates.names, -1 for the base currency or none
     rates: RateTable
     interval: np.ndarray  # months per interval of a §17 line's segment (amount = one interval), NaN elsewhere
+    source: np.ndarray  # the billing row (position) each array row comes from (§17 lines give several)
 
     @classmethod
     def of(cls, billing: pd.DataFrame, context: BillingContext) -> BillingArrays:
@@ -239,10 +240,11 @@ class BillingArrays:
             native,
             currency,
             interval,
+            np.arange(len(billing), dtype=np.int64),
         ]
         if (~np.isnan(interval) & (kind == RECURRING)).any():
             columns = _interval_segments(columns, context.spine.as_of.value)
-        customer_code, kind, start, end, invoiced, plan_code, native, currency, interval = columns
+        customer_code, kind, start, end, invoiced, plan_code, native, currency, interval, source = columns
         amount = (
             native * rates.at(currency, np.where(kind == RECURRING, start, invoiced)) if len(rates.names) else native
         )
@@ -260,6 +262,7 @@ class BillingArrays:
             currency,
             rates,
             interval,
+            source,
         )
 
 
@@ -282,7 +285,7 @@ def _interval_segments(columns: list[np.ndarray], as_of: int) -> list[np.ndarray
     comes first; with no service_end the last interval runs to its boundary (after as_of: not yet
     known, so no churn). Later intervals are invoiced at their start, and in line mode take the rate
     of their start. Other rows are unchanged."""
-    customer, kind, start, end, invoiced, plan, native, currency, interval = columns
+    customer, kind, start, end, invoiced, plan, native, currency, interval, row = columns
     expand = (kind == RECURRING) & ~np.isnan(interval) & (start != NAT)
     rows = np.flatnonzero(expand)
     months = interval[rows].astype(np.int64)
@@ -308,6 +311,7 @@ def _interval_segments(columns: list[np.ndarray], as_of: int) -> list[np.ndarray
         "native": native[source],
         "currency": currency[source],
         "interval": interval[source],
+        "source": row[source],
     }
     others = np.flatnonzero(~expand)
     return [np.concatenate([column[others], segment]) for column, segment in zip(columns, segments.values())]

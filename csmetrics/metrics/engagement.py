@@ -286,7 +286,7 @@ def _purchases(billing: pd.DataFrame | None, context: Context, bill_seg: np.ndar
     spine = context.spine
     arrays = BillingArrays.of(billing, context.options["billing_context"])
     keep, at, invoice, amount = invoices(arrays, spine.as_of.value)
-    seg = bill_seg[keep]
+    seg = bill_seg[arrays.source][keep]  # an open-ended line is one array row per interval
     known = seg >= 0
     period = spine.index(period_codes(at[known], spine.freq, spine.tz))
     cells = grid.points(period, seg[known])

@@ -108,3 +108,20 @@ def test_ravenstack_maps_with_open_ended_subscriptions_and_its_mrr_is_the_hand_c
         active = (s <= t) & (e.isna() | (e > t) | (e > as_of))
         by_hand = subs[active].groupby("account_id")["mrr_amount"].sum().clip(lower=0).sum()
         assert values(revenue, "mrr")[month] == pytest.approx(by_hand), month
+
+
+def test_each_interval_is_an_invoice_for_engagement_purchases_and_segments_follow_the_line():
+    # found by the RavenStack report: the purchase metrics must map every interval back to its billing row
+    table = lines((1, "2024-01-15", None, 50, 1), (2, "2024-02-01", "2024-03-01", 30, None))
+    events = pd.DataFrame({"customer_id": [1, 2], "event": "login", "timestamp": ["2024-01-20", "2024-02-03"]})
+    customers = pd.DataFrame({"customer_id": [1, 2], "plan": ["a", "b"]})
+    frame = csmetrics.engagement_metrics(events, billing=table, as_of="2024-04-20", by="plan", customers=customers)
+    invoices = frame[frame["metric"] == "purchase_frequency"].groupby("plan")["numerator"].sum().to_dict()
+    assert invoices == {"a": 4, "b": 1}  # Jan 15, Feb 15, Mar 15, Apr 15; one fixed line
+    ravenstack_like = csmetrics.report({"billing": table, "events": events}, as_of="2024-04-20", html=False)
+    assert len(ravenstack_like.metrics)
+
+
+def test_ravenstack_open_ended_report_runs(shared_data):
+    result = csmetrics.report(ravenstack_tables(shared_data, open_ended=True), quarantine=True, html=False)
+    assert result.manifest["inputs"]["billing"]["rows_rejected"] == 13
