@@ -108,7 +108,9 @@ def report_command(
     partitioned: bool = typer.Option(False, "--partitioned", help="Also write metrics/ hive-partitioned by metric."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars or summary."),
     engine: str = typer.Option(
-        "pandas", "--engine", help="pandas (in memory) or dask (partitioned, larger than memory)."
+        "pandas",
+        "--engine",
+        help="pandas (in memory), threads (in memory, customer buckets on all cores) or dask (larger than memory).",
     ),
     scheduler: str | None = typer.Option(
         None, "--scheduler", help="Dask: address of a running scheduler (tcp://host:8786)."
@@ -120,7 +122,9 @@ def report_command(
         None, "--memory-limit", help="Dask: memory limit per local worker (e.g. 4GB)."
     ),
     buckets: int | None = typer.Option(
-        None, "--buckets", help="Dask: customer buckets (default: the largest table's partitions)."
+        None,
+        "--buckets",
+        help="threads/Dask: customer buckets (threads: the cores; Dask: the largest table's partitions).",
     ),
 ) -> None:
     """Run every metric family on DATA_DIR and write Parquet, a manifest and an HTML dashboard.
@@ -144,10 +148,12 @@ def report_command(
             settings = {**settings, "policies": {**settings.get("policies", {}), "fx_mode": fx_mode}}
     except ConfigError as err:
         _fail(str(err))
-    if engine not in ("pandas", "dask"):
-        _fail(f"--engine must be pandas or dask, not {engine!r}")
-    if engine == "pandas" and any(v is not None for v in (scheduler, workers, memory_limit, buckets)):
-        _fail("--scheduler, --workers, --memory-limit and --buckets need --engine dask")
+    if engine not in ("pandas", "threads", "dask"):
+        _fail(f"--engine must be pandas, threads or dask, not {engine!r}")
+    if engine != "dask" and any(v is not None for v in (scheduler, workers, memory_limit)):
+        _fail("--scheduler, --workers and --memory-limit need --engine dask")
+    if engine == "pandas" and buckets is not None:
+        _fail("--buckets needs --engine threads or dask")
     for name, number in (("--workers", workers), ("--buckets", buckets)):
         if number is not None and number < 1:
             _fail(f"{name} must be 1 or more, not {number}")

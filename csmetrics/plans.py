@@ -68,6 +68,7 @@ __all__ = [
     "rfm",
     "survivors",
     "support",
+    "stack",
     "surveys",
     "usable_by",
     "usage_retention",
@@ -78,6 +79,13 @@ __all__ = [
 
 _QUANTILE_GROUPS = 16
 HEALTH_TABLES = ("events", "surveys", "tickets", "billing")
+
+
+def stack(parts: list, keep_index: bool = False) -> Any:
+    """The buckets' frames in one: the non-empty ones (an empty bucket's columns may have other
+    dtypes, e.g. object for text), or the first when all are empty."""
+    full = [p for p in parts if p is not None and len(p)] or parts[:1]
+    return pd.concat(full, ignore_index=not keep_index)
 
 
 def usable_by(
@@ -173,7 +181,7 @@ def cohorts(engine: Engine, context: BillingContext) -> Pending:
 def movements(engine: Engine, context: BillingContext) -> Pending:
     """The per-customer movement ledger, in one order on every engine."""
     parts = engine.map(revenue_family.movements, engine.table("billing"), context=context, memo=engine.memo)
-    return Pending((parts,), lambda parts: revenue_family.sort_movements(pd.concat(parts, ignore_index=True)))
+    return Pending((parts,), lambda parts: revenue_family.sort_movements(stack(parts)))
 
 
 def renewals(
@@ -194,7 +202,7 @@ def renewals(
     )
 
     def finish(parts: list) -> pd.DataFrame:
-        frame = pd.concat(parts, ignore_index=True)
+        frame = stack(parts)
         static = [c for c in context.by if c != "plan"]
         if static and context.customers is not None:
             attributes = context.customers[["customer_id", *static]].drop_duplicates("customer_id")
@@ -227,7 +235,14 @@ def _renewal_rows(
 def latest_scores(scores: pd.DataFrame) -> pd.DataFrame:
     """Each customer's latest scored period: health_period, health_score, health_band."""
     if not len(scores):
-        return pd.DataFrame(columns=["customer_id", "health_period", "health_score", "health_band"])
+        return pd.DataFrame(
+            {
+                "customer_id": pd.Series([], dtype=object),
+                "health_period": pd.Series([], dtype="datetime64[ns, UTC]"),
+                "health_score": pd.Series([], dtype=float),
+                "health_band": pd.Series([], dtype="str"),
+            }
+        )
     latest = scores.sort_values(["customer_id", "period"], kind="stable").drop_duplicates("customer_id", keep="last")
     return latest[["customer_id", "period", "score", "band"]].rename(
         columns={"period": "health_period", "score": "health_score", "band": "health_band"}
@@ -239,7 +254,7 @@ def rfm(engine: Engine, context: BillingContext, unit: str) -> Pending:
     parts = engine.map(clv_family.rfm_rows, engine.table("billing"), context=context, unit=unit, memo=engine.memo)
 
     def finish(parts: list) -> pd.DataFrame:
-        frame = pd.concat(parts, ignore_index=True).sort_values("customer_id", kind="stable").reset_index(drop=True)
+        frame = stack(parts).sort_values("customer_id", kind="stable").reset_index(drop=True)
         frame.attrs["unit"] = unit
         return frame
 
@@ -255,7 +270,7 @@ def survivors(engine: Engine, context: BillingContext) -> Pending:
 def current_mrr(engine: Engine, context: BillingContext) -> Pending:
     """Each customer's MRR at the context's as_of, by customer_id."""
     parts = engine.map(revenue_family.current_mrr_of, engine.table("billing"), context=context, memo=engine.memo)
-    return Pending((parts,), lambda parts: pd.concat(parts).sort_index(kind="stable"))
+    return Pending((parts,), lambda parts: stack(parts, keep_index=True).sort_index(kind="stable"))
 
 
 def usage_retention(
@@ -428,7 +443,7 @@ def followups(
     rows = engine.map(
         _followup_rows, engine.table("surveys"), engine.table("billing"), context=context, fx=engine.small("fx")
     )
-    return Pending((rows,), lambda parts: surveys_family.sort_followups(pd.concat(parts, ignore_index=True)))
+    return Pending((rows,), lambda parts: surveys_family.sort_followups(stack(parts)))
 
 
 def _followup_rows(
@@ -519,7 +534,7 @@ def gather_scores(engine: Engine, scores: Handle) -> Pending:
     """The scored rows of every bucket in one frame, ordered by (period, customer_id)."""
 
     def finish(parts: list) -> pd.DataFrame:
-        frame = pd.concat(parts, ignore_index=True)
+        frame = stack(parts)
         return frame.sort_values(["period", "customer_id"], kind="stable").reset_index(drop=True)
 
     return Pending((scores,), finish)
@@ -550,7 +565,7 @@ def at_risk(engine: Engine, scores: Handle, *, period: object = None, freq: str 
         pending = health(engine, scores, freq=freq, tz=tz)
         return Pending(pending.handles, lambda *parts: pending.finish(*parts)[1])
     red = engine.map(red_by_mrr, scores, period=period)
-    return Pending((red,), lambda parts: red_by_mrr(pd.concat(parts, ignore_index=True), period))
+    return Pending((red,), lambda parts: red_by_mrr(stack(parts), period))
 
 
 def health_movers(engine: Engine, scores: Handle, *, limit: int = 25) -> Pending:
@@ -559,7 +574,7 @@ def health_movers(engine: Engine, scores: Handle, *, limit: int = 25) -> Pending
     (periods,) = engine.gather(engine.map(_period_range, scores))
     last = max((p.max() for p in periods if len(p)), default=None)
     parts = engine.map(_movers, scores, period=last, limit=limit)
-    return Pending((parts,), lambda parts: _movers(pd.concat(parts, ignore_index=True), last, limit))
+    return Pending((parts,), lambda parts: _movers(stack(parts), last, limit))
 
 
 def _movers(scores: pd.DataFrame, period: Any, limit: int) -> pd.DataFrame:

@@ -4,6 +4,7 @@ the input types, validates once and (lazily) imports Dask.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,13 +13,13 @@ import pandas as pd
 from csmetrics._compat import any_dask
 from csmetrics.engines.base import AS_OF_COLUMNS, Engine, Handle, Memo, Pending, resolve
 from csmetrics.engines.dask import load
-from csmetrics.engines.pandas import PandasEngine
+from csmetrics.engines.pandas import PandasEngine, ThreadedEngine
 from csmetrics.options import ConfigError, UnknownNameError, check_bool, check_int
 from csmetrics.validate import TABLES, validate_tables
 
 __all__ = ["AS_OF_COLUMNS", "ENGINES", "Engine", "Handle", "Memo", "Pending", "PandasEngine", "open_engine", "resolve"]
 
-ENGINES = ("pandas", "dask")
+ENGINES = ("pandas", "dask", "threads")
 
 
 def open_engine(
@@ -56,7 +57,11 @@ def open_engine(
             buckets=buckets,
             progress=progress,
         )
+    rejected: dict[str, pd.DataFrame] = {}
     if validated:
-        return PandasEngine(given), {}
-    valid, rejected = validate_tables(given, quarantine=quarantine, base_currency=base_currency)
+        valid = given
+    else:
+        valid, rejected = validate_tables(given, quarantine=quarantine, base_currency=base_currency)
+    if kind == "threads":
+        return ThreadedEngine(valid, buckets or max(os.cpu_count() or 1, 1)), rejected
     return PandasEngine(valid), rejected

@@ -10,6 +10,7 @@ every table of one customer in the same bucket. The pandas engine
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -105,11 +106,18 @@ class Memo:
     never hits a stale entry; the oldest entries are dropped beyond ``slots``.
     """
 
-    def __init__(self, slots: int = 4):
+    def __init__(self, slots: int = 4, lock: bool = False):
         self.slots = slots
         self._entries: OrderedDict = OrderedDict()
+        self._lock = threading.RLock() if lock else None
 
     def get(self, owner: object, key: tuple, make: Callable[[], Any]) -> Any:
+        if self._lock is None:
+            return self._get(owner, key, make)
+        with self._lock:  # threads of one engine: one computes, the others wait and share
+            return self._get(owner, key, make)
+
+    def _get(self, owner: object, key: tuple, make: Callable[[], Any]) -> Any:
         full = (id(owner), *key)
         hit = self._entries.get(full)
         if hit is not None and hit[0]() is owner:

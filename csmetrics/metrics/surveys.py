@@ -279,15 +279,16 @@ def followup_rows(
             "period": context.spine.starts[rows["answer_period"][unhappy]],
             "customer_id": picked["customer_id"].to_numpy(),
             "response_id": picked["response_id"].to_numpy(),
-            "survey": picked["survey"].to_numpy(),
+            "survey": pd.Series(picked["survey"].to_numpy(), dtype="str").array,
             "score": picked["score"].to_numpy(dtype=float),
-            "comment": picked["comment"].to_numpy() if "comment" in picked else None,
+            "comment": pd.Series(picked["comment"].to_numpy(), dtype="str").array if "comment" in picked else None,
             "responded_at": responded.fillna(picked["sent_at"]) if "sent_at" in picked else responded,
         }
     )
     for column in ("touchpoint", "ticket_id"):
         if column in picked:
-            out[column] = picked[column].to_numpy()
+            values = picked[column].to_numpy()
+            out[column] = pd.Series(values, dtype="str").array if column == "touchpoint" else values
     if billing is not None:
         billing, billing_context = prepare_billing(billing, fx=fx, as_of=context.spine.as_of)
         mrr = current_mrr_of(billing, billing_context)
@@ -305,7 +306,14 @@ def latest_answers(surveys: pd.DataFrame | None, as_of: pd.Timestamp) -> pd.Data
     """Each customer's latest NPS or CSAT answer by as_of (responded_at, else sent_at): its survey
     type, score and instant (ties: the later row)."""
     if surveys is None or not len(surveys):
-        return pd.DataFrame({c: pd.Series([], dtype=object) for c in LATEST_ANSWER_COLUMNS})
+        return pd.DataFrame(
+            {
+                "customer_id": pd.Series([], dtype=object),
+                "latest_survey": pd.Series([], dtype="str"),
+                "latest_score": pd.Series([], dtype=float),
+                "latest_answered_at": pd.Series([], dtype="datetime64[ns, UTC]"),
+            }
+        )
     score = surveys["score"].to_numpy(dtype=float, na_value=np.nan)
     responded = instants(surveys["responded_at"]) if "responded_at" in surveys else np.full(len(surveys), NAT)
     sent = instants(surveys["sent_at"]) if "sent_at" in surveys else np.full(len(surveys), NAT)
@@ -315,7 +323,7 @@ def latest_answers(surveys: pd.DataFrame | None, as_of: pd.Timestamp) -> pd.Data
     out = pd.DataFrame(
         {
             "customer_id": surveys["customer_id"].to_numpy()[keep],
-            "latest_survey": kind[keep],
+            "latest_survey": pd.Series(kind[keep], dtype="str"),
             "latest_score": score[keep],
             "latest_answered_at": pd.DatetimeIndex(at[keep].view("M8[ns]")).tz_localize("UTC"),
         }

@@ -1,0 +1,71 @@
+"""The threaded engine (issue 14): customer buckets in a thread pool give the pandas engine's outputs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from csmetrics.cli import app
+from csmetrics.datagen import generate
+from csmetrics.engines import open_engine
+from csmetrics.report import report
+
+from .conftest import SAMPLE
+
+OUTPUTS = ("cohorts", "followups", "at_risk", "renewals", "renewal_calendar", "usage_retention", "active_days", "health_movers", "clv")
+
+
+def assert_same(expected, got):
+    pd.testing.assert_frame_equal(got.metrics.reset_index(drop=True), expected.metrics.reset_index(drop=True), rtol=1e-9)
+    for name in OUTPUTS:
+        e, g = getattr(expected, name), getattr(got, name)
+        if e is None:
+            assert g is None, name
+            continue
+        pd.testing.assert_frame_equal(g.reset_index(drop=True), e.reset_index(drop=True), rtol=1e-9, obj=name)
+    pd.testing.assert_frame_equal(got.customers.reset_index(drop=True), expected.customers.reset_index(drop=True), rtol=1e-9)
+
+
+@pytest.mark.parametrize("buckets", [1, 2, 3])
+def test_report_on_threads_equals_pandas(sample_tables, buckets):
+    expected = report(sample_tables, by=["region"], html=False)
+    got = report(sample_tables, by=["region"], html=False, engine="threads", buckets=buckets)
+    assert got.manifest["engine"] == "threads"
+    assert_same(expected, got)
+
+
+def test_spot_fx_and_open_ended_lines_on_threads(sample_tables):
+    billing = sample_tables["billing"].copy()
+    billing.loc[billing.index[::7], "interval_months"] = 1.0
+    billing.loc[billing.index[::14], "service_end"] = pd.NaT
+    tables = {**sample_tables, "billing": billing}
+    config = {"policies": {"fx_mode": "spot"}}
+    assert_same(report(tables, html=False, config=config), report(tables, html=False, config=config, engine="threads", buckets=2))
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), buckets=st.integers(2, 5), customers=st.integers(5, 40))
+def test_any_bucketing_gives_the_pandas_outputs(seed, buckets, customers):
+    tables = generate(customers, 8, seed=seed, start="2024-01-01")
+    assert_same(report(tables, html=False, by=["region"]), report(tables, html=False, by=["region"], engine="threads", buckets=buckets))
+
+
+def test_buckets_split_customers_whole(sample_tables):
+    engine, _ = open_engine(sample_tables, engine="threads", buckets=3)
+    seen = [set(part["customer_id"]) for part in engine.table("billing")]
+    assert sum(len(s) for s in seen) == len(set().union(*seen))  # disjoint
+    events = [set(part["customer_id"]) for part in engine.table("events")]
+    for b in range(3):  # the same customer is in the same bucket in every table
+        assert not (events[b] & set().union(*(seen[o] for o in range(3) if o != b)))
+
+
+def test_cli_engine_threads(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["report", str(SAMPLE), "--out", str(tmp_path / "t"), "--engine", "threads", "--buckets", "2", "--quiet", "--no-html"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "t" / "metrics.parquet").read_bytes()
+    bad = runner.invoke(app, ["report", str(SAMPLE), "--out", str(tmp_path / "x"), "--buckets", "2"])
+    assert bad.exit_code == 2 and "--buckets needs --engine threads or dask" in bad.output
