@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from csmetrics.periods import NAT, instants
+from csmetrics.validate import resolve_base_currency
 
 __all__ = ["USD_VALUE", "MappingWarning", "check_mapping", "mrr_jumps"]
 
@@ -119,8 +120,8 @@ def check_mapping(
     if isinstance(fx, pd.DataFrame) and len(fx):
         base = base_currency
         if base is None and isinstance(billing, pd.DataFrame) and "currency" in billing:
-            missing = sorted(set(billing["currency"].dropna().astype(str)) - set(fx["currency"].astype(str)))
-            base = missing[0] if len(missing) == 1 else None
+            currencies = set(billing["currency"].dropna().astype(str))
+            base = resolve_base_currency(currencies, set(fx["currency"].astype(str)), None, fx)
         out += _fx_warnings(fx, base)
     if warn:
         for message in out:

@@ -163,6 +163,11 @@ class Spine:
         end = code_ends_ns(np.array([self.last]), self.freq, self.tz)[0]
         return self.starts[-1] if self.as_of.value + 1 < end else None
 
+    @property
+    def as_of_index(self) -> int:
+        """Position of the period that holds as_of (n - 1 when the spine runs through it)."""
+        return int(self.index(period_codes(np.array([self.as_of.value]), self.freq, self.tz))[0])
+
     def index(self, codes: np.ndarray) -> np.ndarray:
         """Position of each code in the spine (may fall outside 0..n-1)."""
         return np.asarray(codes, dtype=np.int64) - self.first

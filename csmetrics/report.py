@@ -334,11 +334,8 @@ def _run_families(
         result.renewal_calendar = done["renewals"]
         result.renewals = renewals_by_period(done["renewals"], as_of_ts, horizon, freq, tz)
     # mapping mistakes (issue 17): warnings, recorded in the manifest and shown on the dashboard
-    scanned = (
-        {name: engine.summary(name) for name in ("billing", "fx") if engine.has(name)}
-        if engine.name == "pandas"
-        else {}
-    )
+    # billing is scanned where the engine holds it whole (pandas, threads); fx is small everywhere
+    scanned = {"billing": engine.summary("billing")} if engine.name != "dask" and engine.has("billing") else {}
     if engine.small("fx") is not None:
         scanned["fx"] = engine.small("fx")
     base = plain_billing.base_currency if plain_billing is not None else None

@@ -135,7 +135,7 @@ def need_table(tables: Mapping[str, pd.DataFrame], name: str, columns: list[str]
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise AdapterError(f"fivetran-stripe: table {name!r} lacks column(s) {missing}")
-    used[name] = list(columns)
+    used[name] = list(dict.fromkeys([*used.get(name, []), *columns]))  # several readers of one table add up
     return table
 
 
@@ -218,25 +218,21 @@ def _invoiced_history(tables: Mapping[str, pd.DataFrame], used: dict) -> pd.Data
         ["id", "invoice_id", "amount", "currency", "period_start", "period_end", "subscription_id"],
         used,
     )
-    recurring = lines[lines["subscription_id"].notna()]
-    invoice = need_table(tables, "invoice", ["id", "customer_id"], used)
-    columns = ["id", "customer_id"] + (["created"] if "created" in invoice else [])
-    merged = recurring.merge(invoice[columns].add_prefix("inv_"), left_on="invoice_id", right_on="inv_id", how="inner")
+    merged = _with_invoice(lines[lines["subscription_id"].notna()], tables, used)
     if not len(merged):
         return pd.DataFrame()
     key = merged["price_id"] if "price_id" in merged else merged.get("plan_id", pd.Series(None, index=merged.index))
     names = _plan_names(tables, used)
     plan = key.map(names).where(key.map(names).notna(), key) if key is not None else None
-    start = parse_time(merged["period_start"])
     return pd.DataFrame(
         {
             "line_id": merged["id"].to_numpy(),
             "customer_id": merged["inv_customer_id"].to_numpy(),
             "kind": "recurring",
             "amount": _units(merged["amount"], merged["currency"]),
-            "service_start": start.to_numpy(),
+            "service_start": parse_time(merged["period_start"]).to_numpy(),
             "service_end": parse_time(merged["period_end"]).to_numpy(),
-            "invoiced_at": (parse_time(merged["inv_created"]) if "inv_created" in merged else start).to_numpy(),
+            "invoiced_at": merged["invoiced"].to_numpy(),
             "currency": merged["currency"].str.upper().to_numpy(),
             "plan": plan.to_numpy() if plan is not None else None,
             "subscription_id": merged["subscription_id"].to_numpy(),
@@ -372,19 +368,27 @@ def _one_off_lines(tables: Mapping[str, pd.DataFrame], used: dict) -> pd.DataFra
     one_off = lines[lines["subscription_id"].isna()] if "subscription_id" in lines else lines
     if not len(one_off) or "invoice" not in tables:
         return pd.DataFrame()
-    invoice = need_table(tables, "invoice", ["id", "customer_id"], used)
-    columns = ["id", "customer_id"] + (["created"] if "created" in invoice else [])
-    merged = one_off.merge(invoice[columns].add_prefix("inv_"), left_on="invoice_id", right_on="inv_id", how="inner")
-    when = parse_time(merged["inv_created"]) if "inv_created" in merged else parse_time(merged["period_start"])
+    merged = _with_invoice(one_off, tables, used)
     return pd.DataFrame(
         {
             "line_id": merged["id"].to_numpy(),
             "customer_id": merged["inv_customer_id"].to_numpy(),
             "kind": "one_time",
             "amount": _units(merged["amount"], merged["currency"]),
-            "invoiced_at": when.to_numpy(),
+            "invoiced_at": merged["invoiced"].to_numpy(),
             "currency": merged["currency"].str.upper().to_numpy(),
         }
+    )
+
+
+def _with_invoice(lines: pd.DataFrame, tables: Mapping[str, pd.DataFrame], used: dict) -> pd.DataFrame:
+    """Invoice lines with their invoice's customer (inv_customer_id) and date (invoiced: the invoice's
+    created, else the line's period_start); lines of an unknown invoice are left out."""
+    invoice = need_table(tables, "invoice", ["id", "customer_id"], used)
+    columns = ["id", "customer_id"] + (["created"] if "created" in invoice else [])
+    merged = lines.merge(invoice[columns].add_prefix("inv_"), left_on="invoice_id", right_on="inv_id", how="inner")
+    return merged.assign(
+        invoiced=parse_time(merged["inv_created"] if "inv_created" in merged else merged["period_start"])
     )
 
 

@@ -142,8 +142,7 @@ def _lifecycle(tables, ticket: pd.DataFrame, used: dict, notes: list[str]) -> tu
             out.append(updated.iloc[i])
         else:
             out.append(pd.NaT)
-    reopens = np.array([reopened.get(key, np.nan if key not in reopened else 0) for key in ids], dtype=float)
-    return out, np.where(np.isnan(reopens), np.nan, reopens)
+    return out, np.array([reopened.get(key, np.nan) for key in ids], dtype=float)
 
 
 def _replies(tables, tickets: pd.DataFrame, used: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -212,7 +211,7 @@ def _schedules(tables, used: dict, notes: list[str]):
             day = _SUNDAY_FIRST[int(start) // 1440 % 7]
             a, b = int(start) % 1440, int(end) - (int(start) // 1440) * 1440
             text = f"{a // 60:02d}:{a % 60:02d}-{min(b, 1440) // 60:02d}:{min(b, 1440) % 60:02d}"
-            hours.setdefault(day, []).append(text.replace("-24:00", "-24:00"))
+            hours.setdefault(day, []).append(text)
             rows.append((key, str(group["name"].iloc[0]), tz, day, text[:5], text[6:]))
         dates: list[str] = []
         if holidays is not None and {"schedule_id", "start_date", "end_date"} <= set(holidays.columns):

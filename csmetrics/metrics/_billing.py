@@ -73,6 +73,7 @@ __all__ = [
     "arrays_and_ledger",
     "build_groups",
     "build_ledger",
+    "first_mrr",
     "RateTable",
     "group_peaks",
     "add_months",
@@ -380,18 +381,8 @@ def monthly_amount(amount: np.ndarray, start_ns: np.ndarray, end_ns: np.ndarray)
     daylight saving, a midnight-to-midnight month would otherwise gain or lose
     an hour and fall back to the day count.
     """
-    start_day = start_ns.view("M8[ns]").astype("M8[D]")
-    end_day = end_ns.view("M8[ns]").astype("M8[D]")
-    start_month = start_day.astype("M8[M]")
-    end_month = end_day.astype("M8[M]")
-    k = (end_month - start_month).astype(np.int64)
-    day_of_month = (start_day - start_month.astype("M8[D]")).astype(np.int64)
-    end_month_first = end_month.astype("M8[D]")
-    month_days = ((end_month + 1).astype("M8[D]") - end_month_first).astype(np.int64)
-    expected_day = end_month_first + np.minimum(day_of_month, month_days - 1)
-    start_time = start_ns - start_day.astype("M8[ns]").view(np.int64)
-    end_time = end_ns - end_day.astype("M8[ns]").view(np.int64)
-    whole = (k >= 1) & (end_day == expected_day) & (start_time == end_time)
+    k = (end_ns.view("M8[ns]").astype("M8[M]") - start_ns.view("M8[ns]").astype("M8[M]")).astype(np.int64)
+    whole = (k >= 1) & (add_months(start_ns, k) == end_ns)
     with np.errstate(divide="ignore", invalid="ignore"):
         by_month = amount / np.maximum(k, 1)
         by_day = amount * DAYS_PER_MONTH * _NS_PER_DAY / (end_ns - start_ns)
@@ -602,6 +593,17 @@ def _classified(
     return Ledger(customer, instant, before, after, kind, plan, period, effect)
 
 
+def first_mrr(ledger: Ledger, n_customers: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per customer code: the spine index of its first MRR > 0 (its cohort; -1 if none) and the plan
+    in force then (-1 if none). A customer has one ``new`` movement."""
+    first_new = np.full(n_customers, -1, dtype=np.int64)
+    first_plan = np.full(n_customers, -1, dtype=np.int64)
+    is_new = ledger.kind == NEW
+    first_new[ledger.customer[is_new]] = ledger.period[is_new]
+    first_plan[ledger.customer[is_new]] = ledger.plan[is_new]
+    return first_new, first_plan
+
+
 def unique_pairs(customer: np.ndarray, instant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (customer, instant) pairs, sorted by customer then instant."""
     order = sort_order(customer, instant)
@@ -746,7 +748,7 @@ def known_lines(arrays: BillingArrays, as_of: int) -> np.ndarray:
 def scheduled_mrr(
     arrays: BillingArrays, lines: np.ndarray, monthly: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The MRR step function (money units, not floored) of ``lines`` (a mask) with their scheduled
+    """The MRR step function (money units, not floored) of ``lines`` (a mask or positions) with their scheduled
     ends: (customer, instant, value after), sorted by (customer, instant)."""
     customer = np.concatenate([arrays.customer[lines], arrays.customer[lines]])
     instant = np.concatenate([arrays.start[lines], arrays.end[lines]])

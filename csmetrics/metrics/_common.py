@@ -19,6 +19,7 @@ from csmetrics.options import ConfigError, UnknownNameError, check_by, check_fre
 from csmetrics.periods import NAT, Spine, instants, make_spine, period_codes, resolve_as_of
 
 __all__ = [
+    "user_codes",
     "Context",
     "Grid",
     "as_tuple",
@@ -243,3 +244,15 @@ class Grid:
         weights = np.asarray(values, dtype=float)[keep]
         diff = np.bincount(first, weights=weights, minlength=size) - np.bincount(after, weights=weights, minlength=size)
         return np.cumsum(diff.reshape(self.n_periods + 1, self.n_segments), axis=0)[: self.n_periods]
+
+
+def user_codes(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(user code, customer code) per event: a user is (customer_id, user_id), the customer itself
+    where user_id is missing (METRICS.md §8, §15)."""
+    customer, _ = pd.factorize(events["customer_id"])
+    if "user_id" not in events:
+        return customer.astype(np.int64), customer.astype(np.int64)
+    user, users = pd.factorize(events["user_id"])
+    key = customer.astype(np.int64) * (len(users) + 1) + (user + 1)
+    codes, _ = pd.factorize(key)
+    return codes.astype(np.int64), customer.astype(np.int64)

@@ -21,11 +21,11 @@ import pandas as pd
 
 from csmetrics.metrics._billing import (
     CHURN,
-    NEW,
     ONE_TIME,
     BillingContext,
     SegmentCoder,
     arrays_and_ledger,
+    first_mrr,
     sort_order,
 )
 from csmetrics.models import UNIT_DAYS
@@ -81,18 +81,13 @@ def survivor_partial(billing: pd.DataFrame, context: BillingContext, memo: Any =
     spine = context.spine
     arrays, ledger = arrays_and_ledger(billing, context, memo)
     n_customers = len(arrays.customer_ids)
-    first_new = np.full(n_customers, -1, dtype=np.int64)
-    first_plan = np.full(n_customers, -1, dtype=np.int64)
-    is_new = ledger.kind == NEW
-    first_new[ledger.customer[is_new]] = ledger.period[is_new]  # one new movement per customer
-    first_plan[ledger.customer[is_new]] = ledger.plan[is_new]
+    first_new, first_plan = first_mrr(ledger, n_customers)
     # the first churn after the first MRR (ledger rows are sorted by customer, then instant)
     churns = np.flatnonzero(ledger.kind == CHURN)
     first_churn = np.full(n_customers, spine.n + 1, dtype=np.int64)
     np.minimum.at(first_churn, ledger.customer[churns], ledger.period[churns])
     # the last complete period: the one before as_of's
-    as_of_index = int(spine.index(period_codes(np.array([spine.as_of.value]), spine.freq, spine.tz))[0])
-    last_complete = min(as_of_index, spine.n) - 1
+    last_complete = min(spine.as_of_index, spine.n) - 1
     in_cohort = (first_new >= 0) & (first_new <= last_complete)
     cohort = first_new[in_cohort]
     churn = first_churn[in_cohort]
@@ -129,8 +124,7 @@ def survivor_finalize(partials: Sequence[pd.DataFrame], context: BillingContext)
     if not len(stacked):
         return pd.DataFrame(columns=["cohort", *by, "cohort_customers", "survivors"])
     summed = stacked.groupby(["cohort_index", *by, "offset"], dropna=False, sort=True, observed=True)["survivors"].sum()
-    as_of_index = int(spine.index(period_codes(np.array([spine.as_of.value]), spine.freq, spine.tz))[0])
-    last_complete = min(as_of_index, spine.n) - 1
+    last_complete = min(spine.as_of_index, spine.n) - 1
     rows = []
     for key, group in summed.groupby(level=["cohort_index", *by], dropna=False, sort=True, observed=True):
         key = key if isinstance(key, tuple) else (key,)

@@ -29,7 +29,7 @@ import pandas as pd
 from csmetrics.frame import FrameBuilder, attach_segments, encode_segments, segment_positions
 from csmetrics.metrics._billing import BillingArrays, invoices, sort_order
 from csmetrics.metrics._billing import prepare as prepare_billing
-from csmetrics.metrics._common import Context, Grid, combine, dense, long_partial, make_context
+from csmetrics.metrics._common import Context, Grid, combine, dense, long_partial, make_context, user_codes
 from csmetrics.options import check_number
 from csmetrics.periods import code_ends_ns, instants, local_ns, period_codes
 from csmetrics.schemas import AS_OF_COLUMNS
@@ -90,17 +90,6 @@ def prepare(
     return events, billing, context
 
 
-def _user_codes(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(user code, customer code) per event; a missing user_id makes the customer the user."""
-    customer, _ = pd.factorize(events["customer_id"])
-    if "user_id" not in events:
-        return customer.astype(np.int64), customer.astype(np.int64)
-    user, users = pd.factorize(events["user_id"])
-    key = customer.astype(np.int64) * (len(users) + 1) + (user + 1)
-    codes, _ = pd.factorize(key)
-    return codes.astype(np.int64), customer.astype(np.int64)
-
-
 def _distinct_per_cell(cell: np.ndarray, item: np.ndarray, n_cells: int) -> np.ndarray:
     """Number of distinct ``item`` per ``cell`` (both non-negative ints)."""
     if len(cell) == 0:
@@ -137,7 +126,7 @@ def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context
     seg, bill_seg, seg_table = _segments(events, billing, context)
     n_seg = len(seg_table) if seg_table is not None else 1
     grid = Grid(n, n_seg)
-    user, customer = _user_codes(events)
+    user, customer = user_codes(events)
     at_event = grid.points(period, seg)
     cell, inside = at_event
     n_cells = n * n_seg

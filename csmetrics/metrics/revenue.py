@@ -34,6 +34,7 @@ from csmetrics.metrics._billing import (
     SegmentCoder,
     arrays_and_ledger,
     build_groups,
+    first_mrr,
     known_lines,
     line_monthly,
     money_units,
@@ -336,11 +337,7 @@ def cohort_partial(billing: pd.DataFrame, context: BillingContext, memo: Any = N
     arrays, ledger = arrays_and_ledger(billing, context, memo)
     groups = build_groups(ledger, n)
     n_customers = len(arrays.customer_ids)
-    first_new = np.full(n_customers, -1, dtype=np.int64)
-    first_plan = np.full(n_customers, -1, dtype=np.int64)
-    is_new = ledger.kind == NEW
-    first_new[ledger.customer[is_new]] = ledger.period[is_new]  # one new movement per customer
-    first_plan[ledger.customer[is_new]] = ledger.plan[is_new]
+    first_new, first_plan = first_mrr(ledger, n_customers)
     coder = SegmentCoder(context, arrays)
     segment, used = pd.factorize(coder.codes(np.arange(n_customers, dtype=np.int64), first_plan), sort=True)
     n_seg = max(len(used), 1)
@@ -465,9 +462,7 @@ def renewal_rows(billing: pd.DataFrame, context: BillingContext, horizon_days: f
     code = np.cumsum(starts) - 1
     customer, end_at = due_customer[starts], due_end[starts]
     up = np.bincount(code, weights=due_monthly.astype(float), minlength=len(customer))
-    mask = np.zeros(len(arrays.customer), dtype=bool)
-    mask[lines] = True
-    scheduled = scheduled_mrr(arrays, mask, monthly)
+    scheduled = scheduled_mrr(arrays, lines, monthly)
     grace = int(round(context.policies.renewal_grace_days * 86_400 * 10**9))
     renewed = step_value_at(*scheduled, customer, end_at + grace) > 0
     keep = ~renewed

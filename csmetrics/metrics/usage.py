@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from csmetrics.frame import attach_segments, encode_segments
-from csmetrics.metrics._common import Context, make_context
+from csmetrics.metrics._common import Context, make_context, user_codes
 from csmetrics.options import check_int
 from csmetrics.periods import instants, period_codes
 from csmetrics.schemas import AS_OF_COLUMNS
@@ -29,7 +29,6 @@ __all__ = [
     "prepare",
     "retention_finalize",
     "retention_partial",
-    "user_codes",
 ]
 
 RETENTION_COLUMNS = (
@@ -73,21 +72,6 @@ def prepare(
     )
 
 
-def user_codes(events: pd.DataFrame) -> np.ndarray:
-    """A user code per event: (customer_id, user_id), the customer where user_id is missing."""
-    customer, _ = pd.factorize(events["customer_id"])
-    if "user_id" not in events:
-        return customer.astype(np.int64)
-    user, users = pd.factorize(events["user_id"])
-    key = customer.astype(np.int64) * (len(users) + 1) + (user + 1)
-    return pd.factorize(key)[0].astype(np.int64)
-
-
-def _as_of_index(context: Context) -> int:
-    spine = context.spine
-    return int(spine.index(period_codes(np.array([spine.as_of.value]), spine.freq, spine.tz))[0])
-
-
 def retention_partial(events: pd.DataFrame, context: Context) -> pd.DataFrame:
     """(cohort, segment, offset) counts: the cohort's users, those active in the offset's period and
     those active in it or any later period up to as_of; every offset 0..periods up to as_of's period."""
@@ -96,7 +80,7 @@ def retention_partial(events: pd.DataFrame, context: Context) -> pd.DataFrame:
     t = instants(events["timestamp"])
     keep = t <= spine.as_of.value
     events, t = events[keep], t[keep]
-    user = user_codes(events)
+    user, _ = user_codes(events)
     period = spine.index(period_codes(t, spine.freq, spine.tz)).astype(np.int64)
     n_users = int(user.max()) + 1 if len(user) else 0
     first_period = np.full(n_users, np.iinfo(np.int64).max)
@@ -129,7 +113,7 @@ def retention_partial(events: pd.DataFrame, context: Context) -> pd.DataFrame:
     counts[2] = np.cumsum(counts[2], axis=2)
     counts[0] = np.repeat(counts[0][:, :, :1], width, axis=2)
     # offsets whose period starts after as_of are left out
-    last = _as_of_index(context)
+    last = context.spine.as_of_index
     cohort_i, seg_i = np.nonzero(counts[0][:, :, 0])
     span = np.clip(np.minimum(k_max, last - cohort_i) + 1, 0, None)
     rows_c = np.repeat(cohort_i, span)
@@ -161,7 +145,7 @@ def retention_finalize(partials: Sequence[pd.DataFrame], context: Context) -> pd
     with np.errstate(invalid="ignore", divide="ignore"):
         out["retention"] = summed["active_users"].to_numpy() / size
         out["retention_unbounded"] = summed["active_unbounded"].to_numpy() / size
-    out["partial"] = summed["cohort_index"].to_numpy() + out["offset"].to_numpy() == _as_of_index(context)
+    out["partial"] = summed["cohort_index"].to_numpy() + out["offset"].to_numpy() == spine.as_of_index
     return out.sort_values(["cohort", *by, "offset"], kind="stable").reset_index(drop=True)
 
 
@@ -171,7 +155,7 @@ def distribution_partial(events: pd.DataFrame, context: Context) -> pd.DataFrame
     t = instants(events["timestamp"])
     keep = t <= spine.as_of.value
     events, t = events[keep], t[keep]
-    user = user_codes(events)
+    user, _ = user_codes(events)
     day = period_codes(t, "D", spine.tz)
     period = spine.index(period_codes(t, spine.freq, spine.tz)).astype(np.int64)
     if not len(user):
