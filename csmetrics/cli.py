@@ -17,7 +17,7 @@ from rich.table import Table
 from csmetrics.adapters import ADAPTERS, AdapterError
 from csmetrics.catalog import CATALOG
 from csmetrics.config import load_config
-from csmetrics.io import InputError, read_tables
+from csmetrics.io import InputError, read_schedules, read_tables
 from csmetrics.options import FX_MODES, ConfigError, check_as_of, check_by, check_choice, check_freq, check_tz
 from csmetrics.output import OutputError, prepare_output_folder
 from csmetrics.report import report
@@ -174,6 +174,30 @@ def report_command(
         _report(data_dir, out, stages, settings, params, engine, buckets, quarantine, html, partitioned, quiet)
 
 
+def _with_schedules(data_dir: Path, settings: dict, tables: dict, quiet: bool) -> dict:
+    """Business hours from DATA_DIR's schedules.parquet (written by `csmetrics convert fivetran-zendesk`)
+    unless csmetrics.toml gives them: each ticket on its ``schedule_id``'s schedule, else the default."""
+    if "business_hours" in settings:
+        return settings
+    try:
+        schedules = read_schedules(data_dir)
+    except InputError as err:
+        _fail(str(err))
+    if not schedules:
+        return settings
+    if "tickets" in tables and "schedule_id" in tables["tickets"].columns:
+        added = {"business_hours": schedules, "schedule_column": "schedule_id"}
+    elif "default" in schedules:
+        added = {"business_hours": schedules["default"]}
+    else:
+        return settings
+    if not quiet:
+        err_console.print(
+            f"business hours: {len(schedules) - ('default' in schedules)} schedule(s) from schedules.parquet"
+        )
+    return {**settings, **added}
+
+
 def _dask_client(stack, scheduler: str | None, workers: int | None, memory_limit: str | None, quiet: bool):
     """A client of the given scheduler, else of a local cluster (processes, one thread each)."""
     try:
@@ -214,6 +238,7 @@ def _report(data_dir, out, stages, settings, params, engine, buckets, quarantine
                 err_console.print(f"[bold]{stage}[/bold]")
 
         tables, paths = _read(data_dir, lazy=engine == "dask")
+        settings = _with_schedules(data_dir, settings, tables, quiet)
         try:
             result = report(
                 tables,

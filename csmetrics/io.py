@@ -13,9 +13,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from csmetrics.options import ConfigError
+from csmetrics.schedule import Schedule, schedules_from_tables
 from csmetrics.schemas import BIG_TABLES, TABLES
 
-__all__ = ["CSV_LINE", "InputError", "find_tables", "read_lazy", "read_table", "read_tables"]
+__all__ = [
+    "CSV_LINE",
+    "SIDE_TABLES",
+    "InputError",
+    "find_tables",
+    "read_lazy",
+    "read_schedules",
+    "read_table",
+    "read_tables",
+]
+
+#: Tables DATA_DIR may hold besides the data tables: business-hours schedules (§11, §17).
+SIDE_TABLES = ("schedules", "holidays")
 
 #: The index name of a table read from CSV: its labels are the file's line numbers (header = line 1).
 CSV_LINE = "csv_line"
@@ -36,7 +49,7 @@ def find_tables(data_dir: Path) -> dict[str, Path]:
             if candidate.exists():
                 found[table] = candidate
                 break
-    used = set(found.values())
+    used = set(found.values()) | {data_dir / f"{name}.parquet" for name in SIDE_TABLES}
     strays = sorted(
         p.name
         for p in data_dir.iterdir()
@@ -50,6 +63,20 @@ def find_tables(data_dir: Path) -> dict[str, Path]:
             stacklevel=2,
         )
     return found
+
+
+def read_schedules(data_dir: Path) -> dict[str, Schedule] | None:
+    """The business-hours schedules of DATA_DIR's ``schedules.parquet`` (and ``holidays.parquet``), as
+    ``business_hours`` takes them: {schedule_id: Schedule, "default": the flagged one}; None without the file."""
+    path = Path(data_dir) / "schedules.parquet"
+    if not path.is_file():
+        return None
+    holidays = Path(data_dir) / "holidays.parquet"
+    try:
+        found, default = schedules_from_tables(read_table(path), read_table(holidays) if holidays.is_file() else None)
+    except ConfigError as err:
+        raise InputError(f"{path}: {err}") from None
+    return {**found, "default": found[default]} if default is not None else found
 
 
 def read_table(path: Path) -> pd.DataFrame:

@@ -28,11 +28,14 @@ import pandas as pd
 from csmetrics.options import ConfigError, UnknownNameError, check_tz
 from csmetrics.periods import NAT
 
-__all__ = ["DAYS", "Schedule", "business_minutes"]
+__all__ = ["DAYS", "SCHEDULE_COLUMNS", "Schedule", "business_minutes", "schedules_from_tables"]
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _NS_MINUTE = 60 * 10**9
 _NS_DAY = 86_400 * 10**9
+#: The schedules table (schedules.parquet in DATA_DIR, written by the Zendesk adapter): one row per open
+#: interval of a weekday; ``default`` flags the schedule of tickets without one of their own.
+SCHEDULE_COLUMNS = ("schedule_id", "name", "tz", "day", "open", "close", "default")
 _INTERVAL = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
@@ -156,6 +159,33 @@ class Schedule:
         seg_start, seg_end = np.concatenate(real_starts), np.concatenate(real_ends)
         order = np.argsort(seg_start, kind="stable")
         return seg_start[order], seg_end[order]
+
+
+def schedules_from_tables(
+    table: pd.DataFrame, holidays: pd.DataFrame | None = None
+) -> tuple[dict[str, Schedule], str | None]:
+    """The schedules of a schedules table (:data:`SCHEDULE_COLUMNS`) and a holidays table (schedule_id,
+    date): ({schedule_id: Schedule}, the default schedule's id or None)."""
+    missing = [c for c in SCHEDULE_COLUMNS if c not in table.columns and c != "default"]
+    if missing:
+        raise ConfigError(f"schedules: missing column(s) {missing} (columns: {', '.join(SCHEDULE_COLUMNS)})")
+    if holidays is not None and not {"schedule_id", "date"} <= set(holidays.columns):
+        raise ConfigError("holidays: columns schedule_id and date are required")
+    ids = table["schedule_id"].astype(str)
+    out = {}
+    for key, group in table.groupby(ids, sort=True):
+        zones = group["tz"].astype(str).unique()
+        if len(zones) != 1:
+            raise ConfigError(f"schedules: schedule {key!r} has several time zones {sorted(zones)}")
+        hours: dict[str, list[str]] = {}
+        for day, open_, close in zip(group["day"].astype(str), group["open"].astype(str), group["close"].astype(str)):
+            hours.setdefault(day, []).append(f"{open_}-{close}")
+        closed = [] if holidays is None else holidays.loc[holidays["schedule_id"].astype(str) == key, "date"]
+        out[str(key)] = Schedule(tz=str(zones[0]), hours={d: sorted(v) for d, v in hours.items()}, holidays=closed)
+    flagged = ids[table["default"].astype(bool)].unique() if "default" in table.columns else []
+    if len(flagged) > 1:
+        raise ConfigError(f"schedules: several default schedules {sorted(flagged)}; flag one")
+    return out, (str(flagged[0]) if len(flagged) else None)
 
 
 def _country_holidays(spec: Mapping[str, Any]) -> list[dt.date]:

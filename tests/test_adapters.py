@@ -188,6 +188,90 @@ def test_cli_converts_zendesk_and_reports(tmp_path, shared_data):
     assert report.exit_code == 0, report.output
 
 
+def _zendesk_minutes(days: range, start: str, end: str) -> list[tuple[int, int]]:
+    """Zendesk's schedule rows: (start_time, end_time) minutes since Sunday 00:00 local, day 0 = Sunday."""
+    a, b = (int(t[:2]) * 60 + int(t[3:]) for t in (start, end))
+    return [(1440 * d + a, 1440 * d + b) for d in days]
+
+
+def test_zendesk_business_minutes_across_a_schedule_change():
+    """README_fivetran.md's case from dbt_zendesk's DECISIONLOG, restated in local time: ticket 941606,
+    created Tue 2020-09-29 17:01:38 UTC on "Level 1 Chicago" (every day 07:00-21:00 Chicago = UTC
+    720-1560 ... from Sunday 00:00), switched at 2020-09-30 19:01:25 to "Level 2 San Francisco" (Mon-Fri
+    08:00-17:30 Los Angeles = UTC 2340-2910 ...), first public agent reply 2020-09-30 19:01:46.
+
+    csmetrics keeps the schedule in force at creation for the ticket's life (METRICS.md §11):
+    Tue 17:01:38 -> Wed 02:00 UTC (Chicago's 21:00) = 538 min 22 s, Wed 12:00 -> 19:01:46 UTC = 421 min 46 s:
+    960 min 08 s. The package's all-schedules rule gives 538 min 22 s + 421 min 25 s (Level 1 to the
+    switch) + 21 s (Level 2, open then) = the same 960 min 08 s, here, because both schedules are open
+    at the switch; the README's 959.46 writes its seconds as hundredths and drops the first 22 s."""
+    level1 = _zendesk_minutes(range(7), "07:00", "21:00")
+    level2 = _zendesk_minutes(range(1, 6), "08:00", "17:30")
+    schedule = pd.DataFrame(
+        [("1", "Level 1 Chicago", "Central Time (US & Canada)", s, e, "2019-01-01 00:00:00") for s, e in level1]
+        + [("2", "Level 2 San Francisco", "Pacific Time (US & Canada)", s, e, "2019-06-01 00:00:00") for s, e in level2],
+        columns=["id", "name", "time_zone", "start_time", "end_time", "created_at"],
+    )
+    ticket = pd.DataFrame({"id": ["941606", "7"], "created_at": ["2020-09-29 17:01:38", "2020-09-29 17:01:38"],
+                           "status": "open", "requester_id": ["u1", "u2"], "_fivetran_synced": "2020-10-01 00:00:00"})  # fmt: skip
+    ticket_schedule = pd.DataFrame({"ticket_id": ["941606", "941606"], "created_at": ["2020-09-29 17:01:38", "2020-09-30 19:01:25"],
+                                    "schedule_id": ["1", "2"]})  # fmt: skip
+    user = pd.DataFrame({"id": ["a1"], "role": ["agent"]})
+    comment = pd.DataFrame({"ticket_id": ["941606", "7"], "user_id": "a1", "created": "2020-09-30 19:01:46", "public": "TRUE"})
+    converted = fivetran_zendesk({"ticket": ticket, "ticket_schedule": ticket_schedule, "schedule": schedule,
+                                  "user": user, "ticket_comment": comment})  # fmt: skip
+    level1_tz, level2_tz = converted.schedules["1"], converted.schedules["2"]
+    assert (level1_tz.tz, level2_tz.tz) == ("America/Chicago", "America/Los_Angeles")
+    # the local restatement gives the DECISIONLOG's UTC minutes from Sunday 2020-09-27 00:00 UTC
+    sunday = pd.Timestamp("2020-09-27", tz="UTC").value
+    for zone, expected in ((level1_tz, [(720, 1560), (2160, 3000), (3600, 4440), (5040, 5880), (6480, 7320), (7920, 8760), (9360, 10200)]),
+                           (level2_tz, [(2340, 2910), (3780, 4350), (5220, 5790), (6660, 7230), (8100, 8670)])):  # fmt: skip
+        starts, ends = zone.segments(sunday, sunday + 7 * 86_400 * 10**9)
+        week = [(int((a - sunday) // 60e9), int((b - sunday) // 60e9)) for a, b in zip(starts, ends)]
+        assert [w for w in week if 0 <= w[0] < 10080] == expected
+    t = converted.tables["tickets"].set_index("ticket_id")
+    assert t.loc["941606", "schedule_id"] == "1"  # the schedule in force at creation
+    assert t.loc["7", "schedule_id"] == "1"  # no ticket_schedule row: the default (the first created)
+    assert any("changed schedule" in note for note in converted.notes)
+    expected = 538 + 22 / 60 + 421 + 46 / 60
+    business = {**converted.schedules, "default": converted.schedules["1"]}
+    one = converted.tables["tickets"][converted.tables["tickets"]["ticket_id"] == "941606"]
+    frame = csmetrics.support_metrics(one, freq="M", business_hours=business, schedule_column="schedule_id", as_of="2020-10-01")
+    value = frame[(frame["metric"] == "first_response_business_minutes_p50") & (frame["period"] == "2020-09")]["value"]
+    assert value.tolist() == [pytest.approx(expected, abs=1e-9)]
+    # the all-schedules rule by hand, piece by piece, agrees here
+    switch = pd.Timestamp("2020-09-30 19:01:25", tz="UTC")
+    pieces = csmetrics.business_minutes([t.loc["941606", "created_at"]], [switch], level1_tz)[0] + csmetrics.business_minutes(
+        [switch], [t.loc["941606", "first_response_at"]], level2_tz
+    )[0]
+    assert pieces == pytest.approx(expected, abs=1e-9)
+    # the last schedule for the whole life: Tue 10:01:38 -> 17:30 PDT + Wed 08:00 -> 12:01:46 PDT
+    last = csmetrics.business_minutes([t.loc["941606", "created_at"]], [t.loc["941606", "first_response_at"]], level2_tz)[0]
+    assert last == pytest.approx(448 + 22 / 60 + 241 + 46 / 60, abs=1e-9)
+
+
+def test_report_takes_business_hours_from_converted_schedules(tmp_path, shared_data):
+    runner = CliRunner()
+    assert runner.invoke(app, ["convert", "fivetran-zendesk", str(shared_data / "fivetran_zendesk"), "--out", str(tmp_path / "data")]).exit_code == 0
+    tickets = pd.read_parquet(tmp_path / "data" / "tickets.parquet")
+    assert set(tickets["schedule_id"]) == {"360000310393"}  # ticket_schedule names unknown schedules: the default
+    result = runner.invoke(app, ["report", str(tmp_path / "data"), "--out", str(tmp_path / "report"), "--no-html"])
+    assert result.exit_code == 0, result.output
+    assert "business hours: 1 schedule(s) from schedules.parquet" in result.output
+    assert "match no table" not in result.output
+    metrics = pd.read_parquet(tmp_path / "report" / "metrics.parquet")
+    assert {"first_response_business_minutes_p50", "resolution_business_hours_p50"} <= set(metrics["metric"])
+    # ticket 11071, alone in 2020-08: created Fri 2020-08-28 11:06:36 PDT, solved Sat 2020-11-14 03:01:27 PST,
+    # on SupportCA (Mon-Fri 08:00-20:00 Los Angeles): every weekday Aug 28 - Nov 13 x 12 h, less Aug 28 08:00-11:06:36
+    weekdays = sum(1 for d in pd.date_range("2020-08-28", "2020-11-13", freq="D") if d.day_of_week < 5)
+    by_hand = weekdays * 12.0 - (3 + 6 / 60 + 36 / 3600)
+    august = metrics[(metrics["metric"] == "resolution_business_hours_p50") & (metrics["period"] == pd.Timestamp("2020-08-01", tz="UTC"))]
+    assert august["value"].tolist() == [pytest.approx(by_hand, abs=1e-9)]
+    # the same schedule from the table written to DATA_DIR
+    sched = csmetrics.io.read_schedules(tmp_path / "data")
+    assert set(sched) == {"360000310393", "default"} and sched["default"].open_minutes("mon") == ((480, 1200),)
+
+
 # --------------------------------------------------------------------------
 # datagen's tables written the Stripe way, converted back: the same metrics
 # --------------------------------------------------------------------------
@@ -300,3 +384,25 @@ def test_datagen_round_trip_through_the_zendesk_schema(seed):
         got = csmetrics.support_metrics(back.drop(columns=["group"]), as_of=as_of, by=by)
         assert len(expected) > 20
         pd.testing.assert_frame_equal(got, expected)
+
+
+def test_zendesk_intervals_past_midnight_are_split_and_the_schedules_table_is_checked(tmp_path):
+    # Saturday 22:00 to Sunday 02:00 local (minutes 9960-10200 wrap the week): two day intervals, none lost
+    schedule = pd.DataFrame({"id": "9", "name": "night", "time_zone": "UTC", "start_time": [9960, 1320],
+                             "end_time": [10200, 1560], "created_at": "2020-01-01 00:00:00"})  # fmt: skip
+    ticket = pd.DataFrame({"id": ["1"], "created_at": ["2024-03-02 21:00:00"], "status": "open", "requester_id": "u"})
+    converted = fivetran_zendesk({"ticket": ticket, "schedule": schedule})
+    night = converted.schedules["9"]
+    assert night.open_minutes("sat") == ((1320, 1440),) and night.open_minutes("sun") == ((0, 120), (1320, 1440))
+    assert night.open_minutes("mon") == ((0, 120),)
+    # Sat 2024-03-02 21:00 -> Sun 03:00 UTC: 22:00-02:00 open = 240 minutes
+    assert csmetrics.business_minutes(["2024-03-02 21:00"], ["2024-03-03 03:00"], night).tolist() == [240.0]
+    converted.write(tmp_path)
+    assert csmetrics.io.read_schedules(tmp_path)["default"] == night
+    bad = converted.tables["schedules"].assign(tz=["UTC", "Europe/Berlin", "UTC", "UTC"])
+    bad.to_parquet(tmp_path / "schedules.parquet")
+    with pytest.raises(csmetrics.ConfigError, match="schedule '9' has several time zones"):
+        csmetrics.io.read_schedules(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "out"), "--no-html"])
+    assert result.exit_code == 2 and "several time zones" in result.output

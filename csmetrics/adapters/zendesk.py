@@ -25,12 +25,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from csmetrics.adapters.stripe import Converted, is_true, need_table, parse_time, read_source
-from csmetrics.schedule import DAYS, Schedule
+from csmetrics.schedule import SCHEDULE_COLUMNS, schedules_from_tables
 from csmetrics.validate import validate
 
 __all__ = ["ZENDESK_ZONES", "fivetran_zendesk"]
@@ -95,14 +96,19 @@ def fivetran_zendesk(source: Path | str | Mapping[str, pd.DataFrame]) -> Convert
     if missing_customer.any():
         notes.append(f"{int(missing_customer.sum())} ticket(s) with neither organization nor requester were left out")
         out = out[~missing_customer.to_numpy()]
-    converted = {"tickets": validate(out.reset_index(drop=True), "tickets")}
-    surveys = _ratings(tables, ticket.assign(_customer=customer.to_numpy()), used)
-    if surveys is not None and len(surveys):
-        converted["surveys"] = validate(surveys, "surveys")
     schedules, table, holidays = _schedules(tables, used, notes)
+    if table is not None:
+        default = table.loc[table["default"], "schedule_id"]
+        out["schedule_id"] = _ticket_schedules(
+            tables, out, schedules, default.iloc[0] if len(default) else None, used, notes
+        )
+    converted = {"tickets": validate(out.reset_index(drop=True), "tickets")}
     if table is not None:
         converted["schedules"] = table
         converted["holidays"] = holidays
+    surveys = _ratings(tables, ticket.assign(_customer=customer.to_numpy()), used)
+    if surveys is not None and len(surveys):
+        converted["surveys"] = validate(surveys, "surveys")
     synced = [
         parse_time(t["_fivetran_synced"]).max()
         for name, t in tables.items()
@@ -196,33 +202,80 @@ def _ratings(tables, ticket: pd.DataFrame, used: dict) -> pd.DataFrame | None:
 
 
 def _schedules(tables, used: dict, notes: list[str]):
+    """Zendesk's schedules as ``Schedule``s (by id) and as the table DATA_DIR keeps (one row per open
+    interval, the default schedule flagged), plus the holidays table."""
     if "schedule" not in tables:
         return {}, None, None
     schedule = need_table(tables, "schedule", ["id", "name", "time_zone", "start_time", "end_time"], used)
     if "_fivetran_deleted" in schedule:
         schedule = schedule[~is_true(schedule["_fivetran_deleted"])]
     holidays = tables.get("schedule_holiday")
-    rows, holiday_rows, out = [], [], {}
+    default = _default_schedule(schedule)
+    rows, holiday_rows = [], []
     for key, group in schedule.groupby(schedule["id"].astype(str), sort=True):
         zone = str(group["time_zone"].iloc[0])
-        tz = ZENDESK_ZONES.get(zone, zone)
-        hours: dict[str, list[str]] = {}
         for start, end in zip(pd.to_numeric(group["start_time"]), pd.to_numeric(group["end_time"])):
-            day = _SUNDAY_FIRST[int(start) // 1440 % 7]
-            a, b = int(start) % 1440, int(end) - (int(start) // 1440) * 1440
-            text = f"{a // 60:02d}:{a % 60:02d}-{min(b, 1440) // 60:02d}:{min(b, 1440) % 60:02d}"
-            hours.setdefault(day, []).append(text)
-            rows.append((key, str(group["name"].iloc[0]), tz, day, text[:5], text[6:]))
-        dates: list[str] = []
+            for day, a, b in _week_intervals(int(start), int(end)):
+                rows.append((key, str(group["name"].iloc[0]), ZENDESK_ZONES.get(zone, zone), day,
+                             f"{a // 60:02d}:{a % 60:02d}", f"{b // 60:02d}:{b % 60:02d}", key == default))  # fmt: skip
         if holidays is not None and {"schedule_id", "start_date", "end_date"} <= set(holidays.columns):
             mine = holidays[holidays["schedule_id"].astype(str) == key]
             for start, end in zip(mine["start_date"], mine["end_date"]):
                 days = pd.date_range(start, end, freq="D").strftime("%Y-%m-%d").tolist()  # end inclusive
-                dates += days
                 holiday_rows += [(key, d) for d in days]
             used["schedule_holiday"] = ["schedule_id", "start_date", "end_date"]
-        out[key] = Schedule(tz=tz, hours={d: hours[d] for d in DAYS if d in hours}, holidays=dates)
     if holidays is not None and len(holidays) and not holiday_rows:
         notes.append("schedule holidays name no known schedule: none applied")
-    table = pd.DataFrame(rows, columns=["schedule_id", "name", "tz", "day", "open", "close"])
-    return out, table, pd.DataFrame(holiday_rows, columns=["schedule_id", "date"])
+    table = pd.DataFrame(rows, columns=list(SCHEDULE_COLUMNS))
+    closed = pd.DataFrame(holiday_rows, columns=["schedule_id", "date"])
+    return schedules_from_tables(table, closed)[0], table, closed
+
+
+def _default_schedule(schedule: pd.DataFrame) -> str | None:
+    """The account's default schedule: the one created first (ties and a missing created_at: lowest id)."""
+    if not len(schedule):
+        return None
+    ids = schedule["id"].astype(str)
+    created = parse_time(schedule["created_at"]) if "created_at" in schedule else pd.Series(pd.NaT, index=ids.index)
+    first = pd.DataFrame({"id": ids, "created": created}).sort_values(["created", "id"], na_position="last")
+    return str(first["id"].iloc[0])
+
+
+def _week_intervals(start: int, end: int) -> list[tuple[str, int, int]]:
+    """Zendesk's interval in minutes since Sunday 00:00 (local) as (day, start, end) minutes of each
+    day it covers: an interval running past midnight is split at it, the week wraps."""
+    out = []
+    while end > start:
+        day = start // 1440
+        stop = min(end, (day + 1) * 1440)
+        out.append((_SUNDAY_FIRST[day % 7], start - day * 1440, stop - day * 1440))
+        start = stop
+    return out
+
+
+def _ticket_schedules(tables, tickets: pd.DataFrame, known: Mapping[str, Any], default: str | None,
+                      used: dict, notes: list[str]) -> np.ndarray:  # fmt: skip
+    """Each ticket's schedule id (§11: the schedule in force at the ticket's creation, one for its life):
+    the latest ``ticket_schedule`` row at or before created_at, else the ticket's first row; tickets
+    without a row, or whose schedule is unknown, take the default schedule."""
+    chosen = np.full(len(tickets), default, dtype=object)
+    if "ticket_schedule" not in tables or not known:
+        return chosen
+    rows = need_table(tables, "ticket_schedule", ["ticket_id", "created_at", "schedule_id"], used)
+    rows = pd.DataFrame({"ticket": rows["ticket_id"].astype(str), "at": parse_time(rows["created_at"]),
+                         "schedule": rows["schedule_id"].astype(str)}).sort_values(["ticket", "at"], kind="stable")  # fmt: skip
+    created = pd.Series(pd.DatetimeIndex(tickets["created_at"]), index=tickets["ticket_id"].astype(str))
+    rows = rows[rows["ticket"].isin(created.index)]
+    at_creation = rows[rows["at"] <= created.reindex(rows["ticket"]).to_numpy()].groupby("ticket")["schedule"].last()
+    first = rows.groupby("ticket")["schedule"].first()
+    pick = at_creation.reindex(created.index).fillna(first.reindex(created.index))
+    unknown = pick.notna() & ~pick.isin(list(known))
+    if unknown.any():
+        notes.append(f"{int(unknown.sum())} ticket(s) name a schedule that is not in schedule: the default applies")
+    pick = pick.where(~unknown)
+    changed = rows.groupby("ticket")["schedule"].nunique()
+    if (changed > 1).any():
+        notes.append(
+            f"{int((changed > 1).sum())} ticket(s) changed schedule; each keeps the one in force at creation (§11)"
+        )
+    return np.where(pick.notna().to_numpy(), pick.to_numpy(dtype=object), chosen)
