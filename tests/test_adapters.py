@@ -406,3 +406,76 @@ def test_zendesk_intervals_past_midnight_are_split_and_the_schedules_table_is_ch
     runner = CliRunner()
     result = runner.invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "out"), "--no-html"])
     assert result.exit_code == 2 and "several time zones" in result.output
+
+
+def _one_subscription(start="2024-01-01", price=100.0, currency="usd", end=None):
+    subs = pd.DataFrame({"id": ["sub_a"], "customer": ["cus_a"], "price": [price], "currency": [currency], "interval": ["month"],
+                         "count": [1], "start": [pd.Timestamp(start)], "end": [pd.Timestamp(end) if end else pd.NaT],
+                         "plan": ["pro"], "quantity": [1]})  # fmt: skip
+    return write_stripe(subs, "2024-08-01 00:00:00")
+
+
+def _with_coupon(tables, start, *, percent=None, amount=None, currency="usd", duration="forever", months=None, end=None):
+    tables["coupon"] = pd.DataFrame({"id": ["co_1"], "percent_off": [percent], "amount_off": [amount], "currency": [currency],
+                                     "duration": [duration], "duration_in_months": [months], "livemode": ["TRUE"]})  # fmt: skip
+    tables["subscription_discount"] = pd.DataFrame({"id": ["di_1"], "coupon_id": ["co_1"], "subscription_id": ["sub_a"],
+                                                    "customer_id": ["cus_a"], "start": [start], "end": [end]})  # fmt: skip
+    return tables
+
+
+def _month_end_mrr(billing, as_of="2024-07-31 12:00"):
+    frame = csmetrics.revenue_metrics(billing, freq="M", as_of=as_of)
+    mrr = frame[frame["metric"] == "mrr"]
+    return dict(zip(pd.DatetimeIndex(mrr["period"]).strftime("%Y-%m"), mrr["value"].round(6)))
+
+
+def test_stripe_discounts_become_negative_recurring_lines_by_hand():
+    # 20% for 3 months from Feb 1 (end empty: start + duration_in_months = May 1) on 100 USD a month
+    billing = fivetran_stripe(_with_coupon(_one_subscription(), "2024-02-01 00:00:00", percent=20.0, duration="repeating", months=3)).tables["billing"]
+    discount = billing[billing["amount"] < 0]
+    assert discount[["amount", "interval_months", "plan"]].to_numpy().tolist() == [[-20.0, 1.0, "pro"]]
+    assert (discount["service_start"].iloc[0], discount["service_end"].iloc[0]) == (pd.Timestamp("2024-02-01", tz="UTC"), pd.Timestamp("2024-05-01", tz="UTC"))
+    assert _month_end_mrr(billing) == {"2024-01": 100, "2024-02": 80, "2024-03": 80, "2024-04": 80, "2024-05": 100, "2024-06": 100, "2024-07": 100}
+    moves = csmetrics.mrr_movements(billing, as_of="2024-08-01")
+    assert moves["kind"].tolist() == ["new", "contraction", "expansion"] and moves["amount"].tolist() == [100.0, -20.0, 20.0]
+    # forever, 30 USD off: 70 from the discount's start on, open-ended
+    billing = fivetran_stripe(_with_coupon(_one_subscription(), "2024-03-15 00:00:00", amount=3000)).tables["billing"]
+    assert _month_end_mrr(billing)["2024-02"] == 100 and _month_end_mrr(billing)["2024-07"] == 70
+    assert billing.loc[billing["amount"] < 0, "service_end"].isna().all()
+    # amount_off above the price: the invoice stops at zero (capped), not below
+    billing = fivetran_stripe(_with_coupon(_one_subscription(), "2024-03-01 00:00:00", amount=15000)).tables["billing"]
+    assert _month_end_mrr(billing)["2024-04"] == 0
+    # once, 50%, with no invoiced cycle after its start: one interval of the running item, Mar 15 - Apr 15
+    billing = fivetran_stripe(_with_coupon(_one_subscription(), "2024-03-15 00:00:00", percent=50.0, duration="once")).tables["billing"]
+    once = billing[billing["amount"] < 0]
+    assert once["amount"].tolist() == [-50.0]
+    assert (once["service_start"].iloc[0], once["service_end"].iloc[0]) == (pd.Timestamp("2024-03-15", tz="UTC"), pd.Timestamp("2024-04-15", tz="UTC"))
+    assert _month_end_mrr(billing) == {"2024-01": 100, "2024-02": 100, "2024-03": 50, "2024-04": 100, "2024-05": 100, "2024-06": 100, "2024-07": 100}
+    # an amount in another currency than the subscription's cannot apply: left out, with a note
+    converted = fivetran_stripe(_with_coupon(_one_subscription(), "2024-03-01 00:00:00", amount=1000, currency="eur"))
+    assert not (converted.tables["billing"]["amount"] < 0).any()
+    assert any("another currency" in note for note in converted.notes)
+    # a discount ending with the subscription: the negative line stops at the subscription's end
+    billing = fivetran_stripe(_with_coupon(_one_subscription(end="2024-06-01"), "2024-02-01 00:00:00", percent=10.0)).tables["billing"]
+    assert billing.loc[billing["amount"] < 0, "service_end"].tolist() == [pd.Timestamp("2024-06-01", tz="UTC")]
+    assert _month_end_mrr(billing)["2024-05"] == 90 and _month_end_mrr(billing)["2024-06"] == 0
+
+
+def test_stripe_discounts_on_invoiced_cycles_by_hand():
+    """Invoiced months Jan-Mar at 100 (fixed lines), the item running on after Mar 31. A once coupon of
+    30 USD from Feb 10 goes to the first cycle that starts inside it, March's invoice; a forever 10% from
+    Feb 10 discounts the March invoice and the running item, not February (invoiced before it)."""
+    tables = _one_subscription()
+    months = pd.date_range("2024-01-01", periods=4, freq="MS")
+    tables["invoice"] = pd.DataFrame({"id": [f"in_{i}" for i in range(3)], "customer_id": "cus_a",
+                                      "created": months[:3].strftime("%Y-%m-%d %H:%M:%S")})  # fmt: skip
+    tables["invoice_line_item"] = pd.DataFrame({"id": [f"il_{i}" for i in range(3)], "invoice_id": [f"in_{i}" for i in range(3)],
+                                                "amount": "10000", "currency": "usd", "subscription_id": "sub_a", "plan_id": "plan_sub_a",
+                                                "period_start": months[:3].strftime("%Y-%m-%d %H:%M:%S"),
+                                                "period_end": months[1:].strftime("%Y-%m-%d %H:%M:%S")})  # fmt: skip
+    once = fivetran_stripe(_with_coupon(dict(tables), "2024-02-10 00:00:00", amount=3000, duration="once")).tables["billing"]
+    assert once.loc[once["amount"] < 0, ["line_id", "amount"]].to_numpy().tolist() == [["di_1-il_2", -30.0]]
+    assert _month_end_mrr(once, "2024-05-15") == {"2024-01": 100, "2024-02": 100, "2024-03": 70, "2024-04": 100, "2024-05": 100}
+    forever = fivetran_stripe(_with_coupon(dict(tables), "2024-02-10 00:00:00", percent=10.0)).tables["billing"]
+    assert sorted(forever.loc[forever["amount"] < 0, "line_id"]) == ["di_1-il_2", "di_1-si_sub_a"]
+    assert _month_end_mrr(forever, "2024-05-15") == {"2024-01": 100, "2024-02": 100, "2024-03": 90, "2024-04": 90, "2024-05": 90}

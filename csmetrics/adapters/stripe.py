@@ -20,8 +20,10 @@ Mapping (each choice is in docs/DATA_GUIDE.md, "From Fivetran's Stripe tables"):
 - Rows with ``livemode`` false are left out (test-mode data), as the dbt package does.
 - as_of = the newest ``_fivetran_synced`` of the tables read (the export's sync instant).
 
-Left out (named in the guide): subscription discounts and coupons, usage-based prices, tiered
-billing schemes, credit notes, taxes.
+- **Discounts**: ``subscription_discount`` rows with their ``coupon`` (percent_off or amount_off;
+  once, repeating or forever) become negative recurring lines (see :func:`_discount_lines`).
+
+Left out (named in the guide): usage-based prices, tiered billing schemes, credit notes, taxes.
 """
 
 from __future__ import annotations
@@ -171,6 +173,9 @@ def fivetran_stripe(source: Path | str | Mapping[str, pd.DataFrame]) -> Converte
     billing = [history]
     if "subscription_item" in tables or not len(history):
         billing.append(_subscription_lines(tables, used, notes, history))
+    recurring = [b for b in billing if len(b)]
+    if "subscription_discount" in tables and recurring:
+        billing.append(_discount_lines(tables, used, notes, pd.concat(recurring, ignore_index=True)))
     if "invoice_line_item" in tables:
         billing.append(_one_off_lines(tables, used))
     if "refund" in tables:
@@ -321,12 +326,113 @@ def _subscription_lines(
             "invoiced_at": start.to_numpy(),
             "currency": merged["currency"].str.upper().to_numpy(),
             "plan": merged["plan_name"].to_numpy(),
+            "subscription_id": merged["subscription_id"].to_numpy(),
         }
     )
+    for column in ("service_start", "service_end", "invoiced_at"):  # one dtype, also when every end is empty
+        lines[column] = pd.to_datetime(lines[column], utc=True)
     lived = lines["service_end"].isna() | (lines["service_end"] > lines["service_start"])
     if (~lived).any():
         notes.append(f"{int((~lived).sum())} subscription(s) ended within their trial: no MRR")
     return lines[lived.to_numpy()].reset_index(drop=True)
+
+
+def _discount_lines(
+    tables: Mapping[str, pd.DataFrame], used: dict, notes: list[str], recurring: pd.DataFrame
+) -> pd.DataFrame:
+    """§17: subscription discounts (``subscription_discount`` with its ``coupon``) as negative recurring
+    lines, one per discounted line of the subscription, over the part of it the discount covers.
+
+    A discount runs from its start to its end (repeating: start + duration_in_months when end is empty;
+    forever: open); ``once`` covers the subscription's first billing cycle from its start. Per billing
+    cycle the factor is percent_off / 100, or amount_off / the cycle's total (capped at 1: an invoice does
+    not go below zero), the cycle being an invoiced period (the lines of the subscription starting at one
+    instant; it is discounted when it starts inside the discount) or the item's running interval (the
+    negative line has the item's interval_months, from the later of both starts to the earlier end)."""
+    discounts = need_table(tables, "subscription_discount", ["id", "coupon_id", "subscription_id", "start"], used)
+    coupon = need_table(tables, "coupon", ["id", "duration"], used)
+    merged = discounts.merge(coupon.add_prefix("c_"), left_on="coupon_id", right_on="c_id", how="inner")
+    if len(merged) < len(discounts):
+        notes.append(f"{len(discounts) - len(merged)} subscription discount(s) name no known coupon: left out")
+    if not len(merged) or "subscription_id" not in recurring:
+        return pd.DataFrame()
+    percent = pd.to_numeric(merged.get("c_percent_off"), errors="coerce").to_numpy(dtype=float)
+    currency = (
+        merged["c_currency"].astype(str).str.upper() if "c_currency" in merged else pd.Series("", index=merged.index)
+    )
+    off = _units(merged["c_amount_off"], currency) if "c_amount_off" in merged else np.full(len(merged), np.nan)
+    start = parse_time(merged["start"])
+    end = (
+        parse_time(merged["end"])
+        if "end" in merged
+        else pd.Series(pd.NaT, index=merged.index, dtype="datetime64[ns, UTC]")
+    )
+    duration = merged["c_duration"].astype(str).str.lower().to_numpy()
+    months = pd.to_numeric(merged.get("c_duration_in_months"), errors="coerce").to_numpy(dtype=float)
+    repeating = (duration == "repeating") & end.isna().to_numpy() & ~np.isnan(months)
+    if repeating.any():
+        end = end.copy()
+        end[repeating] = pd.DatetimeIndex(
+            [a + pd.DateOffset(months=int(m)) for a, m in zip(start[repeating], months[repeating])]
+        ).as_unit(end.dt.unit)
+    ids = pd.DataFrame({"d_id": merged["id"].to_numpy(), "subscription_id": merged["subscription_id"].to_numpy(),
+                        "d_start": start.to_numpy(), "d_end": end.where(duration != "forever").to_numpy(),
+                        "once": duration == "once", "percent": percent, "off": off, "off_currency": currency.to_numpy()})  # fmt: skip
+    known = ~np.isnan(percent) | ~np.isnan(off)
+    if (~known).any():
+        notes.append(f"{int((~known).sum())} coupon(s) with neither percent_off nor amount_off: left out")
+    lines = recurring.assign(_interval=recurring.get("interval_months", pd.Series(np.nan, index=recurring.index)))
+    pairs = ids[known].merge(lines, on="subscription_id", how="inner")
+    if not len(pairs):
+        return pd.DataFrame()
+    for column in ("service_start", "service_end", "d_start", "d_end", "invoiced_at"):
+        pairs[column] = pd.to_datetime(pairs[column], utc=True)
+    s, e = pairs["service_start"], pairs["service_end"]
+    fixed = pairs["_interval"].isna().to_numpy()
+    open_end = pairs["d_end"].isna()
+    # invoiced cycles: discounted when they start inside the discount; once: the first such cycle only
+    inside = (s >= pairs["d_start"]) & (open_end | (s < pairs["d_end"]))
+    first_cycle = s.where(inside & fixed).groupby(pairs["d_id"]).transform("min")
+    fixed_hit = fixed & inside.to_numpy() & (~pairs["once"].to_numpy() | (s == first_cycle).to_numpy())
+    # running items: the overlap of the item and the discount (once: one interval of it)
+    lo = s.where(s > pairs["d_start"], pairs["d_start"])
+    step = pairs["_interval"].fillna(0).astype(int)
+    once_end = pd.Series(
+        [a + pd.DateOffset(months=int(m)) if pd.notna(a) else a for a, m in zip(lo, step)], index=pairs.index
+    )
+    hi_disc = pairs["d_end"].where(~pairs["once"], pd.to_datetime(once_end, utc=True))
+    hi = e.where(hi_disc.isna() | (e.notna() & (e < hi_disc)), hi_disc)
+    already = pairs["once"] & first_cycle.notna()  # the once discount went to an invoiced cycle
+    item_hit = ~fixed & (hi.isna() | (hi > lo)).to_numpy() & ~already.to_numpy()
+    hit = fixed_hit | item_hit
+    pairs = pairs.assign(service_start=lo.where(item_hit, s), service_end=hi.where(item_hit, e))[hit]
+    cycle = pairs["d_id"].astype(str) + "|" + pairs["service_start"].astype(str)
+    total = pairs.groupby(cycle)["amount"].transform("sum").to_numpy(dtype=float)
+    same = pairs["off_currency"].to_numpy() == pairs["currency"].astype(str).to_numpy()
+    by_amount = ~np.isnan(pairs["off"].to_numpy()) & same
+    if (~np.isnan(pairs["off"].to_numpy()) & ~same).any():
+        notes.append("amount_off coupon(s) in another currency than their subscription: left out")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(
+            by_amount, np.minimum(pairs["off"].to_numpy() / total, 1.0), pairs["percent"].to_numpy() / 100
+        )
+    factor = np.where(total > 0, factor, np.nan)
+    keep = ~np.isnan(factor)
+    out = pd.DataFrame(
+        {
+            "line_id": (pairs["d_id"].astype(str) + "-" + pairs["line_id"].astype(str)).to_numpy(),
+            "customer_id": pairs["customer_id"].to_numpy(),
+            "kind": "recurring",
+            "amount": -factor * pairs["amount"].to_numpy(dtype=float),
+            "service_start": pairs["service_start"].to_numpy(),
+            "service_end": pairs["service_end"].to_numpy(),
+            "interval_months": pairs["_interval"].to_numpy(dtype=float),
+            "invoiced_at": pairs["invoiced_at"].where(fixed[hit], pairs["service_start"]).to_numpy(),
+            "currency": pairs["currency"].to_numpy(),
+            "plan": pairs["plan"].to_numpy(),
+        }
+    )[keep]
+    return out.reset_index(drop=True)
 
 
 def _price_table(tables: Mapping[str, pd.DataFrame], used: dict, recurring_only: bool = True) -> pd.DataFrame:
