@@ -4,7 +4,8 @@ probably mapped wrong.
 - fx rates that look inverted: a currency usually worth more than the base quoted below 1 at
   every date (or one worth less quoted above 1), when the inverse of its median rate is close to
   what the currency is usually worth;
-- amounts that look like cents (minor units): every billing amount a whole number, median > 10,000;
+- amounts that look like cents (minor units): every billing amount a whole number, more than half above 10,000
+  (so the median is above it);
 - a recurring line that runs longer than 5 years (a sentinel end date such as 9999-12-31, or a
   lifetime deal);
 - the converted MRR jumping more than 10x between neighbouring months (fx direction, cents).
@@ -24,7 +25,10 @@ import pandas as pd
 from csmetrics.periods import NAT, instants
 from csmetrics.validate import resolve_base_currency
 
-__all__ = ["USD_VALUE", "MappingWarning", "check_mapping", "mrr_jumps"]
+__all__ = ["USD_VALUE", "MappingWarning", "billing_facts", "billing_warnings", "check_mapping", "mrr_jumps"]
+
+#: Whole-number amounts, more than half of them above this: probably minor units (cents).
+_CENTS_MEDIAN = 10_000
 
 
 class MappingWarning(UserWarning):
@@ -62,26 +66,39 @@ def _fx_warnings(fx: pd.DataFrame, base: str | None) -> list[str]:
     return out
 
 
-def _billing_warnings(billing: pd.DataFrame) -> list[str]:
-    out = []
+def billing_facts(billing: pd.DataFrame) -> dict[str, float]:
+    """What the billing checks need of (a bucket or partition of) validated billing; additive over rows
+    (``max_years`` by max), so any engine can combine its parts with :func:`billing_warnings`."""
     amount = billing["amount"].to_numpy(dtype=float)
     amount = amount[np.isfinite(amount)]
-    if len(amount) and np.all(amount == np.round(amount)) and np.median(np.abs(amount)) > 10_000:
-        out.append(
-            f"billing: amounts look like minor units (cents): all {len(amount):,} are whole numbers with a median of "
-            f"{np.median(np.abs(amount)):,.0f}. amount is in currency units; divide cents by 100."
-        )
-    if {"service_start", "service_end", "kind"} <= set(billing.columns):
+    facts = {"n": float(len(amount)), "whole": float(np.sum(amount == np.round(amount))),
+             "above": float(np.sum(np.abs(amount) > _CENTS_MEDIAN)), "long": 0.0, "max_years": 0.0}  # fmt: skip
+    if {"service_start", "service_end", "kind"} <= set(billing.columns) and len(billing):
         start, end = instants(billing["service_start"]), instants(billing["service_end"])
         recurring = (billing["kind"] == "recurring").to_numpy(dtype=bool) & (start != NAT) & (end != NAT)
         years = (end - start) / (365.25 * 86_400e9)
         long = recurring & (years > 5)
-        if long.any():
-            out.append(
-                f"billing: {int(long.sum()):,} recurring line(s) run longer than 5 years (up to {years[long].max():,.0f}"
-                " years): a sentinel end date? A subscription that runs until cancelled takes interval_months and a null "
-                "service_end (§17)."
-            )
+        facts["long"] = float(long.sum())
+        facts["max_years"] = float(years[long].max()) if long.any() else 0.0
+    return facts
+
+
+def billing_warnings(parts: list[dict[str, float]]) -> list[str]:
+    """The billing mapping warnings of the combined :func:`billing_facts` of disjoint parts."""
+    total = {k: sum(p[k] for p in parts) for k in ("n", "whole", "above", "long")}
+    out = []
+    if total["n"] and total["whole"] == total["n"] and total["above"] > total["n"] / 2:
+        out.append(
+            f"billing: amounts look like minor units (cents): all {int(total['n']):,} are whole numbers and more than "
+            f"half exceed {_CENTS_MEDIAN:,}. amount is in currency units; divide cents by 100."
+        )
+    if total["long"]:
+        longest = max(p["max_years"] for p in parts)
+        out.append(
+            f"billing: {int(total['long']):,} recurring line(s) run longer than 5 years (up to {longest:,.0f}"
+            " years): a sentinel end date? A subscription that runs until cancelled takes interval_months and a null "
+            "service_end (§17)."
+        )
     return out
 
 
@@ -109,14 +126,21 @@ def mrr_jumps(metrics: pd.DataFrame) -> list[str]:
 
 
 def check_mapping(
-    tables: Mapping[str, pd.DataFrame], base_currency: str | None = None, *, warn: bool = True
+    tables: Mapping[str, pd.DataFrame],
+    base_currency: str | None = None,
+    *,
+    warn: bool = True,
+    billing_parts: list[dict[str, float]] | None = None,
 ) -> list[str]:
-    """The mapping warnings of validated pandas tables (billing, fx); each is also raised as a
-    :class:`MappingWarning` when ``warn``. Dask tables are not scanned."""
+    """The mapping warnings of validated pandas tables (billing, fx), or of ``billing_parts`` (the
+    :func:`billing_facts` of an engine's buckets or partitions) in place of billing; each is also raised as a
+    :class:`MappingWarning` when ``warn``."""
     out: list[str] = []
     billing, fx = tables.get("billing"), tables.get("fx")
-    if isinstance(billing, pd.DataFrame) and len(billing):
-        out += _billing_warnings(billing)
+    if billing_parts is not None:
+        out += billing_warnings(billing_parts)
+    elif isinstance(billing, pd.DataFrame) and len(billing):
+        out += billing_warnings([billing_facts(billing)])
     if isinstance(fx, pd.DataFrame) and len(fx):
         base = base_currency
         if base is None and isinstance(billing, pd.DataFrame) and "currency" in billing:

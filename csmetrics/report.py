@@ -26,7 +26,7 @@ import pandas as pd
 from csmetrics import plans
 from csmetrics._version import __version__
 from csmetrics.api import HealthScorecard
-from csmetrics.checks import check_mapping, mrr_jumps
+from csmetrics.checks import billing_facts, check_mapping, mrr_jumps
 from csmetrics.config import check_config
 from csmetrics.dashboard import render
 from csmetrics.engines import AS_OF_COLUMNS, Engine, Pending, open_engine, resolve
@@ -334,12 +334,11 @@ def _run_families(
         result.renewal_calendar = done["renewals"]
         result.renewals = renewals_by_period(done["renewals"], as_of_ts, horizon, freq, tz)
     # mapping mistakes (issue 17): warnings, recorded in the manifest and shown on the dashboard
-    # billing is scanned where the engine holds it whole (pandas, threads); fx is small everywhere
-    scanned = {"billing": engine.summary("billing")} if engine.name != "dask" and engine.has("billing") else {}
-    if engine.small("fx") is not None:
-        scanned["fx"] = engine.small("fx")
+    # billing is scanned bucket by bucket (partition by partition on Dask); fx is small everywhere
+    parts = engine.gather(engine.map(billing_facts, engine.table("billing")))[0] if engine.has("billing") else None
+    scanned = {"fx": engine.small("fx")} if engine.small("fx") is not None else {}
     base = plain_billing.base_currency if plain_billing is not None else None
-    mapping = check_mapping(scanned, base, warn=True) + mrr_jumps(metrics)
+    mapping = check_mapping(scanned, base, warn=True, billing_parts=parts) + mrr_jumps(metrics)
     clv_fit: dict[str, Any] = {"fitted": False, "reason": "no billing"}
     if "rfm" in done:
         try:
