@@ -108,9 +108,10 @@ def report_command(
     partitioned: bool = typer.Option(False, "--partitioned", help="Also write metrics/ hive-partitioned by metric."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars or summary."),
     engine: str = typer.Option(
-        "pandas",
+        "auto",
         "--engine",
-        help="pandas (in memory), threads (in memory, customer buckets on all cores) or dask (larger than memory).",
+        help="auto (threads for large tables on several cores, else pandas), pandas (in memory, one core), "
+        "threads (in memory, customer buckets on all cores) or dask (larger than memory).",
     ),
     scheduler: str | None = typer.Option(
         None, "--scheduler", help="Dask: address of a running scheduler (tcp://host:8786)."
@@ -148,11 +149,11 @@ def report_command(
             settings = {**settings, "policies": {**settings.get("policies", {}), "fx_mode": fx_mode}}
     except ConfigError as err:
         _fail(str(err))
-    if engine not in ("pandas", "threads", "dask"):
-        _fail(f"--engine must be pandas, threads or dask, not {engine!r}")
+    if engine not in ("auto", "pandas", "threads", "dask"):
+        _fail(f"--engine must be auto, pandas, threads or dask, not {engine!r}")
     if engine != "dask" and any(v is not None for v in (scheduler, workers, memory_limit)):
         _fail("--scheduler, --workers and --memory-limit need --engine dask")
-    if engine == "pandas" and buckets is not None:
+    if engine in ("auto", "pandas") and buckets is not None:
         _fail("--buckets needs --engine threads or dask")
     for name, number in (("--workers", workers), ("--buckets", buckets)):
         if number is not None and number < 1:
@@ -247,7 +248,7 @@ def _report(data_dir, out, stages, settings, params, engine, buckets, quarantine
                 html=html,
                 config=settings,
                 progress=step,
-                engine=engine,
+                engine=None if engine == "auto" else engine,
                 buckets=buckets,
                 dask_progress=engine == "dask" and not quiet,
                 **params,

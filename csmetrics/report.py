@@ -450,6 +450,7 @@ def _manifest(
         "warnings": params["warnings"],
         "families": ran,
         "engine": engine.name,
+        "buckets": engine.n,  # customer buckets: threads of the threads engine, partitions on Dask
         "inputs": {
             name: {
                 "path": str(paths[name]) if name in paths else None,

@@ -69,3 +69,26 @@ def test_cli_engine_threads(tmp_path):
     assert (tmp_path / "t" / "metrics.parquet").read_bytes()
     bad = runner.invoke(app, ["report", str(SAMPLE), "--out", str(tmp_path / "x"), "--buckets", "2"])
     assert bad.exit_code == 2 and "--buckets needs --engine threads or dask" in bad.output
+
+
+def test_the_default_engine_is_threads_for_large_tables_on_several_cores(sample_tables, monkeypatch):
+    import csmetrics
+    import csmetrics.engines as engines
+
+    small = report(sample_tables, html=False)
+    assert small.manifest["engine"] == "pandas"  # sample_data (60k rows) stays on one core
+    monkeypatch.setattr(engines, "THREADS_MIN_ROWS", 1_000)
+    monkeypatch.setattr(engines.os, "cpu_count", lambda: 2)
+    assert engines.default_engine({"events": sample_tables["events"]}) == "threads"
+    big = report(sample_tables, html=False)
+    assert big.manifest["engine"] == "threads" and big.manifest["buckets"] == 2
+    assert_same(small, big)
+    # the API functions take the same default, with the same numbers
+    for name, function in (("tickets", csmetrics.support_metrics), ("surveys", csmetrics.survey_metrics), ("events", csmetrics.engagement_metrics)):
+        threaded = function(sample_tables[name], by="region", customers=sample_tables["customers"])
+        monkeypatch.setattr(engines, "THREADS_MIN_ROWS", 10**12)
+        single = function(sample_tables[name], by="region", customers=sample_tables["customers"])
+        monkeypatch.setattr(engines, "THREADS_MIN_ROWS", 1_000)
+        pd.testing.assert_frame_equal(threaded, single, rtol=1e-12, obj=name)
+    monkeypatch.setattr(engines.os, "cpu_count", lambda: 1)
+    assert engines.default_engine({"events": sample_tables["events"]}) == "pandas"  # one core: no pool

@@ -17,9 +17,34 @@ from csmetrics.engines.pandas import PandasEngine, ThreadedEngine
 from csmetrics.options import ConfigError, UnknownNameError, check_bool, check_int
 from csmetrics.validate import TABLES, validate_tables
 
-__all__ = ["AS_OF_COLUMNS", "ENGINES", "Engine", "Handle", "Memo", "Pending", "PandasEngine", "open_engine", "resolve"]
+__all__ = [
+    "AS_OF_COLUMNS",
+    "ENGINES",
+    "THREADS_MIN_ROWS",
+    "default_engine",
+    "Engine",
+    "Handle",
+    "Memo",
+    "Pending",
+    "PandasEngine",
+    "open_engine",
+    "resolve",
+]
 
 ENGINES = ("pandas", "dask", "threads")
+
+#: Below this many rows in the largest table the pandas engine is the default: splitting into
+#: buckets and a thread pool cost more than they save on small tables (sample_data: 60k rows).
+THREADS_MIN_ROWS = 250_000
+
+
+def default_engine(tables: Mapping[str, Any]) -> str:
+    """The engine ``open_engine`` picks when none is named: Dask for Dask inputs; threads for large
+    pandas inputs on a machine with more than one core; else pandas."""
+    if any_dask(*tables.values()):
+        return "dask"
+    rows = max((len(t) for t in tables.values() if isinstance(t, pd.DataFrame)), default=0)
+    return "threads" if (os.cpu_count() or 1) > 1 and rows >= THREADS_MIN_ROWS else "pandas"
 
 
 def open_engine(
@@ -34,7 +59,8 @@ def open_engine(
 ) -> tuple[Engine, dict[str, pd.DataFrame]]:
     """Validate ``tables`` once and hold them in an engine; returns (engine, rejected rows per table).
 
-    ``engine`` is "pandas" or "dask"; by default Dask when any table is a Dask DataFrame.
+    ``engine`` is "pandas", "threads" or "dask"; by default (:func:`default_engine`) Dask when any
+    table is a Dask DataFrame, threads for large tables on a multi-core machine, else pandas.
     Absent tables (None) are left out. ``validated``: the tables are :func:`csmetrics.validate`
     output (validation is skipped). ``buckets`` and ``progress`` apply to Dask.
     """
@@ -45,7 +71,7 @@ def open_engine(
     quarantine, validated = check_bool("quarantine", quarantine), check_bool("validated", validated)
     if buckets is not None:
         check_int("buckets", buckets, low=1)
-    kind = engine if engine is not None else ("dask" if any_dask(*given.values()) else "pandas")
+    kind = engine if engine is not None else default_engine(given)
     if kind not in ENGINES:
         raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if kind == "dask":

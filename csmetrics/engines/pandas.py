@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -74,6 +75,18 @@ class PandasEngine:
         return groups[0]
 
 
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def shared_pool(workers: int) -> ThreadPoolExecutor:
+    """One pool per size for the process (engines come and go with every API call; their pools stay)."""
+    with _POOLS_LOCK:
+        if workers not in _POOLS:
+            _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="csmetrics")
+        return _POOLS[workers]
+
+
 class ThreadedEngine(PandasEngine):
     """In this process, the customers split into ``n`` buckets whose partials run in a thread pool
     (issue 14): numpy and pandas release the GIL in sorts, factorize and searchsorted, and partials
@@ -88,7 +101,7 @@ class ThreadedEngine(PandasEngine):
         super().__init__(tables)
         self.n = buckets
         self.memo = Memo(slots=8 * buckets, lock=True)
-        self.pool = ThreadPoolExecutor(max_workers=buckets)
+        self.pool = shared_pool(buckets)
         self.parts: dict[str, list[pd.DataFrame]] = {}
         for name, table in self.tables.items():
             if name in BIG_TABLES and len(table):
