@@ -186,6 +186,7 @@ def _with_schedules(data_dir: Path, settings: dict, tables: dict, quiet: bool) -
         _fail(str(err))
     if not schedules:
         return settings
+    added: dict[str, Any]
     if "tickets" in tables and "schedule_id" in tables["tickets"].columns:
         added = {"business_hours": schedules, "schedule_column": "schedule_id"}
     elif "default" in schedules:
