@@ -25,7 +25,11 @@ ENGAGEMENT = ["active_users", "active_customers", "events_per_active_user", "avg
 DUCK_TABLES = {"tickets": "t", "surveys": "s", "billing": "b", "fx": "fx", "events": "ev"}
 
 
-def duck(threads: int = 2) -> duckdb.DuckDBPyConnection:
+#: DuckDB's threads in the benchmarks (the machine's two cores)
+DUCK_THREADS = 2
+
+
+def duck(threads: int = DUCK_THREADS) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute(f"SET threads = {threads}; SET TimeZone = 'UTC'")
     return con

@@ -30,6 +30,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from csmetrics.io import read_table  # noqa: E402  (csmetrics' own reader, as the CLI reads)
+
+#: the csmetrics engines timed: one core, and customer buckets on every core
+CSM_ENGINES = ("pandas", "threads")
+
 PIPELINES = ("support", "surveys", "revenue", "engagement", "validate", "report")
 TABLES_OF = {
     "support": ("tickets",),
@@ -89,74 +94,76 @@ def run_pipeline(name: str, data: str, repeat: int, naive: bool, only: str | Non
 
     paths = {t: Path(data) / f"{t}.parquet" for t in TABLES_OF[name]}
     read = {}
-    read["csmetrics"], frames = _timed(lambda: {t: pd.read_parquet(p) for t, p in paths.items()})
+    read["csmetrics"], frames = _timed(lambda: {t: read_table(p) for t, p in paths.items()})
     con, plf = engines.duck(), {}
     if name not in ("validate", "report") and only in (None, "duckdb"):  # no copies the run does not use
         read["duckdb"], _ = _timed(lambda: [engines.duck_load(con, t, p) for t, p in paths.items() if t in engines.DUCK_TABLES])
     if name not in ("validate", "report") and only in (None, "polars"):
         read["polars"], plf = _timed(lambda: {t: pl.read_parquet(p) for t, p in paths.items()})
     valid = {}
+    result = {"rows": {t: len(f) for t, f in frames.items()}, "read_seconds": read}
     if name not in ("validate", "report"):
+        started = time.perf_counter()
         valid = {t: csmetrics.validate(f, t) for t, f in frames.items() if t not in ("billing",)}
         if "billing" in frames:
             valid["billing"] = csmetrics.validate(frames["billing"], "billing", fx=valid.get("fx"))
-    result = {"rows": {t: len(f) for t, f in frames.items()}, "read_seconds": read}
+        result["validate_seconds"] = time.perf_counter() - started
 
     keys, metrics, runners = ["period"], [], {}
+    from csmetrics import plans
+    from csmetrics.api import _one
+    from csmetrics.engines import open_engine
+
+    held = {kind: open_engine(valid, engine=kind, validated=True)[0] for kind in CSM_ENGINES} if valid else {}
+
+    def on(kind: str, plan):
+        engine = held[kind]
+        return lambda: _one(engine, plan(engine))
+
+    window = {"freq": "M", "tz": "UTC", "as_of": None, "start": None, "end": None}
     if name == "support":
         keys, metrics = ["period", "channel"], engines.SUPPORT
-        runners = {
-            "csmetrics": lambda: csmetrics_wide(csmetrics.support_metrics(valid["tickets"], by="channel", validated=True), keys, metrics),
-            "duckdb": lambda: engines.support_duckdb(con),
-            "polars": lambda: engines.support_polars(plf["tickets"]),
-        }
+        runners = {f"csmetrics[{k}]": (lambda k=k: csmetrics_wide(on(k, lambda e: plans.support(e, by="channel", **window))(), keys, metrics)) for k in CSM_ENGINES}
+        runners |= {"duckdb": lambda: engines.support_duckdb(con), "polars": lambda: engines.support_polars(plf["tickets"])}
         naive_fn = lambda sample: engines.support_naive(sample["tickets"])  # noqa: E731
     elif name == "surveys":
         keys, metrics = ["period", "touchpoint"], engines.SURVEYS
-        runners = {
-            "csmetrics": lambda: csmetrics_wide(csmetrics.survey_metrics(valid["surveys"], by="touchpoint", validated=True), keys, metrics),
-            "duckdb": lambda: engines.surveys_duckdb(con),
-            "polars": lambda: engines.surveys_polars(plf["surveys"]),
-        }
+        runners = {f"csmetrics[{k}]": (lambda k=k: csmetrics_wide(on(k, lambda e: plans.surveys(e, by="touchpoint", **window))(), keys, metrics)) for k in CSM_ENGINES}
+        runners |= {"duckdb": lambda: engines.surveys_duckdb(con), "polars": lambda: engines.surveys_polars(plf["surveys"])}
         naive_fn = lambda sample: engines.surveys_naive(sample["surveys"])  # noqa: E731
     elif name == "revenue":
         metrics = engines.REVENUE
 
-        def csm_revenue():
+        def csm_revenue(kind: str):
             # both families by month x plan from one pass over billing (as the report runs them) ...
-            from csmetrics.metrics import customers as customers_family
-            from csmetrics.metrics import revenue as revenue_family
-            from csmetrics.metrics._billing import prepare
-
-            billing, context = prepare(valid["billing"], fx=valid["fx"], by="plan")
-            summed = revenue_family.combine([revenue_family.partial(billing, context)], context)
-            by_plan = pd.concat([revenue_family.finalize(summed, context), customers_family.finalize(summed, context)])
+            engine = held[kind]
+            context = plans.billing_context(engine, by="plan", **window)
+            revenue, customers = _one(engine, plans.revenue(engine, context))
             # ... and the company-wide numbers the engines are checked against: an exact re-aggregation
-            return csmetrics_wide(csmetrics.reaggregate(by_plan), keys, metrics)
+            return csmetrics_wide(csmetrics.reaggregate(pd.concat([revenue, customers])), keys, metrics)
 
-        runners = {
-            "csmetrics": csm_revenue,
-            "duckdb": lambda: engines.revenue_duckdb(con),
-            "polars": lambda: engines.revenue_polars(plf["billing"], plf["fx"]),
-        }
+        runners = {f"csmetrics[{k}]": (lambda k=k: csm_revenue(k)) for k in CSM_ENGINES}
+        runners |= {"duckdb": lambda: engines.revenue_duckdb(con), "polars": lambda: engines.revenue_polars(plf["billing"], plf["fx"])}
         naive_fn = lambda sample: engines.revenue_naive(sample["billing"], frames["fx"])  # noqa: E731
     elif name == "engagement":
         metrics = engines.ENGAGEMENT
-        runners = {
-            "csmetrics": lambda: csmetrics_wide(csmetrics.engagement_metrics(valid["events"], validated=True).query("metric != 'feature_adoption'").drop(columns="event"), keys, metrics),
-            "duckdb": lambda: engines.engagement_duckdb(con),
-            "polars": lambda: engines.engagement_polars(plf["events"]),
-        }
+
+        def csm_engagement(kind: str):
+            frame = on(kind, lambda e: plans.engagement(e, **window))()
+            return csmetrics_wide(frame.query("metric != 'feature_adoption'").drop(columns="event"), keys, metrics)
+
+        runners = {f"csmetrics[{k}]": (lambda k=k: csm_engagement(k)) for k in CSM_ENGINES}
+        runners |= {"duckdb": lambda: engines.engagement_duckdb(con), "polars": lambda: engines.engagement_polars(plf["events"])}
         naive_fn = lambda sample: engines.engagement_naive(sample["events"])  # noqa: E731
     elif name == "validate":
-        runners = {"csmetrics": lambda: csmetrics.validate_tables(frames)}
+        runners = {"csmetrics[pandas]": lambda: csmetrics.validate_tables(frames)}
         naive_fn = None
     else:  # report
-        runners = {"csmetrics": lambda: csmetrics.report(frames, html=False)}
+        runners = {f"csmetrics[{k}]": (lambda k=k: csmetrics.report(frames, html=False, engine=k)) for k in CSM_ENGINES}
         naive_fn = None
 
     if only is not None:
-        runners = {only: runners[only]}
+        runners = {k: v for k, v in runners.items() if k == only or (only == "csmetrics" and k.startswith("csmetrics"))}
         naive = naive and only == "csmetrics"
     outputs = {engine: fn() for engine, fn in runners.items()}  # warm-up
     times: dict[str, list[float]] = {engine: [] for engine in runners}
@@ -166,11 +173,20 @@ def run_pipeline(name: str, data: str, repeat: int, naive: bool, only: str | Non
             times[engine].append(seconds)
     result["compute_seconds"] = {engine: statistics.median(t) for engine, t in times.items()}
     if only is not None:
-        result["output"] = outputs[only]
+        result["output"] = outputs[next(iter(runners))]
         result["keys"], result["metrics"] = keys, metrics
     elif metrics:
-        result["max_abs_diff"] = max(max_difference(outputs["csmetrics"], outputs[e], keys, metrics) for e in ("duckdb", "polars"))
-        result["max_abs_diff_by_engine"] = {e: max_difference(outputs["csmetrics"], outputs[e], keys, metrics) for e in ("duckdb", "polars")}
+        reference = outputs["csmetrics[pandas]"]
+        others = [e for e in outputs if e != "csmetrics[pandas]"]
+        result["max_abs_diff_by_engine"] = {e: max_difference(reference, outputs[e], keys, metrics) for e in others}
+        result["max_abs_diff"] = max(result["max_abs_diff_by_engine"].values())
+    # end to end: read the Parquet files (+ validate, for csmetrics) + compute
+    validate_seconds = result.get("validate_seconds", 0.0)
+    result["end_to_end_seconds"] = {
+        e: result["compute_seconds"][e] + read.get(e.split("[")[0], read["csmetrics"]) + (validate_seconds if e.startswith("csmetrics") else 0.0)
+        for e in result["compute_seconds"]
+        if name not in ("validate", "report") or e.startswith("csmetrics")
+    }
     if naive and naive_fn is not None and name != "validate":
         sample = sample_customers(frames)
         seconds, _ = _timed(lambda: naive_fn(sample))
@@ -210,13 +226,16 @@ def main() -> None:
     if args.json:
         summary = {
             "scale": args.scale,
+            "threads": thread_counts(),
             "pipelines": {
                 name: {
-                    "csmetrics": r["compute_seconds"].get("csmetrics"),
-                    "duckdb": r["compute_seconds"].get("duckdb"),
-                    "polars": r["compute_seconds"].get("polars"),
+                    "compute_seconds": r["compute_seconds"],
+                    "end_to_end_seconds": r["end_to_end_seconds"],
+                    "validate_seconds": r.get("validate_seconds"),
+                    "ratios": ratios(r),
                     "naive_extrapolated": r.get("naive_extrapolated"),
                     "max_abs_diff": r.get("max_abs_diff"),
+                    "max_abs_diff_by_engine": r.get("max_abs_diff_by_engine"),
                     "peak_rss_mb": r["peak_rss_mb"],
                     "read_seconds": r["read_seconds"],
                     "rows": r["rows"],
@@ -225,6 +244,27 @@ def main() -> None:
             },
         }
         args.json.write_text(json.dumps(summary, indent=2))
+
+
+def thread_counts() -> dict[str, int]:
+    """Threads each engine uses here: csmetrics' threads engine (one bucket per core), DuckDB, Polars."""
+    import engines
+    import polars as pl
+
+    return {"csmetrics[pandas]": 1, "csmetrics[threads]": os.cpu_count() or 1, "duckdb": engines.DUCK_THREADS,
+            "polars": pl.thread_pool_size()}  # fmt: skip
+
+
+def ratios(r: dict) -> dict[str, float]:
+    """csmetrics' best engine over the faster peer, compute and end to end (at or below 1: csmetrics ahead)."""
+    out = {}
+    for kind in ("compute_seconds", "end_to_end_seconds"):
+        times = r.get(kind, {})
+        ours = [v for e, v in times.items() if e.startswith("csmetrics")]
+        peers = [times[e] for e in ("duckdb", "polars") if e in times]
+        if ours and peers:
+            out[kind.replace("_seconds", "")] = min(ours) / min(peers)
+    return out
 
 
 def isolated(name: str, data: str, repeat: int, naive: bool, context) -> dict:
@@ -236,10 +276,13 @@ def isolated(name: str, data: str, repeat: int, naive: bool, context) -> dict:
     base = parts["csmetrics"]
     keys, metrics = base["keys"], base["metrics"]
     diffs = {e: max_difference(base["output"], parts[e]["output"], keys, metrics) for e in ("duckdb", "polars")}
+    merged = {k: v for p in parts.values() for k, v in p["compute_seconds"].items()}
     return {
         "rows": base["rows"],
         "read_seconds": {e: parts[e]["read_seconds"].get(e, parts[e]["read_seconds"].get("csmetrics")) for e in parts},
-        "compute_seconds": {e: parts[e]["compute_seconds"][e] for e in parts},
+        "validate_seconds": base.get("validate_seconds"),
+        "compute_seconds": merged,
+        "end_to_end_seconds": {k: v for p in parts.values() for k, v in p["end_to_end_seconds"].items()},
         "max_abs_diff": max(diffs.values()),
         "max_abs_diff_by_engine": diffs,
         "naive_extrapolated": base.get("naive_extrapolated"),
@@ -253,14 +296,20 @@ HEADER_PRINTED = []
 
 def print_row(name: str, r: dict) -> None:
     if not HEADER_PRINTED:
-        print(f"{'pipeline':<11} {'rows':>12} {'csmetrics':>10} {'duckdb':>8} {'polars':>8} {'naive*':>9} {'max diff':>10} {'peak MB':>8}")
+        threads = thread_counts()
+        print("threads: " + ", ".join(f"{e} {n}" for e, n in threads.items()))
+        print(f"{'pipeline':<11} {'rows':>12} {'csm pandas':>10} {'csm thr':>8} {'duckdb':>8} {'polars':>8} {'ratio':>6} "
+              f"{'e2e csm':>8} {'e2e duck':>8} {'e2e pol':>8} {'e2e ratio':>9} {'valid.':>7} {'naive*':>9} {'max diff':>10} {'peak MB':>8}")
         HEADER_PRINTED.append(True)
-    c = r["compute_seconds"]
+    c, e2e, q = r["compute_seconds"], r.get("end_to_end_seconds", {}), ratios(r)
     fmt = lambda v: f"{v:.2f}" if isinstance(v, float) else "-"  # noqa: E731
+    best = min((v for k, v in e2e.items() if k.startswith("csmetrics")), default=None)
     rows = sum(r["rows"].values())
     diff = r.get("max_abs_diff")
-    print(f"{name:<11} {rows:>12,} {fmt(c.get('csmetrics')):>10} {fmt(c.get('duckdb')):>8} {fmt(c.get('polars')):>8} "
-          f"{fmt(r.get('naive_extrapolated')):>9} {('%.2e' % diff) if diff is not None else '-':>10} {r['peak_rss_mb']:>8,.0f}", flush=True)
+    print(f"{name:<11} {rows:>12,} {fmt(c.get('csmetrics[pandas]')):>10} {fmt(c.get('csmetrics[threads]')):>8} {fmt(c.get('duckdb')):>8} "
+          f"{fmt(c.get('polars')):>8} {fmt(q.get('compute')):>6} {fmt(best):>8} {fmt(e2e.get('duckdb')):>8} {fmt(e2e.get('polars')):>8} "
+          f"{fmt(q.get('end_to_end')):>9} {fmt(r.get('validate_seconds')):>7} {fmt(r.get('naive_extrapolated')):>9} "
+          f"{('%.2e' % diff) if diff is not None else '-':>10} {r['peak_rss_mb']:>8,.0f}", flush=True)
 
 
 if __name__ == "__main__":

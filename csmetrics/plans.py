@@ -370,10 +370,9 @@ def _duration_rows(tickets: pd.DataFrame | None, context: Any) -> pd.DataFrame:
 
 
 def _cell_group(rows: pd.DataFrame) -> np.ndarray:
-    keys = [c for c in rows.columns if c not in support_family.DURATION_COLUMNS]
-    return (pd.util.hash_pandas_object(rows[keys], index=False).to_numpy() % np.uint64(_QUANTILE_GROUPS)).astype(
-        np.int64
-    )
+    """The quantile group of each duration row: by period, so each (period, segment) cell is whole in
+    one group (an integer key: no hashing of the segment text)."""
+    return rows["period_index"].to_numpy(dtype=np.int64) % _QUANTILE_GROUPS
 
 
 def _cell_quantiles(rows: pd.DataFrame, context: Any) -> pd.DataFrame:

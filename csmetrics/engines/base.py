@@ -98,6 +98,9 @@ def resolve(engine: Engine, pendings: Mapping[str, Pending]) -> dict[str, Any]:
     return out
 
 
+_MISSING = object()
+
+
 class Memo:
     """Results keyed by an object's identity (held weakly) and a key: the families of one run
     that are given the same frame share work (the billing ledger) through the engine's memo.
@@ -109,25 +112,41 @@ class Memo:
     def __init__(self, slots: int = 4, lock: bool = False):
         self.slots = slots
         self._entries: OrderedDict = OrderedDict()
-        self._lock = threading.RLock() if lock else None
+        self._lock = threading.Lock() if lock else None
+        self._making: dict[tuple, threading.Lock] = {}
 
     def get(self, owner: object, key: tuple, make: Callable[[], Any]) -> Any:
-        if self._lock is None:
-            return self._get(owner, key, make)
-        with self._lock:  # threads of one engine: one computes, the others wait and share
-            return self._get(owner, key, make)
-
-    def _get(self, owner: object, key: tuple, make: Callable[[], Any]) -> Any:
         full = (id(owner), *key)
+        if self._lock is None:
+            found = self._lookup(owner, full)
+            return self._store(owner, full, make()) if found is _MISSING else found
+        with self._lock:  # one lock per entry: unrelated entries are made at the same time
+            entry = self._making.setdefault(full, threading.Lock())
+        with entry:  # threads wanting this entry: one computes, the others wait and share
+            with self._lock:
+                found = self._lookup(owner, full)
+            if found is not _MISSING:
+                return found
+            value = make()
+            with self._lock:
+                return self._store(owner, full, value)
+
+    def _lookup(self, owner: object, full: tuple) -> Any:
         hit = self._entries.get(full)
         if hit is not None and hit[0]() is owner:
             self._entries.move_to_end(full)
             return hit[1]
-        value = make()
+        return _MISSING
+
+    def _store(self, owner: object, full: tuple, value: Any) -> Any:
         try:
             self._entries[full] = (weakref.ref(owner), value)
         except TypeError:  # pragma: no cover - frames are weak-referenceable
             return value
+        while len(self._entries) > self.slots:
+            dropped, _ = self._entries.popitem(last=False)
+            self._making.pop(dropped, None)
+        return value
         while len(self._entries) > self.slots:
             self._entries.popitem(last=False)
         return value

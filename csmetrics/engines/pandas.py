@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -114,17 +114,39 @@ class ThreadedEngine(PandasEngine):
         return self.parts.get(name) or [self.tables[name]] + [self.tables[name].iloc[:0]] * (self.n - 1)
 
     def map(self, fn: Callable, *handles: Handle, **shared: Any) -> Handle:
-        return list(self.pool.map(lambda items: fn(*items, **shared), zip(*handles, strict=True)))
+        """Futures, one per bucket: the calls start now, so the families of a report overlap. A call
+        waits for its inputs, which were all submitted before it (the pool runs calls in submission
+        order, so the inputs it waits for are running or done: no deadlock)."""
+        return [self.pool.submit(_call, fn, items, shared) for items in zip(*handles, strict=True)]
+
+    def persist(self, handle: Handle) -> Handle:
+        return handle
+
+    def gather(self, *handles: Handle) -> tuple[list, ...]:
+        return tuple([_done(item) for item in handle] for handle in handles)
 
     def regroup(self, handle: Handle, key: Callable, n: int) -> Handle:
-        frames = [f for f in handle if f is not None and len(f)]
+        frames = [f for f in map(_done, handle) if f is not None and len(f)]
         if not frames:
             return [handle[0]] + [handle[0]] * (n - 1) if handle else handle
         rows = pd.concat(frames, ignore_index=True)
         group = np.asarray(key(rows), dtype=np.int64)
-        return [rows[group == g].reset_index(drop=True) for g in range(n)]
+        order = np.argsort(group, kind="stable")  # one take, then slices: not one mask per group
+        bounds = np.searchsorted(group[order], np.arange(n + 1))
+        rows = rows.take(order).reset_index(drop=True)
+        return [rows.iloc[bounds[g] : bounds[g + 1]].reset_index(drop=True) for g in range(n)]
 
     def customer_output(self, groups: Handle) -> pd.DataFrame:
         """customers.parquet: the period-range groups in order (each sorted by period, customer_id)."""
+        groups = [_done(g) for g in groups]
         frames = [g for g in groups if g is not None and len(g)]
         return pd.concat(frames, ignore_index=True) if frames else groups[0]
+
+
+def _done(item: Any) -> Any:
+    """A bucket's value: a future's result, or the value itself."""
+    return item.result() if isinstance(item, Future) else item
+
+
+def _call(fn: Callable, items: tuple, shared: Mapping[str, Any]) -> Any:
+    return fn(*(_done(item) for item in items), **shared)
