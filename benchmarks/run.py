@@ -114,11 +114,17 @@ def run_pipeline(name: str, data: str, repeat: int, naive: bool, only: str | Non
     from csmetrics.api import _one
     from csmetrics.engines import open_engine
 
-    held = {kind: open_engine(valid, engine=kind, validated=True)[0] for kind in CSM_ENGINES} if valid else {}
+    def fresh(kind: str):
+        """A new engine per run (timed: the threads engine's bucketing counts), so no run reuses an
+        earlier run's memo (the billing ledger)."""
+        return open_engine(valid, engine=kind, validated=True)[0]
 
     def on(kind: str, plan):
-        engine = held[kind]
-        return lambda: _one(engine, plan(engine))
+        def run():
+            engine = fresh(kind)
+            return _one(engine, plan(engine))
+
+        return run
 
     window = {"freq": "M", "tz": "UTC", "as_of": None, "start": None, "end": None}
     if name == "support":
@@ -136,7 +142,7 @@ def run_pipeline(name: str, data: str, repeat: int, naive: bool, only: str | Non
 
         def csm_revenue(kind: str):
             # both families by month x plan from one pass over billing (as the report runs them) ...
-            engine = held[kind]
+            engine = fresh(kind)
             context = plans.billing_context(engine, by="plan", **window)
             revenue, customers = _one(engine, plans.revenue(engine, context))
             # ... and the company-wide numbers the engines are checked against: an exact re-aggregation
