@@ -103,11 +103,16 @@ def run_pipeline(name: str, data: str, repeat: int, naive: bool, only: str | Non
     valid = {}
     result = {"rows": {t: len(f) for t, f in frames.items()}, "read_seconds": read}
     if name not in ("validate", "report"):
-        started = time.perf_counter()
-        valid = {t: csmetrics.validate(f, t) for t, f in frames.items() if t not in ("billing",)}
-        if "billing" in frames:
-            valid["billing"] = csmetrics.validate(frames["billing"], "billing", fx=valid.get("fx"))
-        result["validate_seconds"] = time.perf_counter() - started
+
+        def validated() -> dict:
+            out = {t: csmetrics.validate(f, t) for t, f in frames.items() if t not in ("billing",)}
+            if "billing" in frames:
+                out["billing"] = csmetrics.validate(frames["billing"], "billing", fx=out.get("fx"))
+            return out
+
+        # the first call builds the schemas (once a process); the second is what each run costs
+        result["validate_cold_seconds"], valid = _timed(validated)
+        result["validate_seconds"], valid = _timed(validated)
 
     keys, metrics, runners = ["period"], [], {}
     from csmetrics import plans
@@ -238,6 +243,7 @@ def main() -> None:
                     "compute_seconds": r["compute_seconds"],
                     "end_to_end_seconds": r["end_to_end_seconds"],
                     "validate_seconds": r.get("validate_seconds"),
+                    "validate_cold_seconds": r.get("validate_cold_seconds"),
                     "ratios": ratios(r),
                     "naive_extrapolated": r.get("naive_extrapolated"),
                     "max_abs_diff": r.get("max_abs_diff"),

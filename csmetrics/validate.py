@@ -14,6 +14,7 @@ table) is an error in both modes: no row could be processed correctly.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from pandera.api.pandas import model as _builder
+from pandera.typing import Index, Series
 
 from csmetrics import schemas
 from csmetrics.options import UnknownNameError
@@ -59,6 +62,7 @@ assert tuple(MODELS) == TABLES
 FAILURE_COLUMNS = ["table", "row", "column", "rule", "value"]
 _ID_COLUMNS = {"customer_id", "ticket_id", "response_id", "line_id", "user_id", "session_id", "agent_id"}
 _SCHEMAS: dict[str | tuple, pa.DataFrameSchema] = {}
+_SCHEMA_LOCK = threading.Lock()
 
 
 class ValidationError(ValueError):
@@ -99,9 +103,22 @@ def schema_of(table: str) -> pa.DataFrameSchema:
     """The pandera schema of an input table (cached)."""
     if table not in MODELS:
         raise UnknownNameError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
-    if table not in _SCHEMAS:
-        _SCHEMAS[table] = MODELS[table].to_schema()
+    with _SCHEMA_LOCK:
+        if table not in _SCHEMAS:
+            _SCHEMAS[table] = _build_schema(MODELS[table])
     return _SCHEMAS[table]
+
+
+def _build_schema(model: type[pa.DataFrameModel]) -> pa.DataFrameSchema:
+    """``model.to_schema()`` without the import of Dask, Modin and PySpark type modules that pandera's
+    model builder makes to recognise their Series/Index annotations (0.5 s of the cold start when Dask
+    is installed). csmetrics' models annotate pandas Series only, so the schema is the same."""
+    saved = _builder.get_index_types, _builder.get_series_types
+    _builder.get_index_types, _builder.get_series_types = (lambda: {Index}), (lambda: {Series})  # type: ignore[assignment]
+    try:
+        return model.to_schema()
+    finally:
+        _builder.get_index_types, _builder.get_series_types = saved
 
 
 def _without_proven_unique(schema: pa.DataFrameSchema, df: pd.DataFrame, table: str) -> pa.DataFrameSchema:

@@ -255,3 +255,17 @@ def test_unique_ids_sorted_or_not(ids, duplicated):
     assert sorted(rejected["ticket_id"].tolist()) == duplicated
     assert set(rejected["reason"]) <= {"ticket_id: unique"}
     assert len(valid) == len(ids) - len(duplicated)
+
+
+def test_schemas_are_built_without_importing_dask():
+    """The cold-start shortcut (issue 14): the schemas equal pandera's own build, and building them in a
+    fresh process does not import Dask (0.5 s when it is installed)."""
+    import subprocess
+    import sys
+
+    from csmetrics.validate import MODELS, _build_schema
+
+    for table, model in MODELS.items():
+        assert _build_schema(model) == model.to_schema(), table
+    code = "import sys; from csmetrics.validate import TABLES, schema_of; [schema_of(t) for t in TABLES]; print('dask' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
