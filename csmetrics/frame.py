@@ -10,6 +10,7 @@ flows over periods) exactly: sum numerators, sum denominators, divide.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -292,7 +293,7 @@ def encode_segments(values: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame | No
     combined = np.zeros(len(values), dtype=np.int64)
     uniques = []
     for column in values.columns:
-        codes, levels = pd.factorize(values[column], sort=True, use_na_sentinel=True)
+        codes, levels = _factorize_sorted(values[column])
         # code 0 is the null group, then the sorted values
         combined = combined * (len(levels) + 1) + (codes + 1)
         uniques.append(levels)
@@ -304,11 +305,28 @@ def encode_segments(values: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame | No
         digit = rest % radix
         rest = rest // radix
         column_values = pd.Series(levels).reindex(digit - 1).reset_index(drop=True)
+        dtype = values[column].dtype
+        if isinstance(dtype, pd.CategoricalDtype):  # a dimension's codes: its segments are plain text
+            dtype = dtype.categories.dtype
         try:
-            table[column] = column_values.astype(values[column].dtype)
+            table[column] = column_values.astype(dtype)
         except (TypeError, ValueError):  # a null in an integer column
             table[column] = column_values
     return seg_codes.astype(np.int64), pd.DataFrame({c: table[c] for c in values.columns})
+
+
+def _factorize_sorted(values: pd.Series) -> tuple[np.ndarray, Any]:
+    """Codes (-1 for null) into the sorted distinct values. A categorical is read from its codes: its
+    used categories are sorted as text (not in category order), without hashing any row."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return pd.factorize(values, sort=True, use_na_sentinel=True)
+    codes = np.asarray(values.cat.codes, dtype=np.int64)
+    categories = values.cat.categories
+    used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(categories)))
+    order = used[np.argsort(np.asarray(categories[used], dtype=object), kind="stable")]
+    lookup = np.full(len(categories) + 1, -1, dtype=np.int64)
+    lookup[order] = np.arange(len(order))
+    return lookup[codes], categories[order]
 
 
 def id_positions(ids: object, keys: object) -> np.ndarray:

@@ -6,6 +6,7 @@ Only the CLI and the report read files; metric families take DataFrames.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,7 @@ import pyarrow.parquet as pq
 
 from csmetrics.options import ConfigError
 from csmetrics.schedule import Schedule, schedules_from_tables
-from csmetrics.schemas import BIG_TABLES, TABLES
+from csmetrics.schemas import BIG_TABLES, DIMENSIONS, TABLES
 
 __all__ = [
     "CSV_LINE",
@@ -79,8 +80,11 @@ def read_schedules(data_dir: Path) -> dict[str, Schedule] | None:
     return {**found, "default": found[default]} if default is not None else found
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read one table from a Parquet file, a folder of Parquet files, or a CSV file."""
+def read_table(path: Path, dictionary: Sequence[str] = ()) -> pd.DataFrame:
+    """Read one table from a Parquet file, a folder of Parquet files, or a CSV file.
+
+    ``dictionary``: text columns read dictionary-encoded from Parquet (categoricals: the table's
+    dimensions, :data:`csmetrics.schemas.DIMENSIONS`), so no row's text is hashed downstream."""
     path = Path(path)
     if path.suffix == ".csv":
         try:
@@ -96,7 +100,9 @@ def read_table(path: Path) -> pd.DataFrame:
     if path.is_dir():
         _check_same_schema(path)
     try:
-        frame = pd.read_parquet(path)
+        present = set(pq.read_schema(path).names) if path.is_file() else set(pq.ParquetDataset(path).schema.names)
+        columns = [c for c in dictionary if c in present]
+        frame = pd.read_parquet(path, read_dictionary=columns) if columns else pd.read_parquet(path)
     except (pa.ArrowException, OSError) as err:
         raise InputError(f"{path}: not a readable Parquet table ({' '.join(str(err).split())})") from None
     return frame
@@ -138,5 +144,6 @@ def read_tables(data_dir: Path, lazy: bool = False) -> tuple[dict, dict[str, Pat
     """
     paths = find_tables(data_dir)
     return {
-        name: read_lazy(path) if lazy and name in BIG_TABLES else read_table(path) for name, path in paths.items()
+        name: read_lazy(path) if lazy and name in BIG_TABLES else read_table(path, DIMENSIONS.get(name, ()))
+        for name, path in paths.items()
     }, paths

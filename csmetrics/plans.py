@@ -339,16 +339,27 @@ def support(
 
     def finish(parts: list, exact: list) -> pd.DataFrame:
         summed = combine([p[0] for p in parts], context.by, support_family.PARTIAL_COLUMNS)
-        return support_family.finalize(summed, pd.concat(exact, ignore_index=True), context)
+        return support_family.finalize(
+            summed, pd.concat([e for e in exact if e is not None], ignore_index=True), context
+        )
 
     if engine.n == 1:  # the fast path: the quantiles from the arrays the partial already made
         parts = engine.map(_support_partial_and_quantiles, tickets, context=context)
         return Pending((parts,), lambda parts: finish(parts, [p[1] for p in parts]))
+    whole = engine.whole("tickets")
+    if whole is not None:  # in memory: the quantiles over all rows in one call, beside the buckets' partials
+        exact = engine.map(_support_quantiles, whole, context=context)
+        parts = engine.map(_support_partial, tickets, context=context)
+        return Pending((parts, exact), finish)
     parts = engine.map(_support_partial, tickets, context=context)
     # quantiles: duration rows with their segment values, regrouped so that each cell is whole in one group
     rows = engine.regroup(engine.map(_duration_rows, tickets, context=context), _cell_group, _QUANTILE_GROUPS)
     exact = engine.map(_cell_quantiles, rows, context=context)
     return Pending((parts, exact), finish)
+
+
+def _support_quantiles(tickets: pd.DataFrame | None, context: Any) -> pd.DataFrame | None:
+    return None if tickets is None else support_family.quantiles(tickets, context)
 
 
 def _support_partial(tickets: pd.DataFrame | None, context: Any) -> tuple[pd.DataFrame, None]:

@@ -23,6 +23,7 @@ from pandera.typing import Series
 __all__ = [
     "AS_OF_COLUMNS",
     "BIG_TABLES",
+    "DIMENSIONS",
     "BILLING_KINDS",
     "Billing",
     "CXI_COMPONENTS",
@@ -56,6 +57,15 @@ __all__ = [
 TABLES = ("events", "tickets", "surveys", "billing", "customers", "costs", "fx")
 #: The tables a partitioned engine keeps distributed; the others are small and held in pandas.
 BIG_TABLES = ("events", "tickets", "surveys", "billing")
+
+#: Low-cardinality text columns ("dimensions") that may arrive dictionary-encoded (pandas categoricals,
+#: e.g. from Parquet) and stay so through validation: the families read their codes instead of hashing
+#: each row's text (issue 14). Values and outputs are the same as for plain text.
+DIMENSIONS = {
+    "events": ("event",),
+    "tickets": ("channel", "priority"),
+    "surveys": ("survey", "component", "touchpoint"),
+}
 #: timestamp columns whose latest value sets a table's as_of
 AS_OF_COLUMNS: dict[str, tuple[str, ...]] = {
     "events": ("timestamp",),

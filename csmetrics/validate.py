@@ -105,7 +105,11 @@ def schema_of(table: str) -> pa.DataFrameSchema:
         raise UnknownNameError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
     with _SCHEMA_LOCK:
         if table not in _SCHEMAS:
-            _SCHEMAS[table] = _build_schema(MODELS[table])
+            schema = _build_schema(MODELS[table])
+            # dimensions are text or categorical text (coerce guarantees it): pandera checks their values only
+            for name in schemas.DIMENSIONS.get(table, ()):
+                schema = schema.update_column(name, dtype=None)
+            _SCHEMAS[table] = schema
     return _SCHEMAS[table]
 
 
@@ -374,7 +378,9 @@ def harmonize_ids(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
 # --------------------------------------------------------------------------
 # Coercion
 # --------------------------------------------------------------------------
-def _kind_of(column: pa.Column) -> str:
+def _kind_of(column: pa.Column, table: str = "") -> str:
+    if column.name in schemas.DIMENSIONS.get(table, ()):
+        return "dimension"
     dtype = str(column.dtype) if column.dtype is not None else ""
     if column.name in _ID_COLUMNS or not dtype:
         return "id"
@@ -399,7 +405,7 @@ def coerce(df: pd.DataFrame, table: str) -> tuple[pd.DataFrame, list[pd.DataFram
     for name, column in schema_of(table).columns.items():
         if name not in out.columns:
             continue
-        kind = _kind_of(column)
+        kind = _kind_of(column, table)
         try:
             converted, bad = _COERCERS[kind](out[name])
         except _AmbiguousDates as err:
@@ -588,6 +594,19 @@ def _coerce_str(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
     return values.astype("str"), None
 
 
+def _coerce_dimension(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+    """Text, kept categorical when it arrives so (categories as text): codes, not per-row strings."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return _coerce_str(values)
+    categories = values.cat.categories
+    if pd.api.types.is_string_dtype(categories.dtype) and categories.dtype != object:
+        return values, None
+    as_text = categories.astype("str")
+    if as_text.has_duplicates:  # 1 and "1" both present: plain text
+        return values.astype("str"), None
+    return values.cat.rename_categories(as_text), None
+
+
 def _coerce_id(values: pd.Series) -> tuple[pd.Series, Any]:
     """Integer ids stay int64 (float ids that are whole numbers too); anything else is text.
 
@@ -623,6 +642,7 @@ _COERCERS = {
     "float": _coerce_float,
     "bool": _coerce_bool,
     "str": _coerce_str,
+    "dimension": _coerce_dimension,
     "id": _coerce_id,
 }
 

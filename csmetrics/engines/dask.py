@@ -127,6 +127,10 @@ class DaskEngine:
     def table(self, name: str) -> list:
         return self.buckets[name] if self.has(name) else [None] * self.n
 
+    def whole(self, name: str) -> list | None:
+        """Never on one worker: work that needs every row regroups instead."""
+        return None
+
     def small(self, name: str) -> pd.DataFrame | None:
         return self.small_tables.get(name)
 

@@ -40,6 +40,11 @@ class PandasEngine:
     def table(self, name: str) -> Handle:
         return [self.tables[name] if self.has(name) else None]
 
+    def whole(self, name: str) -> Handle | None:
+        """The whole table as a handle whose first bucket holds it (the others None): for work that
+        needs every row at once, such as exact quantiles. None on engines that cannot hold it."""
+        return self.table(name)
+
     def small(self, name: str) -> pd.DataFrame | None:
         return self.tables.get(name)
 
@@ -112,6 +117,9 @@ class ThreadedEngine(PandasEngine):
         if not self.has(name):
             return [None] * self.n
         return self.parts.get(name) or [self.tables[name]] + [self.tables[name].iloc[:0]] * (self.n - 1)
+
+    def whole(self, name: str) -> Handle | None:
+        return [self.tables.get(name)] + [None] * (self.n - 1)
 
     def map(self, fn: Callable, *handles: Handle, **shared: Any) -> Handle:
         """Futures, one per bucket: the calls start now, so the families of a report overlap. A call
