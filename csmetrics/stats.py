@@ -150,9 +150,18 @@ def quantiles_by_group(
     if n_groups <= 4096:
         order = np.argsort(groups.astype(np.int16), kind="stable")  # radix sort for 16-bit keys
         ordered = values[order]
+        q = np.asarray(qs, dtype=float)
         for group in np.flatnonzero(counts):
-            chunk = ordered[starts[group] : starts[group] + counts[group]]
-            out[group] = np.quantile(chunk, qs)
+            m = int(counts[group])
+            chunk = ordered[starts[group] : starts[group] + m]
+            # numpy's "linear" method step by step (one partition per group, not np.quantile's checks)
+            virtual = (m - 1) * q
+            below = np.floor(virtual).astype(np.int64)
+            above = below + 1
+            last = virtual >= m - 1
+            below[last] = above[last] = m - 1
+            chunk.partition(np.unique(np.concatenate([below, above])))
+            out[group] = _lerp(chunk[below], chunk[above], virtual - below)
         return out
     sorted_values = values[np.lexsort((values, groups))]
     has = counts > 0
@@ -164,6 +173,13 @@ def quantiles_by_group(
         high_v = sorted_values[starts[has] + upper]
         out[has, column] = low_v + (high_v - low_v) * (pos - lower)
     return out
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """numpy's interpolation between neighbouring order statistics (exactly, so results equal np.quantile)."""
+    diff = b - a
+    out = a + diff * t
+    return np.where(t >= 0.5, b - diff * (1 - t), out)
 
 
 def quantile_by_group(values: np.ndarray, groups: np.ndarray, n_groups: int, q: float) -> np.ndarray:
