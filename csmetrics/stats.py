@@ -150,12 +150,12 @@ def quantiles_by_group(
     if n_groups <= 4096:
         order = np.argsort(groups.astype(np.int16), kind="stable")  # radix sort for 16-bit keys
         ordered = values[order]
-        q = np.asarray(qs, dtype=float)
+        levels = np.asarray(qs, dtype=float)
         for group in np.flatnonzero(counts):
             m = int(counts[group])
             chunk = ordered[starts[group] : starts[group] + m]
             # numpy's "linear" method step by step (one partition per group, not np.quantile's checks)
-            virtual = (m - 1) * q
+            virtual = (m - 1) * levels
             below = np.floor(virtual).astype(np.int64)
             above = below + 1
             last = virtual >= m - 1

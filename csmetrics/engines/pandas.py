@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -107,11 +108,15 @@ class ThreadedEngine(PandasEngine):
         self.n = buckets
         self.memo = Memo(slots=8 * buckets, lock=True)
         self.pool = shared_pool(buckets)
-        self.parts: dict[str, list[pd.DataFrame]] = {}
+        self.parts: dict[str, list[Any]] = {}
         for name, table in self.tables.items():
             if name in BIG_TABLES and len(table):
                 bucket = pd.util.hash_pandas_object(table["customer_id"], index=False).to_numpy() % np.uint64(buckets)
-                self.parts[name] = [table[bucket == b] for b in range(buckets)]
+                rows = [np.flatnonzero(bucket == b) for b in range(buckets)]
+                # billing's buckets are kept (the families share each bucket's ledger through the memo, keyed
+                # by the frame); the other tables' are row positions, taken when a call runs and freed after
+                # it, so the engine holds no second copy of events, tickets and surveys
+                self.parts[name] = [table.take(r) if name == "billing" else _Rows(table, r) for r in rows]
 
     def table(self, name: str) -> Handle:
         if not self.has(name):
@@ -151,9 +156,21 @@ class ThreadedEngine(PandasEngine):
         return pd.concat(frames, ignore_index=True) if frames else groups[0]
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """A bucket of a table as row positions: the frame is taken when a call needs it."""
+
+    table: pd.DataFrame
+    rows: np.ndarray
+
+
 def _done(item: Any) -> Any:
-    """A bucket's value: a future's result, or the value itself."""
-    return item.result() if isinstance(item, Future) else item
+    """A bucket's value: a future's result, a taken bucket, or the value itself."""
+    if isinstance(item, Future):
+        return item.result()
+    if isinstance(item, _Rows):
+        return item.table.take(item.rows)
+    return item
 
 
 def _call(fn: Callable, items: tuple, shared: Mapping[str, Any]) -> Any:
