@@ -95,3 +95,14 @@ def test_the_default_engine_is_threads_for_large_tables_on_several_cores(sample_
         pd.testing.assert_frame_equal(threaded, single, rtol=1e-12, obj=name)
     monkeypatch.setattr(engines.os, "cpu_count", lambda: 1)
     assert engines.default_engine({"events": sample_tables["events"]}) == "pandas"  # one core: no pool
+
+
+def test_the_default_engine_stays_on_pandas_without_the_memory_for_threads(sample_tables, monkeypatch):
+    import csmetrics.engines as engines
+
+    monkeypatch.setattr(engines, "THREADS_MIN_ROWS", 1_000)
+    monkeypatch.setattr(engines.os, "cpu_count", lambda: 2)
+    size = sum(int(t.memory_usage(index=False).sum()) for t in sample_tables.values())
+    assert engines.default_engine(sample_tables, available=int(engines.THREADS_MEMORY_FACTOR * size) + 1) == "threads"
+    assert engines.default_engine(sample_tables, available=int(engines.THREADS_MEMORY_FACTOR * size) - 1) == "pandas"
+    assert engines._free_memory() > 0
