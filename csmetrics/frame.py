@@ -21,6 +21,7 @@ from csmetrics.periods import Spine, check_freq, code_starts, period_codes
 
 __all__ = [
     "FrameBuilder",
+    "factorize_sorted",
     "NotAMetricFrameError",
     "VALUE_COLUMNS",
     "attach_segments",
@@ -293,7 +294,7 @@ def encode_segments(values: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame | No
     combined = np.zeros(len(values), dtype=np.int64)
     uniques = []
     for column in values.columns:
-        codes, levels = _factorize_sorted(values[column])
+        codes, levels = factorize_sorted(values[column])
         # code 0 is the null group, then the sorted values
         combined = combined * (len(levels) + 1) + (codes + 1)
         uniques.append(levels)
@@ -315,8 +316,8 @@ def encode_segments(values: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame | No
     return seg_codes.astype(np.int64), pd.DataFrame({c: table[c] for c in values.columns})
 
 
-def _factorize_sorted(values: pd.Series) -> tuple[np.ndarray, Any]:
-    """Codes (-1 for null) into the sorted distinct values. A categorical is read from its codes: its
+def factorize_sorted(values: pd.Series) -> tuple[np.ndarray, Any]:
+    """``pd.factorize(values, sort=True)``: codes (-1 for null) into the sorted distinct values. A categorical is read from its codes: its
     used categories are sorted as text (not in category order), without hashing any row."""
     if not isinstance(values.dtype, pd.CategoricalDtype):
         return pd.factorize(values, sort=True, use_na_sentinel=True)

@@ -65,6 +65,7 @@ DIMENSIONS = {
     "events": ("event",),
     "tickets": ("channel", "priority"),
     "surveys": ("survey", "component", "touchpoint"),
+    "billing": ("kind", "currency", "plan"),
 }
 #: timestamp columns whose latest value sets a table's as_of
 AS_OF_COLUMNS: dict[str, tuple[str, ...]] = {

@@ -59,8 +59,16 @@ def test_report_with_categorical_dimensions_equals_plain_text(sample_tables, eng
     (csmetrics.support_metrics, "tickets", ["priority", "channel"]),
     (csmetrics.survey_metrics, "surveys", "touchpoint"),
     (csmetrics.engagement_metrics, "events", None),
+    (csmetrics.revenue_metrics, "billing", "plan"),
+    (csmetrics.customer_metrics, "billing", "plan"),
+    (csmetrics.value_metrics, "billing", None),
+    (csmetrics.mrr_movements, "billing", None),
+    (csmetrics.renewal_calendar, "billing", None),
 ])  # fmt: skip
 def test_families_split_by_categorical_dimensions_equal_plain_text(sample_tables, family, table, by):
-    expected = family(sample_tables[table], by=by)
-    got = family(as_categoricals(sample_tables)[table], by=by)
+    options = {"fx": sample_tables["fx"]} if table == "billing" else {}
+    if by is not None:
+        options["by"] = by
+    expected = family(sample_tables[table], **options)
+    got = family(as_categoricals(sample_tables)[table], **options)
     pd.testing.assert_frame_equal(got, expected)

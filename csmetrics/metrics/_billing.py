@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from csmetrics.frame import id_positions
+from csmetrics.frame import factorize_sorted, id_positions
 from csmetrics.metrics._common import check_segment_columns, resolve_spine
 from csmetrics.options import (
     FX_MODES,
@@ -214,7 +214,7 @@ class BillingArrays:
             np.where((kind_column == "one_time").to_numpy(dtype=bool), ONE_TIME, REFUND),
         ).astype(np.int8)
         if "plan" in billing:
-            plan, plans = pd.factorize(billing["plan"], sort=True)
+            plan, plans = factorize_sorted(billing["plan"])
         else:
             plan, plans = np.full(len(billing), -1), np.array([], dtype=object)
         # optional timestamp columns may be absent (e.g. no invoiced_at when every line is recurring)
@@ -341,7 +341,9 @@ class RateTable:
     @classmethod
     def of(cls, currency: pd.Series, fx: pd.DataFrame, base: str | None) -> tuple[RateTable, np.ndarray]:
         """The rate table of the billing currencies other than ``base``, and each row's code in it."""
-        codes, names = pd.factorize(currency.astype("str"), sort=True)
+        codes, names = factorize_sorted(
+            currency if isinstance(currency.dtype, pd.CategoricalDtype) else currency.astype("str")
+        )
         fx_currency = fx["currency"].astype("str").to_numpy(dtype=object)
         fx_date = instants(fx["date"])
         fx_rate = fx["rate"].to_numpy(dtype=float)
