@@ -347,8 +347,13 @@ def support(
         parts = engine.map(_support_partial_and_quantiles, tickets, context=context)
         return Pending((parts,), lambda parts: finish(parts, [p[1] for p in parts]))
     whole = engine.whole("tickets")
-    if whole is not None:  # in memory: the quantiles over all rows in one call, beside the buckets' partials
-        exact = engine.map(_support_quantiles, whole, context=context)
+    if whole is not None:  # in memory: the quantiles over all rows, split by period, beside the buckets' partials
+        shares = list(range(engine.n))
+        # the period and segment of every row once (the first call), then each share of the periods
+        arrays = engine.map(_ticket_arrays, whole, context=context)[0]
+        exact = engine.map(
+            _support_quantiles, [whole[0]] * engine.n, [arrays] * engine.n, shares, context=context, n=engine.n
+        )
         parts = engine.map(_support_partial, tickets, context=context)
         return Pending((parts, exact), finish)
     parts = engine.map(_support_partial, tickets, context=context)
@@ -358,8 +363,12 @@ def support(
     return Pending((parts, exact), finish)
 
 
-def _support_quantiles(tickets: pd.DataFrame | None, context: Any) -> pd.DataFrame | None:
-    return None if tickets is None else support_family.quantiles(tickets, context)
+def _ticket_arrays(tickets: pd.DataFrame | None, context: Any) -> tuple | None:
+    return None if tickets is None else support_family.ticket_arrays(tickets, context)
+
+
+def _support_quantiles(tickets: pd.DataFrame, arrays: tuple, share: int, context: Any, n: int) -> pd.DataFrame:
+    return support_family.quantiles(tickets, context, arrays, part=(share, n))
 
 
 def _support_partial(tickets: pd.DataFrame | None, context: Any) -> tuple[pd.DataFrame, None]:

@@ -106,3 +106,19 @@ def test_the_default_engine_stays_on_pandas_without_the_memory_for_threads(sampl
     assert engines.default_engine(sample_tables, available=int(engines.THREADS_MEMORY_FACTOR * size) + 1) == "threads"
     assert engines.default_engine(sample_tables, available=int(engines.THREADS_MEMORY_FACTOR * size) - 1) == "pandas"
     assert engines._free_memory() > 0
+
+
+def test_support_on_threads_with_business_hours_equals_pandas(sample_tables, monkeypatch):
+    """The threads engine's quantiles run in shares of the periods; with schedules each share takes its rows."""
+    import csmetrics
+    import csmetrics.engines as engines
+    from csmetrics import Schedule
+
+    week = Schedule(tz="Europe/Berlin", hours={d: ["09:00-12:00", "13:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")})
+    options = {"by": "channel", "business_hours": week, "sla_targets": {"high": 60, "low": 600}, "freq": "W"}
+    single = csmetrics.support_metrics(sample_tables["tickets"], **options)
+    monkeypatch.setattr(engines, "THREADS_MIN_ROWS", 1_000)
+    monkeypatch.setattr(engines.os, "cpu_count", lambda: 3)
+    threaded = csmetrics.support_metrics(sample_tables["tickets"], **options)
+    assert "first_response_business_minutes_p90" in set(threaded["metric"])
+    pd.testing.assert_frame_equal(threaded, single, rtol=1e-12)

@@ -282,11 +282,18 @@ def _distinct_customers(customer_id: pd.Series, at_created, grid: Grid) -> np.nd
 
 
 def durations(
-    tickets: pd.DataFrame, context: Context, arrays: tuple | None = None
+    tickets: pd.DataFrame, context: Context, arrays: tuple | None = None, part: tuple[int, int] | None = None
 ) -> tuple[dict[str, np.ndarray], pd.DataFrame | None]:
     """The rows the quantiles need: period index, segment code, minutes to first response and
-    hours to resolution (NaN where not done by as_of), for tickets in the spine with either."""
+    hours to resolution (NaN where not done by as_of), for tickets in the spine with either.
+
+    ``part`` (k, n): only the tickets of periods p with p % n == k (so n calls share the work and
+    each (period, segment) cell is whole in one of them)."""
     created, period, seg, seg_table, as_of = arrays or ticket_arrays(tickets, context)
+    if part is not None:
+        mine = np.flatnonzero(period % part[1] == part[0])
+        created, period, seg = created[mine], period[mine], seg[mine]
+        tickets = tickets.take(mine) if context.options.get("schedules") is not None else _Columns(tickets, mine)
     inside = (period >= 0) & (period < context.spine.n)
     clock = Clock(tickets, context, created, as_of)
     took = {}
@@ -322,10 +329,29 @@ def exact_quantiles(rows, seg_table: pd.DataFrame | None, n: int) -> pd.DataFram
     return frame
 
 
-def quantiles(tickets: pd.DataFrame, context: Context, arrays: tuple | None = None) -> pd.DataFrame:
-    """Response and resolution quantiles per (period index, segment), exact, from the rows."""
-    rows, seg_table = durations(tickets, context, arrays)
+def quantiles(
+    tickets: pd.DataFrame, context: Context, arrays: tuple | None = None, part: tuple[int, int] | None = None
+) -> pd.DataFrame:
+    """Response and resolution quantiles per (period index, segment), exact, from the rows (``part``:
+    of one share of the periods, see :func:`durations`)."""
+    rows, seg_table = durations(tickets, context, arrays, part)
     return exact_quantiles(rows, seg_table, context.spine.n)
+
+
+class _Columns:
+    """The rows ``rows`` of a frame's columns, read one column at a time (no copy of the frame)."""
+
+    def __init__(self, frame: pd.DataFrame, rows: np.ndarray):
+        self.frame, self.rows = frame, rows
+
+    def __contains__(self, column: object) -> bool:
+        return column in self.frame
+
+    def __getitem__(self, column: str) -> pd.Series:
+        return self.frame[column].take(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 def finalize(summed: pd.DataFrame, exact: pd.DataFrame, context: Context) -> pd.DataFrame:
