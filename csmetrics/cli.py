@@ -110,7 +110,7 @@ def report_command(
     engine: str = typer.Option(
         "auto",
         "--engine",
-        help="auto (threads for large tables on several cores, else pandas), pandas (in memory, one core), "
+        help="auto (threads for large tables on several cores with the memory, else pandas), pandas (in memory, one core), "
         "threads (in memory, customer buckets on all cores) or dask (larger than memory).",
     ),
     scheduler: str | None = typer.Option(
