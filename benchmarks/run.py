@@ -30,7 +30,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from csmetrics.io import read_table  # noqa: E402  (csmetrics' own reader, as the CLI reads)
+from csmetrics.io import read_table  # noqa: E402  (csmetrics' own reader, as the CLI reads: dimensions dictionary-encoded)
+from csmetrics.schemas import DIMENSIONS  # noqa: E402
 
 #: the csmetrics engines timed: one core, and customer buckets on every core
 CSM_ENGINES = ("pandas", "threads")
@@ -94,7 +95,7 @@ def run_pipeline(name: str, data: str, repeat: int, naive: bool, only: str | Non
 
     paths = {t: Path(data) / f"{t}.parquet" for t in TABLES_OF[name]}
     read = {}
-    read["csmetrics"], frames = _timed(lambda: {t: read_table(p) for t, p in paths.items()})
+    read["csmetrics"], frames = _timed(lambda: {t: read_table(p, DIMENSIONS.get(t, ())) for t, p in paths.items()})
     con, plf = engines.duck(), {}
     if name not in ("validate", "report") and only in (None, "duckdb"):  # no copies the run does not use
         read["duckdb"], _ = _timed(lambda: [engines.duck_load(con, t, p) for t, p in paths.items() if t in engines.DUCK_TABLES])
