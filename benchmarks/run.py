@@ -156,7 +156,7 @@ def run_pipeline(name: str, data: str, repeat: int, naive: bool, only: str | Non
 
         runners = {f"csmetrics[{k}]": (lambda k=k: csm_revenue(k)) for k in CSM_ENGINES}
         runners |= {"duckdb": lambda: engines.revenue_duckdb(con), "polars": lambda: engines.revenue_polars(plf["billing"], plf["fx"])}
-        naive_fn = lambda sample: engines.revenue_naive(sample["billing"], frames["fx"])  # noqa: E731
+        naive_fn = lambda sample: engines.revenue_naive(sample["billing"], sample["fx"])  # noqa: E731
     elif name == "engagement":
         metrics = engines.ENGAGEMENT
 
@@ -200,7 +200,8 @@ def run_pipeline(name: str, data: str, repeat: int, naive: bool, only: str | Non
         if name not in ("validate", "report") or e.startswith("csmetrics")
     }
     if naive and naive_fn is not None and name != "validate":
-        sample = sample_customers(frames)
+        plain = {t: f.astype({c: "str" for c in f.columns if isinstance(f[c].dtype, pd.CategoricalDtype)}) for t, f in frames.items()}
+        sample = sample_customers(plain)  # the naive baselines take plain text, as pd.read_parquet gives
         seconds, _ = _timed(lambda: naive_fn(sample))
         result["naive_extrapolated"] = seconds * 100
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
