@@ -174,13 +174,25 @@ def partial(surveys: pd.DataFrame, context: Context, tickets: pd.DataFrame | Non
     at_send = grid.points(rows["sent_period"], seg)
     score, low, high, answered, is_ = rows["score"], rows["low"], rows["high"], rows["answered"], rows["is"]
 
-    # one bincount per classification of the answers, not one per indicator
-    nps_class = np.select([score >= 9, score >= 7], [0, 1], 2)  # promoter, passive, detractor
-    nps = grid.add_classes(at_answer, np.where(answered & is_["nps"], nps_class, -1), 3)
-    threshold = csat_threshold(low, high, context.options["csat_thresholds"])
-    csat = grid.add_classes(at_answer, np.where(answered & is_["csat"], (score >= threshold).astype(np.int64), -1), 2)
+    # one bincount for every survey type's classes (a row has one survey type): NPS promoter/passive/
+    # detractor at 0-2, CSAT negative/positive at 3-4, CES not easy/easy at 5-6, CXI component x
+    # (top-two, bottom-two) boxes from 7; on a 3-point scale a middle answer is both boxes
+    code = np.full(len(score), -1, dtype=np.int64)
+    nps_rows = answered & is_["nps"]
+    code[nps_rows] = np.select([score[nps_rows] >= 9, score[nps_rows] >= 7], [0, 1], 2)
+    csat_rows = np.flatnonzero(answered & is_["csat"])
+    threshold = csat_threshold(low[csat_rows], high[csat_rows], context.options["csat_thresholds"])
+    code[csat_rows] = 3 + (score[csat_rows] >= threshold)
     ces = answered & is_["ces"]
-    easy = grid.add_classes(at_answer, np.where(ces, (score >= high - 2).astype(np.int64), -1), 2)
+    code[ces] = 5 + (score[ces] >= high[ces] - 2)
+    component = surveys["component"] if "component" in surveys else pd.Series(None, index=surveys.index, dtype="str")
+    codes, names = pd.factorize(component)  # map the few distinct names, not every row
+    component_code = np.append(pd.Index(CXI_COMPONENTS).get_indexer(np.asarray(names, dtype=object)), -1)[codes]
+    cxi_ok = answered & is_["cxi"] & (component_code >= 0)
+    boxes = (score[cxi_ok] >= high[cxi_ok] - 1).astype(np.int64) + 2 * (score[cxi_ok] <= low[cxi_ok] + 1)
+    code[cxi_ok] = 7 + component_code[cxi_ok] * 4 + boxes
+    classes = grid.add_classes(at_answer, code, 7 + 4 * len(CXI_COMPONENTS))
+    nps, csat, easy, cxi = classes[..., 0:3], classes[..., 3:5], classes[..., 5:7], classes[..., 7:]
     columns = {
         "nps_n": nps.sum(axis=2),
         "promoters": nps[..., 0],
@@ -192,13 +204,6 @@ def partial(surveys: pd.DataFrame, context: Context, tickets: pd.DataFrame | Non
         "ces_sum": grid.add(at_answer, np.where(ces, score, 0.0)),
         "ces_easy": easy[..., 1],
     }
-    # CXI: component x (top-two box, bottom-two box) flags; on a 3-point scale a middle answer is both
-    component = surveys["component"] if "component" in surveys else pd.Series(None, index=surveys.index, dtype="str")
-    codes, names = pd.factorize(component)  # map the few distinct names, not every row
-    component_code = np.append(pd.Index(CXI_COMPONENTS).get_indexer(np.asarray(names, dtype=object)), -1)[codes]
-    boxes = (score >= high - 1).astype(np.int64) + 2 * (score <= low + 1).astype(np.int64)
-    cxi_ok = answered & is_["cxi"] & (component_code >= 0)
-    cxi = grid.add_classes(at_answer, np.where(cxi_ok, component_code * 4 + boxes, -1), 4 * len(CXI_COMPONENTS))
     for k, name in enumerate(CXI_COMPONENTS):
         mine = cxi[..., 4 * k : 4 * k + 4]
         columns[f"cxi_{name}_n"] = mine.sum(axis=2)
