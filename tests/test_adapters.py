@@ -479,3 +479,8 @@ def test_stripe_discounts_on_invoiced_cycles_by_hand():
     forever = fivetran_stripe(_with_coupon(dict(tables), "2024-02-10 00:00:00", percent=10.0)).tables["billing"]
     assert sorted(forever.loc[forever["amount"] < 0, "line_id"]) == ["di_1-il_2", "di_1-si_sub_a"]
     assert _month_end_mrr(forever, "2024-05-15") == {"2024-01": 100, "2024-02": 100, "2024-03": 90, "2024-04": 90, "2024-05": 90}
+
+
+def test_zendesk_errors_name_the_zendesk_adapter():
+    with pytest.raises(AdapterError, match="^fivetran-zendesk: the source has no 'ticket' table"):
+        fivetran_zendesk({"user": pd.DataFrame({"id": ["a"], "role": ["agent"]})})

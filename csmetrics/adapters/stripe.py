@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from csmetrics.metrics._billing import add_months
+from csmetrics.periods import NAT, instants
 from csmetrics.validate import validate
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "need_table",
     "parse_time",
     "read_source",
+    "synced_as_of",
 ]
 
 _ZERO_DECIMAL = {
@@ -128,17 +131,28 @@ def read_source(source: Path | str | Mapping[str, pd.DataFrame]) -> dict[str, pd
     return tables
 
 
-def need_table(tables: Mapping[str, pd.DataFrame], name: str, columns: list[str], used: dict) -> pd.DataFrame:
+def need_table(
+    tables: Mapping[str, pd.DataFrame], name: str, columns: list[str], used: dict, source: str = "fivetran-stripe"
+) -> pd.DataFrame:
     if name not in tables:
-        raise AdapterError(
-            f"fivetran-stripe: the source has no {name!r} table (found: {', '.join(sorted(tables)) or 'none'})"
-        )
+        raise AdapterError(f"{source}: the source has no {name!r} table (found: {', '.join(sorted(tables)) or 'none'})")
     table = tables[name]
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise AdapterError(f"fivetran-stripe: table {name!r} lacks column(s) {missing}")
+        raise AdapterError(f"{source}: table {name!r} lacks column(s) {missing}")
     used[name] = list(dict.fromkeys([*used.get(name, []), *columns]))  # several readers of one table add up
     return table
+
+
+def synced_as_of(tables: Mapping[str, pd.DataFrame], used: Mapping[str, list[str]]) -> pd.Timestamp | None:
+    """The export's as_of: the newest ``_fivetran_synced`` of the tables read (None without one)."""
+    synced = [
+        parse_time(t["_fivetran_synced"]).max()
+        for name, t in tables.items()
+        if name in used and "_fivetran_synced" in t
+    ]
+    synced = [s for s in synced if pd.notna(s)]
+    return max(synced) if synced else None
 
 
 def parse_time(values: pd.Series) -> pd.Series:
@@ -202,13 +216,7 @@ def fivetran_stripe(source: Path | str | Mapping[str, pd.DataFrame]) -> Converte
             {"customer_id": customer["id"].to_numpy(), "signup_at": parse_time(customer["created"]).to_numpy()}
         )
         out["customers"] = validate(customers, "customers")
-    synced = [
-        parse_time(t["_fivetran_synced"]).max()
-        for name, t in tables.items()
-        if name in used and "_fivetran_synced" in t
-    ]
-    synced = [s for s in synced if pd.notna(s)]
-    return Converted(out, max(synced) if synced else None, used, notes)
+    return Converted(out, synced_as_of(tables, used), used, notes)
 
 
 def _invoiced_history(tables: Mapping[str, pd.DataFrame], used: dict) -> pd.DataFrame:
@@ -372,9 +380,8 @@ def _discount_lines(
     repeating = (duration == "repeating") & end.isna().to_numpy() & ~np.isnan(months)
     if repeating.any():
         end = end.copy()
-        end[repeating] = pd.DatetimeIndex(
-            [a + pd.DateOffset(months=int(m)) for a, m in zip(start[repeating], months[repeating])]
-        ).as_unit(end.dt.unit)
+        later = add_months(instants(start[repeating].dt.as_unit("ns")), months[repeating])
+        end[repeating] = pd.DatetimeIndex(later.view("M8[ns]"), tz="UTC").as_unit(end.dt.unit)
     ids = pd.DataFrame({"d_id": merged["id"].to_numpy(), "subscription_id": merged["subscription_id"].to_numpy(),
                         "d_start": start.to_numpy(), "d_end": end.where(duration != "forever").to_numpy(),
                         "once": duration == "once", "percent": percent, "off": off, "off_currency": currency.to_numpy()})  # fmt: skip
@@ -396,11 +403,12 @@ def _discount_lines(
     fixed_hit = fixed & inside.to_numpy() & (~pairs["once"].to_numpy() | (s == first_cycle).to_numpy())
     # running items: the overlap of the item and the discount (once: one interval of it)
     lo = s.where(s > pairs["d_start"], pairs["d_start"])
-    step = pairs["_interval"].fillna(0).astype(int)
-    once_end = pd.Series(
-        [a + pd.DateOffset(months=int(m)) if pd.notna(a) else a for a, m in zip(lo, step)], index=pairs.index
+    step = pairs["_interval"].fillna(0).to_numpy(dtype=np.int64)
+    lo_ns = instants(lo.dt.as_unit("ns"))
+    once_end = np.where(lo_ns != NAT, add_months(lo_ns, step), NAT)  # one interval of the item
+    hi_disc = pairs["d_end"].where(
+        ~pairs["once"], pd.Series(pd.to_datetime(once_end.view("M8[ns]"), utc=True), index=pairs.index)
     )
-    hi_disc = pairs["d_end"].where(~pairs["once"], pd.to_datetime(once_end, utc=True))
     hi = e.where(hi_disc.isna() | (e.notna() & (e < hi_disc)), hi_disc)
     already = pairs["once"] & first_cycle.notna()  # the once discount went to an invoiced cycle
     item_hit = ~fixed & (hi.isna() | (hi > lo)).to_numpy() & ~already.to_numpy()

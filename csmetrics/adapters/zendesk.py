@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from csmetrics.adapters.stripe import Converted, is_true, need_table, parse_time, read_source
+from csmetrics.adapters.stripe import Converted, is_true, need_table, parse_time, read_source, synced_as_of
 from csmetrics.schedule import SCHEDULE_COLUMNS, schedules_from_tables
 from csmetrics.validate import validate
 
@@ -54,6 +54,7 @@ ZENDESK_ZONES = {
     "Cairo": "Africa/Cairo",
     "UTC": "UTC",
 }
+_SOURCE = "fivetran-zendesk"  # the adapter's name in its errors
 _AGENTS = ("agent", "admin")
 _SUNDAY_FIRST = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
@@ -65,7 +66,7 @@ def fivetran_zendesk(source: Path | str | Mapping[str, pd.DataFrame]) -> Convert
         tables.update({k: v for k, v in read_source(Path(source) / "historical").items() if k not in tables})
     used: dict[str, list[str]] = {}
     notes: list[str] = []
-    ticket = need_table(tables, "ticket", ["id", "created_at", "status"], used)
+    ticket = need_table(tables, "ticket", ["id", "created_at", "status"], used, _SOURCE)
     ticket = ticket[ticket["status"].astype(str).str.lower() != "deleted"]
     created = parse_time(ticket["created_at"])
     customer = ticket["organization_id"] if "organization_id" in ticket else pd.Series(None, index=ticket.index)
@@ -109,13 +110,7 @@ def fivetran_zendesk(source: Path | str | Mapping[str, pd.DataFrame]) -> Convert
     surveys = _ratings(tables, ticket.assign(_customer=customer.to_numpy()), used)
     if surveys is not None and len(surveys):
         converted["surveys"] = validate(surveys, "surveys")
-    synced = [
-        parse_time(t["_fivetran_synced"]).max()
-        for name, t in tables.items()
-        if name in used and "_fivetran_synced" in t
-    ]
-    synced = [s for s in synced if pd.notna(s)]
-    return Converted(converted, max(synced) if synced else None, used, notes, schedules, "fivetran-zendesk")
+    return Converted(converted, synced_as_of(tables, used), used, notes, schedules, "fivetran-zendesk")
 
 
 def _lifecycle(tables, ticket: pd.DataFrame, used: dict, notes: list[str]) -> tuple[list, np.ndarray]:
@@ -124,7 +119,9 @@ def _lifecycle(tables, ticket: pd.DataFrame, used: dict, notes: list[str]) -> tu
     resolved: dict[str, pd.Timestamp] = {}
     reopened: dict[str, int] = {}
     if "ticket_field_history" in tables:
-        history = need_table(tables, "ticket_field_history", ["field_name", "ticket_id", "updated", "value"], used)
+        history = need_table(
+            tables, "ticket_field_history", ["field_name", "ticket_id", "updated", "value"], used, _SOURCE
+        )
         status = history[history["field_name"] == "status"].assign(at=lambda h: parse_time(h["updated"]))
         status = status.sort_values(["ticket_id", "at"], kind="stable")
         for key, rows in status.groupby(status["ticket_id"].astype(str), sort=False):
@@ -157,8 +154,8 @@ def _replies(tables, tickets: pd.DataFrame, used: dict) -> tuple[np.ndarray, np.
     contacts = np.full(n, np.nan)
     if "ticket_comment" not in tables or "user" not in tables:
         return pd.DatetimeIndex(first).tz_localize("UTC"), contacts
-    comment = need_table(tables, "ticket_comment", ["ticket_id", "user_id", "created", "public"], used)
-    user = need_table(tables, "user", ["id", "role"], used)
+    comment = need_table(tables, "ticket_comment", ["ticket_id", "user_id", "created", "public"], used, _SOURCE)
+    user = need_table(tables, "user", ["id", "role"], used, _SOURCE)
     agents = set(user.loc[user["role"].astype(str).str.lower().isin(_AGENTS), "id"].astype(str))
     public = comment[is_true(comment["public"]) & comment["user_id"].astype(str).isin(agents)]
     public = public.assign(at=parse_time(public["created"]))
@@ -186,7 +183,7 @@ def _ratings(tables, ticket: pd.DataFrame, used: dict) -> pd.DataFrame | None:
                               "ticket_id": rated["id"]})  # fmt: skip
     elif "satisfaction_rating" in tables:
         rating = need_table(
-            tables, "satisfaction_rating", ["id", "ticket_id", "requester_id", "score", "created_at"], used
+            tables, "satisfaction_rating", ["id", "ticket_id", "requester_id", "score", "created_at"], used, _SOURCE
         )
         known = rating["score"].astype(str).str.lower().isin(list(score_of))
         rating = rating[known].drop_duplicates("id")  # the seed's scores are md5 hashes: none is known
@@ -206,7 +203,7 @@ def _schedules(tables, used: dict, notes: list[str]):
     interval, the default schedule flagged), plus the holidays table."""
     if "schedule" not in tables:
         return {}, None, None
-    schedule = need_table(tables, "schedule", ["id", "name", "time_zone", "start_time", "end_time"], used)
+    schedule = need_table(tables, "schedule", ["id", "name", "time_zone", "start_time", "end_time"], used, _SOURCE)
     if "_fivetran_deleted" in schedule:
         schedule = schedule[~is_true(schedule["_fivetran_deleted"])]
     holidays = tables.get("schedule_holiday")
@@ -261,7 +258,7 @@ def _ticket_schedules(tables, tickets: pd.DataFrame, known: Mapping[str, Any], d
     chosen = np.full(len(tickets), default, dtype=object)
     if "ticket_schedule" not in tables or not known:
         return chosen
-    rows = need_table(tables, "ticket_schedule", ["ticket_id", "created_at", "schedule_id"], used)
+    rows = need_table(tables, "ticket_schedule", ["ticket_id", "created_at", "schedule_id"], used, _SOURCE)
     rows = pd.DataFrame({"ticket": rows["ticket_id"].astype(str), "at": parse_time(rows["created_at"]),
                          "schedule": rows["schedule_id"].astype(str)}).sort_values(["ticket", "at"], kind="stable")  # fmt: skip
     created = pd.Series(pd.DatetimeIndex(tickets["created_at"]), index=tickets["ticket_id"].astype(str))
