@@ -184,9 +184,21 @@ def to_wide(frame: pd.DataFrame, column: str = "value") -> pd.DataFrame:
             f"to_wide: column {column!r} is not in the frame (value, numerator, denominator, ci_low, ci_high)"
         )
     keys = ["period", "freq", *segment_columns(frame)]
-    order = list(dict.fromkeys(frame["metric"]))
-    wide = frame.pivot_table(index=keys, columns="metric", values=column, aggfunc="first", dropna=False, observed=True)
-    wide = wide.reindex(columns=order).reset_index()
+    # every combination of the keys' sorted values (nulls last), as pivot_table(dropna=False) lays them
+    # out, filled from the codes: no pivot machinery for frames of a few thousand rows
+    flat = np.zeros(len(frame), dtype=np.int64)
+    levels = []
+    for key in keys:
+        codes, uniques = pd.factorize(frame[key], sort=True, use_na_sentinel=False)
+        flat = flat * len(uniques) + codes
+        levels.append(uniques)
+    metric, metrics = pd.factorize(frame["metric"], use_na_sentinel=True)  # order of appearance
+    n_rows = int(np.prod([len(level) for level in levels], dtype=np.int64)) if len(frame) else 0
+    values = np.full((n_rows, len(metrics)), np.nan)
+    known = np.flatnonzero(metric >= 0)[::-1]  # reversed: the first row of a duplicate wins
+    values[flat[known], metric[known]] = frame[column].to_numpy(dtype=float, na_value=np.nan)[known]
+    index = pd.MultiIndex.from_product(levels, names=keys) if len(frame) else pd.MultiIndex.from_arrays([[]] * len(keys), names=keys)
+    wide = pd.DataFrame(values, index=index, columns=pd.Index(list(metrics))).reset_index()
     wide.columns.name = None
     return wide
 
@@ -291,14 +303,28 @@ def encode_segments(values: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame | No
     """
     if values.shape[1] == 0:
         return np.zeros(len(values), dtype=np.int64), None
-    combined = np.zeros(len(values), dtype=np.int64)
+    combined: np.ndarray | None = None
     uniques = []
+    radix_product = 1
     for column in values.columns:
         codes, levels = factorize_sorted(values[column])
         # code 0 is the null group, then the sorted values
-        combined = combined * (len(levels) + 1) + (codes + 1)
+        digit = np.asarray(codes, dtype=np.int64) + 1
+        combined = digit if combined is None else combined * (len(levels) + 1) + digit
+        radix_product *= len(levels) + 1
         uniques.append(levels)
-    seg_codes, used = pd.factorize(combined, sort=True)
+    assert combined is not None
+    if len(uniques) == 1:  # one column: its codes are dense over its values already, nulls (0) first
+        has_null = bool((combined == 0).any())
+        used = np.arange(0 if has_null else 1, radix_product, dtype=np.int64)
+        seg_codes = combined if has_null else combined - 1
+    elif radix_product <= max(4 * len(values), 1 << 16):
+        # few possible combinations: the used ones from a bincount, no hashing of the rows
+        present = np.bincount(combined, minlength=radix_product) > 0
+        used = np.flatnonzero(present)
+        seg_codes = (np.cumsum(present) - 1)[combined]
+    else:
+        seg_codes, used = pd.factorize(combined, sort=True)
     table = {}
     rest = np.asarray(used, dtype=np.int64)
     for column, levels in reversed(list(zip(values.columns, uniques))):
@@ -323,7 +349,7 @@ def factorize_sorted(values: pd.Series) -> tuple[np.ndarray, Any]:
         return pd.factorize(values, sort=True, use_na_sentinel=True)
     codes = np.asarray(values.cat.codes, dtype=np.int64)
     categories = values.cat.categories
-    used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(categories)))
+    used = np.flatnonzero(np.bincount(codes + 1, minlength=len(categories) + 1)[1:])  # -1 (null) counts in bin 0
     order = used[np.argsort(np.asarray(categories[used], dtype=object), kind="stable")]
     lookup = np.full(len(categories) + 1, -1, dtype=np.int64)
     lookup[order] = np.arange(len(order))

@@ -10,6 +10,7 @@ the last instant before the next period starts.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -171,6 +172,32 @@ class Spine:
     def index(self, codes: np.ndarray) -> np.ndarray:
         """Position of each code in the spine (may fall outside 0..n-1)."""
         return np.asarray(codes, dtype=np.int64) - self.first
+
+    def positions(self, instants: np.ndarray) -> np.ndarray:
+        """Spine position of each UTC instant's period, -1 for NaT and instants before the first period,
+        ``n`` for those after the last: ``clip(index(period_codes(...)), -1, n)`` in one division and
+        one gather from a table over the spine's local days (no calendar arithmetic per row)."""
+        table = _day_positions(self)
+        day = local_ns(instants, self.tz) // _NS_PER_DAY - (_first_day(self) - 1)
+        return table[np.clip(day, 0, len(table) - 1)]
+
+
+@functools.lru_cache(maxsize=64)
+def _first_day(spine: Spine) -> int:
+    return int(code_starts_local(np.array([spine.first]), spine.freq).astype(np.int64)[0] // _NS_PER_DAY)
+
+
+@functools.lru_cache(maxsize=64)
+def _day_positions(spine: Spine) -> np.ndarray:
+    """-1, the position of each local day from the first period's first day to the last period's last
+    day, then ``n`` for any later day (the gather's index is clipped to the table's end)."""
+    first = _first_day(spine)
+    after = int(code_starts_local(np.array([spine.last + 1]), spine.freq).astype(np.int64)[0] // _NS_PER_DAY)
+    days = np.arange(first, after, dtype=np.int64) * _NS_PER_DAY
+    inside = period_codes(days, spine.freq, "UTC") - spine.first  # local days: no zone arithmetic
+    table = np.concatenate([[-1], inside, [spine.n]]).astype(np.int64)
+    table.setflags(write=False)
+    return table
 
 
 def make_spine(

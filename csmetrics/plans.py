@@ -431,8 +431,11 @@ def surveys(
     def finish(parts: list) -> pd.DataFrame:
         return surveys_family.finalize(combine(parts, context.by, surveys_family.PARTIAL_COLUMNS), context)
 
-    tickets = engine.table("tickets") if ticket_columns else [None] * engine.n
-    return Pending((engine.map(_survey_partial, engine.table("surveys"), tickets, context=context),), finish)
+    if ticket_columns:  # an answer's ticket is in the same customer's bucket
+        parts = engine.map(_survey_partial, engine.table("surveys"), engine.table("tickets"), context=context)
+    else:  # the sums are additive over any split of the rows
+        parts = engine.map(_survey_partial, engine.slices("surveys"), [None] * engine.n, context=context)
+    return Pending((parts,), finish)
 
 
 def _survey_partial(surveys: pd.DataFrame | None, tickets: pd.DataFrame | None, context: Any) -> pd.DataFrame:

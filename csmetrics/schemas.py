@@ -48,6 +48,7 @@ __all__ = [
     "score_within_scale",
     "strictly_after",
     "survey_scale",
+    "value_codes",
     "tz_aware_timestamp",
     "unique_together",
     "whole_number",
@@ -191,20 +192,30 @@ def known_values_for_survey(df: pd.DataFrame, *, column: str, survey: str, allow
 
 def survey_scale(surveys: pd.DataFrame, factorized: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-row (scale_min, scale_max) with each survey type's default filled in
-    (``factorized``: ``pd.factorize(surveys["survey"])`` when the caller has it)."""
-    codes, names = factorized or pd.factorize(surveys["survey"])  # a few survey types: look their scales up once
+    (``factorized``: ``value_codes(surveys["survey"])`` when the caller has it)."""
+    codes, names = factorized or value_codes(surveys["survey"])  # a few survey types: look their scales up once
     lows = np.array([DEFAULT_SCALES.get(name, (np.nan, np.nan))[0] for name in names] + [np.nan])
     highs = np.array([DEFAULT_SCALES.get(name, (np.nan, np.nan))[1] for name in names] + [np.nan])
-    default_low, default_high = lows[codes], highs[codes]
-    low = _optional_float(surveys, "scale_min")
-    high = _optional_float(surveys, "scale_max")
-    return np.where(np.isnan(low), default_low, low), np.where(np.isnan(high), default_high, high)
+    return _filled(surveys, "scale_min", lows, codes), _filled(surveys, "scale_max", highs, codes)
 
 
-def _optional_float(df: pd.DataFrame, column: str) -> np.ndarray:
+def value_codes(values: pd.Series) -> tuple[np.ndarray, Any]:
+    """(code per row, -1 for null; the distinct values): a categorical's own codes and categories (no
+    hashing of the rows), else ``pd.factorize``."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return np.asarray(values.cat.codes), values.cat.categories
+    return pd.factorize(values)
+
+
+def _filled(df: pd.DataFrame, column: str, defaults: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The float column with each row's default (``defaults[codes]``) where it is missing."""
     if column not in df:
-        return np.full(len(df), np.nan)
-    return pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        return defaults[codes]
+    given = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    missing = np.isnan(given)
+    if not missing.any():
+        return given
+    return np.where(missing, defaults[codes], given)
 
 
 # --------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from csmetrics.frame import FrameBuilder, encode_segments, reaggregate, to_wide
@@ -38,6 +38,51 @@ def test_to_wide():
     builder.ratio("csat", np.array([[40]]), np.array([[50]]))
     wide = to_wide(builder.build())
     assert wide[["tickets", "csat"]].to_numpy().tolist() == [[40.0, 0.8]]  # 40 positive of 50 -> 0.80
+
+
+def test_to_wide_lays_out_every_key_combination_as_pivot_table_does():
+    """Rows for each (period, freq, segment) combination of the keys' sorted values, nulls last, the
+    metrics in order of appearance, an absent cell NaN: pandas' pivot_table(dropna=False) layout."""
+    frame = pd.DataFrame(
+        {
+            "period": pd.to_datetime(["2024-02-01", "2024-02-01", "2024-01-01", "2024-01-01"], utc=True),
+            "freq": "M",
+            "plan": ["b", None, "a", "a"],
+            "metric": ["y", "x", "y", "x"],
+            "value": [3.0, 4.0, 2.0, 1.0],
+        }
+    )
+    wide = to_wide(frame)
+    assert list(wide.columns) == ["period", "freq", "plan", "y", "x"]
+    assert wide["plan"].isna().tolist() == [False, False, True] * 2 and wide["plan"].tolist()[:2] == ["a", "b"]
+    assert wide["period"].dt.month.tolist() == [1, 1, 1, 2, 2, 2]
+    values = wide[["y", "x"]].to_numpy().tolist()
+    assert values[0] == [2.0, 1.0]  # January, a
+    assert np.isnan(values[1]).all() and np.isnan(values[2]).all()  # January b and null: absent
+    assert values[4][0] == 3.0 and np.isnan(values[4][1])  # February b: y only
+    assert np.isnan(values[5][0]) and values[5][1] == 4.0  # February null plan: x only
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.sampled_from(["a", "b", None]), st.sampled_from(["m1", "m2", "m3"]), st.floats(-5, 5)),
+        min_size=1,
+        max_size=30,
+        unique_by=lambda r: (r[0], r[1], r[2]),
+    )
+)
+def test_to_wide_equals_pivot_table(rows):
+    assume(any(plan is not None for _, plan, _, _ in rows))  # an all-null segment: pivot_table makes it float NaN, to_wide keeps None
+    frame = pd.DataFrame(rows, columns=["month", "plan", "metric", "value"])
+    frame.insert(0, "period", pd.to_datetime("2024-01-01", utc=True) + pd.to_timedelta(frame.pop("month") * 31, unit="D"))
+    frame.insert(1, "freq", "M")
+    expected = frame.pivot_table(
+        index=["period", "freq", "plan"], columns="metric", values="value", aggfunc="first", dropna=False, observed=True
+    )
+    expected = expected.reindex(columns=list(dict.fromkeys(frame["metric"]))).reset_index()
+    expected.columns.name = None
+    pd.testing.assert_frame_equal(to_wide(frame), expected)
 
 
 def test_null_segment_is_its_own_group():

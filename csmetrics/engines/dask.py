@@ -131,6 +131,10 @@ class DaskEngine:
         """Never on one worker: work that needs every row regroups instead."""
         return None
 
+    def slices(self, name: str) -> list:
+        """Any split of the rows: the partitions (by customer) as they are."""
+        return self.table(name)
+
     def small(self, name: str) -> pd.DataFrame | None:
         return self.small_tables.get(name)
 

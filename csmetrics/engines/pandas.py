@@ -46,6 +46,11 @@ class PandasEngine:
         needs every row at once, such as exact quantiles. None on engines that cannot hold it."""
         return self.table(name)
 
+    def slices(self, name: str) -> Handle:
+        """The table split into ``n`` parts of any rows (not by customer), for families whose sums
+        are additive over any split of the rows (surveys): the buckets here."""
+        return self.table(name)
+
     def small(self, name: str) -> pd.DataFrame | None:
         return self.tables.get(name)
 
@@ -125,6 +130,14 @@ class ThreadedEngine(PandasEngine):
 
     def whole(self, name: str) -> Handle | None:
         return [self.tables.get(name)] + [None] * (self.n - 1)
+
+    def slices(self, name: str) -> Handle:
+        """Contiguous row ranges of the table: views, no take (the sums need no customer split)."""
+        if not self.has(name):
+            return [None] * self.n
+        table = self.tables[name]
+        bounds = np.linspace(0, len(table), self.n + 1).astype(np.int64)
+        return [table.iloc[bounds[k] : bounds[k + 1]] for k in range(self.n)]
 
     def map(self, fn: Callable, *handles: Handle, **shared: Any) -> Handle:
         """Futures, one per bucket: the calls start now, so the families of a report overlap. A call

@@ -68,13 +68,26 @@ def resolve_spine(
         as_of_ts = pd.Timestamp(latest, tz="UTC")
     else:
         as_of_ts = resolve_as_of(as_of)
-    known = [instants(table[c]) for c in period_columns if c in table]
-    stamps = np.concatenate(known) if known else np.array([], dtype=np.int64)
-    stamps = stamps[(stamps != NAT) & (stamps <= as_of_ts.value)]
-    if through_as_of or len(stamps) == 0:
-        stamps = np.append(stamps, as_of_ts.value)
-    bounds = np.array([stamps.min(), stamps.max()])
+    ranges = [_range_to(instants(table[c]), as_of_ts.value) for c in period_columns if c in table]
+    known = [r for r in ranges if r is not None]
+    if through_as_of or not known:
+        known.append((as_of_ts.value, as_of_ts.value))
+    bounds = np.array([min(r[0] for r in known), max(r[1] for r in known)], dtype=np.int64)
     return make_spine(period_codes(bounds, freq, tz), freq, tz, as_of_ts, start, end)
+
+
+def _range_to(stamps: np.ndarray, as_of: int) -> tuple[int, int] | None:
+    """(earliest, latest) instant of ``stamps`` at or before as_of, NaT left out; None if there is none."""
+    if not len(stamps):
+        return None
+    with np.errstate(over="ignore"):
+        earliest = int((stamps - 1).min()) + 1  # NaT (the smallest int64) wraps to the largest: never the min
+    if earliest > as_of:  # nothing by as_of (or every stamp NaT)
+        return None
+    latest = int(stamps.max())
+    if latest > as_of:  # some after as_of (an explicit as_of): the latest of the others
+        latest = int(np.max(stamps, where=stamps <= as_of, initial=NAT))
+    return earliest, latest
 
 
 def make_context(
@@ -154,13 +167,14 @@ def long_partial(
     if every_segment and n_periods:
         grid = touched.reshape(n_periods, n_seg)
         grid[0, ~grid.any(axis=0)] = True
-    frame = pd.DataFrame({"period_index": np.repeat(np.arange(n_periods), n_seg)[touched]})
+    cells = np.flatnonzero(touched)
+    out: dict[str, object] = {"period_index": cells // n_seg}
     if seg_table is not None:
-        segment_of_cell = np.tile(np.arange(n_seg), n_periods)[touched]
+        segment_of_cell = cells % n_seg
         for column in seg_table.columns:
-            frame[column] = seg_table[column].iloc[segment_of_cell].reset_index(drop=True)
-    frame[list(names)] = values[touched]
-    return frame
+            out[column] = seg_table[column].iloc[segment_of_cell].reset_index(drop=True)
+    sums = pd.DataFrame(values[cells], columns=list(names))  # one block, not a column at a time
+    return pd.concat([pd.DataFrame(out), sums], axis=1)
 
 
 def combine(partials: Sequence[pd.DataFrame], by: Sequence[str], names: Sequence[str]) -> pd.DataFrame:
@@ -199,6 +213,21 @@ class Grid:
         """Cells of rows at their period (rows outside the spine are dropped)."""
         keep = (period >= 0) & (period < self.n_periods)
         return period[keep] * self.n_segments + segment[keep], keep
+
+    def cells(self, period: np.ndarray, segment: np.ndarray) -> np.ndarray:
+        """Cells of every row in a grid padded by a period before the spine and one after it, where
+        rows outside the spine (period < 0 or >= n) fall: no masks, the padding is dropped by the sums."""
+        return (np.clip(period, -1, self.n_periods) + 1) * self.n_segments + segment
+
+    def count_classes(self, cells: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
+        """Row counts per (period, segment, class) of padded ``cells``, ``classes`` in 0..n_classes-1."""
+        flat = np.bincount(cells * n_classes + classes, minlength=(self.n_periods + 2) * self.n_segments * n_classes)
+        return flat.reshape(self.n_periods + 2, self.n_segments, n_classes)[1:-1].astype(float)
+
+    def sum(self, cells: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Sum of ``values`` per (period, segment) of padded ``cells`` (values in the padding may be NaN)."""
+        flat = np.bincount(cells, weights=values, minlength=(self.n_periods + 2) * self.n_segments)
+        return flat.reshape(self.n_periods + 2, self.n_segments)[1:-1]
 
     def add(self, cells: tuple[np.ndarray, np.ndarray], values: np.ndarray) -> np.ndarray:
         index, keep = cells

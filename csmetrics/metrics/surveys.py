@@ -25,8 +25,8 @@ from csmetrics.metrics._billing import prepare as prepare_billing
 from csmetrics.metrics._common import Context, Grid, as_tuple, combine, dense, long_partial, make_context, segments_of
 from csmetrics.metrics.revenue import current_mrr_of
 from csmetrics.options import check_csat_thresholds
-from csmetrics.periods import NAT, instants, period_codes
-from csmetrics.schemas import AS_OF_COLUMNS, CXI_COMPONENTS, survey_scale
+from csmetrics.periods import NAT, instants
+from csmetrics.schemas import AS_OF_COLUMNS, CXI_COMPONENTS, survey_scale, value_codes
 from csmetrics.stats import nps_interval
 from csmetrics.validate import table_error
 
@@ -115,31 +115,35 @@ def csat_threshold(low: np.ndarray, high: np.ndarray, thresholds: Mapping[tuple[
     return out
 
 
-def answer_arrays(surveys: pd.DataFrame, context: Context) -> dict[str, np.ndarray]:
-    """Per row: survey type, score, scale, answered (by as_of) and the answer's period."""
+def answer_arrays(surveys: pd.DataFrame, context: Context) -> dict:
+    """Per row: survey type (``kind`` codes into ``kinds``; ``is`` masks), score, scale, answered (by
+    as_of), the spine position of the answer's instant and of the send's (-1 for none or before the
+    spine, ``n`` after it; an answer counts where ``answered``, a send where ``sent_by_as_of``)."""
     spine = context.spine
     as_of = spine.as_of.value
-    survey = surveys["survey"]
     score = surveys["score"].to_numpy(dtype=float, na_value=np.nan)
     responded = instants(surveys["responded_at"]) if "responded_at" in surveys else np.full(len(surveys), NAT)
     sent = instants(surveys["sent_at"]) if "sent_at" in surveys else np.full(len(surveys), NAT)
-    answered_at = np.where(responded != NAT, responded, sent)
+    # responded_at is never before sent_at (validated) and NAT is the smallest int64: the later of the
+    # two is responded_at where there is one, else sent_at
+    answered_at = np.maximum(responded, sent)
     answered = ~np.isnan(score) & (answered_at != NAT) & (answered_at <= as_of)
-    kinds = pd.factorize(survey)  # a few survey types: compare codes, not strings
+    kinds = value_codes(surveys["survey"])  # a few survey types: compare codes, not strings
     low, high = survey_scale(surveys, kinds)
     codes, names = kinds
     position = {name: k for k, name in enumerate(names)}
     return {
+        "kind": codes,
+        "kinds": names,
         "is": {name: codes == position.get(name, -2) for name in ("nps", "csat", "ces", "cxi")},
         "score": score,
         "low": low,
         "high": high,
         "answered": answered,
-        "answer_period": np.where(answered, spine.index(period_codes(answered_at, spine.freq, spine.tz)), -1),
+        "answer_period": spine.positions(answered_at),
         "sent": sent,
-        "sent_period": np.where(
-            (sent != NAT) & (sent <= as_of), spine.index(period_codes(sent, spine.freq, spine.tz)), -1
-        ),
+        "sent_period": spine.positions(sent),
+        "sent_by_as_of": sent <= as_of,
     }
 
 
@@ -162,46 +166,40 @@ def with_ticket_columns(surveys: pd.DataFrame, tickets: pd.DataFrame | None, col
     return out
 
 
+#: Class codes of an answer (one bincount counts them all, a row having one survey type): NPS
+#: detractor / passive / promoter 0-2, CSAT negative / positive 3-4, CES not easy / easy 5-6, CXI
+#: component k's (top-two, bottom-two) boxes at 7 + 4k + top + 2 * bottom (on a 3-point scale a middle
+#: answer is in both), any other answer last; each doubled, + 1 when the answer has a comment.
+_CXI_BASE = 7
+_OTHER = _CXI_BASE + 4 * len(CXI_COMPONENTS)
+_GROUP_BASE = np.array([0, 3, 5, *(_CXI_BASE + 4 * k for k in range(len(CXI_COMPONENTS))), _OTHER])
+
+
 def partial(surveys: pd.DataFrame, context: Context, tickets: pd.DataFrame | None = None) -> pd.DataFrame:
     """Additive sums per (period index, segment values) over these survey rows (``tickets``: the same
     customers' tickets, when a segment is a ticket column)."""
     surveys = with_ticket_columns(surveys, tickets, context.options.get("from_tickets", ()))
     rows = answer_arrays(surveys, context)
     seg, seg_table = segments_of(surveys, context, "surveys")
-    n = context.spine.n
-    grid = Grid(n, len(seg_table) if seg_table is not None else 1)
-    at_answer = grid.points(rows["answer_period"], seg)
-    at_send = grid.points(rows["sent_period"], seg)
-    score, low, high, answered, is_ = rows["score"], rows["low"], rows["high"], rows["answered"], rows["is"]
-
-    # one bincount for every survey type's classes (a row has one survey type): NPS promoter/passive/
-    # detractor at 0-2, CSAT negative/positive at 3-4, CES not easy/easy at 5-6, CXI component x
-    # (top-two, bottom-two) boxes from 7; on a 3-point scale a middle answer is both boxes
-    code = np.full(len(score), -1, dtype=np.int64)
-    nps_rows = answered & is_["nps"]
-    code[nps_rows] = np.select([score[nps_rows] >= 9, score[nps_rows] >= 7], [0, 1], 2)
-    csat_rows = np.flatnonzero(answered & is_["csat"])
-    threshold = csat_threshold(low[csat_rows], high[csat_rows], context.options["csat_thresholds"])
-    code[csat_rows] = 3 + (score[csat_rows] >= threshold)
-    ces = answered & is_["ces"]
-    code[ces] = 5 + (score[ces] >= high[ces] - 2)
-    component = surveys["component"] if "component" in surveys else pd.Series(None, index=surveys.index, dtype="str")
-    codes, names = pd.factorize(component)  # map the few distinct names, not every row
-    component_code = np.append(pd.Index(CXI_COMPONENTS).get_indexer(np.asarray(names, dtype=object)), -1)[codes]
-    cxi_ok = answered & is_["cxi"] & (component_code >= 0)
-    boxes = (score[cxi_ok] >= high[cxi_ok] - 1).astype(np.int64) + 2 * (score[cxi_ok] <= low[cxi_ok] + 1)
-    code[cxi_ok] = 7 + component_code[cxi_ok] * 4 + boxes
-    classes = grid.add_classes(at_answer, code, 7 + 4 * len(CXI_COMPONENTS))
-    nps, csat, easy, cxi = classes[..., 0:3], classes[..., 3:5], classes[..., 5:7], classes[..., 7:]
+    grid = Grid(context.spine.n, len(seg_table) if seg_table is not None else 1)
+    at_answer = grid.cells(rows["answer_period"], seg) * rows["answered"]  # unanswered rows: the padding
+    group = _answer_groups(surveys, rows)
+    thresholds = _group_thresholds(rows, group, context.options["csat_thresholds"])
+    score = rows["score"]
+    code = _GROUP_BASE[group] + (score >= thresholds[0]) + (score >= thresholds[1]) + 2 * (score <= thresholds[2])
+    has_comment = _has_text(surveys["comment"]) if "comment" in surveys else np.zeros(len(surveys), dtype=bool)
+    classes = grid.count_classes(at_answer, 2 * code + has_comment, 2 * (_OTHER + 1))
+    answers = classes[..., 0::2] + classes[..., 1::2]  # with or without a comment
+    nps, csat, easy, cxi = answers[..., 0:3], answers[..., 3:5], answers[..., 5:7], answers[..., _CXI_BASE:_OTHER]
     columns = {
         "nps_n": nps.sum(axis=2),
-        "promoters": nps[..., 0],
+        "promoters": nps[..., 2],
         "passives": nps[..., 1],
-        "detractors": nps[..., 2],
+        "detractors": nps[..., 0],
         "csat_n": csat.sum(axis=2),
         "csat_positive": csat[..., 1],
         "ces_n": easy.sum(axis=2),
-        "ces_sum": grid.add(at_answer, np.where(ces, score, 0.0)),
+        "ces_sum": grid.sum(at_answer * (group == 2), score),  # other rows (and unanswered NaN) in the padding
         "ces_easy": easy[..., 1],
     }
     for k, name in enumerate(CXI_COMPONENTS):
@@ -209,24 +207,105 @@ def partial(surveys: pd.DataFrame, context: Context, tickets: pd.DataFrame | Non
         columns[f"cxi_{name}_n"] = mine.sum(axis=2)
         columns[f"cxi_{name}_top"] = mine[..., 1] + mine[..., 3]
         columns[f"cxi_{name}_bottom"] = mine[..., 2] + mine[..., 3]
-    sends = grid.add_classes(at_send, answered.astype(np.int64), 2)
+    at_send = grid.cells(rows["sent_period"], seg) * rows["sent_by_as_of"]
+    sends = grid.count_classes(at_send, rows["answered"], 2)
     columns["sent"] = sends.sum(axis=2)
     columns["sent_answered"] = sends[..., 1]
-    has_comment = _has_text(surveys["comment"]) if "comment" in surveys else np.zeros(len(surveys), dtype=bool)
-    answers = grid.add_classes(at_answer, np.where(answered, has_comment.astype(np.int64), -1), 2)
     columns["answers"] = answers.sum(axis=2)
-    columns["commented"] = answers[..., 1]
-    return long_partial(columns, PARTIAL_COLUMNS, seg_table, n)
+    columns["commented"] = classes[..., 1::2].sum(axis=2)
+    return long_partial(columns, PARTIAL_COLUMNS, seg_table, context.spine.n)
+
+
+def _answer_groups(surveys: pd.DataFrame, rows: dict) -> np.ndarray:
+    """Per row: 0 NPS, 1 CSAT, 2 CES, 3 + k CXI component k, then any other answer (a CXI answer of an
+    unknown component too): one gather from a (survey type, component) table."""
+    kinds = [str(k) for k in rows["kinds"]]
+    other = 3 + len(CXI_COMPONENTS)
+    if "component" in surveys:
+        component, components = value_codes(surveys["component"])
+        known = pd.Index(CXI_COMPONENTS).get_indexer(np.asarray(components, dtype=object))
+    else:
+        component, known = np.full(len(surveys), -1, dtype=np.int8), np.array([], dtype=np.int64)
+    table = np.full((len(kinds) + 1, len(known) + 1), other, dtype=np.int64)  # last row / column: null
+    for k, kind in enumerate(kinds):
+        if kind == "cxi":
+            table[k, : len(known)] = np.where(known >= 0, 3 + known, other)
+        elif kind in ("nps", "csat", "ces"):
+            table[k, :] = ("nps", "csat", "ces").index(kind)
+    return table[rows["kind"], component]  # -1 (null) picks the last row / column
+
+
+def _group_thresholds(
+    rows: dict, group: np.ndarray, csat_thresholds: Mapping[tuple[float, float], float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three class thresholds per row (score >= first, score >= second, score <=
+    third): NPS 7 and 9, CSAT its scale's threshold, CES the top three points, CXI the top two
+    (first) and the bottom two (third) points of its scale. Where every answer of a group has one
+    scale (the usual case) the thresholds are per group, gathered; else computed per row."""
+    low, high = rows["low"], rows["high"]
+    n_groups = len(_GROUP_BASE)
+    row = np.full(n_groups, -1, dtype=np.int64)
+    row[group] = np.arange(len(group))  # a row of each group (whichever write lands)
+    present = row >= 0
+    group_low, group_high = np.full(n_groups, np.nan), np.full(n_groups, np.nan)
+    group_low[present], group_high[present] = low[row[present]], high[row[present]]
+    uniform = _same(group_low[group], low) and _same(group_high[group], high)
+    if uniform:
+        low, high, at = group_low, group_high, None
+    else:
+        at = group
+    inf = np.full(len(low), np.inf)
+    is_cxi = np.zeros(n_groups, dtype=bool)
+    is_cxi[3 : 3 + len(CXI_COMPONENTS)] = True
+    kind = group if at is not None else np.arange(n_groups)
+    first = np.select(
+        [kind == 0, kind == 1, kind == 2, is_cxi[kind]],
+        [np.full(len(low), 7.0), csat_threshold(low, high, csat_thresholds), high - 2, high - 1],
+        inf,
+    )
+    second = np.where(kind == 0, 9.0, inf)
+    third = np.where(is_cxi[kind], low + 1, -inf)
+    if at is None:
+        return first[group], second[group], third[group]
+    return first, second, third
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal arrays, NaN equal to NaN (the plain comparison first: it is the usual answer)."""
+    return bool((a == b).all()) or np.array_equal(a, b, equal_nan=True)
 
 
 def _has_text(column: pd.Series) -> np.ndarray:
-    """Present and not only whitespace (Unicode), per row; Arrow kernels, no per-row Python."""
+    """Present and not only whitespace (Unicode), per row; no per-row Python. A value whose first byte
+    is printable ASCII other than a space has text; the others (rare) go through Arrow's Unicode test."""
+    import pyarrow as pa
+
+    values = pa.array(column.astype("str").array)
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    out = [_chunk_has_text(c if c.type == pa.large_string() else c.cast(pa.large_string())) for c in chunks]
+    return np.concatenate(out) if out else np.zeros(0, dtype=bool)
+
+
+def _chunk_has_text(values: object) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    values = pa.array(column.astype("str").array)
-    blank = pc.or_kleene(pc.utf8_is_space(values), pc.equal(pc.utf8_length(values), 0))
-    return pc.fill_null(pc.invert(blank), False).to_numpy(zero_copy_only=False)
+    n, start = len(values), values.offset  # type: ignore[arg-type, attr-defined]
+    validity, offsets_buffer, data_buffer = values.buffers()  # type: ignore[attr-defined]
+    if n == 0 or data_buffer is None or data_buffer.size == 0:
+        return np.zeros(n, dtype=bool)
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[start : start + n + 1]
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    present = offsets[1:] > offsets[:-1]  # not empty (a null is empty)
+    if validity is not None:
+        present &= np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")[start : start + n].view(bool)
+    first = data[np.minimum(offsets[:-1], len(data) - 1)]
+    out = present & (first > 0x20) & (first < 0x7F)
+    unsure = np.flatnonzero(present & ~out)
+    if len(unsure):
+        rest = values.take(pa.array(unsure))  # type: ignore[attr-defined]
+        out[unsure] = pc.fill_null(pc.invert(pc.utf8_is_space(rest)), False).to_numpy(zero_copy_only=False)
+    return out
 
 
 def finalize(summed: pd.DataFrame, context: Context) -> pd.DataFrame:

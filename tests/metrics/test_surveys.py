@@ -48,6 +48,26 @@ def test_seed_csat_example_and_scales():
     assert values(custom, "csat") == {JAN: 0.25}
 
 
+def test_answers_of_one_type_on_different_scales_in_one_table():
+    """Each answer is classed on its own scale, also where one survey type mixes scales."""
+    rows = (
+        answers("csat", [4, 3], scale_min=1, scale_max=5)  # 1-5: positive from 4 -> 1 of 2
+        + answers("csat", [6, 5, 9], scale_min=0, scale_max=10)  # 0-10: positive from 6 -> 2 of 3
+        + answers("ces", [5, 4], scale_min=1, scale_max=7)  # 1-7: easy from 5 -> 1 of 2
+        + answers("ces", [3, 2], scale_min=1, scale_max=5)  # 1-5: easy from 3 -> 1 of 2
+        + answers("cxi", [3, 2, 1], component="effort", scale_min=1, scale_max=3)  # 1-3: 2 in both boxes
+        + answers("cxi", [4, 2], component="effort", scale_min=1, scale_max=5)  # 1-5: top 1, bottom 1
+    )
+    frame = csmetrics.survey_metrics(table(rows))
+    assert values(frame, "csat") == {JAN: pytest.approx(3 / 5)}
+    assert values(frame, "ces_easy_rate") == {JAN: pytest.approx(2 / 4)}
+    assert values(frame, "ces") == {JAN: pytest.approx(14 / 4)}
+    # effort: top two {3, 2} on 1-3 and {4} on 1-5 = 3; bottom two {2, 1} and {2} = 3; (3 - 3) / 5
+    assert values(frame, "cxi") == {JAN: pytest.approx(0.0)}
+    tilted = csmetrics.survey_metrics(table(rows[:-2] + answers("cxi", [5, 4], component="effort", scale_min=1, scale_max=5)))
+    assert values(tilted, "cxi") == {JAN: pytest.approx(100 * (4 - 2) / 5)}  # top 2 + 2, bottom 2 + 0
+
+
 def test_ces_mean_and_easy_rate():
     frame = csmetrics.survey_metrics(table(answers("ces", [7, 6, 5, 4, 1])))  # default 1-7
     assert values(frame, "ces") == {JAN: pytest.approx(23 / 5)}
