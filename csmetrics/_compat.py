@@ -7,10 +7,13 @@ table is a Dask DataFrame, and imports Dask through :func:`import_dask` only the
 from __future__ import annotations
 
 import importlib
+import os
+import platform
+import threading
 from types import ModuleType
 from typing import Any
 
-__all__ = ["any_dask", "import_dask", "is_dask", "lazy_module"]
+__all__ = ["any_dask", "import_dask", "is_dask", "lazy_module", "tune_allocator"]
 
 
 def is_dask(obj: Any) -> bool:
@@ -44,3 +47,35 @@ class lazy_module:  # noqa: N801 - used like a module
         if self._module is None:
             self._module = importlib.import_module(self._name)
         return getattr(self._module, attribute)
+
+
+#: glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_TUNED: list[bool] = []
+_TUNE_LOCK = threading.Lock()
+
+
+def tune_allocator() -> bool:
+    """Let glibc's malloc keep freed arrays for reuse (once per process; True if it did).
+
+    The families allocate many short-lived arrays of a few MB. By default glibc maps each from the
+    kernel and unmaps it when freed, so every new array is zeroed page by page again: a third of a
+    medium survey pipeline's time (measured, benchmarks/README.md). Serving arrays up to 32 MB from
+    the heap and returning its free top to the system only beyond 128 MB (per arena) removes that;
+    larger arrays are mapped as before. Polars and DuckDB get the same from their own allocators.
+    ``CSMETRICS_MALLOC=default`` leaves malloc alone; other C libraries are left alone.
+    """
+    with _TUNE_LOCK:
+        if _TUNED:
+            return _TUNED[0]
+        done = False
+        if os.environ.get("CSMETRICS_MALLOC", "").lower() != "default" and platform.libc_ver()[0] == "glibc":
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL("libc.so.6")
+                done = bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 128 << 20))
+            except (OSError, AttributeError):  # pragma: no cover - no such library or symbol
+                done = False
+        _TUNED.append(done)
+        return done

@@ -177,9 +177,9 @@ class Spine:
         """Spine position of each UTC instant's period, -1 for NaT and instants before the first period,
         ``n`` for those after the last: ``clip(index(period_codes(...)), -1, n)`` in one division and
         one gather from a table over the spine's local days (no calendar arithmetic per row)."""
-        table = _day_positions(self)
-        day = local_ns(instants, self.tz) // _NS_PER_DAY - (_first_day(self) - 1)
-        return table[np.clip(day, 0, len(table) - 1)]
+        day = local_ns(instants, self.tz) // _NS_PER_DAY
+        day -= _first_day(self) - 1
+        return _day_positions(self).take(day, mode="clip")  # clip: earlier days to -1, later ones to n
 
 
 @functools.lru_cache(maxsize=64)

@@ -26,6 +26,7 @@ from pandera.api.pandas import model as _builder
 from pandera.typing import Index, Series
 
 from csmetrics import schemas
+from csmetrics._compat import tune_allocator
 from csmetrics.options import UnknownNameError
 from csmetrics.periods import NAT
 
@@ -193,6 +194,7 @@ def validate(
     >>> len(valid), rejected["reason"].tolist()
     (1, ['resolved_at: not before created_at'])
     """
+    tune_allocator()
     schema = schema_of(table)
     _check_frame(df, table)
     near = _case_variants(df, table)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from csmetrics._compat import any_dask
+from csmetrics._compat import any_dask, tune_allocator
 from csmetrics.engines.base import AS_OF_COLUMNS, Engine, Handle, Memo, Pending, resolve
 from csmetrics.engines.dask import load
 from csmetrics.engines.pandas import PandasEngine, ThreadedEngine
@@ -95,6 +95,7 @@ def open_engine(
     Absent tables (None) are left out. ``validated``: the tables are :func:`csmetrics.validate`
     output (validation is skipped). ``buckets`` and ``progress`` apply to Dask.
     """
+    tune_allocator()
     given = {name: table for name, table in tables.items() if table is not None}
     unknown = sorted(set(given) - set(TABLES))
     if unknown:

@@ -114,19 +114,28 @@ class ThreadedEngine(PandasEngine):
         self.memo = Memo(slots=8 * buckets, lock=True)
         self.pool = shared_pool(buckets)
         self.parts: dict[str, list[Any]] = {}
-        for name, table in self.tables.items():
-            if name in BIG_TABLES and len(table):
-                bucket = pd.util.hash_pandas_object(table["customer_id"], index=False).to_numpy() % np.uint64(buckets)
-                rows = [np.flatnonzero(bucket == b) for b in range(buckets)]
+        self._parts_lock = threading.Lock()
+
+    def _buckets(self, name: str) -> list[Any]:
+        """The customer buckets of a big table, made on first use (a run of surveys alone never
+        hashes a customer id)."""
+        with self._parts_lock:
+            if name not in self.parts:
+                table = self.tables[name]
+                bucket = pd.util.hash_pandas_object(table["customer_id"], index=False).to_numpy() % np.uint64(self.n)
+                rows = [np.flatnonzero(bucket == b) for b in range(self.n)]
                 # billing's buckets are kept (the families share each bucket's ledger through the memo, keyed
                 # by the frame); the other tables' are row positions, taken when a call runs and freed after
                 # it, so the engine holds no second copy of events, tickets and surveys
                 self.parts[name] = [table.take(r) if name == "billing" else _Rows(table, r) for r in rows]
+            return self.parts[name]
 
     def table(self, name: str) -> Handle:
         if not self.has(name):
             return [None] * self.n
-        return self.parts.get(name) or [self.tables[name]] + [self.tables[name].iloc[:0]] * (self.n - 1)
+        if name in BIG_TABLES:
+            return self._buckets(name)
+        return [self.tables[name]] + [self.tables[name].iloc[:0]] * (self.n - 1)
 
     def whole(self, name: str) -> Handle | None:
         return [self.tables.get(name)] + [None] * (self.n - 1)

@@ -216,8 +216,13 @@ class Grid:
 
     def cells(self, period: np.ndarray, segment: np.ndarray) -> np.ndarray:
         """Cells of every row in a grid padded by a period before the spine and one after it, where
-        rows outside the spine (period < 0 or >= n) fall: no masks, the padding is dropped by the sums."""
-        return (np.clip(period, -1, self.n_periods) + 1) * self.n_segments + segment
+        rows outside the spine fall: no masks, the padding is dropped by the sums. ``period`` is a
+        position in -1..n (:meth:`~csmetrics.periods.Spine.positions`)."""
+        cells = period + 1
+        if self.n_segments > 1:
+            cells *= self.n_segments
+            cells += segment
+        return cells
 
     def count_classes(self, cells: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
         """Row counts per (period, segment, class) of padded ``cells``, ``classes`` in 0..n_classes-1."""
