@@ -92,6 +92,8 @@ DEFAULT_SCALES: dict[str, tuple[float, float]] = {
 _UTC = {"unit": "ns", "tz": "UTC"}
 #: The largest billing or cost amount in absolute value (METRICS.md §16): money is exact in 1e-4 units.
 MAX_AMOUNT = 1e11
+_NAT = np.iinfo(np.int64).min
+
 #: The longest duration in seconds (about 31.7 years): sums over a billion rows stay finite and exact enough.
 MAX_SECONDS = 1e9
 
@@ -106,8 +108,42 @@ def not_before(df: pd.DataFrame, *, columns: list[str], reference: str) -> pd.Se
     if reference in df:
         for column in columns:
             if column in df:
-                ok &= ~(df[column] < df[reference]).fillna(False).to_numpy(dtype=bool)
+                ok &= ~_earlier(df[column], df[reference])
     return pd.Series(ok, index=df.index)
+
+
+def _earlier(values: pd.Series, reference: pd.Series, or_equal: bool = False) -> np.ndarray:
+    """``values < reference`` (``<=``: ``or_equal``) per row, False where either is null: on the int64
+    nanoseconds of two timestamp columns of one dtype (NaT is the smallest int64: a value is never
+    before a NaT reference), else pandas' comparison."""
+    a, b = getattr(values.array, "asi8", None), getattr(reference.array, "asi8", None)
+    if a is None or b is None or values.dtype != reference.dtype:
+        compared = (values <= reference) if or_equal else (values < reference)
+        return compared.fillna(False).to_numpy(dtype=bool)
+    return ((a <= b) if or_equal else (a < b)) & (a != _NAT)
+
+
+def _is_value(values: pd.Series, value: str) -> np.ndarray:
+    """``values == value`` per row, False for nulls; a categorical compares its codes."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        categories = values.cat.categories
+        if value not in categories:
+            return np.zeros(len(values), dtype=bool)
+        return np.asarray(values.cat.codes) == categories.get_loc(value)
+    return (values == value).fillna(False).to_numpy(dtype=bool)
+
+
+def _is_in(values: pd.Series, allowed: list[str], null: bool = False) -> np.ndarray:
+    """``values.isin(allowed)`` per row, ``null`` for null values; a categorical looks its few
+    categories up, not its rows."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        known = np.asarray(values.cat.categories.isin(allowed), dtype=bool)
+        codes = np.asarray(values.cat.codes)
+        if known.all():  # every category allowed (the usual case): only the nulls can differ
+            return np.ones(len(codes), dtype=bool) if null else codes >= 0
+        return np.append(known, null)[codes]  # code -1: null
+    found = values.isin(allowed).to_numpy(dtype=bool)
+    return (found | values.isna().to_numpy(dtype=bool)) if null else found
 
 
 @extensions.register_check_method(statistics=["columns"], supported_types=pd.DataFrame)
@@ -135,7 +171,7 @@ def strictly_after(df: pd.DataFrame, *, column: str, reference: str) -> pd.Serie
     """``column`` is null or strictly after ``reference`` (service_end > service_start)."""
     if column not in df or reference not in df:
         return pd.Series(True, index=df.index)
-    return ~(df[column] <= df[reference]).fillna(False).astype(bool)
+    return pd.Series(~_earlier(df[column], df[reference], or_equal=True), index=df.index)
 
 
 @extensions.register_check_method(statistics=["kind_column", "required", "unless"], supported_types=pd.DataFrame)
@@ -146,7 +182,7 @@ def required_for_kinds(
     the row has the column ``unless`` names for it (service_end may be null with interval_months, §17)."""
     ok = np.ones(len(df), dtype=bool)
     for column, kinds in required.items():
-        needed = df[kind_column].isin(kinds).to_numpy(dtype=bool)
+        needed = _is_in(df[kind_column], kinds)
         present = df[column].notna().to_numpy() if column in df else np.zeros(len(df), dtype=bool)
         other = unless.get(column)
         if other is not None and other in df:
@@ -165,10 +201,13 @@ def whole_number(series: pd.Series) -> pd.Series:
 @extensions.register_check_method(statistics=["survey"], supported_types=pd.DataFrame)
 def integer_score_0_10(df: pd.DataFrame, *, survey: str) -> pd.Series:
     """Answers of ``survey`` are whole numbers 0..10 (NPS)."""
-    score = df["score"]
-    is_survey = (df["survey"] == survey).fillna(False).to_numpy(dtype=bool)
-    ok = score.isna() | ((score >= 0) & (score <= 10) & (score == np.floor(score)))
-    return pd.Series(~is_survey | ok.to_numpy(dtype=bool), index=df.index)
+    rows = np.flatnonzero(_is_value(df["survey"], survey))
+    score = df["score"].to_numpy(dtype=float, na_value=np.nan)[rows]
+    with np.errstate(invalid="ignore"):
+        bad = ((score < 0) | (score > 10) | (score != np.floor(score))) & ~np.isnan(score)  # NaN: no answer
+    ok = np.ones(len(df), dtype=bool)
+    ok[rows[bad]] = False
+    return pd.Series(ok, index=df.index)
 
 
 @extensions.register_check_method(statistics=[], supported_types=pd.DataFrame)
@@ -184,10 +223,10 @@ def score_within_scale(df: pd.DataFrame) -> pd.Series:
 @extensions.register_check_method(statistics=["column", "survey", "allowed"], supported_types=pd.DataFrame)
 def known_values_for_survey(df: pd.DataFrame, *, column: str, survey: str, allowed: list[str]) -> pd.Series:
     """Rows of ``survey`` carry one of ``allowed`` in ``column`` (CXI components)."""
-    is_survey = (df["survey"] == survey).fillna(False).to_numpy(dtype=bool)
+    is_survey = _is_value(df["survey"], survey)
     if column not in df:
         return pd.Series(~is_survey, index=df.index)
-    return pd.Series(~is_survey | df[column].isin(allowed).to_numpy(dtype=bool), index=df.index)
+    return pd.Series(~is_survey | _is_in(df[column], allowed), index=df.index)
 
 
 def survey_scale(surveys: pd.DataFrame, factorized: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -211,7 +250,11 @@ def _filled(df: pd.DataFrame, column: str, defaults: np.ndarray, codes: np.ndarr
     """The float column with each row's default (``defaults[codes]``) where it is missing."""
     if column not in df:
         return defaults[codes]
-    given = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    values = df[column]
+    if values.dtype == np.float64:
+        given = values.to_numpy()
+    else:
+        given = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     missing = np.isnan(given)
     if not missing.any():
         return given

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.api.pandas import model as _builder
+from pandera.engines import pandas_engine
 from pandera.typing import Index, Series
 
 from csmetrics import schemas
@@ -224,9 +225,9 @@ def validate(
 
     original_index = df.index
     coerced, failures = coerce(df.reset_index(drop=True), table)
-    failures.append(
-        _not_already_failed(_schema_failures(coerced, _without_proven_unique(schema, coerced, table)), failures)
-    )
+    checked = _without_proven_unique(schema, coerced, table)
+    if failures or not _passes(coerced, checked):  # some rule fails: pandera names every failure
+        failures.append(_not_already_failed(_schema_failures(coerced, checked), failures))
     for column, values in (duplicated or {}).items():
         if column in coerced and len(values):
             positions = np.flatnonzero(coerced[column].isin(values).to_numpy(dtype=bool))
@@ -242,6 +243,11 @@ def validate(
             )
     if table == "billing":
         failures.append(_currency_failures(coerced, fx, base_currency, currencies))
+    if not any(len(f) for f in failures):  # valid: nothing to name or set aside
+        coerced.index = original_index
+        if not quarantine:
+            return coerced
+        return _narrow_ids(coerced, table), df.iloc[:0].assign(reason=pd.Series([], dtype=object))
     failure_table = _failure_table(table, failures, df.reset_index(drop=True))
 
     bad_positions = np.unique(failure_table["row"].to_numpy(dtype=np.int64))
@@ -412,7 +418,8 @@ def coerce(df: pd.DataFrame, table: str) -> tuple[pd.DataFrame, list[pd.DataFram
             converted, bad = _COERCERS[kind](out[name])
         except _AmbiguousDates as err:
             raise table_error(table, name, err.rule, err.examples) from None
-        out[name] = converted
+        if converted is not out[name]:
+            out[name] = converted
         for rule, mask in _failure_masks(kind, bad):
             if mask.any():
                 positions = np.flatnonzero(mask)
@@ -652,6 +659,56 @@ _COERCERS = {
 # --------------------------------------------------------------------------
 # Rules
 # --------------------------------------------------------------------------
+#: The column checks :func:`_passes` evaluates itself: name -> (values, statistics) -> rows that hold
+_COLUMN_RULES: dict[str, Callable[[np.ndarray, dict], np.ndarray]] = {
+    "greater_than_or_equal_to": lambda v, st: v >= st["min_value"],
+    "less_than_or_equal_to": lambda v, st: v <= st["max_value"],
+    "greater_than": lambda v, st: v > st["min_value"],
+}
+
+
+def _passes(df: pd.DataFrame, schema: pa.DataFrameSchema) -> bool:
+    """True when every rule of ``schema`` holds on the coerced frame, evaluated directly (numpy, the
+    registered check functions themselves), without pandera's per-check machinery. False as soon as
+    one fails, and for any rule it does not know: pandera then runs and reports the failures, so
+    this only ever skips a run that would have found nothing (tests/test_validate.py checks every
+    failing case of the suite fails here too)."""
+    for name, column in schema.columns.items():
+        if name not in df:
+            continue
+        values = df[name]
+        if column.dtype is not None and not column.dtype.check(pandas_engine.Engine.dtype(values.dtype)):
+            return False
+        if (not column.nullable and values.hasnans) or (column.unique and values.duplicated().any()):
+            return False
+        for check in column.checks:
+            if not _column_check_holds(values, check):
+                return False
+    for check in schema.checks:
+        function = getattr(schemas, check.name, None)
+        if function is None or not getattr(function, "__module__", "") == schemas.__name__:
+            return False
+        if not np.asarray(function(df, **check.statistics), dtype=bool).all():
+            return False
+    return True
+
+
+def _column_check_holds(values: pd.Series, check: Any) -> bool:
+    """One column check on the non-null values (pandera's ignore_na); unknown checks do not hold."""
+    if not check.ignore_na or check.groupby is not None:
+        return False
+    if check.name == "isin":
+        return bool(schemas._is_in(values, list(check.statistics["allowed_values"]), null=True).all())
+    if check.name == "whole_number":
+        return bool(np.asarray(schemas.whole_number(values), dtype=bool).all())
+    rule = _COLUMN_RULES.get(check.name)
+    if rule is None or not pd.api.types.is_float_dtype(values.dtype):
+        return False
+    numbers = values.to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        return bool((rule(numbers, check.statistics) | np.isnan(numbers)).all())
+
+
 def _schema_failures(df: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
     """Run the pandera schema lazily; failures as (row, column, rule, value)."""
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 
 import csmetrics
 from csmetrics import ValidationError, validate
+from csmetrics.schemas import DIMENSIONS
 
 from .shared_data import rows_accounted_for
 
@@ -135,9 +138,26 @@ def test_each_rule_rejects_its_bad_input(table, make, mutate, expected):
     good = make()
     if table != "customers":
         validate(good, table)  # the unmutated table is valid
-    rules = failing_rules(mutate(good), table)
+        assert _direct_pass(good, table)
+    bad = mutate(good)
+    rules = failing_rules(bad, table)
     column, rule = expected
     assert any(c == column and r.startswith(rule) for c, r in rules), rules
+    # the direct evaluation that spares pandera's run on valid tables finds the failure too
+    assert not _direct_pass(bad, table)
+    # and so do both with the dimensions as categoricals (as read from Parquet)
+    dims = {c: "category" for c in DIMENSIONS.get(table, ()) if c in bad and not bad[c].isna().all()}
+    if dims:
+        rules = failing_rules(bad.astype(dims), table)
+        assert any(c == column and r.startswith(rule) for c, r in rules), rules
+        assert not _direct_pass(bad.astype(dims), table)
+
+
+def _direct_pass(df: pd.DataFrame, table: str) -> bool:
+    """No coercion failure and every rule holds by the direct evaluation (validate's fast path)."""
+    validation = importlib.import_module("csmetrics.validate")
+    coerced, failures = validation.coerce(df.reset_index(drop=True), table)
+    return not failures and validation._passes(coerced, validation.schema_of(table))
 
 
 def test_missing_required_column_is_an_error_in_both_modes():
