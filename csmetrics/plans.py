@@ -338,7 +338,7 @@ def support(
     tickets = engine.table("tickets")
 
     def finish(parts: list, exact: list) -> pd.DataFrame:
-        summed = combine([p[0] for p in parts], context.by, support_family.PARTIAL_COLUMNS)
+        summed = combine([p[0] for p in parts if p[0] is not None], context.by, support_family.PARTIAL_COLUMNS)
         return support_family.finalize(
             summed, pd.concat([e for e in exact if e is not None], ignore_index=True), context
         )
@@ -347,15 +347,17 @@ def support(
         parts = engine.map(_support_partial_and_quantiles, tickets, context=context)
         return Pending((parts,), lambda parts: finish(parts, [p[1] for p in parts]))
     whole = engine.whole("tickets")
-    if whole is not None:  # in memory: the quantiles over all rows, split by period, beside the buckets' partials
-        shares = list(range(engine.n))
-        # the period and segment of every row once (the first call), then each share of the periods
+    if whole is not None:  # in memory: no customer buckets, so no copies of the rows
+        # the period and segment of every row once (the first call); then the sums over contiguous row
+        # slices (additive over any split) beside the exact quantiles and the distinct customers over
+        # shares of the periods (each cell whole in one share)
         arrays = engine.map(_ticket_arrays, whole, context=context)[0]
-        exact = engine.map(
-            _support_quantiles, [whole[0]] * engine.n, [arrays] * engine.n, shares, context=context, n=engine.n
-        )
-        parts = engine.map(_support_partial, tickets, context=context)
-        return Pending((parts, exact), finish)
+        n = engine.n
+        edges = np.linspace(0, _rows(whole[0]), n + 1).astype(np.int64)
+        bounds = [slice(int(edges[k]), int(edges[k + 1])) for k in range(n)]
+        rows = engine.map(_support_slice, [whole[0]] * n, [arrays] * n, bounds, context=context)
+        shares = engine.map(_support_share, [whole[0]] * n, [arrays] * n, list(range(n)), context=context, n=n)
+        return Pending((rows + shares,), lambda parts: finish(parts, [p[1] for p in parts]))
     parts = engine.map(_support_partial, tickets, context=context)
     # quantiles: duration rows with their segment values, regrouped so that each cell is whole in one group
     rows = engine.regroup(engine.map(_duration_rows, tickets, context=context), _cell_group, _QUANTILE_GROUPS)
@@ -367,8 +369,25 @@ def _ticket_arrays(tickets: pd.DataFrame | None, context: Any) -> tuple | None:
     return None if tickets is None else support_family.ticket_arrays(tickets, context)
 
 
-def _support_quantiles(tickets: pd.DataFrame, arrays: tuple, share: int, context: Any, n: int) -> pd.DataFrame:
-    return support_family.quantiles(tickets, context, arrays, part=(share, n))
+def _rows(table: pd.DataFrame | None) -> int:
+    return 0 if table is None else len(table)
+
+
+def _support_slice(tickets: pd.DataFrame | None, arrays: Any, rows: slice, context: Any) -> tuple:
+    """The sums but the distinct customers over one contiguous slice of the rows."""
+    if tickets is None:
+        return None, None
+    part = support_family.slice_arrays(arrays, rows)
+    return support_family.partial(tickets.iloc[rows], context, part, customers=False), None
+
+
+def _support_share(tickets: pd.DataFrame | None, arrays: Any, share: int, context: Any, n: int) -> tuple:
+    """The distinct customers and the exact quantiles of one share of the periods."""
+    if tickets is None:
+        return None, None
+    return support_family.share_customers(tickets, context, arrays, (share, n)), support_family.quantiles(
+        tickets, context, arrays, part=(share, n)
+    )
 
 
 def _support_partial(tickets: pd.DataFrame | None, context: Any) -> tuple[pd.DataFrame, None]:

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import math
 
 import numpy as np
@@ -22,6 +24,7 @@ __all__ = [
     "quantile_by_group",
     "quantile_of_counts",
     "quantiles_by_group",
+    "quantiles_by_group_columns",
     "safe_ratio",
     "two_proportion_test",
     "wilson_interval",
@@ -138,22 +141,35 @@ def quantiles_by_group(
     Returns an array (n_groups, len(qs)); NaN values are ignored and a group
     with no values gives NaN. With few groups (the usual period x segment grid)
     rows are ordered by group with a radix sort and each group's slice is
-    partitioned by ``np.quantile``; with many groups one lexsort by (group,
-    value) picks the order statistics by position.
+    partitioned; with many groups one lexsort by (group, value) picks the order
+    statistics by position.
     """
-    values = np.asarray(values, dtype=float)
-    keep = ~np.isnan(values)
-    values, groups = values[keep], np.asarray(groups, dtype=np.int64)[keep]
-    out = np.full((n_groups, len(qs)), np.nan)
+    return quantiles_by_group_columns([values], groups, n_groups, qs)[0]
+
+
+def quantiles_by_group_columns(
+    columns: Sequence[np.ndarray], groups: np.ndarray, n_groups: int, qs: tuple[float, ...] = (0.5,)
+) -> list[np.ndarray]:
+    """:func:`quantiles_by_group` of several value columns over the same groups: with few groups the
+    rows are ordered by group once for all of them, NaN kept (a partition puts NaN last, so the order
+    statistics of a group's non-NaN values are the first of its slice)."""
+    groups = np.asarray(groups, dtype=np.int64)
+    if n_groups > 4096:
+        return [_quantiles_by_lexsort(np.asarray(v, dtype=float), groups, n_groups, qs) for v in columns]
     counts = np.bincount(groups, minlength=n_groups)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    if n_groups <= 4096:
-        order = np.argsort(groups.astype(np.int16), kind="stable")  # radix sort for 16-bit keys
+    order = np.argsort(groups.astype(np.int16), kind="stable")  # radix sort for 16-bit keys
+    levels = np.asarray(qs, dtype=float)
+    out = []
+    for values in columns:
+        values = np.asarray(values, dtype=float)
+        missing = np.isnan(values)
+        valid = counts - np.bincount(groups, weights=missing, minlength=n_groups).astype(np.int64)
         ordered = values[order]
-        levels = np.asarray(qs, dtype=float)
-        for group in np.flatnonzero(counts):
-            m = int(counts[group])
-            chunk = ordered[starts[group] : starts[group] + m]
+        result = np.full((n_groups, len(qs)), np.nan)
+        for group in np.flatnonzero(valid):
+            m = int(valid[group])
+            chunk = ordered[starts[group] : starts[group] + counts[group]]
             # numpy's "linear" method step by step (one partition per group, not np.quantile's checks)
             virtual = (m - 1) * levels
             below = np.floor(virtual).astype(np.int64)
@@ -161,8 +177,18 @@ def quantiles_by_group(
             last = virtual >= m - 1
             below[last] = above[last] = m - 1
             chunk.partition(np.unique(np.concatenate([below, above])))
-            out[group] = _lerp(chunk[below], chunk[above], virtual - below)
-        return out
+            result[group] = _lerp(chunk[below], chunk[above], virtual - below)
+        out.append(result)
+    return out
+
+
+def _quantiles_by_lexsort(values: np.ndarray, groups: np.ndarray, n_groups: int, qs: tuple[float, ...]) -> np.ndarray:
+    """Many groups: one lexsort by (group, value), the order statistics picked by position."""
+    keep = ~np.isnan(values)
+    values, groups = values[keep], groups[keep]
+    out = np.full((n_groups, len(qs)), np.nan)
+    counts = np.bincount(groups, minlength=n_groups)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     sorted_values = values[np.lexsort((values, groups))]
     has = counts > 0
     for column, q in enumerate(qs):

@@ -11,6 +11,7 @@ from csmetrics.stats import (
     nps_difference_test,
     nps_interval,
     quantile_by_group,
+    quantiles_by_group_columns,
     safe_ratio,
     two_proportion_test,
     wilson_interval,
@@ -87,3 +88,25 @@ def test_property_quantile_by_group_equals_numpy(rows, q):
             assert out[g] == np.quantile(values[groups == g], q)  # exactly numpy's linear method
         else:
             assert np.isnan(out[g])
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 4), st.one_of(st.just(float("nan")), st.floats(-1e6, 1e6, allow_nan=False)),
+                  st.one_of(st.just(float("nan")), st.floats(0, 1e3, allow_nan=False))),
+        min_size=1, max_size=60,
+    )
+)  # fmt: skip
+def test_property_quantiles_of_several_columns_equal_numpy_ignoring_nan(rows):
+    """Columns ordered by group once, NaN kept in the slices: each column's quantiles are numpy's
+    over its own non-NaN values of the group."""
+    groups = np.array([g for g, _, _ in rows])
+    first, second = np.array([a for _, a, _ in rows]), np.array([b for _, _, b in rows])
+    results = quantiles_by_group_columns([first, second], groups, 5, (0.5, 0.9))
+    for values, out in zip((first, second), results, strict=True):
+        for g in range(5):
+            mine = values[(groups == g) & ~np.isnan(values)]
+            if len(mine):
+                assert out[g].tolist() == np.quantile(mine, [0.5, 0.9]).tolist()
+            else:
+                assert np.isnan(out[g]).all()

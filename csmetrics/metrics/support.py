@@ -34,10 +34,10 @@ from csmetrics.metrics._common import (
     segments_of,
 )
 from csmetrics.options import ConfigError, UnknownNameError, check_sla_targets
-from csmetrics.periods import NAT, period_codes
+from csmetrics.periods import NAT
 from csmetrics.schedule import Schedule, business_minutes
 from csmetrics.schemas import AS_OF_COLUMNS
-from csmetrics.stats import quantiles_by_group
+from csmetrics.stats import quantiles_by_group_columns
 
 __all__ = [
     "DURATION_COLUMNS",
@@ -46,12 +46,16 @@ __all__ = [
     "Clock",
     "check_schedules",
     "combine",
+    "dense_codes",
+    "distinct_customers",
     "durations",
     "exact_quantiles",
     "finalize",
     "partial",
     "prepare",
     "quantiles",
+    "share_customers",
+    "slice_arrays",
     "ticket_arrays",
 ]
 
@@ -130,11 +134,15 @@ def _optional(tickets: pd.DataFrame, column: str, fill: float = np.nan) -> np.nd
 
 
 def ticket_arrays(tickets: pd.DataFrame, context: Context):
+    """(created instants, spine position of each ticket's creation period: -1 before the spine or
+    created after as_of, n after the spine; segment codes, segment table, as_of)."""
     spine = context.spine
     as_of = spine.as_of.value
     created = instants(tickets["created_at"])
-    keep = created <= as_of
-    period = np.where(keep, spine.index(period_codes(created, spine.freq, spine.tz)), -1)
+    period = spine.positions(created)
+    late = created > as_of
+    if late.any():
+        period[late] = -1
     seg, seg_table = segments_of(tickets, context, "tickets")
     return created, period, seg, seg_table, as_of
 
@@ -144,52 +152,111 @@ def _instant_by(tickets: pd.DataFrame, column: str, as_of: int) -> np.ndarray:
     if column not in tickets:
         return np.full(len(tickets), NAT)
     values = instants(tickets[column])
-    return np.where(values <= as_of, values, NAT)
+    late = values > as_of
+    return np.where(late, NAT, values) if late.any() else values
 
 
-def partial(tickets: pd.DataFrame, context: Context, arrays: tuple | None = None) -> pd.DataFrame:
+def slice_arrays(arrays: tuple, rows: slice) -> tuple:
+    """The :func:`ticket_arrays` of a slice of the rows."""
+    created, period, seg, seg_table, as_of = arrays
+    return created[rows], period[rows], seg[rows], seg_table, as_of
+
+
+#: The count columns of the partial as factors of one class code per ticket (one bincount counts them
+#: all): resolved by as_of, contacts (other / 1 / 2), reopened, handle and wait known, abandoned, and
+#: the first-response and resolution SLA outcomes (not due / due and missed / met).
+_FACTORS = (("resolved", 2), ("contacts", 3), ("reopened", 2), ("handle_n", 2), ("wait_n", 2), ("abandoned", 2),
+            ("sla", 3), ("sla_resolution", 3))  # fmt: skip
+
+
+def partial(
+    tickets: pd.DataFrame, context: Context, arrays: tuple | None = None, customers: bool = True
+) -> pd.DataFrame:
     """Additive sums per (period index, segment values) over these tickets.
 
     ``arrays`` (from ``ticket_arrays``) may be passed when ``quantiles`` runs on the same rows.
+    ``customers=False`` leaves the distinct customers at 0 (they are counted per whole cell
+    elsewhere, :func:`distinct_customers`): the other sums are additive over any split of the rows.
     """
     created, period, seg, seg_table, as_of = arrays or ticket_arrays(tickets, context)
     n = context.spine.n
     grid = Grid(n, len(seg_table) if seg_table is not None else 1)
-    at_created = grid.points(period, seg)
+    cells = grid.cells(period, seg)
     resolved_at = _instant_by(tickets, "resolved_at", as_of)
     responded_at = _instant_by(tickets, "first_response_at", as_of)
     resolved = resolved_at != NAT
     abandoned = tickets["abandoned"].to_numpy(dtype=bool) if "abandoned" in tickets else np.zeros(len(tickets), bool)
     contacts = _optional(tickets, "contacts")
-    reopens = np.nan_to_num(_optional(tickets, "reopens", 0.0))
-    handle = np.where(abandoned, np.nan, _optional(tickets, "handle_seconds"))
-    wait = np.where(abandoned, np.nan, _optional(tickets, "wait_seconds"))
+    handle = _optional(tickets, "handle_seconds")
+    wait = _optional(tickets, "wait_seconds")
+    handle_known = ~np.isnan(handle) & ~abandoned
+    wait_known = ~np.isnan(wait) & ~abandoned
+    clock = Clock(tickets, context, created, as_of)
+    sla_met, sla_due = _within(context.options.get("sla_targets"), tickets, clock, responded_at, _MINUTE)
+    res_met, res_due = _within(
+        context.options.get("resolution_targets"), tickets, clock, resolved_at, _HOUR, ~abandoned
+    )
+    factors = (
+        resolved,
+        contacts == 1,
+        _optional(tickets, "reopens", 0.0) > 0,  # a missing reopens counts as 0 (NaN > 0 is False)
+        handle_known,
+        wait_known,
+        abandoned,
+        sla_due,
+        res_due,
+    )
+    # contacts == 2 adds 2 to its factor (1 for contacts == 1); met adds 1 to due (due and met: 2)
+    more = (None, contacts == 2, None, None, None, None, sla_met, res_met)
+    code = np.zeros(len(tickets), dtype=np.int16)  # 864 classes: two bytes a ticket
+    for (name, size), factor, extra in zip(_FACTORS, factors, more, strict=True):
+        code *= size
+        code += factor
+        if extra is not None:
+            code += extra
+            if name == "contacts":
+                code += extra
+    shape = tuple(size for _, size in _FACTORS)
+    counts = grid.count_classes(cells, code, int(np.prod(shape))).reshape((n, grid.n_segments, *shape))
+    f = {name: k + 2 for k, (name, _) in enumerate(_FACTORS)}  # axis of each factor
+
+    def total(**fixed: int) -> np.ndarray:
+        index = [slice(None)] * counts.ndim
+        for name, value in fixed.items():
+            index[f[name]] = value
+        picked = counts[tuple(index)]
+        return picked.reshape(n, grid.n_segments, int(np.prod(picked.shape[2:]))).sum(axis=2)
 
     columns = {
-        "tickets": grid.add(at_created, np.ones(len(tickets))),
-        "fcr": grid.add(at_created, resolved & (contacts == 1) & (reopens == 0)),
-        "handle_sum": grid.add(at_created, np.nan_to_num(handle)),
-        "handle_n": grid.add(at_created, ~np.isnan(handle)),
-        "wait_sum": grid.add(at_created, np.nan_to_num(wait)),
-        "wait_n": grid.add(at_created, ~np.isnan(wait)),
-        "abandoned": grid.add(at_created, abandoned),
-        "resolved": grid.add(at_created, resolved),
-        "reopened": grid.add(at_created, resolved & (reopens > 0)),
+        "tickets": total(),
+        "fcr": total(resolved=1, contacts=1, reopened=0),
+        "handle_sum": grid.sum(cells * handle_known, handle),  # unknown (NaN) and abandoned: the padding
+        "handle_n": total(handle_n=1),
+        "wait_sum": grid.sum(cells * wait_known, wait),
+        "wait_n": total(wait_n=1),
+        "abandoned": total(abandoned=1),
+        "resolved": total(resolved=1),
+        "reopened": total(resolved=1, reopened=1),
+        "sla_met": total(sla=2),
+        "sla_due": total(sla=1) + total(sla=2),
+        "sla_resolution_met": total(sla_resolution=2),
+        "sla_resolution_due": total(sla_resolution=1) + total(sla_resolution=2),
+        "one_touch": total(resolved=1, contacts=1),
+        "two_touch": total(resolved=1, contacts=2),
     }
-    clock = Clock(tickets, context, created, as_of)
-    met, due = _within(context.options.get("sla_targets"), tickets, clock, responded_at, _MINUTE)
-    columns["sla_met"] = grid.add(at_created, met)
-    columns["sla_due"] = grid.add(at_created, due)
-    met, due = _within(context.options.get("resolution_targets"), tickets, clock, resolved_at, _HOUR, ~abandoned)
-    columns["sla_resolution_met"] = grid.add(at_created, met)
-    columns["sla_resolution_due"] = grid.add(at_created, due)
-    columns["one_touch"] = grid.add(at_created, resolved & (contacts == 1))
-    columns["two_touch"] = grid.add(at_created, resolved & (contacts == 2))
-    # backlog: open from the creation period up to (not including) the resolution period
-    stop = np.where(resolved, context.spine.index(period_codes(resolved_at, context.spine.freq, context.spine.tz)), n)
+    # backlog: open from the creation period up to (not including) the resolution period, as a
+    # difference array over the padded grid (created before the spine or after as_of, abandoned:
+    # never open; their +1 and -1 cancel in the padding). An open ticket is resolved (if at all) at
+    # or after its creation, so its resolution position is -1 only when it is unresolved: open to n.
     open_ = (period >= 0) & ~abandoned
-    columns["backlog"] = grid.add_range(grid.ranges(period[open_], stop[open_], seg[open_]), np.ones(int(open_.sum())))
-    columns["customers"] = _distinct_customers(tickets["customer_id"], at_created, grid)
+    stop = context.spine.positions(resolved_at)
+    stop += (n + 1) * (stop < 0)
+    diff = np.bincount(cells * open_, minlength=(n + 2) * grid.n_segments)
+    diff -= np.bincount(grid.cells(stop, seg) * open_, minlength=(n + 2) * grid.n_segments)
+    columns["backlog"] = np.cumsum(diff.reshape(n + 2, grid.n_segments), axis=0)[1 : n + 1].astype(float)
+    columns["customers"] = (
+        distinct_customers(tickets["customer_id"], period, seg, grid) if customers else np.zeros((n, grid.n_segments))
+    )
     return long_partial(columns, PARTIAL_COLUMNS, seg_table, n, every_segment=True)
 
 
@@ -267,18 +334,46 @@ def _within(targets: Mapping[str, float] | None, tickets: pd.DataFrame, clock: C
     return met, met | missed
 
 
-def _distinct_customers(customer_id: pd.Series, at_created, grid: Grid) -> np.ndarray:
-    """Customers with a ticket, per cell (additive across partitions split by customer)."""
-    index, keep = at_created
-    codes, uniques = pd.factorize(customer_id.to_numpy()[keep] if not keep.all() else customer_id)
-    width, n_cells = max(len(uniques), 1), grid.n_periods * grid.n_segments
+def distinct_customers(customer_id: pd.Series, period: np.ndarray, seg: np.ndarray, grid: Grid) -> np.ndarray:
+    """Customers with a ticket per (period, segment) cell, of the rows given: additive across row
+    sets that hold each cell's rows whole (customer buckets, or shares of the periods)."""
+    inside = (period >= 0) & (period < grid.n_periods)
+    cell = period * grid.n_segments + seg
+    if not inside.all():
+        cell, customer_id = cell[inside], customer_id[inside]
+    codes, width = dense_codes(customer_id)
+    n_cells = grid.n_periods * grid.n_segments
     if n_cells * width <= _DENSE_PAIRS:  # a (cell, customer) byte grid: one scatter and one sum, no hashing
         seen = np.zeros(n_cells * width, dtype=bool)
-        seen[index * width + codes] = True
+        seen[cell * width + codes] = True
         counts = seen.reshape(n_cells, width).sum(axis=1)
     else:
-        counts = np.bincount(pd.unique(index * width + codes) // width, minlength=n_cells)
+        counts = np.bincount(pd.unique(cell * width + codes) // width, minlength=n_cells)
     return counts.reshape(grid.n_periods, grid.n_segments).astype(float)
+
+
+def share_customers(tickets: pd.DataFrame, context: Context, arrays: tuple, part: tuple[int, int]) -> pd.DataFrame:
+    """A partial holding only the distinct customers of the periods p with p % n == k (``part``
+    (k, n)): each cell is whole in one share, so the shares' counts add up."""
+    created, period, seg, seg_table, as_of = arrays
+    mine = np.flatnonzero(period % part[1] == part[0])
+    n = context.spine.n
+    grid = Grid(n, len(seg_table) if seg_table is not None else 1)
+    columns = {name: np.zeros((n, grid.n_segments)) for name in PARTIAL_COLUMNS}
+    columns["customers"] = distinct_customers(tickets["customer_id"].take(mine), period[mine], seg[mine], grid)
+    return long_partial(columns, PARTIAL_COLUMNS, seg_table, n)
+
+
+def dense_codes(ids: pd.Series) -> tuple[np.ndarray, int]:
+    """(code per row, number of codes): integer ids of a narrow range are their offset from the
+    smallest (no hashing), others are factorized."""
+    values = ids.to_numpy() if isinstance(ids, pd.Series) else np.asarray(ids)
+    if values.dtype.kind in "iu" and len(values):
+        low, high = int(values.min()), int(values.max())
+        if high - low < 4 * len(values) + 1024:
+            return values.astype(np.int64) - low, high - low + 1
+    codes, uniques = pd.factorize(values)
+    return codes.astype(np.int64), max(len(uniques), 1)
 
 
 def durations(
@@ -322,10 +417,11 @@ def exact_quantiles(rows, seg_table: pd.DataFrame | None, n: int) -> pd.DataFram
     if seg_table is not None:
         for column in seg_table.columns:
             frame[column] = seg_table[column].iloc[used % n_seg].reset_index(drop=True)
-    for name in (c for c in DURATION_COLUMNS if c in rows):
-        q = quantiles_by_group(np.asarray(rows[name], dtype=float), cell, n * n_seg, (0.5, 0.9))[used]
-        frame[f"{name}_p50"] = q[:, 0]
-        frame[f"{name}_p90"] = q[:, 1]
+    names = [c for c in DURATION_COLUMNS if c in rows]
+    results = quantiles_by_group_columns([rows[name] for name in names], cell, n * n_seg, (0.5, 0.9))
+    for name, q in zip(names, results, strict=True):
+        frame[f"{name}_p50"] = q[used, 0]
+        frame[f"{name}_p90"] = q[used, 1]
     return frame
 
 

@@ -180,11 +180,18 @@ def test_distinct_customers_dense_grid_and_hash_agree(monkeypatch):
     from csmetrics.metrics._common import Grid
 
     rng = np.random.default_rng(3)
-    customer = pd.Series(rng.integers(0, 50, 2_000))
     grid = Grid(6, 3)
-    index, keep = rng.integers(0, 18, 2_000), np.ones(2_000, dtype=bool)
-    by_hand = pd.DataFrame({"cell": index, "c": customer}).groupby("cell")["c"].nunique().reindex(range(18), fill_value=0)
-    dense = support._distinct_customers(customer, (index, keep), grid)
-    monkeypatch.setattr(support, "_DENSE_PAIRS", 0)
-    hashed = support._distinct_customers(customer, (index, keep), grid)
-    assert np.array_equal(dense, hashed) and np.array_equal(dense.ravel(), by_hand.to_numpy())
+    period, seg = rng.integers(-1, 7, 2_000), rng.integers(0, 3, 2_000)  # -1 and 6: outside the spine
+    inside = (period >= 0) & (period < 6)
+    for customer in (
+        pd.Series(rng.integers(0, 50, 2_000)),  # narrow integer ids: their offsets, no hashing
+        pd.Series(rng.integers(0, 50, 2_000) * 10**12),  # wide ones: factorized
+        pd.Series([f"c{i}" for i in rng.integers(0, 50, 2_000)]),  # text
+    ):
+        frame = pd.DataFrame({"cell": period * 3 + seg, "c": customer})[inside]
+        by_hand = frame.groupby("cell")["c"].nunique().reindex(range(18), fill_value=0)
+        monkeypatch.setattr(support, "_DENSE_PAIRS", 2**28)
+        dense = support.distinct_customers(customer, period, seg, grid)
+        monkeypatch.setattr(support, "_DENSE_PAIRS", 0)
+        hashed = support.distinct_customers(customer, period, seg, grid)
+        assert np.array_equal(dense, hashed) and np.array_equal(dense.ravel(), by_hand.to_numpy())
