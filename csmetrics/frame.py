@@ -100,15 +100,18 @@ class FrameBuilder:
             parts.append(part)
         n_metrics = len(parts)
         period = pd.DatetimeIndex(np.tile(period_ns, n_metrics).view("M8[ns]"))
-        frame = pd.DataFrame({"period": period.tz_localize("UTC").tz_convert(self.spine.tz), "freq": self.spine.freq})
+        out: dict[str, Any] = {
+            "period": period.tz_localize("UTC").tz_convert(self.spine.tz),
+            "freq": pd.array(np.full(len(period), self.spine.freq, dtype=object), dtype="str"),
+        }
         for column in self.segments.columns:
             values = self.segments[column].to_numpy()
-            frame[column] = pd.Series(np.tile(values[seg_rows], n_metrics)).astype(self.segments[column].dtype)
-        frame["metric"] = np.concatenate([p["metric"] for p in parts]) if parts else np.array([], dtype=object)
-        for column in VALUE_COLUMNS:
-            frame[column] = np.concatenate([p[column] for p in parts]) if parts else np.array([], dtype=float)
-        frame["metric"] = frame["metric"].astype("str")
-        frame["freq"] = frame["freq"].astype("str")
+            out[column] = pd.Series(np.tile(values[seg_rows], n_metrics)).astype(self.segments[column].dtype).array
+        metric = np.concatenate([p["metric"] for p in parts]) if parts else np.array([], dtype=object)
+        out["metric"] = pd.array(metric, dtype="str")
+        for column in VALUE_COLUMNS:  # one block of floats, not a column at a time
+            out[column] = np.concatenate([p[column] for p in parts]) if parts else np.array([], dtype=float)
+        frame = pd.DataFrame(out)
         return frame
 
 

@@ -338,7 +338,8 @@ def support(
     tickets = engine.table("tickets")
 
     def finish(parts: list, exact: list) -> pd.DataFrame:
-        summed = combine([p[0] for p in parts if p[0] is not None], context.by, support_family.PARTIAL_COLUMNS)
+        # finalize spreads the partials on the grid with one bincount, which sums their shared cells
+        summed = pd.concat([p[0] for p in parts if p[0] is not None], ignore_index=True)
         return support_family.finalize(
             summed, pd.concat([e for e in exact if e is not None], ignore_index=True), context
         )
@@ -448,7 +449,8 @@ def surveys(
     )
 
     def finish(parts: list) -> pd.DataFrame:
-        return surveys_family.finalize(combine(parts, context.by, surveys_family.PARTIAL_COLUMNS), context)
+        # finalize spreads the partials on the grid with one bincount, which sums their shared cells
+        return surveys_family.finalize(pd.concat(parts, ignore_index=True), context)
 
     if ticket_columns:  # an answer's ticket is in the same customer's bucket
         parts = engine.map(_survey_partial, engine.table("surveys"), engine.table("tickets"), context=context)
