@@ -240,10 +240,8 @@ class Grid:
         weights = np.asarray(values)
         if len(index) != len(weights):  # some rows fall outside the spine
             weights = weights[keep]
-        if weights.dtype == bool:  # a count: the cells of the true rows, no weights
-            counts = np.bincount(index[weights], minlength=size)
-        else:
-            counts = np.bincount(index, weights=weights, minlength=size)
+        # a count (bool weights) too: weighting by the flags is 3-4x faster than picking the true rows
+        counts = np.bincount(index, weights=weights, minlength=size)
         return counts.reshape(self.n_periods, self.n_segments).astype(float)
 
     def add_classes(self, cells: tuple[np.ndarray, np.ndarray], classes: np.ndarray, n_classes: int) -> np.ndarray:
