@@ -74,7 +74,9 @@ def tune_allocator() -> bool:
                 import ctypes
 
                 libc = ctypes.CDLL("libc.so.6")
-                done = bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 128 << 20))
+                done = bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(
+                    libc.mallopt(_M_TRIM_THRESHOLD, 128 << 20)
+                )
             except (OSError, AttributeError):  # pragma: no cover - no such library or symbol
                 done = False
         _TUNED.append(done)

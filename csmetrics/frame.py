@@ -200,7 +200,11 @@ def to_wide(frame: pd.DataFrame, column: str = "value") -> pd.DataFrame:
     values = np.full((n_rows, len(metrics)), np.nan)
     known = np.flatnonzero(metric >= 0)[::-1]  # reversed: the first row of a duplicate wins
     values[flat[known], metric[known]] = frame[column].to_numpy(dtype=float, na_value=np.nan)[known]
-    index = pd.MultiIndex.from_product(levels, names=keys) if len(frame) else pd.MultiIndex.from_arrays([[]] * len(keys), names=keys)
+    index = (
+        pd.MultiIndex.from_product(levels, names=keys)
+        if len(frame)
+        else pd.MultiIndex.from_arrays([[]] * len(keys), names=keys)
+    )
     wide = pd.DataFrame(values, index=index, columns=pd.Index(list(metrics))).reset_index()
     wide.columns.name = None
     return wide

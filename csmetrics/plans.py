@@ -553,7 +553,9 @@ def health_scores(
         freq=freq, tz=tz, as_of=as_of, start=start, end=end, **{name: engine.summary(name, as_of) for name in present}
     )
     handles = [engine.table(name) for name in HEALTH_TABLES]  # None items for the absent ones
-    rows = engine.persist(engine.map(_health_rows, *handles, card=card, spine=spine, fx=engine.small("fx")))
+    rows = engine.persist(
+        engine.map(_health_rows, *handles, card=card, spine=spine, fx=engine.small("fx"), memo=engine.memo)
+    )
     if fit:
         (counts,) = engine.gather(engine.map(load_counts, rows))
         card = copy.deepcopy(card).fit_loads(
@@ -565,11 +567,17 @@ def health_scores(
 
 
 def _health_rows(
-    events: Any, surveys: Any, tickets: Any, billing: Any, card: Scorecard, spine: Spine, fx: Any
+    events: Any, surveys: Any, tickets: Any, billing: Any, card: Scorecard, spine: Spine, fx: Any, memo: Any = None
 ) -> pd.DataFrame:
     tables = {"events": events, "surveys": surveys, "tickets": tickets, "billing": billing}
     return Inputs.build(
-        card, fx=fx, spine=spine, freq=spine.freq, tz=spine.tz, **{k: v for k, v in tables.items() if v is not None}
+        card,
+        fx=fx,
+        spine=spine,
+        freq=spine.freq,
+        tz=spine.tz,
+        memo=memo,
+        **{k: v for k, v in tables.items() if v is not None},
     ).rows()
 
 

@@ -151,6 +151,3 @@ class Memo:
             dropped, _ = self._entries.popitem(last=False)
             self._making.pop(dropped, None)
         return value
-        while len(self._entries) > self.slots:
-            self._entries.popitem(last=False)
-        return value

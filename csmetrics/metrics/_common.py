@@ -19,6 +19,7 @@ from csmetrics.options import ConfigError, UnknownNameError, check_by, check_fre
 from csmetrics.periods import NAT, Spine, instants, make_spine, period_codes, resolve_as_of
 
 __all__ = [
+    "instant_range",
     "user_codes",
     "Context",
     "Grid",
@@ -68,7 +69,7 @@ def resolve_spine(
         as_of_ts = pd.Timestamp(latest, tz="UTC")
     else:
         as_of_ts = resolve_as_of(as_of)
-    ranges = [_range_to(instants(table[c]), as_of_ts.value) for c in period_columns if c in table]
+    ranges = [instant_range(instants(table[c]), as_of_ts.value) for c in period_columns if c in table]
     known = [r for r in ranges if r is not None]
     if through_as_of or not known:
         known.append((as_of_ts.value, as_of_ts.value))
@@ -76,7 +77,7 @@ def resolve_spine(
     return make_spine(period_codes(bounds, freq, tz), freq, tz, as_of_ts, start, end)
 
 
-def _range_to(stamps: np.ndarray, as_of: int) -> tuple[int, int] | None:
+def instant_range(stamps: np.ndarray, as_of: int) -> tuple[int, int] | None:
     """(earliest, latest) instant of ``stamps`` at or before as_of, NaT left out; None if there is none."""
     if not len(stamps):
         return None

@@ -26,13 +26,14 @@ created or survey answers. The at-risk list leaves out customers with MRR 0 at t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from csmetrics.frame import FrameBuilder, attach_segments, encode_segments
 from csmetrics.metrics._billing import MONEY_SCALE, arrays_and_ledger, build_groups, group_peaks, prepare
-from csmetrics.metrics._common import Grid, combine, dense, long_partial
+from csmetrics.metrics._common import Grid, combine, dense, instant_range, long_partial
 from csmetrics.options import (
     ConfigError,
     NotFittedError,
@@ -215,6 +216,7 @@ class Inputs:
         start: object = None,
         end: object = None,
         spine: Spine | None = None,
+        memo: Any = None,
     ) -> Inputs:
         self = cls()
         self.customers = customers
@@ -272,7 +274,7 @@ class Inputs:
         self.mrr = np.full(self.shape, np.nan)
         self.revenue = np.full(self.shape, np.nan)
         if billing is not None:
-            self.mrr, self.live = self._mrr(billing, fx)
+            self.mrr, self.live = self._mrr(billing, fx, memo)
             before = np.zeros(self.shape)
             before[:, k:] = self.mrr[:, :-k] if k > 0 else self.mrr
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -371,11 +373,11 @@ class Inputs:
         np.add.at(diff, rows[open_][keep] * (n_p + 1) + stop[keep], -1.0)
         return load + np.cumsum(diff.reshape(n_c, n_p + 1), axis=1)[:, :n_p]
 
-    def _mrr(self, billing: pd.DataFrame, fx: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    def _mrr(self, billing: pd.DataFrame, fx: pd.DataFrame | None, memo: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """MRR at each period end (exact: summed in integer money units) and whether the customer
         is active in the period (§14: MRR > 0 at some instant of it up to as_of)."""
         prepared, context = prepare(billing, freq=self.spine.freq, tz=self.spine.tz, fx=fx, as_of=self.as_of)
-        arrays, ledger = arrays_and_ledger(prepared, context)
+        arrays, ledger = arrays_and_ledger(prepared, context, memo)  # the revenue families' ledger when they share it
         groups = build_groups(ledger, context.spine.n)
         shift = context.spine.first - self.spine.first  # the billing spine may start earlier or later
         rows = self.ids.get_indexer(arrays.customer_ids[groups.customer])
@@ -483,15 +485,19 @@ def health_spine(
     if not known:
         raise ConfigError("HealthScorecard needs at least one of events, surveys, tickets, billing")
     freq, tz = check_freq(freq), check_tz(tz)
-    every = np.concatenate(known)
-    every = every[every != NAT]
-    if as_of is None and not len(every):
+    latest = max((int(k.max()) for k in known if len(k)), default=NAT)  # NaT is the smallest int64
+    if as_of is None and latest == NAT:
         raise ConfigError("the health tables hold no timestamps: cannot infer as_of; pass as_of=")
-    as_of_ts = resolve_as_of(as_of) if as_of is not None else pd.Timestamp(every.max(), tz="UTC")
-    every = every[every <= as_of_ts.value]
+    as_of_ts = resolve_as_of(as_of) if as_of is not None else pd.Timestamp(latest, tz="UTC")
+    # the earliest and latest instant by as_of of each column (no copy of the columns)
+    ranges = [r for r in (instant_range(k, as_of_ts.value) for k in known) if r is not None]
     if as_of is not None:  # as with the other families, an explicit as_of runs the spine through its period
-        every = np.append(every, as_of_ts.value)
-    bounds = np.array([every.min(), every.max()]) if len(every) else np.array([], dtype=np.int64)
+        ranges.append((as_of_ts.value, as_of_ts.value))
+    bounds = (
+        np.array([min(r[0] for r in ranges), max(r[1] for r in ranges)], dtype=np.int64)
+        if ranges
+        else np.array([], dtype=np.int64)
+    )
     return make_spine(period_codes(bounds, freq, tz), freq, tz, as_of_ts, start, end)
 
 

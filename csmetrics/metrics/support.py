@@ -221,7 +221,7 @@ def partial(
     f = {name: k + 2 for k, (name, _) in enumerate(_FACTORS)}  # axis of each factor
 
     def total(**fixed: int) -> np.ndarray:
-        index = [slice(None)] * counts.ndim
+        index: list[int | slice] = [slice(None)] * counts.ndim
         for name, value in fixed.items():
             index[f[name]] = value
         picked = counts[tuple(index)]

@@ -298,7 +298,9 @@ def _chunk_has_text(values: object) -> np.ndarray:
     data = np.frombuffer(data_buffer, dtype=np.uint8)
     present = offsets[1:] > offsets[:-1]  # not empty (a null is empty)
     if validity is not None:
-        present &= np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")[start : start + n].view(bool)
+        present &= np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")[start : start + n].view(
+            bool
+        )
     first = data[np.minimum(offsets[:-1], len(data) - 1)]
     out = present & (first > 0x20) & (first < 0x7F)
     unsure = np.flatnonzero(present & ~out)
