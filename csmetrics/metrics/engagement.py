@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from csmetrics.frame import FrameBuilder, attach_segments, encode_segments, segment_positions
+from csmetrics.frame import FrameBuilder, attach_segments, encode_segments, factorize_sorted, segment_positions
 from csmetrics.metrics._billing import BillingArrays, invoices, sort_order
 from csmetrics.metrics._billing import prepare as prepare_billing
 from csmetrics.metrics._common import Context, Grid, combine, dense, long_partial, make_context, user_codes
@@ -118,7 +118,8 @@ def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context
     n = spine.n
     as_of = spine.as_of.value
     keep = instants(events["timestamp"]) <= as_of
-    events = events[keep]
+    if not keep.all():  # (no copy of the rows when every event is by as_of, the usual case)
+        events = events[keep]
     t = instants(events["timestamp"])
     local = local_ns(t, spine.tz)
     day = np.floor_divide(local, _DAY)
@@ -162,7 +163,8 @@ def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context
     main = long_partial(columns, PARTIAL_COLUMNS, seg_table, n)
 
     # feature adoption: distinct customers per (period, segment, event name)
-    name, names = pd.factorize(events["event"].to_numpy()[inside], sort=True)
+    name, names = factorize_sorted(events["event"])  # a categorical's codes: no text hashed per event
+    name = name[inside]
     adoption_cell = cell * max(len(names), 1) + name
     counts = _distinct_per_cell(adoption_cell, customer[inside], n_cells * max(len(names), 1))
     used = np.flatnonzero(counts)
