@@ -54,9 +54,14 @@ def _timed(fn):
 
 
 def _timed_median(fn, repeat: int):
-    """The median of ``repeat`` timed calls (a single read of a file moves by a third between runs)."""
-    runs = [_timed(fn) for _ in range(max(repeat, 1))]
-    return statistics.median(t for t, _ in runs), runs[-1][1]
+    """The median of ``repeat`` timed calls after an untimed one (a single read of a file moves by a
+    third between runs, and a process's first reads pay for its fresh memory)."""
+    seconds, out = [], fn() if repeat > 1 else None
+    for _ in range(max(repeat, 1)):
+        out = None  # the previous read is freed first, as a reader would hold one copy
+        elapsed, out = _timed(fn)
+        seconds.append(elapsed)
+    return statistics.median(seconds), out
 
 
 def _period_key(frame: pd.DataFrame) -> pd.DataFrame:

@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from csmetrics._compat import tune_allocator
 from csmetrics.options import ConfigError
 from csmetrics.schedule import Schedule, schedules_from_tables
 from csmetrics.schemas import BIG_TABLES, DIMENSIONS, TABLES
@@ -85,6 +86,7 @@ def read_table(path: Path, dictionary: Sequence[str] = ()) -> pd.DataFrame:
 
     ``dictionary``: text columns read dictionary-encoded from Parquet (categoricals: the table's
     dimensions, :data:`csmetrics.schemas.DIMENSIONS`), so no row's text is hashed downstream."""
+    tune_allocator()  # the read's buffers are the first large arrays of a run
     path = Path(path)
     if path.suffix == ".csv":
         try:
@@ -130,6 +132,7 @@ def read_lazy(path: Path):
     """A Dask DataFrame over a Parquet file, a folder of Parquet files, or a CSV file (nothing read yet)."""
     import dask.dataframe as dd
 
+    tune_allocator()  # the read's buffers are the first large arrays of a run
     path = Path(path)
     if path.suffix == ".csv":
         return dd.read_csv(path, blocksize="64MB")
