@@ -839,14 +839,14 @@ def _currency_failures(
             "so the base currency is ambiguous; pass base_currency= or add fx rates for all but the base",
             missing,
         )
-    unknown = billing["currency"].notna() & ~billing["currency"].isin(known | {base})
-    positions = np.flatnonzero(unknown.to_numpy())
+    # null or a currency with a rate (or the base) passes; a categorical looks its categories up
+    positions = np.flatnonzero(~schemas._is_in(billing["currency"], sorted(known | {base}, key=str), null=True))
     return pd.DataFrame(
         {
             "row": positions,
             "column": "currency",
             "rule": f"has an fx rate (base currency {base})",
-            "value": billing["currency"].to_numpy(dtype=object)[positions],
+            "value": billing["currency"].iloc[positions].to_numpy(dtype=object),  # the failing rows only
         }
     )
 
