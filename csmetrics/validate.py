@@ -840,7 +840,8 @@ def _currency_failures(
             missing,
         )
     # null or a currency with a rate (or the base) passes; a categorical looks its categories up
-    positions = np.flatnonzero(~schemas._is_in(billing["currency"], sorted(known | {base}, key=str), null=True))
+    allowed = sorted(known | ({base} if base is not None else set()), key=str)
+    positions = np.flatnonzero(~schemas._is_in(billing["currency"], allowed, null=True))
     return pd.DataFrame(
         {
             "row": positions,
