@@ -71,3 +71,20 @@ def test_as_of_defaults_to_latest_timestamp():
 def test_bad_freq():
     with pytest.raises(ValueError, match="freq must be one of"):
         period_codes(ts("2024-01-01"), "H")
+
+
+@pytest.mark.parametrize("freq", ["D", "W", "M", "Q", "Y"])
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"])
+def test_spine_positions_are_the_clipped_period_index(freq, tz):
+    """Spine.positions (one division and a table gather) is clip(index(period_codes), -1, n), NaT -1,
+    across DST changes and half-hour zones, for instants before, inside and after the spine."""
+    from csmetrics.periods import NAT
+
+    rng = np.random.default_rng(7)
+    stamps = rng.integers(pd.Timestamp("2019-06-01").value, pd.Timestamp("2025-06-01").value, 5_000)
+    stamps[::11] = NAT
+    bounds = np.array([pd.Timestamp("2021-03-20").value, pd.Timestamp("2022-11-03").value])
+    spine = make_spine(period_codes(bounds, freq, tz), freq, tz, to_utc("2023-01-01"))
+    expected = np.clip(spine.index(period_codes(stamps, freq, tz)), -1, spine.n)
+    expected[stamps == NAT] = -1
+    assert np.array_equal(spine.positions(stamps), expected)

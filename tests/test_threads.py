@@ -122,3 +122,19 @@ def test_support_on_threads_with_business_hours_equals_pandas(sample_tables, mon
     threaded = csmetrics.support_metrics(sample_tables["tickets"], **options)
     assert "first_response_business_minutes_p90" in set(threaded["metric"])
     pd.testing.assert_frame_equal(threaded, single, rtol=1e-12)
+
+
+def test_allocator_tuning_is_once_and_can_be_declined():
+    """tune_allocator: on glibc it sets malloc up once per process (True), CSMETRICS_MALLOC=default
+    leaves malloc alone (False); the numbers do not depend on it (the suite runs tuned)."""
+    import platform
+    import subprocess
+    import sys
+
+    code = "from csmetrics._compat import tune_allocator as t; print(t(), t())"
+    tuned = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    expected = "True" if platform.libc_ver()[0] == "glibc" else "False"
+    assert tuned == [expected, expected]
+    env = {**__import__("os").environ, "CSMETRICS_MALLOC": "default"}
+    declined = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert declined.stdout.split() == ["False", "False"]
