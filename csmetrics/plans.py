@@ -335,7 +335,7 @@ def support(
         start=start,
         end=end,
     )
-    tickets = engine.table("tickets")
+    tickets = _rows_or_empty(engine, "tickets", as_of)
 
     def finish(parts: list, exact: list) -> pd.DataFrame:
         # finalize spreads the partials on the grid with one bincount, which sums their shared cells
@@ -455,11 +455,22 @@ def surveys(
     if ticket_columns:  # an answer's ticket is in the same customer's bucket
         parts = engine.map(_survey_partial, engine.table("surveys"), engine.table("tickets"), context=context)
     else:  # the sums are additive over any split of the rows
-        parts = engine.map(_survey_partial, engine.slices("surveys"), [None] * engine.n, context=context)
+        slices = engine.slices("surveys") if engine.has("surveys") else _rows_or_empty(engine, "surveys", as_of)
+        parts = engine.map(_survey_partial, slices, [None] * engine.n, context=context)
     return Pending((parts,), finish)
 
 
-def _survey_partial(surveys: pd.DataFrame | None, tickets: pd.DataFrame | None, context: Any) -> pd.DataFrame:
+def _rows_or_empty(engine: Engine, name: str, as_of: object) -> Handle:
+    """The table's buckets; for a table given without rows, its empty frame in the first bucket (the
+    family's frame of zeros over as_of's period, not a None deep inside)."""
+    if engine.holds(name) and not engine.has(name):
+        return [engine.summary(name, as_of).iloc[:0]] + [None] * (engine.n - 1)
+    return engine.table(name)
+
+
+def _survey_partial(surveys: pd.DataFrame | None, tickets: pd.DataFrame | None, context: Any) -> pd.DataFrame | None:
+    if surveys is None:
+        return None  # an empty bucket: pd.concat leaves it out
     return surveys_family.partial(surveys, context, tickets)
 
 

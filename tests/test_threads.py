@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -138,3 +139,21 @@ def test_allocator_tuning_is_once_and_can_be_declined():
     env = {**__import__("os").environ, "CSMETRICS_MALLOC": "default"}
     declined = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert declined.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("engine, buckets", [("pandas", None), ("threads", 2), ("threads", 3)])
+def test_a_table_without_rows_gives_as_of_period_of_zeros(sample_tables, engine, buckets):
+    """Tickets or surveys given with no rows (and an explicit as_of): the frame of as_of's period, 0
+    tickets and no NPS, on every engine; it raised a TypeError from deep inside before."""
+    from csmetrics import plans
+    from csmetrics.api import _one
+    from csmetrics.engines import open_engine
+
+    window = {"freq": "M", "tz": "UTC", "as_of": "2024-06-01", "start": None, "end": None}
+    cases = (("tickets", plans.support, "tickets", 0.0), ("surveys", plans.surveys, "nps", None))
+    for table, plan, metric, expected in cases:
+        opened = open_engine({table: sample_tables[table].iloc[:0]}, engine=engine, buckets=buckets)[0]
+        frame = _one(opened, plan(opened, **window)).set_index("metric")
+        assert frame["period"].unique().tolist() == [pd.Timestamp("2024-06-01", tz="UTC")]
+        value = frame.loc[metric, "value"]
+        assert (np.isnan(value) if expected is None else value == expected), (table, value)
