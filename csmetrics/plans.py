@@ -137,7 +137,15 @@ def revenue(engine: Engine, context: BillingContext) -> Pending:
         return revenue_family.finalize(summed, context), customers_family.finalize(summed, context)
 
     return Pending(
-        (engine.map(revenue_family.partial, engine.table("billing"), context=context, memo=engine.memo),), finish
+        (
+            engine.map(
+                revenue_family.partial,
+                _rows_or_empty(engine, "billing", context.spine.as_of),
+                context=context,
+                memo=engine.memo,
+            ),
+        ),
+        finish,
     )
 
 
@@ -461,10 +469,10 @@ def surveys(
 
 
 def _rows_or_empty(engine: Engine, name: str, as_of: object) -> Handle:
-    """The table's buckets; for a table given without rows, its empty frame in the first bucket (the
+    """The table's buckets; for a table given without rows, its empty frame in every bucket (the
     family's frame of zeros over as_of's period, not a None deep inside)."""
     if engine.holds(name) and not engine.has(name):
-        return [engine.summary(name, as_of).iloc[:0]] + [None] * (engine.n - 1)
+        return [engine.summary(name, as_of).iloc[:0]] * engine.n
     return engine.table(name)
 
 
@@ -532,7 +540,9 @@ def engagement(
         start=start,
         end=end,
     )
-    parts = engine.map(engagement_family.partial, engine.table("events"), engine.table("billing"), context=context)
+    parts = engine.map(
+        engagement_family.partial, _rows_or_empty(engine, "events", as_of), engine.table("billing"), context=context
+    )
 
     def finish(parts: list) -> pd.DataFrame:
         main = combine([p[0] for p in parts], context.by, engagement_family.PARTIAL_COLUMNS)

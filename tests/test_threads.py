@@ -143,17 +143,24 @@ def test_allocator_tuning_is_once_and_can_be_declined():
 
 @pytest.mark.parametrize("engine, buckets", [("pandas", None), ("threads", 2), ("threads", 3)])
 def test_a_table_without_rows_gives_as_of_period_of_zeros(sample_tables, engine, buckets):
-    """Tickets or surveys given with no rows (and an explicit as_of): the frame of as_of's period, 0
-    tickets and no NPS, on every engine; it raised a TypeError from deep inside before."""
+    """Tickets, surveys, events or billing given with no rows (and an explicit as_of): the frame of
+    as_of's period (0 tickets, no NPS, 0 active users, 0 MRR) on every engine; each raised a TypeError
+    from deep inside before."""
     from csmetrics import plans
     from csmetrics.api import _one
     from csmetrics.engines import open_engine
 
     window = {"freq": "M", "tz": "UTC", "as_of": "2024-06-01", "start": None, "end": None}
-    cases = (("tickets", plans.support, "tickets", 0.0), ("surveys", plans.surveys, "nps", None))
+    cases = (
+        ("tickets", plans.support, "tickets", 0.0),
+        ("surveys", plans.surveys, "nps", None),
+        ("events", plans.engagement, "active_users", 0.0),
+        ("billing", lambda e, **w: plans.revenue(e, plans.billing_context(e, **w)), "mrr", 0.0),
+    )
     for table, plan, metric, expected in cases:
         opened = open_engine({table: sample_tables[table].iloc[:0]}, engine=engine, buckets=buckets)[0]
-        frame = _one(opened, plan(opened, **window)).set_index("metric")
+        frame = _one(opened, plan(opened, **window))
+        frame = (frame[0] if isinstance(frame, tuple) else frame).set_index("metric")
         assert frame["period"].unique().tolist() == [pd.Timestamp("2024-06-01", tz="UTC")]
         value = frame.loc[metric, "value"]
         assert (np.isnan(value) if expected is None else value == expected), (table, value)
