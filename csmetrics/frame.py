@@ -310,8 +310,6 @@ def encode_segments(values: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame | No
     """
     if values.shape[1] == 0:
         return np.zeros(len(values), dtype=np.int64), None
-    if values.shape[1] == 1 and isinstance(values.dtypes.iloc[0], pd.CategoricalDtype):
-        return _encode_categorical(values.iloc[:, 0])
     combined: np.ndarray | None = None
     uniques = []
     radix_product = 1
@@ -349,23 +347,6 @@ def encode_segments(values: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame | No
         except (TypeError, ValueError):  # a null in an integer column
             table[column] = column_values
     return seg_codes.astype(np.int64), pd.DataFrame({c: table[c] for c in values.columns})
-
-
-def _encode_categorical(values: pd.Series) -> tuple[np.ndarray, pd.DataFrame]:
-    """encode_segments of one categorical column from its codes: one bincount, one gather."""
-    codes = np.asarray(values.cat.codes)
-    categories = values.cat.categories
-    counts = np.bincount(codes.astype(np.intp) + 1, minlength=len(categories) + 1)  # bin 0: null
-    used = np.flatnonzero(counts[1:])
-    order = used[np.argsort(np.asarray(categories[used], dtype=object), kind="stable")]
-    has_null = bool(counts[0])
-    lookup = np.full(len(categories) + 1, -1, dtype=np.int64)
-    lookup[0] = 0  # null: the first segment when there is one
-    lookup[order + 1] = np.arange(len(order)) + has_null
-    levels = pd.Series(categories[order], dtype=categories.dtype)
-    if has_null:
-        levels = pd.concat([pd.Series([None], dtype=categories.dtype), levels], ignore_index=True)
-    return lookup.take(codes.astype(np.intp) + 1), pd.DataFrame({values.name: levels.reset_index(drop=True)})
 
 
 def factorize_sorted(values: pd.Series) -> tuple[np.ndarray, Any]:

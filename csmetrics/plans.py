@@ -362,7 +362,7 @@ def support(
         # shares of the periods (each cell whole in one share)
         arrays = engine.map(_ticket_arrays, whole, context=context)[0]
         n = engine.n
-        edges = np.linspace(0, _rows(whole[0]), n + 1).astype(np.int64)
+        edges = np.linspace(0, len(whole[0]), n + 1).astype(np.int64)
         bounds = [slice(int(edges[k]), int(edges[k + 1])) for k in range(n)]
         rows = engine.map(_support_slice, [whole[0]] * n, [arrays] * n, bounds, context=context)
         shares = engine.map(_support_share, [whole[0]] * n, [arrays] * n, list(range(n)), context=context, n=n)
@@ -378,25 +378,15 @@ def _ticket_arrays(tickets: pd.DataFrame | None, context: Any) -> tuple | None:
     return None if tickets is None else support_family.ticket_arrays(tickets, context)
 
 
-def _rows(table: pd.DataFrame | None) -> int:
-    return 0 if table is None else len(table)
-
-
-def _support_slice(tickets: pd.DataFrame | None, arrays: Any, rows: slice, context: Any) -> tuple:
+def _support_slice(tickets: pd.DataFrame, arrays: Any, rows: slice, context: Any) -> tuple:
     """The sums but the distinct customers over one contiguous slice of the rows."""
-    if tickets is None:
-        return None, None
     part = support_family.slice_arrays(arrays, rows)
     return support_family.partial(tickets.iloc[rows], context, part, customers=False), None
 
 
-def _support_share(tickets: pd.DataFrame | None, arrays: Any, share: int, context: Any, n: int) -> tuple:
+def _support_share(tickets: pd.DataFrame, arrays: Any, share: int, context: Any, n: int) -> tuple:
     """The distinct customers and the exact quantiles of one share of the periods."""
-    if tickets is None:
-        return None, None
-    return support_family.share_customers(tickets, context, arrays, (share, n)), support_family.quantiles(
-        tickets, context, arrays, part=(share, n)
-    )
+    return support_family.share(tickets, context, arrays, (share, n))
 
 
 def _support_partial(tickets: pd.DataFrame | None, context: Any) -> tuple[pd.DataFrame, None]:
@@ -461,24 +451,24 @@ def surveys(
         return surveys_family.finalize(pd.concat(parts, ignore_index=True), context)
 
     if ticket_columns:  # an answer's ticket is in the same customer's bucket
-        parts = engine.map(_survey_partial, engine.table("surveys"), engine.table("tickets"), context=context)
+        surveys = _rows_or_empty(engine, "surveys", as_of)
+        parts = engine.map(_survey_partial, surveys, engine.table("tickets"), context=context)
     else:  # the sums are additive over any split of the rows
-        slices = engine.slices("surveys") if engine.has("surveys") else _rows_or_empty(engine, "surveys", as_of)
-        parts = engine.map(_survey_partial, slices, [None] * engine.n, context=context)
+        surveys = _rows_or_empty(engine, "surveys", as_of, engine.slices)
+        parts = engine.map(_survey_partial, surveys, [None] * engine.n, context=context)
     return Pending((parts,), finish)
 
 
-def _rows_or_empty(engine: Engine, name: str, as_of: object) -> Handle:
-    """The table's buckets; for a table given without rows, its empty frame in every bucket (the
-    family's frame of zeros over as_of's period, not a None deep inside)."""
+def _rows_or_empty(engine: Engine, name: str, as_of: object, split: Callable[[str], Handle] | None = None) -> Handle:
+    """The table's buckets (``split``: another split of its rows, e.g. ``engine.slices``); for a table
+    given without rows, its empty frame in every bucket (the family's frame of zeros over as_of's
+    period, not a None deep inside)."""
     if engine.holds(name) and not engine.has(name):
         return [engine.summary(name, as_of).iloc[:0]] * engine.n
-    return engine.table(name)
+    return (split or engine.table)(name)
 
 
-def _survey_partial(surveys: pd.DataFrame | None, tickets: pd.DataFrame | None, context: Any) -> pd.DataFrame | None:
-    if surveys is None:
-        return None  # an empty bucket: pd.concat leaves it out
+def _survey_partial(surveys: pd.DataFrame, tickets: pd.DataFrame | None, context: Any) -> pd.DataFrame:
     return surveys_family.partial(surveys, context, tickets)
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "strictly_after",
     "survey_scale",
     "value_codes",
+    "values_in",
     "tz_aware_timestamp",
     "unique_together",
     "whole_number",
@@ -92,6 +93,7 @@ DEFAULT_SCALES: dict[str, tuple[float, float]] = {
 _UTC = {"unit": "ns", "tz": "UTC"}
 #: The largest billing or cost amount in absolute value (METRICS.md §16): money is exact in 1e-4 units.
 MAX_AMOUNT = 1e11
+#: csmetrics.periods.NAT (periods imports options, which imports this module)
 _NAT = np.iinfo(np.int64).min
 
 #: The longest duration in seconds (about 31.7 years): sums over a billion rows stay finite and exact enough.
@@ -133,7 +135,7 @@ def _is_value(values: pd.Series, value: str) -> np.ndarray:
     return (values == value).fillna(False).to_numpy(dtype=bool)
 
 
-def _is_in(values: pd.Series, allowed: list[str], null: bool = False) -> np.ndarray:
+def values_in(values: pd.Series, allowed: list[str], null: bool = False) -> np.ndarray:
     """``values.isin(allowed)`` per row, ``null`` for null values; a categorical looks its few
     categories up, not its rows."""
     if isinstance(values.dtype, pd.CategoricalDtype):
@@ -182,7 +184,7 @@ def required_for_kinds(
     the row has the column ``unless`` names for it (service_end may be null with interval_months, §17)."""
     ok = np.ones(len(df), dtype=bool)
     for column, kinds in required.items():
-        needed = _is_in(df[kind_column], kinds)
+        needed = values_in(df[kind_column], kinds)
         present = df[column].notna().to_numpy() if column in df else np.zeros(len(df), dtype=bool)
         other = unless.get(column)
         if other is not None and other in df:
@@ -226,7 +228,7 @@ def known_values_for_survey(df: pd.DataFrame, *, column: str, survey: str, allow
     is_survey = _is_value(df["survey"], survey)
     if column not in df:
         return pd.Series(~is_survey, index=df.index)
-    return pd.Series(~is_survey | _is_in(df[column], allowed), index=df.index)
+    return pd.Series(~is_survey | values_in(df[column], allowed), index=df.index)
 
 
 def survey_scale(surveys: pd.DataFrame, factorized: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -686,7 +686,7 @@ def _passes(df: pd.DataFrame, schema: pa.DataFrameSchema) -> bool:
                 return False
     for check in schema.checks:
         function = getattr(schemas, check.name, None)
-        if function is None or not getattr(function, "__module__", "") == schemas.__name__:
+        if function is None or getattr(function, "__module__", "") != schemas.__name__:
             return False
         if not np.asarray(function(df, **check.statistics), dtype=bool).all():
             return False
@@ -698,7 +698,7 @@ def _column_check_holds(values: pd.Series, check: Any) -> bool:
     if not check.ignore_na or check.groupby is not None:
         return False
     if check.name == "isin":
-        return bool(schemas._is_in(values, list(check.statistics["allowed_values"]), null=True).all())
+        return bool(schemas.values_in(values, list(check.statistics["allowed_values"]), null=True).all())
     if check.name == "whole_number":
         return bool(np.asarray(schemas.whole_number(values), dtype=bool).all())
     rule = _COLUMN_RULES.get(check.name)
@@ -841,7 +841,7 @@ def _currency_failures(
         )
     # null or a currency with a rate (or the base) passes; a categorical looks its categories up
     allowed = sorted(known | ({base} if base is not None else set()), key=str)
-    positions = np.flatnonzero(~schemas._is_in(billing["currency"], allowed, null=True))
+    positions = np.flatnonzero(~schemas.values_in(billing["currency"], allowed, null=True))
     return pd.DataFrame(
         {
             "row": positions,

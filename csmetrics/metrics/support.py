@@ -54,7 +54,7 @@ __all__ = [
     "partial",
     "prepare",
     "quantiles",
-    "share_customers",
+    "share",
     "slice_arrays",
     "ticket_arrays",
 ]
@@ -156,8 +156,8 @@ def _instant_by(tickets: pd.DataFrame, column: str, as_of: int) -> np.ndarray:
     return np.where(late, NAT, values) if late.any() else values
 
 
-def slice_arrays(arrays: tuple, rows: slice) -> tuple:
-    """The :func:`ticket_arrays` of a slice of the rows."""
+def slice_arrays(arrays: tuple, rows: slice | np.ndarray) -> tuple:
+    """The :func:`ticket_arrays` of some of the rows (a slice, or row positions)."""
     created, period, seg, seg_table, as_of = arrays
     return created[rows], period[rows], seg[rows], seg_table, as_of
 
@@ -196,26 +196,21 @@ def partial(
     res_met, res_due = _within(
         context.options.get("resolution_targets"), tickets, clock, resolved_at, _HOUR, ~abandoned
     )
-    factors = (
+    two = np.int8(2)
+    factors = (  # each factor's level per ticket, in _FACTORS' order (bool flags are levels 0 / 1)
         resolved,
-        contacts == 1,
+        (contacts == 1).view(np.int8) + two * (contacts == 2),  # other 0, one contact 1, two contacts 2
         _optional(tickets, "reopens", 0.0) > 0,  # a missing reopens counts as 0 (NaN > 0 is False)
         handle_known,
         wait_known,
         abandoned,
-        sla_due,
-        res_due,
+        sla_due.view(np.int8) + sla_met,  # not due 0, due and missed 1, met 2
+        res_due.view(np.int8) + res_met,
     )
-    # contacts == 2 adds 2 to its factor (1 for contacts == 1); met adds 1 to due (due and met: 2)
-    more = (None, contacts == 2, None, None, None, None, sla_met, res_met)
     code = np.zeros(len(tickets), dtype=np.int16)  # 864 classes: two bytes a ticket
-    for (name, size), factor, extra in zip(_FACTORS, factors, more, strict=True):
+    for (_, size), factor in zip(_FACTORS, factors, strict=True):
         code *= size
         code += factor
-        if extra is not None:
-            code += extra
-            if name == "contacts":
-                code += extra
     shape = tuple(size for _, size in _FACTORS)
     counts = grid.count_classes(cells, code, int(np.prod(shape))).reshape((n, grid.n_segments, *shape))
     f = {name: k + 2 for k, (name, _) in enumerate(_FACTORS)}  # axis of each factor
@@ -352,16 +347,21 @@ def distinct_customers(customer_id: pd.Series, period: np.ndarray, seg: np.ndarr
     return counts.reshape(grid.n_periods, grid.n_segments).astype(float)
 
 
-def share_customers(tickets: pd.DataFrame, context: Context, arrays: tuple, part: tuple[int, int]) -> pd.DataFrame:
-    """A partial holding only the distinct customers of the periods p with p % n == k (``part``
-    (k, n)): each cell is whole in one share, so the shares' counts add up."""
-    created, period, seg, seg_table, as_of = arrays
-    mine = np.flatnonzero(period % part[1] == part[0])
+def share(
+    tickets: pd.DataFrame, context: Context, arrays: tuple, part: tuple[int, int]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The distinct customers (a partial holding only them) and the exact quantiles of the tickets of
+    periods p with p % n == k (``part`` (k, n)): each cell is whole in one share, so n shares count
+    every cell once and their results add up."""
+    mine = np.flatnonzero(arrays[1] % part[1] == part[0])
+    # a schedule's clock reads the frame; otherwise the columns are taken one at a time
+    rows = tickets.take(mine) if context.options.get("schedules") is not None else _Columns(tickets, mine)
+    created, period, seg, seg_table, as_of = arrays = slice_arrays(arrays, mine)
     n = context.spine.n
     grid = Grid(n, len(seg_table) if seg_table is not None else 1)
     columns = {name: np.zeros((n, grid.n_segments)) for name in PARTIAL_COLUMNS}
-    columns["customers"] = distinct_customers(tickets["customer_id"].take(mine), period[mine], seg[mine], grid)
-    return long_partial(columns, PARTIAL_COLUMNS, seg_table, n)
+    columns["customers"] = distinct_customers(rows["customer_id"], period, seg, grid)
+    return long_partial(columns, PARTIAL_COLUMNS, seg_table, n), quantiles(rows, context, arrays)
 
 
 def dense_codes(ids: pd.Series) -> tuple[np.ndarray, int]:
@@ -377,18 +377,11 @@ def dense_codes(ids: pd.Series) -> tuple[np.ndarray, int]:
 
 
 def durations(
-    tickets: pd.DataFrame, context: Context, arrays: tuple | None = None, part: tuple[int, int] | None = None
+    tickets: Any, context: Context, arrays: tuple | None = None
 ) -> tuple[dict[str, np.ndarray], pd.DataFrame | None]:
     """The rows the quantiles need: period index, segment code, minutes to first response and
-    hours to resolution (NaN where not done by as_of), for tickets in the spine with either.
-
-    ``part`` (k, n): only the tickets of periods p with p % n == k (so n calls share the work and
-    each (period, segment) cell is whole in one of them)."""
+    hours to resolution (NaN where not done by as_of), for tickets in the spine with either."""
     created, period, seg, seg_table, as_of = arrays or ticket_arrays(tickets, context)
-    if part is not None:
-        mine = np.flatnonzero(period % part[1] == part[0])
-        created, period, seg = created[mine], period[mine], seg[mine]
-        tickets = tickets.take(mine) if context.options.get("schedules") is not None else _Columns(tickets, mine)
     inside = (period >= 0) & (period < context.spine.n)
     clock = Clock(tickets, context, created, as_of)
     took = {}
@@ -425,12 +418,9 @@ def exact_quantiles(rows, seg_table: pd.DataFrame | None, n: int) -> pd.DataFram
     return frame
 
 
-def quantiles(
-    tickets: pd.DataFrame, context: Context, arrays: tuple | None = None, part: tuple[int, int] | None = None
-) -> pd.DataFrame:
-    """Response and resolution quantiles per (period index, segment), exact, from the rows (``part``:
-    of one share of the periods, see :func:`durations`)."""
-    rows, seg_table = durations(tickets, context, arrays, part)
+def quantiles(tickets: Any, context: Context, arrays: tuple | None = None) -> pd.DataFrame:
+    """Response and resolution quantiles per (period index, segment), exact, from the rows."""
+    rows, seg_table = durations(tickets, context, arrays)
     return exact_quantiles(rows, seg_table, context.spine.n)
 
 

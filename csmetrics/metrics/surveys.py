@@ -249,15 +249,14 @@ def _group_thresholds(
     present = row >= 0
     group_low, group_high = np.full(n_groups, np.nan), np.full(n_groups, np.nan)
     group_low[present], group_high[present] = low[row[present]], high[row[present]]
-    uniform = _same(group_low[group], low) and _same(group_high[group], high)
-    if uniform:
-        low, high, at = group_low, group_high, None
+    per_group = _same(group_low[group], low) and _same(group_high[group], high)
+    if per_group:  # the thresholds of each group once, then gathered for the rows
+        low, high, kind = group_low, group_high, np.arange(n_groups)
     else:
-        at = group
+        kind = group
     inf = np.full(len(low), np.inf)
     is_cxi = np.zeros(n_groups, dtype=bool)
     is_cxi[3 : 3 + len(CXI_COMPONENTS)] = True
-    kind = group if at is not None else np.arange(n_groups)
     first = np.select(
         [kind == 0, kind == 1, kind == 2, is_cxi[kind]],
         [np.full(len(low), 7.0), csat_threshold(low, high, csat_thresholds), high - 2, high - 1],
@@ -265,7 +264,7 @@ def _group_thresholds(
     )
     second = np.where(kind == 0, 9.0, inf)
     third = np.where(is_cxi[kind], low + 1, -inf)
-    if at is None:
+    if per_group:
         return first[group], second[group], third[group]
     return first, second, third
 
