@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from csmetrics import catalog, stats
 from csmetrics.options import ConfigError, UnknownNameError, check_by, check_number
@@ -27,12 +28,14 @@ __all__ = [
     "attach_segments",
     "check_metric_frame",
     "compare_periods",
+    "dense_codes",
     "empty_frame",
     "encode_segments",
     "id_positions",
     "reaggregate",
     "segment_columns",
     "segment_positions",
+    "text_of_codes",
     "to_wide",
 ]
 
@@ -361,6 +364,28 @@ def factorize_sorted(values: pd.Series) -> tuple[np.ndarray, Any]:
     lookup = np.full(len(categories) + 1, -1, dtype=np.int64)
     lookup[order] = np.arange(len(order))
     return lookup[codes], categories[order]
+
+
+def dense_codes(ids: object, ordered: bool = False) -> tuple[np.ndarray, int]:
+    """(code per row, number of codes): integer ids of a narrow range are their offset from the
+    smallest (no hashing), others are factorized (``ordered``: codes in the ids' sort order, as
+    the offsets are)."""
+    values = ids.to_numpy() if isinstance(ids, pd.Series) else np.asarray(ids)
+    if values.dtype.kind in "iu" and len(values):
+        low, high = int(values.min()), int(values.max())
+        if high - low < 4 * len(values) + 1024:
+            return values.astype(np.int64) - low, high - low + 1
+    codes, uniques = pd.factorize(values, sort=ordered)
+    return codes.astype(np.int64), max(len(uniques), 1)
+
+
+def text_of_codes(codes: np.ndarray, names: Sequence[str]) -> pd.api.extensions.ExtensionArray:
+    """pandas text (the ``str`` dtype) of small codes into ``names`` (-1: null), built as an Arrow
+    dictionary and cast: no Python string per row."""
+    codes = np.asarray(codes)
+    indices = pa.array(codes.astype(np.int32), mask=codes < 0)
+    text = pa.DictionaryArray.from_arrays(indices, pa.array(list(names), type=pa.large_string()))
+    return pd.array(text.cast(pa.large_string()), dtype=pd.StringDtype("pyarrow", na_value=np.nan))
 
 
 def id_positions(ids: object, keys: object) -> np.ndarray:

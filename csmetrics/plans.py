@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from csmetrics.engines.base import Engine, Handle, Pending
-from csmetrics.frame import encode_segments
+from csmetrics.frame import dense_codes, encode_segments
 from csmetrics.metrics import clv as clv_family
 from csmetrics.metrics import customers as customers_family
 from csmetrics.metrics import engagement as engagement_family
@@ -706,9 +706,9 @@ CUSTOMER_COLUMNS = (
 MOVEMENT_COLUMNS = tuple(f"{kind}_mrr" for kind in KINDS)
 
 
-def customer_rows(engine: Engine, scores: Handle | None, context: BillingContext | None, n_groups: int) -> Handle:
-    """Handle of the customer rows regrouped into ``n_groups`` consecutive period ranges, each sorted
-    by (period, customer_id): written in group order they are the whole table's order."""
+def customer_rows(engine: Engine, scores: Handle | None, context: BillingContext | None, n_groups: int) -> Any:
+    """customers.parquet's rows, ordered by (period, customer_id): the engine's output of the rows
+    of each bucket (a frame, or parts of consecutive period ranges streamed when written)."""
     rows = engine.map(
         _customer_rows,
         scores if scores is not None else [None] * engine.n,
@@ -717,7 +717,7 @@ def customer_rows(engine: Engine, scores: Handle | None, context: BillingContext
         memo=engine.memo,
     )
     spine = context.spine if context is not None else None
-    return engine.map(_sorted, engine.regroup(rows, _PeriodRange(spine, n_groups), n_groups))
+    return engine.customer_output(rows, _PeriodRange(spine, n_groups), _sorted, n_groups)
 
 
 class _PeriodRange:
@@ -736,35 +736,58 @@ class _PeriodRange:
 
 
 def _sorted(rows: pd.DataFrame) -> pd.DataFrame:
-    if len(rows):
-        rows = rows.sort_values(["period", "customer_id"], kind="stable")
+    """The rows by (period, customer_id); rows in order already (one bucket's) are not copied. Rows
+    of several buckets, each in order, are merged by one stable sort (its runs are found whole)."""
+    if len(rows) > 1:
+        key = _period_customer_key(rows["period"], rows["customer_id"])
+        if not (key[1:] >= key[:-1]).all():
+            rows = rows.take(np.argsort(key, kind="stable"))
     return rows.reset_index(drop=True)
+
+
+def _period_customer_key(period: pd.Series, customer: Any) -> np.ndarray:
+    """An int64 key ascending with (period, customer_id)."""
+    stamps = np.asarray(period.array.asi8 if hasattr(period, "array") else period, dtype=np.int64)
+    distinct = np.sort(pd.unique(stamps))
+    codes, width = dense_codes(customer, ordered=True)
+    return np.searchsorted(distinct, stamps).astype(np.int64) * width + codes
 
 
 def _customer_rows(
     scores: pd.DataFrame | None, billing: pd.DataFrame | None, context: BillingContext | None, memo: Any = None
 ) -> pd.DataFrame:
-    """Per customer and period: MRR, movements by kind, health score and band."""
-    if billing is not None and len(billing) and context is not None:
-        ledger = revenue_family.movements(billing, context, memo)
-        moves = ledger.pivot_table(
-            index=["customer_id", "period"], columns="kind", values="amount", aggfunc="sum", observed=True
-        )
-        kinds = [*KINDS, "fx_effect"] if context.policies.fx_mode == "spot" else list(KINDS)
-        moves = moves.reindex(columns=kinds).fillna(0.0)
-        moves.columns = [f"{kind}_mrr" for kind in kinds]
-        moves = moves.reset_index()
-    else:
-        moves = pd.DataFrame(columns=["customer_id", "period"])
+    """Per customer and period, by (period, customer_id): MRR, health score and band (the scored
+    rows), movements by kind (the cells with one); an outer join built from positions."""
     if scores is not None and len(scores):
-        rows = scores[list(CUSTOMER_COLUMNS)].rename(columns={"score": "health_score", "band": "health_band"})
+        scores = scores[list(CUSTOMER_COLUMNS)].rename(columns={"score": "health_score", "band": "health_band"})
     else:
-        rows = pd.DataFrame(columns=["customer_id", "period"])
-    if len(moves):
-        rows = rows.merge(moves, on=["customer_id", "period"], how="outer") if len(rows) else moves
-        for column in moves.columns.drop(["customer_id", "period"]):
-            rows[column] = rows[column].fillna(0.0)
-    return rows
+        scores = None
+    nothing = pd.DataFrame(columns=["customer_id", "period"])
+    if billing is None or not len(billing) or context is None:
+        return scores if scores is not None else nothing
+    ids, period, sums = revenue_family.movement_cells(billing, context, memo)
+    if not len(ids):
+        return scores if scores is not None else nothing
+    moves = pd.DataFrame({"customer_id": ids, "period": context.spine.starts[period]})
+    n_scores = len(scores) if scores is not None else 0
+    both = pd.concat([scores[["customer_id", "period"]], moves], ignore_index=True) if scores is not None else moves
+    key = _period_customer_key(both["period"], both["customer_id"])
+    order = np.argsort(key, kind="stable")  # scores are in order: a merge of two runs
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = key[order][1:] != key[order][:-1]
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.cumsum(first) - 1  # the output row of each source row
+    out = both.take(order[first]).reset_index(drop=True)
+    if scores is not None:
+        score_row = np.full(len(out), -1, dtype=np.int64)
+        score_row[position[:n_scores]] = np.arange(n_scores)
+        for column in scores.columns.drop(["customer_id", "period"]):
+            out[column] = pd.api.extensions.take(scores[column].array, score_row, allow_fill=True)
+    for kind, amounts in sums.items():
+        column = np.zeros(len(out))
+        column[position[n_scores:]] = amounts
+        out[f"{kind}_mrr"] = column
+    return out
 
 
 #: Every family's plan by name (the billing plans take a :func:`billing_context`, the health plans scored rows).

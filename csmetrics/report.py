@@ -315,7 +315,7 @@ def _run_families(
     if scores is None and plain_billing is None:
         customer_rows: Any = pd.DataFrame(columns=["customer_id", "period"])
     else:
-        customer_rows = engine.customer_output(plans.customer_rows(engine, scores, plain_billing, engine.n))
+        customer_rows = plans.customer_rows(engine, scores, plain_billing, engine.n)
     result = Report(
         metrics=metrics,
         customers=customer_rows,

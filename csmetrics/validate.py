@@ -556,7 +556,8 @@ def _decategorize(values: pd.Series) -> pd.Series:
         return values
     categories = values.cat.categories
     if pd.api.types.is_integer_dtype(categories.dtype):
-        return values.astype("Int64" if values.hasnans else categories.dtype)
+        nullable = "UInt64" if categories.dtype.kind == "u" else "Int64"  # ids above 2**63 - 1 stay exact
+        return values.astype(nullable if values.hasnans else categories.dtype)
     try:
         return values.astype(categories.dtype if len(categories) else object)
     except (TypeError, ValueError):

@@ -41,7 +41,9 @@ class Engine(Protocol):
     - ``summary(name, as_of)``: a small frame holding the table's columns and timestamp
       extremes (all that a family's ``prepare`` needs to build its context);
     - ``memo``: a :class:`Memo` the families may share work through, or None;
-    - ``input_rows`` and ``customer_output``: what differs between engines in a report.
+    - ``input_rows`` and ``customer_output`` (the customer rows of every bucket as one output, in
+      ``order``; ``key`` groups them into ``n`` period ranges where it is streamed): what differs
+      between engines in a report.
     """
 
     @property
@@ -79,7 +81,7 @@ class Engine(Protocol):
 
     def input_rows(self, name: str, given: object, rejected: Mapping[str, pd.DataFrame]) -> int: ...
 
-    def customer_output(self, groups: Handle) -> Any: ...
+    def customer_output(self, rows: Handle, key: Callable, order: Callable, n: int) -> Any: ...
 
 
 @dataclass

@@ -181,9 +181,10 @@ class DaskEngine:
         valid = self.rows(name) if name in self.stats else int(len(self.small_tables[name]))
         return valid + int(len(rejected.get(name, ())))
 
-    def customer_output(self, groups: list) -> Streamed:
-        """customers.parquet: groups of consecutive periods kept on the cluster, streamed when written."""
-        groups = self.persist(groups)
+    def customer_output(self, rows: list, key: Callable, order: Callable, n: int) -> Streamed:
+        """customers.parquet: the rows regrouped by ``key`` (consecutive periods), each group in
+        ``order``, kept on the cluster and streamed when written."""
+        groups = self.persist(self.map(order, self.regroup(rows, key, n)))
         (lengths,) = self.gather(self.map(len, groups))
         return Streamed(groups, int(sum(lengths)), self.progress)
 

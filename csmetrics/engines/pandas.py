@@ -81,9 +81,9 @@ class PandasEngine:
         """Rows of the table as given (valid + rejected)."""
         return int(len(given))  # type: ignore[arg-type]
 
-    def customer_output(self, groups: Handle) -> pd.DataFrame:
-        """customers.parquet: the one bucket's rows."""
-        return groups[0]
+    def customer_output(self, rows: Handle, key: Callable, order: Callable, n: int) -> pd.DataFrame:
+        """customers.parquet: the one bucket's rows, in ``order``."""
+        return order(rows[0])
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -171,11 +171,14 @@ class ThreadedEngine(PandasEngine):
         rows = rows.take(order).reset_index(drop=True)
         return [rows.iloc[bounds[g] : bounds[g + 1]].reset_index(drop=True) for g in range(n)]
 
-    def customer_output(self, groups: Handle) -> pd.DataFrame:
-        """customers.parquet: the period-range groups in order (each sorted by period, customer_id)."""
-        groups = [_done(g) for g in groups]
-        frames = [g for g in groups if g is not None and len(g)]
-        return pd.concat(frames, ignore_index=True) if frames else groups[0]
+    def customer_output(self, rows: Handle, key: Callable, order: Callable, n: int) -> pd.DataFrame:
+        """customers.parquet: the buckets' rows in one frame, in ``order`` (one copy, one take: the
+        buckets come in order each, so the order is a merge of their runs)."""
+        done = [_done(r) for r in rows]
+        frames = [f for f in done if f is not None and len(f)]
+        if len(frames) <= 1:
+            return order(frames[0] if frames else done[0])
+        return order(pd.concat(frames, ignore_index=True))
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from csmetrics.frame import FrameBuilder, attach_segments, encode_segments
+from csmetrics.frame import FrameBuilder, attach_segments, dense_codes, encode_segments, text_of_codes
 from csmetrics.metrics._billing import MONEY_SCALE, arrays_and_ledger, build_groups, group_peaks, prepare
 from csmetrics.metrics._common import Grid, combine, dense, instant_range, long_partial
 from csmetrics.options import (
@@ -57,7 +57,6 @@ __all__ = [
     "aggregate_partial",
     "band_of",
     "health_spine",
-    "over_time",
     "load_counts",
     "red_by_mrr",
     "scores_spine",
@@ -145,17 +144,22 @@ class Scorecard:
         customer's change over time (§14): score_change and band_change against the
         immediately preceding period (NaN / empty when not scored then) and trend, the
         least-squares slope of the score over its scored periods among the last
-        ``trend_periods`` (NaN with fewer than 2)."""
+        ``trend_periods`` (NaN with fewer than 2). Rows come out ordered by (period, customer_id)."""
         self.check_is_fitted()
-        load = rows.pop("support_load").to_numpy(dtype=float)
+        key, width = _cell_keys(rows, spine, self.trend_periods)
+        if len(key) > 1 and not (key[1:] > key[:-1]).all():  # Inputs.rows gives them in order already
+            order = np.argsort(key, kind="stable")
+            rows, key = rows.take(order), key[order]
+        load = rows["support_load"].to_numpy(dtype=float)
         support = 100 * np.maximum(0.0, 1 - load / self.support_scale_)  # NaN load (no tickets table): NaN
         picked = np.column_stack([rows["usage"], rows["sentiment"], support, rows["revenue"]]).astype(float)
         score, used, contributions = weighted_score(picked, self.weights_)
-        out = rows[["customer_id", "period"]].copy()
+        band = _band_codes(score, self.bands)
+        out: dict[str, Any] = {"customer_id": rows["customer_id"].array, "period": rows["period"].array}
         for i, name in enumerate(COMPONENTS):
             out[name] = picked[:, i]
         out["score"] = score
-        out["band"] = pd.Series(band_of(score, self.bands), dtype="str", index=out.index)
+        out["band"] = text_of_codes(band, BANDS)
         out["components_used"] = used
         for i, name in enumerate(COMPONENTS):
             out[f"contribution_{name}"] = contributions[:, i]
@@ -165,13 +169,11 @@ class Scorecard:
             lost = np.where(
                 total > 0, total * (100 - np.nan_to_num(picked)) / total.sum(axis=1, keepdims=True), -np.inf
             )
-        weakest = (
-            np.where(used > 0, np.array(COMPONENTS, dtype=object)[np.argmax(lost, axis=1)], None) if len(rows) else []
-        )
-        out["weakest_component"] = pd.Series(weakest, dtype="str", index=out.index)
+        weakest = np.where(used > 0, np.argmax(lost, axis=1), -1) if len(rows) else np.zeros(0, np.int64)
+        out["weakest_component"] = text_of_codes(weakest, COMPONENTS)
         out["mrr"] = rows["mrr"].to_numpy(dtype=float)
-        over_time(out, spine, self.trend_periods)
-        return out.sort_values(["period", "customer_id"], kind="stable").reset_index(drop=True)
+        out["score_change"], out["band_change"], out["trend"] = _over_time(key, width, score, band, self.trend_periods)
+        return pd.DataFrame(out)
 
     def _weights(self) -> np.ndarray:
         if self.weights is None:
@@ -234,6 +236,10 @@ class Inputs:
         self.as_of = self.spine.as_of
         ids = [t["customer_id"] for t in (events, surveys, tickets, billing) if t is not None]
         self.ids = pd.Index(pd.concat(ids, ignore_index=True).unique()) if ids else pd.Index([], dtype=object)
+        try:
+            self.ids = self.ids.sort_values()  # rows() then come out in (period, customer_id) order
+        except TypeError:  # ids that do not compare: Scorecard.finish orders the rows
+            pass
         n_c, n_p = len(self.ids), self.spine.n
         self.shape = (n_c, n_p)
         k = card.baseline_periods
@@ -408,8 +414,9 @@ class Inputs:
         return mrr_units / MONEY_SCALE, live
 
     def rows(self) -> pd.DataFrame:
-        """The component inputs of every scored (live) customer and period, before the scale is known."""
-        rows, periods = np.nonzero(self.live)
+        """The component inputs of every scored (live) customer and period, before the scale is known,
+        by (period, customer_id)."""
+        periods, rows = np.nonzero(self.live.T)
         out = pd.DataFrame({"customer_id": self.ids.to_numpy()[rows], "period": self.spine.starts[periods]})
         out["usage"] = self.usage[rows, periods]
         out["sentiment"] = self.sentiment[rows, periods]
@@ -419,56 +426,70 @@ class Inputs:
         return out
 
 
-def over_time(scores: pd.DataFrame, spine: Spine, trend_periods: int) -> None:
-    """Add score_change, band_change and trend to scored rows (every period of each customer in
-    the frame). Rows of one customer are found by (customer code, period index) keys."""
-    n = len(scores)
-    customer = np.asarray(pd.factorize(scores["customer_id"])[0], dtype=np.int64)
-    period = spine.index(period_codes(scores["period"], spine.freq, spine.tz)).astype(np.int64)
-    width = int(period.max()) + trend_periods + 2 if n else 1
-    key = customer * width + (period + trend_periods)  # offset keeps earlier periods' keys in range
-    order = np.argsort(key, kind="stable")
-    sorted_keys = key[order]
-    score = scores["score"].to_numpy(dtype=float)
-    band = scores["band"].to_numpy(dtype=object)
+def _band_codes(score: np.ndarray, edges: tuple[float, float]) -> np.ndarray:
+    """:func:`band_of` as codes into BANDS (-1 where no score)."""
+    with np.errstate(invalid="ignore"):
+        code = (score >= edges[0]).astype(np.int8) + (score >= edges[1])
+    return np.where(np.isnan(score), np.int8(-1), code)
+
+
+def _cell_keys(rows: pd.DataFrame, spine: Spine, trend_periods: int) -> tuple[np.ndarray, int]:
+    """(key per row, customers' width): (period index + trend_periods) * width + customer code, the
+    codes in customer_id order, so that keys ascend with (period, customer_id) and the row of the same
+    customer ``lag`` periods earlier has the key ``lag * width`` lower (never negative)."""
+    period = spine.index(period_codes(rows["period"], spine.freq, spine.tz)).astype(np.int64)
+    codes, width = dense_codes(rows["customer_id"], ordered=True)
+    return (period + trend_periods) * width + codes, width
+
+
+#: band_change texts by (previous band code + 1) * 4 + (band code + 1); "" where either is missing or equal
+_TRANSITIONS = ("", *(f"{a}->{b}" for a in BANDS for b in BANDS if a != b))
+_TRANSITION_OF = np.array(
+    [
+        _TRANSITIONS.index(f"{BANDS[i - 1]}->{BANDS[j - 1]}") if i and j and i != j else 0
+        for i in range(4)
+        for j in range(4)
+    ]
+)
+
+
+def _over_time(
+    key: np.ndarray, width: int, score: np.ndarray, band: np.ndarray, trend_periods: int
+) -> tuple[np.ndarray, Any, np.ndarray]:
+    """(score_change, band_change, trend) of rows in ascending :func:`_cell_keys` order: the same
+    customer's earlier rows are found by binary search with ascending needles (one pass each)."""
+    n = len(key)
 
     def back(lag: int) -> np.ndarray:
         """Row of the same customer ``lag`` periods earlier, or -1."""
-        wanted = key - lag
-        pos = np.searchsorted(sorted_keys, wanted)
-        hit = (pos < n) & (sorted_keys[np.minimum(pos, max(n - 1, 0))] == wanted) if n else np.zeros(0, bool)
-        return np.where(hit, order[np.minimum(pos, max(n - 1, 0))], -1)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        wanted = key - lag * width
+        pos = np.minimum(np.searchsorted(key, wanted), n - 1)
+        return np.where(key[pos] == wanted, pos, -1)
 
-    previous = back(1)
+    earlier = {lag: back(lag) for lag in range(1, max(trend_periods, 2))}
+    previous = earlier[1]
     had = previous >= 0
     safe = np.maximum(previous, 0)
-    prior_score = np.where(had, score[safe], np.nan) if n else score
-    scores["score_change"] = score - prior_score
-    # band changes through codes: (previous band, band) pairs looked up in a small table of strings
-    codes, names = pd.factorize(pd.Series(band, dtype=object), use_na_sentinel=True)
-    width_b = len(names) + 1
-    prior_code = np.where(had, codes[safe], -1) if n else codes
-    pair = (prior_code + 1) * width_b + (codes + 1)
-    table = np.full(width_b * width_b, "", dtype=object)
-    for i, before in enumerate(names):
-        for j, after in enumerate(names):
-            if i != j:
-                table[(i + 1) * width_b + (j + 1)] = f"{before}->{after}"
-    scores["band_change"] = pd.Series(table[pair], dtype="str", index=scores.index)
+    change = np.where(had, score - score[safe], np.nan) if n else score.copy()
+    prior_band = np.where(had, band[safe], -1) if n else band
+    transition = text_of_codes(_TRANSITION_OF[(prior_band.astype(np.int64) + 1) * 4 + (band + 1)], _TRANSITIONS)
     # least-squares slope over the scored periods among the last trend_periods (x = -lag)
-    sums = np.zeros((5, n))
+    count, sx, sy, sxx, sxy = (np.zeros(n) for _ in range(5))
     for lag in range(trend_periods):
-        row = np.arange(n) if lag == 0 else back(lag)
-        value = np.where(row >= 0, score[np.maximum(row, 0)], np.nan) if n else score
+        value = score if lag == 0 else np.where(earlier[lag] >= 0, score[np.maximum(earlier[lag], 0)], np.nan)
         present = ~np.isnan(value)
+        y = np.where(present, value, 0.0)
         x = -float(lag)
-        sums += np.vstack(
-            [present, present * x, np.where(present, value, 0), present * x * x, np.where(present, x * value, 0)]
-        )
-    count, sx, sy, sxx, sxy = sums
+        count += present
+        sx += present * x
+        sy += y
+        sxx += present * x * x
+        sxy += x * y
     with np.errstate(invalid="ignore", divide="ignore"):
         slope = (count * sxy - sx * sy) / (count * sxx - sx * sx)
-    scores["trend"] = np.where(count >= 2, slope, np.nan)
+    return change, transition, np.where(count >= 2, slope, np.nan)
 
 
 def health_spine(
@@ -525,20 +546,27 @@ def aggregate_partial(scores: pd.DataFrame, spine: Spine, *, by=None, customers=
     grid = Grid(spine.n, len(seg_table) if seg_table is not None else 1)
     scored = ~scores["score"].isna().to_numpy()
     cells = grid.points(spine.index(period_codes(scores["period"], spine.freq, spine.tz)), seg)
-    band = scores["band"].to_numpy(dtype=object)
     columns = {
         "scored": grid.add(cells, scored),
         "score_sum": grid.add(cells, np.where(scored, scores["score"].to_numpy(dtype=float), 0.0)),
     }
+    band = {name: scored & _is(scores["band"], name) for name in BANDS}  # text compared in Arrow, not per row
     for name in BANDS:
-        columns[f"n_{name}"] = grid.add(cells, scored & (band == name))
+        columns[f"n_{name}"] = grid.add(cells, band[name])
     # newly red: red now, scored in the preceding period and not red then (band_change ends in ->red)
-    transition = scores["band_change"].to_numpy(dtype=object) if "band_change" in scores else np.full(len(band), "")
-    columns["new_red"] = grid.add(cells, scored & (band == "red") & (transition != "") & pd.notna(transition))
-    change = scores["score_change"].to_numpy(dtype=float) if "score_change" in scores else np.full(len(band), np.nan)
+    moved = (
+        ~_is(scores["band_change"], "") & scores["band_change"].notna().to_numpy() if "band_change" in scores else False
+    )
+    columns["new_red"] = grid.add(cells, band["red"] & moved)
+    change = scores["score_change"].to_numpy(dtype=float) if "score_change" in scores else np.full(len(scores), np.nan)
     columns["change_sum"] = grid.add(cells, np.nan_to_num(change))
     columns["changes"] = grid.add(cells, ~np.isnan(change))
     return long_partial(columns, _SCORE_SUMS, seg_table, spine.n)
+
+
+def _is(text: pd.Series, value: str) -> np.ndarray:
+    """Rows whose text equals ``value`` (null: False)."""
+    return (text == value).to_numpy(dtype=bool, na_value=False)
 
 
 def aggregate_finalize(partials: Sequence[pd.DataFrame], spine: Spine, *, by=None) -> pd.DataFrame:

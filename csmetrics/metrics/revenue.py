@@ -317,6 +317,36 @@ def movements(billing: pd.DataFrame, context: BillingContext, memo: Any = None) 
     return frame
 
 
+def movement_cells(
+    billing: pd.DataFrame, context: BillingContext, memo: Any = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The (customer, period) cells with a movement (:func:`movements`' rows, without building
+    them): (customer ids, spine indexes, {kind: summed amount per cell}) with every kind of
+    KINDS (and fx_effect in spot mode), cells by customer then period; amounts are summed in exact
+    money units."""
+    spine = context.spine
+    arrays, ledger = arrays_and_ledger(billing, context, memo)
+    rows = np.flatnonzero((ledger.period >= 0) & (ledger.period < spine.n) & ((ledger.kind != NONE) | (ledger.fx != 0)))
+    key = ledger.customer[rows].astype(np.int64) * spine.n + ledger.period[rows]
+    if len(key) > 1 and not (key[1:] >= key[:-1]).all():  # the ledger runs by customer then instant
+        order = np.argsort(key, kind="stable")
+        rows, key = rows[order], key[order]
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    cell = np.cumsum(first) - 1
+    n_cells = int(first.sum())
+    kind = ledger.kind[rows]
+    native = ledger.after[rows] - ledger.revalued[rows]  # the native change, at the instant's rates
+    sums = {
+        name: np.bincount(cell, weights=np.where(kind == code, native, 0), minlength=n_cells) / MONEY_SCALE
+        for code, name in enumerate(KINDS)
+    }
+    if context.policies.fx_mode == "spot":
+        sums["fx_effect"] = np.bincount(cell, weights=ledger.fx[rows], minlength=n_cells) / MONEY_SCALE
+    customer = ledger.customer[rows[first]]
+    return arrays.customer_ids[customer], ledger.period[rows[first]], sums
+
+
 #: The columns of the cohort table (none of them may be a segment column).
 COHORT_COLUMNS = (
     "cohort",

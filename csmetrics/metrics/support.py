@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from csmetrics.frame import FrameBuilder, segment_positions
+from csmetrics.frame import FrameBuilder, dense_codes, segment_positions
 from csmetrics.metrics._common import (
     Context,
     Grid,
@@ -46,7 +46,6 @@ __all__ = [
     "Clock",
     "check_schedules",
     "combine",
-    "dense_codes",
     "distinct_customers",
     "durations",
     "exact_quantiles",
@@ -362,18 +361,6 @@ def share(
     columns = {name: np.zeros((n, grid.n_segments)) for name in PARTIAL_COLUMNS}
     columns["customers"] = distinct_customers(rows["customer_id"], period, seg, grid)
     return long_partial(columns, PARTIAL_COLUMNS, seg_table, n), quantiles(rows, context, arrays)
-
-
-def dense_codes(ids: pd.Series) -> tuple[np.ndarray, int]:
-    """(code per row, number of codes): integer ids of a narrow range are their offset from the
-    smallest (no hashing), others are factorized."""
-    values = ids.to_numpy() if isinstance(ids, pd.Series) else np.asarray(ids)
-    if values.dtype.kind in "iu" and len(values):
-        low, high = int(values.min()), int(values.max())
-        if high - low < 4 * len(values) + 1024:
-            return values.astype(np.int64) - low, high - low + 1
-    codes, uniques = pd.factorize(values)
-    return codes.astype(np.int64), max(len(uniques), 1)
 
 
 def durations(

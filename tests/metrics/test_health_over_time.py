@@ -87,3 +87,25 @@ def test_active_only_with_billing_and_at_risk_with_next_renewal():
     assert row["next_renewal"] == pd.Timestamp("2024-04-01", tz="UTC")
     assert row["renewal_mrr"] == pytest.approx(100.0)
     assert {"score_change", "trend", "band_change"} <= set(risky.columns)
+
+
+@pytest.mark.parametrize("ids", [[3, 1, 2], [10**12, 5, 77], ["c", "a", "b"]])
+def test_changes_whatever_the_row_order_and_id_kind(ids):
+    # the same history for three customers (narrow integer, wide integer and text ids): rows given to
+    # Scorecard.finish shuffled must score as rows given in (period, customer_id) order
+    history = [(0, "2024-01-05", 9), (0, "2024-02-05", 5), (0, "2024-03-05", 2), (1, "2024-01-07", 3),
+               (1, "2024-02-07", 8), (2, "2024-02-09", 6), (2, "2024-03-09", 6), (1, "2024-03-07", 10)]
+    surveys = answers([(ids[c], day, score) for c, day, score in history])
+    card = HealthScorecard().fit(surveys=surveys)
+    scores = card.score(surveys=surveys)
+    key = scores[["period", "customer_id"]]
+    assert key.equals(key.sort_values(["period", "customer_id"]).reset_index(drop=True))
+    first = by_period(scores, ids[0])
+    assert [first[m].score_change for m in ("2024-02", "2024-03")] == [-40, -30]
+    assert by_period(scores, ids[1])["2024-02"].band_change == "red->green"
+    assert by_period(scores, ids[2])["2024-03"].band_change == ""
+    spine = csmetrics.metrics.health.scores_spine([scores["period"]], "M", "UTC")
+    rows = scores[["customer_id", "period", "usage", "sentiment", "revenue", "mrr"]].assign(support_load=np.nan)
+    shuffled = rows.sample(frac=1.0, random_state=3)
+    pd.testing.assert_frame_equal(card.finish(shuffled, spine), card.finish(rows, spine))
+    pd.testing.assert_frame_equal(card.finish(rows, spine), scores[card.finish(rows, spine).columns])
