@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from csmetrics.frame import attach_segments, encode_segments
+from csmetrics.frame import attach_segments, dense_codes, encode_segments
 from csmetrics.options import ConfigError, UnknownNameError, check_by, check_freq, check_tz
 from csmetrics.periods import NAT, Spine, instants, make_spine, period_codes, resolve_as_of
 
 __all__ = [
     "instant_range",
+    "run_starts",
     "user_codes",
     "Context",
     "Grid",
@@ -279,13 +280,26 @@ class Grid:
         return np.cumsum(diff.reshape(self.n_periods + 1, self.n_segments), axis=0)[: self.n_periods]
 
 
+def run_starts(*keys: np.ndarray) -> np.ndarray:
+    """Rows (of rows sorted by these keys) that start a run of equal keys."""
+    n = len(keys[0])
+    start = np.ones(n, dtype=bool)
+    if n:
+        change = np.zeros(n - 1, dtype=bool)
+        for key in keys:
+            change |= key[1:] != key[:-1]
+        start[1:] = change
+    return start
+
+
 def user_codes(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(user code, customer code) per event: a user is (customer_id, user_id), the customer itself
-    where user_id is missing (METRICS.md §8, §15)."""
-    customer, _ = pd.factorize(events["customer_id"])
+    where user_id is missing (METRICS.md §8, §15). Integer ids of a narrow range are offsets (no
+    hashing): one factorize of the combined key, at most."""
+    customer, _ = dense_codes(events["customer_id"])
     if "user_id" not in events:
-        return customer.astype(np.int64), customer.astype(np.int64)
-    user, users = pd.factorize(events["user_id"])
-    key = customer.astype(np.int64) * (len(users) + 1) + (user + 1)
+        return customer, customer
+    user, width = dense_codes(events["user_id"])  # -1 where missing
+    key = customer * (width + 1) + (user + 1)
     codes, _ = pd.factorize(key)
-    return codes.astype(np.int64), customer.astype(np.int64)
+    return codes.astype(np.int64), customer

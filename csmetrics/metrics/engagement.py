@@ -29,7 +29,7 @@ import pandas as pd
 from csmetrics.frame import FrameBuilder, attach_segments, encode_segments, factorize_sorted, segment_positions
 from csmetrics.metrics._billing import BillingArrays, invoices, sort_order
 from csmetrics.metrics._billing import prepare as prepare_billing
-from csmetrics.metrics._common import Context, Grid, combine, dense, long_partial, make_context, user_codes
+from csmetrics.metrics._common import Context, Grid, combine, dense, long_partial, make_context, run_starts, user_codes
 from csmetrics.options import check_number
 from csmetrics.periods import code_ends_ns, instants, local_ns, period_codes
 from csmetrics.schemas import AS_OF_COLUMNS
@@ -132,25 +132,24 @@ def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context
     cell, inside = at_event
     n_cells = n * n_seg
 
+    # one order by (segment, user, instant): distinct users per period, user-days, user-weeks and
+    # the MAU windows are runs of it (periods, days and weeks ascend within an owner)
+    width = int(user.max()) + 1 if len(user) else 1
+    owner = seg * width + user
+    order = sort_order(owner, t)
+    o, p, d, s = owner[order], period[order], day[order], seg[order]
+    week = np.floor_divide(d + 3, 7)  # Monday weeks (day 0, 1970-01-01, is a Thursday)
+    new_period, new_day, new_week = run_starts(o, p), run_starts(o, d), run_starts(o, week)
     columns = {
         "events": grid.add(at_event, np.ones(len(events))),
-        "active_users": _distinct_per_cell(cell, user[inside], n_cells).reshape(n, n_seg),
+        "active_users": grid.add(grid.points(p[new_period], s[new_period]), np.ones(int(new_period.sum()))),
         "active_customers": _distinct_per_cell(cell, customer[inside], n_cells).reshape(n, n_seg),
+        "user_days": grid.add(grid.points(p[new_day], s[new_day]), np.ones(int(new_day.sum()))),
+        "user_weeks": grid.add(
+            grid.points(_local_day_periods(week[new_week] * 7 - 3, context), s[new_week]), np.ones(int(new_week.sum()))
+        ),
+        "mau": _mau(o[new_day], d[new_day], width, context, grid),
     }
-    # dau: distinct (user, day) per period; wau: distinct (user, week) per week-start period
-    user_day = user[inside] * (int(day.max() - day.min()) + 1 if len(day) else 1) + (
-        day[inside] - (day.min() if len(day) else 0)
-    )
-    columns["user_days"] = _distinct_per_cell(cell, user_day, n_cells).reshape(n, n_seg)
-    week = np.floor_divide(day + 3, 7)
-    week_start = week * 7 - 3
-    week_period = _local_day_periods(week_start, context)
-    week_cells = grid.points(week_period, seg)
-    user_week = user[week_cells[1]] * (int(week.max() - week.min()) + 1 if len(week) else 1) + (
-        week[week_cells[1]] - (week.min() if len(week) else 0)
-    )
-    columns["user_weeks"] = _distinct_per_cell(week_cells[0], user_week, n_cells).reshape(n, n_seg)
-    columns["mau"] = _mau(user, seg, day, context, grid)
 
     sessions = _sessions(events, user, t, context.options["session_gap_minutes"])
     session_cells = grid.points(period[sessions["first"]], seg[sessions["first"]])
@@ -188,18 +187,12 @@ def _local_day_periods(days: np.ndarray, context: Context) -> np.ndarray:
     return spine.index(period_codes(days * _DAY, spine.freq, "UTC"))
 
 
-def _mau(user: np.ndarray, seg: np.ndarray, day: np.ndarray, context: Context, grid: Grid) -> np.ndarray:
-    """Users active in the 30 local days ending at each period end, per segment."""
+def _mau(owner: np.ndarray, active_day: np.ndarray, width: int, context: Context, grid: Grid) -> np.ndarray:
+    """Users active in the 30 local days ending at each period end, per segment, from the distinct
+    (owner, day) pairs by owner then day (owner: segment * width + user)."""
     _, _, end_day = calendar(context)
-    if len(user) == 0:
+    if len(owner) == 0:
         return np.zeros((grid.n_periods, grid.n_segments))
-    owner = seg * (int(user.max()) + 1) + user
-    key_day = day - day.min()
-    order = np.lexsort((key_day, owner))
-    owner, active_day = owner[order], day[order]
-    distinct = np.ones(len(owner), dtype=bool)
-    distinct[1:] = (owner[1:] != owner[:-1]) | (active_day[1:] != active_day[:-1])
-    owner, active_day = owner[distinct], active_day[distinct]
     # periods whose window [end_day - 30, end_day) holds the day: end_day in (day, day + 30]
     lo = np.searchsorted(end_day, active_day, side="right")
     hi = np.searchsorted(end_day, active_day + 30, side="right")
@@ -208,8 +201,7 @@ def _mau(user: np.ndarray, seg: np.ndarray, day: np.ndarray, context: Context, g
     new_run[1:] = (owner[1:] != owner[:-1]) | (lo[1:] > hi[:-1])
     run_start = np.flatnonzero(new_run)
     run_end = np.append(run_start[1:] - 1, len(owner) - 1)
-    run_seg = owner[run_start] // (int(user.max()) + 1)
-    ranges = grid.ranges(lo[run_start], hi[run_end], run_seg)
+    ranges = grid.ranges(lo[run_start], hi[run_end], owner[run_start] // width)
     return grid.add_range(ranges, np.ones(len(run_start)))
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from csmetrics.frame import attach_segments, encode_segments
-from csmetrics.metrics._common import Context, make_context, user_codes
+from csmetrics.metrics._billing import sort_order
+from csmetrics.metrics._common import Context, make_context, run_starts, user_codes
 from csmetrics.options import check_int
 from csmetrics.periods import instants, period_codes
 from csmetrics.schemas import AS_OF_COLUMNS
@@ -79,17 +80,24 @@ def retention_partial(events: pd.DataFrame, context: Context) -> pd.DataFrame:
     k_max = int(context.options["periods"])
     t = instants(events["timestamp"])
     keep = t <= spine.as_of.value
-    events, t = events[keep], t[keep]
+    if not keep.all():  # (no copy of the rows when every event is by as_of, the usual case)
+        events, t = events[keep], t[keep]
     user, _ = user_codes(events)
     period = spine.index(period_codes(t, spine.freq, spine.tz)).astype(np.int64)
     n_users = int(user.max()) + 1 if len(user) else 0
+    # one order by (user, instant): periods ascend within each user, so a user's first and last
+    # periods and its distinct (user, period) pairs are run boundaries (no per-pair sort or hash)
+    order = sort_order(user, t)
+    u, p, ts = user[order], period[order], t[order]
+    starts = run_starts(u)
+    ends = np.append(np.flatnonzero(starts)[1:] - 1, len(u) - 1) if len(u) else np.zeros(0, np.int64)
     first_period = np.full(n_users, np.iinfo(np.int64).max)
-    np.minimum.at(first_period, user, period)
+    first_period[u[starts]] = p[starts]
     last_period = np.full(n_users, -1, dtype=np.int64)
-    np.maximum.at(last_period, user, period)
+    last_period[u[ends]] = p[ends]
     # the segment of a user's first event (the earliest instant; ties: the first row)
-    order = np.lexsort((t, user))
-    first_row = order[np.flatnonzero(np.r_[True, user[order][1:] != user[order][:-1]])] if len(user) else order
+    same_instant = run_starts(u, ts)
+    first_row = np.minimum.reduceat(order, np.flatnonzero(same_instant))[starts[same_instant]] if len(u) else order
     values = attach_segments(events.iloc[first_row], list(context.by), context.customers, "events")
     segment, seg_table = encode_segments(values)
     n_seg = len(seg_table) if seg_table is not None else 1
@@ -98,8 +106,8 @@ def retention_partial(events: pd.DataFrame, context: Context) -> pd.DataFrame:
     cohort = first_period[user[first_row]] if len(user) else np.zeros(0, np.int64)
     np.add.at(counts[0], (cohort, segment, np.zeros(len(cohort), dtype=np.int64)), 1.0)
     # active users per offset: distinct (user, period) pairs
-    pairs = np.unique(user * (spine.n + 1) + period) if len(user) else np.zeros(0, np.int64)
-    pair_user, pair_period = np.divmod(pairs, spine.n + 1)
+    pair = run_starts(u, p)
+    pair_user, pair_period = u[pair], p[pair]
     seg_of_user = np.zeros(n_users, dtype=np.int64)
     seg_of_user[user[first_row]] = segment
     offset = pair_period - first_period[pair_user]
@@ -154,22 +162,24 @@ def distribution_partial(events: pd.DataFrame, context: Context) -> pd.DataFrame
     spine = context.spine
     t = instants(events["timestamp"])
     keep = t <= spine.as_of.value
-    events, t = events[keep], t[keep]
+    if not keep.all():  # (no copy of the rows when every event is by as_of, the usual case)
+        events, t = events[keep], t[keep]
     user, _ = user_codes(events)
     day = period_codes(t, "D", spine.tz)
     period = spine.index(period_codes(t, spine.freq, spine.tz)).astype(np.int64)
     if not len(user):
         return pd.DataFrame({"period_index": [], "active_days": [], "users": []})
-    frame = pd.DataFrame({"user": user, "period": period, "day": day}).drop_duplicates()
-    days = frame.groupby(["period", "user"], sort=False).size()
-    counted = days.groupby([days.index.get_level_values("period"), days.to_numpy()]).size()
-    return pd.DataFrame(
-        {
-            "period_index": counted.index.get_level_values(0).to_numpy(),
-            "active_days": counted.index.get_level_values(1).to_numpy(),
-            "users": counted.to_numpy(),
-        }
-    )
+    # by (user, instant): a user's distinct days, then its days per period, are runs
+    order = sort_order(user, t)
+    u, p, d = user[order], period[order], day[order]
+    new_day = run_starts(u, p, d)
+    du, dp = u[new_day], p[new_day]
+    first = np.flatnonzero(run_starts(du, dp))
+    days = np.diff(np.append(first, len(du)))
+    width = int(days.max()) + 1
+    users = np.bincount(dp[first] * width + days)
+    cell = np.flatnonzero(users)
+    return pd.DataFrame({"period_index": cell // width, "active_days": cell % width, "users": users[cell]})
 
 
 def distribution_finalize(partials: Sequence[pd.DataFrame], context: Context) -> pd.DataFrame:

@@ -87,3 +87,14 @@ def test_active_days_distribution_by_hand():
     late = events([(1, "a", "2024-01-01 20:00", "web"), (1, "a", "2024-01-02 02:00", "web")])
     assert csmetrics.active_days_distribution(late)["active_days"].tolist() == [2]
     assert csmetrics.active_days_distribution(late, tz="Asia/Tokyo")["active_days"].tolist() == [1]
+
+
+def test_a_tie_at_the_first_instant_takes_the_first_row():
+    # two events of u1 at its first instant: the segment is the platform of the first row given
+    tie = [(1, "u1", "2024-01-02 09:00", "web"), (1, "u1", "2024-01-02 09:00", "ios"), (2, "u2", "2024-01-01 09:00", "ios"),
+           (1, "u1", "2024-01-09 09:00", "ios")]  # fmt: skip
+    for rows, platform in ((tie, "web"), ([tie[1], tie[0], *tie[2:]], "ios")):
+        frame = csmetrics.usage_retention(events(rows), freq="W", periods=1, by="platform", as_of="2024-01-10")
+        week0 = frame[frame["offset"] == 0]
+        assert dict(zip(week0["platform"], week0["cohort_users"])) == ({"web": 1, "ios": 1} if platform == "web" else {"ios": 2})
+        assert frame.loc[(frame["platform"] == platform) & (frame["offset"] == 1), "active_users"].tolist() == [1]
