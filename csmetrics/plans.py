@@ -54,6 +54,7 @@ __all__ = [
     "billing_context",
     "cohorts",
     "current_mrr",
+    "customer_output",
     "customer_rows",
     "gather_scores",
     "engagement",
@@ -251,10 +252,12 @@ def latest_scores(scores: pd.DataFrame) -> pd.DataFrame:
                 "health_band": pd.Series([], dtype="str"),
             }
         )
-    latest = scores.sort_values(["customer_id", "period"], kind="stable").drop_duplicates("customer_id", keep="last")
-    return latest[["customer_id", "period", "score", "band"]].rename(
-        columns={"period": "health_period", "score": "health_score", "band": "health_band"}
-    )
+    # by period (a stable sort of scores already in period order is one pass), the last row of each customer
+    order = np.argsort(np.asarray(scores["period"].array.asi8), kind="stable")
+    customer = scores["customer_id"].array.take(order)
+    rows = order[~pd.Series(customer).duplicated(keep="last").to_numpy()]
+    latest = scores[["customer_id", "period", "score", "band"]].take(rows).sort_values("customer_id", kind="stable")
+    return latest.rename(columns={"period": "health_period", "score": "health_score", "band": "health_band"})
 
 
 def rfm(engine: Engine, context: BillingContext, unit: str) -> Pending:
@@ -706,16 +709,21 @@ CUSTOMER_COLUMNS = (
 MOVEMENT_COLUMNS = tuple(f"{kind}_mrr" for kind in KINDS)
 
 
-def customer_rows(engine: Engine, scores: Handle | None, context: BillingContext | None, n_groups: int) -> Any:
-    """customers.parquet's rows, ordered by (period, customer_id): the engine's output of the rows
-    of each bucket (a frame, or parts of consecutive period ranges streamed when written)."""
-    rows = engine.map(
+def customer_rows(engine: Engine, scores: Handle | None, context: BillingContext | None) -> Handle:
+    """The handle of each bucket's customers.parquet rows (started now on an engine that runs
+    calls in the background, so the report's serial steps overlap them)."""
+    return engine.map(
         _customer_rows,
         scores if scores is not None else [None] * engine.n,
         engine.table("billing"),
         context=context,
         memo=engine.memo,
     )
+
+
+def customer_output(engine: Engine, rows: Handle, context: BillingContext | None, n_groups: int) -> Any:
+    """customers.parquet's rows ordered by (period, customer_id): the engine's output of the buckets'
+    rows (a frame, or parts of ``n_groups`` consecutive period ranges streamed when written)."""
     spine = context.spine if context is not None else None
     return engine.customer_output(rows, _PeriodRange(spine, n_groups), _sorted, n_groups)
 

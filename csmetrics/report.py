@@ -299,6 +299,9 @@ def _run_families(
         pending["renewals"] = plans.renewals(
             engine, context, horizon_days=float(config.get("renewal_horizon_days", 90.0)), scores=scores
         )
+    rows = None  # customers.parquet's rows start with the families (their serial tail below overlaps them)
+    if scores is not None or plain_billing is not None:
+        rows = plans.customer_rows(engine, scores, plain_billing)
     step("metrics")
     done = resolve(engine, pending)
 
@@ -312,13 +315,9 @@ def _run_families(
         frames.append(done["health"][0])
         risky = done["health"][1]
     metrics = _assemble(frames)
-    if scores is None and plain_billing is None:
-        customer_rows: Any = pd.DataFrame(columns=["customer_id", "period"])
-    else:
-        customer_rows = plans.customer_rows(engine, scores, plain_billing, engine.n)
     result = Report(
         metrics=metrics,
-        customers=customer_rows,
+        customers=pd.DataFrame(columns=["customer_id", "period"]),
         cohorts=done.get("cohorts", pd.DataFrame()),
         followups=done.get("followups", pd.DataFrame()).reset_index(drop=True),
         at_risk=risky.reset_index(drop=True),
@@ -348,6 +347,8 @@ def _run_families(
             clv_fit = {"fitted": True, "unit": "W", "horizon_months": 12, "discount_rate": 0.01, "parameters": params}
         except ModelFitError as err:
             clv_fit = {"fitted": False, "reason": str(err)}
+    if rows is not None:
+        result.customers = plans.customer_output(engine, rows, plain_billing, engine.n)
     partial = _partial_period(as_of_ts, freq, tz)
     result.manifest = _manifest(
         result,

@@ -75,3 +75,23 @@ def test_the_rows_are_the_movements_ledger_joined_to_the_scores(sample_tables, e
     assert list(got.columns) == list(expected.columns)
     pd.testing.assert_frame_equal(got, expected, check_dtype=False, rtol=1e-12)
     np.testing.assert_array_equal(got["components_used"].isna(), got["health_score"].isna() & got["usage"].isna())
+
+
+def test_threads_merge_buckets_column_by_column_and_buckets_of_other_columns():
+    from csmetrics.engines.pandas import ThreadedEngine
+    from csmetrics.plans import _sorted
+
+    engine = ThreadedEngine({}, 2)
+    day = pd.Timestamp("2024-01-01", tz="UTC")
+    one = pd.DataFrame({"customer_id": [2, 4, 2], "period": [day, day, day + pd.Timedelta(days=31)], "x": [1.0, 2.0, 3.0],
+                        "band": pd.Series(["red", None, "green"], dtype="str")})  # fmt: skip
+    two = pd.DataFrame({"customer_id": [1, 3], "period": [day, day + pd.Timedelta(days=31)], "x": [4.0, 5.0],
+                        "band": pd.Series(["yellow", "red"], dtype="str")})  # fmt: skip
+    expected = _sorted(pd.concat([one, two], ignore_index=True))
+    assert expected["customer_id"].tolist() == [1, 2, 4, 2, 3]
+    got = engine.customer_output([one.copy(), two.copy()], None, _sorted, 2)
+    pd.testing.assert_frame_equal(got, expected)
+    # a bucket with other columns (no movements there): merged as a concatenation, missing cells null
+    moves = two.assign(new_mrr=[10.0, 0.0])
+    got = engine.customer_output([one.copy(), moves], None, _sorted, 2)
+    assert got["new_mrr"].tolist()[:1] == [10.0] and got["new_mrr"].isna().sum() == 3

@@ -172,13 +172,21 @@ class ThreadedEngine(PandasEngine):
         return [rows.iloc[bounds[g] : bounds[g + 1]].reset_index(drop=True) for g in range(n)]
 
     def customer_output(self, rows: Handle, key: Callable, order: Callable, n: int) -> pd.DataFrame:
-        """customers.parquet: the buckets' rows in one frame, in ``order`` (one copy, one take: the
-        buckets come in order each, so the order is a merge of their runs)."""
+        """customers.parquet: the buckets' rows in one frame, in ``order``: the order of their key
+        columns, then each column merged and its buckets' copies dropped (no second whole copy)."""
         done = [_done(r) for r in rows]
         frames = [f for f in done if f is not None and len(f)]
         if len(frames) <= 1:
             return order(frames[0] if frames else done[0])
-        return order(pd.concat(frames, ignore_index=True))
+        if any(list(f.columns) != list(frames[0].columns) for f in frames):  # a bucket without movements or scores
+            return order(pd.concat(frames, ignore_index=True))
+        keys = pd.concat([f[["period", "customer_id"]] for f in frames], ignore_index=True)
+        permutation = order(keys.assign(row=np.arange(len(keys))))["row"].to_numpy()
+        columns = {}
+        for column in frames[0].columns:
+            merged = pd.concat([f.pop(column) for f in frames], ignore_index=True)
+            columns[column] = merged.array.take(permutation)
+        return pd.DataFrame(columns, copy=False)
 
 
 @dataclass(frozen=True)
