@@ -20,6 +20,7 @@ from csmetrics.periods import NAT, Spine, instants, make_spine, period_codes, re
 
 __all__ = [
     "instant_range",
+    "distinct_per_cell",
     "run_starts",
     "user_codes",
     "Context",
@@ -278,6 +279,15 @@ class Grid:
         weights = np.asarray(values, dtype=float)[keep]
         diff = np.bincount(first, weights=weights, minlength=size) - np.bincount(after, weights=weights, minlength=size)
         return np.cumsum(diff.reshape(self.n_periods + 1, self.n_segments), axis=0)[: self.n_periods]
+
+
+def distinct_per_cell(cell: np.ndarray, item: np.ndarray, n_cells: int) -> np.ndarray:
+    """Number of distinct ``item`` per ``cell`` (both non-negative ints)."""
+    if len(cell) == 0:
+        return np.zeros(n_cells)
+    width = int(item.max()) + 1
+    pairs = pd.unique(cell * width + item)
+    return np.bincount(pairs // width, minlength=n_cells).astype(float)
 
 
 def run_starts(*keys: np.ndarray) -> np.ndarray:

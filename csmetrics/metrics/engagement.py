@@ -29,7 +29,17 @@ import pandas as pd
 from csmetrics.frame import FrameBuilder, attach_segments, encode_segments, factorize_sorted, segment_positions
 from csmetrics.metrics._billing import BillingArrays, invoices, sort_order
 from csmetrics.metrics._billing import prepare as prepare_billing
-from csmetrics.metrics._common import Context, Grid, combine, dense, long_partial, make_context, run_starts, user_codes
+from csmetrics.metrics._common import (
+    Context,
+    Grid,
+    combine,
+    dense,
+    distinct_per_cell,
+    long_partial,
+    make_context,
+    run_starts,
+    user_codes,
+)
 from csmetrics.options import check_number
 from csmetrics.periods import code_ends_ns, instants, local_ns, period_codes
 from csmetrics.schemas import AS_OF_COLUMNS
@@ -90,15 +100,6 @@ def prepare(
     return events, billing, context
 
 
-def _distinct_per_cell(cell: np.ndarray, item: np.ndarray, n_cells: int) -> np.ndarray:
-    """Number of distinct ``item`` per ``cell`` (both non-negative ints)."""
-    if len(cell) == 0:
-        return np.zeros(n_cells)
-    width = int(item.max()) + 1
-    pairs = pd.unique(cell * width + item)
-    return np.bincount(pairs // width, minlength=n_cells).astype(float)
-
-
 def calendar(context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per period: days up to as_of, Monday weeks starting in it by as_of, and the MAU window end day."""
     spine = context.spine
@@ -143,7 +144,7 @@ def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context
     columns = {
         "events": grid.add(at_event, np.ones(len(events))),
         "active_users": grid.add(grid.points(p[new_period], s[new_period]), np.ones(int(new_period.sum()))),
-        "active_customers": _distinct_per_cell(cell, customer[inside], n_cells).reshape(n, n_seg),
+        "active_customers": distinct_per_cell(cell, customer[inside], n_cells).reshape(n, n_seg),
         "user_days": grid.add(grid.points(p[new_day], s[new_day]), np.ones(int(new_day.sum()))),
         "user_weeks": grid.add(
             grid.points(_local_day_periods(week[new_week] * 7 - 3, context), s[new_week]), np.ones(int(new_week.sum()))
@@ -165,7 +166,7 @@ def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context
     name, names = factorize_sorted(events["event"])  # a categorical's codes: no text hashed per event
     name = name[inside]
     adoption_cell = cell * max(len(names), 1) + name
-    counts = _distinct_per_cell(adoption_cell, customer[inside], n_cells * max(len(names), 1))
+    counts = distinct_per_cell(adoption_cell, customer[inside], n_cells * max(len(names), 1))
     used = np.flatnonzero(counts)
     adoption = pd.DataFrame({"period_index": used // max(len(names), 1) // n_seg})
     if seg_table is not None:
@@ -275,9 +276,9 @@ def _purchases(billing: pd.DataFrame | None, context: Context, bill_seg: np.ndar
     cells = grid.points(period, seg[known])
     n_cells = grid.n_periods * grid.n_segments
     shape = (grid.n_periods, grid.n_segments)
-    count = _distinct_per_cell(cells[0], invoice[known][cells[1]], n_cells).reshape(shape)
+    count = distinct_per_cell(cells[0], invoice[known][cells[1]], n_cells).reshape(shape)
     revenue = grid.add(cells, amount[known])
-    payers = _distinct_per_cell(cells[0], arrays.customer[keep][known][cells[1]], n_cells).reshape(shape)
+    payers = distinct_per_cell(cells[0], arrays.customer[keep][known][cells[1]], n_cells).reshape(shape)
     return count, revenue, payers
 
 

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from csmetrics.frame import FrameBuilder, attach_segments, to_wide
+from csmetrics.frame import FrameBuilder, attach_segments, dense_codes, encode_segments, to_wide
 from csmetrics.metrics import customers as customers_family
 from csmetrics.metrics import revenue as revenue_family
-from csmetrics.metrics._billing import BillingArrays, invoices, prepare
+from csmetrics.metrics._billing import arrays_and_ledger, invoices, prepare
+from csmetrics.metrics._common import distinct_per_cell
 from csmetrics.options import check_cost_roles, check_number
 from csmetrics.periods import instants, period_codes
 from csmetrics.stats import safe_ratio
@@ -79,21 +80,29 @@ def partial(
     (month, segment) and, when the report's periods are not months, the billing partial on them."""
     summed = revenue_family.partial(billing, monthly, memo)
     segments = list(context.by)
-    arrays = BillingArrays.of(billing, monthly)
+    arrays, _ = arrays_and_ledger(billing, monthly, memo)  # the revenue partial's, through the memo
     keep, at, invoice, amount = invoices(arrays, monthly.spine.as_of.value)
     month = monthly.spine.index(period_codes(at, "M", monthly.spine.tz))
-    table = pd.DataFrame({"month": month, "invoice": invoice, "customer": arrays.customer[keep], "amount": amount})
+    seg, seg_table = np.zeros(len(at), dtype=np.int64), None
     if segments:
         static = [c for c in segments if c != "plan"]
         values = attach_segments(billing[keep], static, context.customers, "billing")
-        for column in segments:
-            table[column] = values[column].to_numpy() if column != "plan" else billing.loc[keep, "plan"].to_numpy()
+        if "plan" in segments:
+            values["plan"] = billing.loc[keep, "plan"].to_numpy()
+        seg, seg_table = encode_segments(values[segments])
     # an invoice and a payer belong to one customer: these counts add up across customer sets
-    per_month = (
-        table.groupby(["month", *segments], dropna=False, sort=True, observed=True)
-        .agg(invoices=("invoice", "nunique"), payers=("customer", "nunique"), revenue=("amount", "sum"))
-        .reset_index()
-    )
+    n_seg = len(seg_table) if seg_table is not None else 1
+    month_code, n_months = dense_codes(month)
+    cell = month_code * n_seg + seg
+    n_cells = n_months * n_seg
+    present = np.flatnonzero(np.bincount(cell, minlength=n_cells))
+    per_month = pd.DataFrame({"month": (month.min() if len(month) else 0) + present // n_seg})
+    if seg_table is not None:
+        for column in segments:
+            per_month[column] = seg_table[column].to_numpy()[present % n_seg]
+    per_month["invoices"] = distinct_per_cell(cell, invoice, n_cells)[present].astype(np.int64)
+    per_month["payers"] = distinct_per_cell(cell, arrays.customer[keep], n_cells)[present].astype(np.int64)
+    per_month["revenue"] = np.bincount(cell, weights=amount, minlength=n_cells)[present]
     own = None if monthly.spine == context.spine else revenue_family.partial(billing, context, memo)
     return summed, per_month, own
 
