@@ -27,6 +27,8 @@ __all__ = [
     "code_starts",
     "local_ns",
     "make_spine",
+    "month_first_days",
+    "month_index",
     "period_codes",
     "resolve_as_of",
     "to_utc",
@@ -103,6 +105,25 @@ def _day_lookup(days: np.ndarray, nat: np.ndarray, freq: str) -> np.ndarray:
     months = table_days.astype("M8[D]").astype("M8[M]").astype(np.int64)
     table = {"M": months, "Q": np.floor_divide(months, 3), "Y": np.floor_divide(months, 12)}[freq]
     return table[np.clip(days - first, 0, last - first)]
+
+
+def month_index(instants: np.ndarray) -> np.ndarray:
+    """Calendar month (months since 1970-01, UTC) of UTC ns instants through a day table (NAT rows:
+    an arbitrary month of the range; the caller masks them)."""
+    instants = np.asarray(instants, dtype=np.int64)
+    nat = instants == NAT
+    return _day_lookup(np.floor_divide(instants, _NS_PER_DAY), nat, "M")
+
+
+def month_first_days(months: np.ndarray) -> np.ndarray:
+    """Day number (days since 1970-01-01) of the first day of each month (months since 1970-01),
+    through a table over their range: the calendar conversion once per distinct month."""
+    months = np.asarray(months, dtype=np.int64)
+    if len(months) == 0:
+        return np.zeros(0, dtype=np.int64)
+    low, high = int(months.min()), int(months.max())
+    table = np.arange(low, high + 1).astype("M8[M]").astype("M8[D]").astype(np.int64)
+    return table[months - low]
 
 
 def code_starts_local(codes: np.ndarray, freq: str) -> np.ndarray:

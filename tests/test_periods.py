@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from csmetrics.periods import code_starts, make_spine, period_codes, resolve_as_of, to_utc
+from csmetrics.periods import NAT, code_starts, make_spine, period_codes, resolve_as_of, to_utc
 
 
 def ts(*values: str) -> pd.Series:
@@ -88,3 +90,45 @@ def test_spine_positions_are_the_clipped_period_index(freq, tz):
     expected = np.clip(spine.index(period_codes(stamps, freq, tz)), -1, spine.n)
     expected[stamps == NAT] = -1
     assert np.array_equal(spine.positions(stamps), expected)
+
+
+def _add_months_reference(instant: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """numpy's own calendar units: the day clamped to the target month's length, time of day kept."""
+    day = instant.view("M8[ns]").astype("M8[D]")
+    month = day.astype("M8[M]")
+    day_of_month = (day - month.astype("M8[D]")).astype(np.int64)
+    target = month + months.astype(np.int64)
+    length = ((target + 1).astype("M8[D]") - target.astype("M8[D]")).astype(np.int64)
+    time_of_day = instant - day.astype("M8[ns]").view(np.int64)
+    landed = target.astype("M8[D]") + np.minimum(day_of_month, length - 1)
+    return landed.astype("M8[ns]").view(np.int64) + time_of_day
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(-(2**62), 2**62), min_size=1, max_size=40),
+    st.lists(st.integers(-600, 600), min_size=1, max_size=40),
+    st.booleans(),
+)
+def test_month_arithmetic_through_tables_equals_numpys_calendar(stamps, months, month_ends):
+    from csmetrics.metrics._billing import add_months, monthly_amount
+    from csmetrics.periods import month_index
+
+    n = min(len(stamps), len(months))
+    instant = np.array(stamps[:n], dtype=np.int64)
+    if month_ends:  # the 28th-31st of months, where the clamp matters
+        day = instant.view("M8[ns]").astype("M8[M]").astype("M8[D]") + np.arange(n) % 4 + 27
+        instant = day.astype("M8[ns]").view(np.int64) + np.abs(instant) % (86_400 * 10**9)
+    step = np.array(months[:n], dtype=np.int64)
+    expected = _add_months_reference(instant, step)
+    got = add_months(instant, step)
+    inside = np.abs(instant.view("M8[ns]").astype("M8[M]").astype(np.int64) + step) <= 3_400
+    np.testing.assert_array_equal(got[inside], expected[inside])
+    np.testing.assert_array_equal(month_index(instant), instant.view("M8[ns]").astype("M8[M]").astype(np.int64))
+    assert (add_months(np.array([NAT]), np.array([1])) == NAT).all()
+    # the monthly amount of lines [instant, instant + k months) is amount / k exactly
+    k = np.abs(step[inside]) % 24 + 1
+    start = instant[inside]
+    end = add_months(start, k)
+    ok = end != NAT
+    np.testing.assert_array_equal(monthly_amount(np.full(int(ok.sum()), 120.0), start[ok], end[ok]), 120.0 / k[ok])

@@ -46,7 +46,7 @@ from csmetrics.options import (
     check_number,
     check_tz,
 )
-from csmetrics.periods import NAT, Spine, instants, period_codes
+from csmetrics.periods import NAT, Spine, instants, month_first_days, month_index, period_codes
 from csmetrics.schemas import AS_OF_COLUMNS
 from csmetrics.validate import resolve_base_currency, table_error
 
@@ -267,17 +267,25 @@ class BillingArrays:
         )
 
 
+#: |months since 1970-01| of an add_months result that stays inside the nanosecond range (1678-2261)
+_MONTH_LIMIT = 3_495
+
+
 def add_months(instant: np.ndarray, months: np.ndarray) -> np.ndarray:
     """UTC ns instants plus whole calendar months, the day clamped to the month's length (Jan 31 +
-    1 month = Feb 29 in 2024), the time of day kept."""
-    day = instant.view("M8[ns]").astype("M8[D]")
-    month = day.astype("M8[M]")
-    day_of_month = (day - month.astype("M8[D]")).astype(np.int64)
-    target = month + months.astype(np.int64)
-    length = ((target + 1).astype("M8[D]") - target.astype("M8[D]")).astype(np.int64)
-    time_of_day = instant - day.astype("M8[ns]").view(np.int64)
-    landed = target.astype("M8[D]") + np.minimum(day_of_month, length - 1)
-    return landed.astype("M8[ns]").view(np.int64) + time_of_day
+    1 month = Feb 29 in 2024), the time of day kept; NAT where the instant is NAT or the result
+    would leave the nanosecond range. Calendar conversions through tables over the months present."""
+    instant, months = np.broadcast_arrays(np.asarray(instant, dtype=np.int64), np.asarray(months, dtype=np.int64))
+    day = np.floor_divide(instant, _NS_PER_DAY)
+    month = month_index(instant)
+    target = month + months
+    ok = (instant != NAT) & (np.abs(target) <= _MONTH_LIMIT)
+    month, target = np.where(ok, month, 0), np.where(ok, target, 0)
+    day_of_month = day - month_first_days(month)
+    target_first = month_first_days(target)
+    length = month_first_days(target + 1) - target_first
+    landed = target_first + np.minimum(day_of_month, length - 1)
+    return np.where(ok, landed * _NS_PER_DAY + (instant - day * _NS_PER_DAY), NAT)
 
 
 def _interval_segments(columns: list[np.ndarray], as_of: int) -> list[np.ndarray]:
@@ -291,8 +299,8 @@ def _interval_segments(columns: list[np.ndarray], as_of: int) -> list[np.ndarray
     rows = np.flatnonzero(expand)
     months = interval[rows].astype(np.int64)
     limit = np.where(end[rows] != NAT, np.minimum(end[rows], as_of + 1), as_of + 1)
-    s_month = start[rows].view("M8[ns]").astype("M8[M]").astype(np.int64)
-    l_month = np.maximum(limit, start[rows]).view("M8[ns]").astype("M8[M]").astype(np.int64)
+    s_month = month_index(start[rows])
+    l_month = month_index(np.maximum(limit, start[rows]))
     bound = np.maximum((l_month - s_month) // months + 2, 1)  # an upper bound on the intervals begun
     source = np.repeat(rows, bound)
     k = np.arange(len(source)) - np.repeat(np.cumsum(bound) - bound, bound)
@@ -383,7 +391,8 @@ def monthly_amount(amount: np.ndarray, start_ns: np.ndarray, end_ns: np.ndarray)
     daylight saving, a midnight-to-midnight month would otherwise gain or lose
     an hour and fall back to the day count.
     """
-    k = (end_ns.view("M8[ns]").astype("M8[M]") - start_ns.view("M8[ns]").astype("M8[M]")).astype(np.int64)
+    known = (start_ns != NAT) & (end_ns != NAT)
+    k = np.where(known, month_index(end_ns) - month_index(start_ns), 0)
     whole = (k >= 1) & (add_months(start_ns, k) == end_ns)
     with np.errstate(divide="ignore", invalid="ignore"):
         by_month = amount / np.maximum(k, 1)
