@@ -303,14 +303,17 @@ def usage_retention(
         tz=tz,
         as_of=as_of,
     )
-    parts = engine.map(usage_family.retention_partial, engine.table("events"), context=context)
+    events = engine.table("events", usage_family.EVENT_COLUMNS + tuple(context.by))
+    parts = engine.map(usage_family.retention_partial, events, context=context)
     return Pending((parts,), lambda parts: usage_family.retention_finalize(parts, context))
 
 
 def active_days(engine: Engine, *, freq: str = "M", tz: str = "UTC", as_of: object = None) -> Pending:
     """Per period: users by number of active days (the stickiness distribution, §15)."""
     context = usage_family.prepare(engine.summary("events", as_of), freq=freq, tz=tz, as_of=as_of)
-    parts = engine.map(usage_family.distribution_partial, engine.table("events"), context=context)
+    parts = engine.map(
+        usage_family.distribution_partial, engine.table("events", usage_family.EVENT_COLUMNS), context=context
+    )
     return Pending((parts,), lambda parts: usage_family.distribution_finalize(parts, context))
 
 
@@ -566,7 +569,8 @@ def health_scores(
     spine = health_spine(
         freq=freq, tz=tz, as_of=as_of, start=start, end=end, **{name: engine.summary(name, as_of) for name in present}
     )
-    handles = [engine.table(name) for name in HEALTH_TABLES]  # None items for the absent ones
+    # None items for the absent ones; of events and tickets, only the columns Inputs reads
+    handles = [engine.table(name, HEALTH_COLUMNS.get(name)) for name in HEALTH_TABLES]
     rows = engine.persist(
         engine.map(_health_rows, *handles, card=card, spine=spine, fx=engine.small("fx"), memo=engine.memo)
     )
@@ -578,6 +582,13 @@ def health_scores(
     else:
         card.check_is_fitted()
     return engine.persist(engine.map(card.finish, rows, spine=spine)), card
+
+
+#: The columns of the big tables that :class:`Inputs` reads (the others: all)
+HEALTH_COLUMNS = {
+    "events": ("customer_id", "timestamp"),
+    "tickets": ("customer_id", "created_at", "resolved_at", "abandoned"),
+}
 
 
 def _health_rows(

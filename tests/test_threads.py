@@ -164,3 +164,18 @@ def test_a_table_without_rows_gives_as_of_period_of_zeros(sample_tables, engine,
         assert frame["period"].unique().tolist() == [pd.Timestamp("2024-06-01", tz="UTC")]
         value = frame.loc[metric, "value"]
         assert (np.isnan(value) if expected is None else value == expected), (table, value)
+
+
+def test_a_bucket_holds_the_columns_a_call_reads():
+    from csmetrics.engines.pandas import ThreadedEngine, _done
+
+    events = pd.DataFrame({"customer_id": [1, 2, 3, 4], "timestamp": pd.Timestamp("2024-01-01", tz="UTC"),
+                           "event": "login", "user_id": [10, 20, 30, 40]})  # fmt: skip
+    engine = ThreadedEngine({"events": events}, 2)
+    pruned = [_done(b) for b in engine.table("events", ["customer_id", "timestamp", "not_there"])]
+    whole = [_done(b) for b in engine.table("events")]
+    assert [list(b.columns) for b in pruned] == [["customer_id", "timestamp"]] * 2
+    assert [list(b.columns) for b in whole] == [list(events.columns)] * 2
+    assert sorted(np.concatenate([b["customer_id"].to_numpy() for b in pruned]).tolist()) == [1, 2, 3, 4]
+    for p, w in zip(pruned, whole):
+        pd.testing.assert_frame_equal(p, w[["customer_id", "timestamp"]])

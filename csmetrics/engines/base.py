@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,7 +32,8 @@ class Engine(Protocol):
 
     - ``n``: the number of buckets; ``name``: for the manifest only;
     - ``has(name)``: the table is given and has rows; ``holds(name)``: it is given (maybe empty);
-    - ``table(name)``: the handle of a big table (None items where it is absent or empty);
+    - ``table(name, columns)``: the handle of a big table (None items where it is absent or empty);
+      ``columns``: those a call reads (of those present), so an engine that copies buckets copies no more;
     - ``small(name)``: a small table (customers, costs, fx) as one pandas frame, or None;
     - ``latest(name)``: the latest timestamp of a table's as_of columns (int ns, NAT if none);
     - ``map(fn, *handles, **shared)``: ``fn`` per bucket; ``shared`` values go to every call;
@@ -59,7 +60,7 @@ class Engine(Protocol):
 
     def holds(self, name: str) -> bool: ...
 
-    def table(self, name: str) -> Handle: ...
+    def table(self, name: str, columns: Sequence[str] | None = None) -> Handle: ...
 
     def whole(self, name: str) -> Handle | None: ...
 

@@ -23,7 +23,7 @@ Results (metric frames) are pandas; nothing is approximate.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,7 +124,7 @@ class DaskEngine:
     def rows(self, name: str) -> int:
         return self.stats[name]["rows"] if name in self.stats else 0
 
-    def table(self, name: str) -> list:
+    def table(self, name: str, columns: Sequence[str] | None = None) -> list:
         return self.buckets[name] if self.has(name) else [None] * self.n
 
     def whole(self, name: str) -> list | None:

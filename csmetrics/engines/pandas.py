@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +38,7 @@ class PandasEngine:
     def holds(self, name: str) -> bool:
         return name in self.tables
 
-    def table(self, name: str) -> Handle:
+    def table(self, name: str, columns: Sequence[str] | None = None) -> Handle:
         return [self.tables[name] if self.has(name) else None]
 
     def whole(self, name: str) -> Handle | None:
@@ -130,11 +130,15 @@ class ThreadedEngine(PandasEngine):
                 self.parts[name] = [table.take(r) if name == "billing" else _Rows(table, r) for r in rows]
             return self.parts[name]
 
-    def table(self, name: str) -> Handle:
+    def table(self, name: str, columns: Sequence[str] | None = None) -> Handle:
         if not self.has(name):
             return [None] * self.n
         if name in BIG_TABLES:
-            return self._buckets(name)
+            buckets = self._buckets(name)
+            if columns is None:
+                return buckets
+            present = tuple(c for c in dict.fromkeys(columns) if c in self.tables[name].columns)
+            return [_Rows(b.table, b.rows, present) if isinstance(b, _Rows) else b for b in buckets]
         return [self.tables[name]] + [self.tables[name].iloc[:0]] * (self.n - 1)
 
     def whole(self, name: str) -> Handle | None:
@@ -195,6 +199,7 @@ class _Rows:
 
     table: pd.DataFrame
     rows: np.ndarray
+    columns: tuple[str, ...] | None = None  # those the call reads (None: all)
 
 
 def _done(item: Any) -> Any:
@@ -202,7 +207,8 @@ def _done(item: Any) -> Any:
     if isinstance(item, Future):
         return item.result()
     if isinstance(item, _Rows):
-        return item.table.take(item.rows)
+        table = item.table if item.columns is None else item.table[list(item.columns)]
+        return table.take(item.rows)
     return item
 
 

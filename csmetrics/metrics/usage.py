@@ -24,6 +24,7 @@ from csmetrics.schemas import AS_OF_COLUMNS
 
 __all__ = [
     "DISTRIBUTION_COLUMNS",
+    "EVENT_COLUMNS",
     "RETENTION_COLUMNS",
     "distribution_finalize",
     "distribution_partial",
@@ -42,6 +43,8 @@ RETENTION_COLUMNS = (
     "partial",
 )
 DISTRIBUTION_COLUMNS = ("period", "active_days", "users")
+#: The events columns both partials read (retention also its segment columns)
+EVENT_COLUMNS = ("customer_id", "user_id", "timestamp")
 _SUMS = ("cohort_users", "active_users", "active_unbounded")
 
 
