@@ -370,11 +370,24 @@ def dense_codes(ids: object, ordered: bool = False) -> tuple[np.ndarray, int]:
     """(code per row, number of codes): integer ids of a narrow range are their offset from the
     smallest (no hashing), others are factorized (``ordered``: codes in the ids' sort order, as
     the offsets are)."""
-    values = ids.to_numpy() if isinstance(ids, pd.Series) else np.asarray(ids)
+    missing = None
+    if isinstance(ids, pd.Series) and isinstance(ids.dtype, pd.api.extensions.ExtensionDtype):
+        if pd.api.types.is_integer_dtype(ids.dtype) and ids.dtype.kind == "i":  # nullable integers: no objects
+            missing = ids.isna().to_numpy()
+            values = ids.to_numpy(dtype=np.int64, na_value=0)
+        else:
+            values = ids.to_numpy()
+    else:
+        values = ids.to_numpy() if isinstance(ids, pd.Series) else np.asarray(ids)
     if values.dtype.kind in "iu" and len(values):
-        low, high = int(values.min()), int(values.max())
-        if high - low < 4 * len(values) + 1024:
-            return values.astype(np.int64) - low, high - low + 1
+        present = values if missing is None else values[~missing]
+        if len(present):
+            low, high = int(present.min()), int(present.max())
+            if high - low < 4 * len(values) + 1024:
+                codes = values.astype(np.int64) - low
+                return (codes if missing is None else np.where(missing, -1, codes)), high - low + 1
+    if missing is not None and isinstance(ids, pd.Series):  # all missing: the nulls' codes are -1
+        values = ids.to_numpy()
     codes, uniques = pd.factorize(values, sort=ordered)
     return codes.astype(np.int64), max(len(uniques), 1)
 

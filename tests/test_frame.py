@@ -128,3 +128,29 @@ def test_property_reaggregating_segments_equals_unsegmented(rows):
         for column in ("value", "numerator", "denominator", "ci_low", "ci_high"):
             a, b = combined.loc[metric, column], expected.loc[metric, column]
             assert (np.isnan(a) and np.isnan(b)) or a == pytest.approx(b, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        pd.Series([5, 3, 5, 9]),
+        pd.Series([5, None, 5, 9], dtype="Int64"),
+        pd.Series([None, None], dtype="Int64"),
+        pd.Series([10**15, 3, None, 3], dtype="Int64"),
+        pd.Series(["b", None, "a", "b"], dtype="str"),
+        pd.Series([2**63 + 1, 3, 3], dtype="uint64"),
+    ],
+)
+def test_dense_codes_tell_ids_apart_and_keep_missing(ids):
+    from csmetrics.frame import dense_codes
+
+    codes, width = dense_codes(ids)
+    missing = ids.isna().to_numpy()
+    assert (codes[missing] == -1).all() and (codes[~missing] >= 0).all() and (codes < width).all()
+    present = ids[~missing].to_numpy(dtype=object)
+    # equal ids, equal codes; different ids, different codes
+    pairs = [(a == b, c == d) for a, c in zip(present, codes[~missing]) for b, d in zip(present, codes[~missing])]
+    assert all(same_id == same_code for same_id, same_code in pairs)
+    ordered, _ = dense_codes(ids, ordered=True)
+    order = np.argsort(ordered[~missing], kind="stable")
+    assert list(present[order]) == sorted(present)

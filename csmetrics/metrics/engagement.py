@@ -26,7 +26,14 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from csmetrics.frame import FrameBuilder, attach_segments, encode_segments, factorize_sorted, segment_positions
+from csmetrics.frame import (
+    FrameBuilder,
+    attach_segments,
+    dense_codes,
+    encode_segments,
+    factorize_sorted,
+    segment_positions,
+)
 from csmetrics.metrics._billing import BillingArrays, invoices, sort_order
 from csmetrics.metrics._billing import prepare as prepare_billing
 from csmetrics.metrics._common import (
@@ -218,9 +225,9 @@ def _sessions(events: pd.DataFrame, user: np.ndarray, t: np.ndarray, gap_minutes
     )
     if "session_id" in events:
         has_id = events["session_id"].notna().to_numpy()
-        customer, _ = pd.factorize(events["customer_id"])
-        session, sessions = pd.factorize(events["session_id"])
-        session_code = pd.factorize(customer.astype(np.int64) * (len(sessions) + 1) + session + 1)[0]
+        customer, _ = dense_codes(events["customer_id"])  # offsets of narrow integer ids: no hashing
+        session, width = dense_codes(events["session_id"])
+        session_code = pd.factorize(customer * (width + 1) + session + 1)[0]
     else:
         has_id = np.zeros(n, dtype=bool)
         session_code = np.zeros(n, dtype=np.int64)
