@@ -375,8 +375,9 @@ def dense_codes(ids: object, ordered: bool = False) -> tuple[np.ndarray, int]:
         if pd.api.types.is_integer_dtype(ids.dtype) and ids.dtype.kind == "i":  # nullable integers: no objects
             missing = ids.isna().to_numpy()
             values = ids.to_numpy(dtype=np.int64, na_value=0)
-        else:
-            values = ids.to_numpy()
+        else:  # text, categorical, ...: factorized as they are
+            codes, uniques = pd.factorize(ids, sort=ordered)
+            return codes.astype(np.int64), max(len(uniques), 1)
     else:
         values = ids.to_numpy() if isinstance(ids, pd.Series) else np.asarray(ids)
     if values.dtype.kind in "iu" and len(values):
@@ -386,9 +387,8 @@ def dense_codes(ids: object, ordered: bool = False) -> tuple[np.ndarray, int]:
             if high - low < 4 * len(values) + 1024:
                 codes = values.astype(np.int64) - low
                 return (codes if missing is None else np.where(missing, -1, codes)), high - low + 1
-    if missing is not None and isinstance(ids, pd.Series):  # all missing: the nulls' codes are -1
-        values = ids.to_numpy()
-    codes, uniques = pd.factorize(values, sort=ordered)
+    # a Series is factorized as itself: nullable integers and Arrow text without a detour through objects
+    codes, uniques = pd.factorize(ids if isinstance(ids, pd.Series) else values, sort=ordered)
     return codes.astype(np.int64), max(len(uniques), 1)
 
 
