@@ -304,6 +304,9 @@ def _run_families(
         rows = plans.customer_rows(engine, scores, plain_billing)
     step("metrics")
     done = resolve(engine, pending)
+    # the scored rows (20M at large) are freed once the customer rows have read them: nothing below needs them
+    pending.clear()
+    scores = None
 
     step("assemble")
     frames = []
