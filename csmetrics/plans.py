@@ -32,7 +32,7 @@ from csmetrics.metrics import usage as usage_family
 from csmetrics.metrics import value as value_family
 from csmetrics.metrics._billing import KINDS, BillingContext
 from csmetrics.metrics._billing import prepare as prepare_billing
-from csmetrics.metrics._common import combine
+from csmetrics.metrics._common import combine, run_starts
 from csmetrics.metrics.health import (
     Inputs,
     Scorecard,
@@ -792,8 +792,7 @@ def _customer_rows(
     both = pd.concat([scores[["customer_id", "period"]], moves], ignore_index=True) if scores is not None else moves
     key = _period_customer_key(both["period"], both["customer_id"])
     order = np.argsort(key, kind="stable")  # scores are in order: a merge of two runs
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = key[order][1:] != key[order][:-1]
+    first = run_starts(key[order])
     position = np.empty(len(order), dtype=np.int64)
     position[order] = np.cumsum(first) - 1  # the output row of each source row
     out = both.take(order[first]).reset_index(drop=True)

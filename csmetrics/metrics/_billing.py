@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from csmetrics.frame import factorize_sorted, id_positions
-from csmetrics.metrics._common import check_segment_columns, resolve_spine
+from csmetrics.metrics._common import check_segment_columns, resolve_spine, run_starts
 from csmetrics.options import (
     FX_MODES,
     UnknownNameError,
@@ -505,7 +505,7 @@ def build_ledger(arrays: BillingArrays, context: BillingContext) -> Ledger:
     if n == 0:
         empty = np.array([], dtype=np.int64)
         return Ledger(empty, empty, empty, empty, empty.astype(np.int8), empty, empty, empty)
-    first = np.flatnonzero(_starts_of_runs(steps.customer, steps.instant))
+    first = np.flatnonzero(run_starts(steps.customer, steps.instant))
     group = np.repeat(np.arange(len(first)), np.diff(np.append(first, n)))
     candidate = np.where(steps.plan >= 0, steps.weight, np.iinfo(np.int64).min)
     chosen = (steps.plan >= 0) & (candidate == np.maximum.reduceat(candidate, first)[group])
@@ -530,7 +530,7 @@ def _spot_steps(steps: _Steps, currency: np.ndarray, rates: RateTable, as_of: in
     pair = steps.customer * n_currency + (currency + 1)
     order = sort_order(pair, steps.instant)
     pair, instant, delta, cur = pair[order], steps.instant[order], steps.native[order], currency[order]
-    first = np.flatnonzero(_starts_of_runs(pair, instant))
+    first = np.flatnonzero(run_starts(pair, instant))
     pair, instant, cur = pair[first], instant[first], cur[first]
     net = np.add.reduceat(delta, first) if len(first) else delta[:0]
     held = _cumsum_in_blocks(net, _block_starts(pair))  # native MRR after each (pair, instant)
@@ -619,22 +619,13 @@ def unique_pairs(customer: np.ndarray, instant: np.ndarray) -> tuple[np.ndarray,
     """Distinct (customer, instant) pairs, sorted by customer then instant."""
     order = sort_order(customer, instant)
     customer, instant = customer[order], instant[order]
-    new = _starts_of_runs(customer, instant)
+    new = run_starts(customer, instant)
     return customer[new], instant[new]
-
-
-def _starts_of_runs(*keys: np.ndarray) -> np.ndarray:
-    """True where a row starts a run of equal keys (rows sorted by the keys)."""
-    n = len(keys[0])
-    new = np.ones(n, dtype=bool)
-    if n > 1:
-        new[1:] = np.logical_or.reduce([k[1:] != k[:-1] for k in keys])
-    return new
 
 
 def _block_starts(customer: np.ndarray) -> np.ndarray:
     """Index of the first row of each row's customer block (rows sorted by customer)."""
-    new = _starts_of_runs(customer)
+    new = run_starts(customer)
     return np.maximum.accumulate(np.where(new, np.arange(len(customer)), 0)) if len(customer) else customer
 
 
@@ -671,7 +662,7 @@ class Groups:
 
 def build_groups(ledger: Ledger, n_periods: int) -> Groups:
     n = len(ledger.customer)
-    first = np.flatnonzero(_starts_of_runs(ledger.customer, ledger.period))
+    first = np.flatnonzero(run_starts(ledger.customer, ledger.period))
     last = np.append(first[1:] - 1, n - 1) if n else first
     n_groups = len(first)
     gid = np.repeat(np.arange(n_groups), np.diff(np.append(first, n)))
@@ -703,7 +694,7 @@ def group_peaks(ledger: Ledger) -> tuple[np.ndarray, np.ndarray]:
     its instants (money units) and its first instant (UTC ns)."""
     if len(ledger.customer) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    first = np.flatnonzero(_starts_of_runs(ledger.customer, ledger.period))
+    first = np.flatnonzero(run_starts(ledger.customer, ledger.period))
     return np.maximum.reduceat(ledger.after, first), ledger.instant[first]
 
 
@@ -766,7 +757,7 @@ def scheduled_mrr(
     delta = np.concatenate([monthly, -monthly])
     order = sort_order(customer, instant)
     customer, instant, delta = customer[order], instant[order], delta[order]
-    first = np.flatnonzero(_starts_of_runs(customer, instant)) if len(customer) else np.zeros(0, dtype=np.int64)
+    first = np.flatnonzero(run_starts(customer, instant)) if len(customer) else np.zeros(0, dtype=np.int64)
     net = np.add.reduceat(delta, first) if len(first) else delta
     customer, instant = customer[first], instant[first]
     return customer, instant, _cumsum_in_blocks(net, _block_starts(customer))

@@ -92,8 +92,7 @@ def weighted_score(scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray,
 
 def band_of(score: np.ndarray, edges: tuple[float, float]) -> np.ndarray:
     """red below the first edge, yellow below the second, green from it; None where no score."""
-    band = np.where(score < edges[0], "red", np.where(score < edges[1], "yellow", "green")).astype(object)
-    return np.where(np.isnan(score), np.array(None, dtype=object), band)
+    return np.array([*BANDS, None], dtype=object)[_band_codes(np.asarray(score, dtype=float), edges)]
 
 
 class Scorecard:
@@ -427,7 +426,7 @@ class Inputs:
 
 
 def _band_codes(score: np.ndarray, edges: tuple[float, float]) -> np.ndarray:
-    """:func:`band_of` as codes into BANDS (-1 where no score)."""
+    """The band of each score as a code into BANDS (-1 where no score): :func:`band_of`'s rule."""
     with np.errstate(invalid="ignore"):
         code = (score >= edges[0]).astype(np.int8) + (score >= edges[1])
     return np.where(np.isnan(score), np.int8(-1), code)

@@ -45,7 +45,7 @@ from csmetrics.metrics._billing import (
     step_value_at,
     unique_pairs,
 )
-from csmetrics.metrics._common import Grid, long_partial
+from csmetrics.metrics._common import Grid, long_partial, run_starts
 from csmetrics.metrics._common import combine as combine_partials
 from csmetrics.metrics._common import dense as dense_partial
 from csmetrics.periods import period_codes
@@ -331,8 +331,7 @@ def movement_cells(
     if len(key) > 1 and not (key[1:] >= key[:-1]).all():  # the ledger runs by customer then instant
         order = np.argsort(key, kind="stable")
         rows, key = rows[order], key[order]
-    first = np.ones(len(key), dtype=bool)
-    first[1:] = key[1:] != key[:-1]
+    first = run_starts(key)
     cell = np.cumsum(first) - 1
     n_cells = int(first.sum())
     kind = ledger.kind[rows]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from csmetrics.frame import FrameBuilder, attach_segments, dense_codes, encode_segments, to_wide
+from csmetrics.frame import FrameBuilder, attach_segments, encode_segments, to_wide
 from csmetrics.metrics import customers as customers_family
 from csmetrics.metrics import revenue as revenue_family
 from csmetrics.metrics._billing import arrays_and_ledger, invoices, prepare
@@ -92,11 +92,11 @@ def partial(
         seg, seg_table = encode_segments(values[segments])
     # an invoice and a payer belong to one customer: these counts add up across customer sets
     n_seg = len(seg_table) if seg_table is not None else 1
-    month_code, n_months = dense_codes(month)
-    cell = month_code * n_seg + seg
-    n_cells = n_months * n_seg
+    first_month = int(month.min()) if len(month) else 0  # spine positions: a narrow integer range
+    cell = (month - first_month) * n_seg + seg
+    n_cells = (int(month.max()) - first_month + 1 if len(month) else 1) * n_seg
     present = np.flatnonzero(np.bincount(cell, minlength=n_cells))
-    per_month = pd.DataFrame({"month": (month.min() if len(month) else 0) + present // n_seg})
+    per_month = pd.DataFrame({"month": first_month + present // n_seg})
     if seg_table is not None:
         for column in segments:
             per_month[column] = seg_table[column].to_numpy()[present % n_seg]
