@@ -115,6 +115,27 @@ def month_index(instants: np.ndarray) -> np.ndarray:
     return _day_lookup(np.floor_divide(instants, _NS_PER_DAY), nat, "M")
 
 
+def day_calendar(days: list[np.ndarray], valid: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """For arrays of day numbers (days since 1970-01-01) of the same rows: each array's month (months
+    since 1970-01), 0-based day of the month and the month's length, through one table over the days'
+    range on the ``valid`` rows (other rows, e.g. NAT's, get arbitrary values: the caller masks them)."""
+    picked = [d[valid] for d in days]
+    if not any(len(d) for d in picked):
+        zero = np.zeros(len(valid), dtype=np.int64)
+        return [(zero, zero, zero + 1) for _ in days]
+    first, last = min(int(d.min()) for d in picked), max(int(d.max()) for d in picked)
+    table_days = np.arange(first, last + 1)
+    months = table_days.astype("M8[D]").astype("M8[M]")
+    starts = months.astype("M8[D]").astype(np.int64)
+    length = (months + 1).astype("M8[D]").astype(np.int64) - starts
+    month, day_of_month = months.astype(np.int64), table_days - starts
+    out = []
+    for d in days:
+        at = np.clip(d - first, 0, last - first)
+        out.append((month[at], day_of_month[at], length[at]))
+    return out
+
+
 def month_first_days(months: np.ndarray) -> np.ndarray:
     """Day number (days since 1970-01-01) of the first day of each month (months since 1970-01),
     through a table over their range: the calendar conversion once per distinct month."""

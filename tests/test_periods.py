@@ -132,3 +132,33 @@ def test_month_arithmetic_through_tables_equals_numpys_calendar(stamps, months, 
     end = add_months(start, k)
     ok = end != NAT
     np.testing.assert_array_equal(monthly_amount(np.full(int(ok.sum()), 120.0), start[ok], end[ok]), 120.0 / k[ok])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(-(2**61), 2**61), min_size=1, max_size=40),
+    st.lists(st.integers(0, 30), min_size=1, max_size=40),
+    st.lists(st.sampled_from([0, 0, 1, -1, 3_600, -86_400, 86_400 * 3]), min_size=1, max_size=40),
+    st.booleans(),
+)
+def test_monthly_amount_is_whole_months_exactly_where_numpys_calendar_says_so(stamps, months, nudge, month_ends):
+    """§4: amount / k where [start, end) is exactly k calendar months (numpy's calendar, day clamped,
+    time of day kept), else amount * 30.4375 / days: ends nudged by seconds, hours or days fall to the day rule."""
+    from csmetrics.metrics._billing import monthly_amount
+
+    n = min(len(stamps), len(months), len(nudge))
+    start = np.array(stamps[:n], dtype=np.int64)
+    if month_ends:
+        day = start.view("M8[ns]").astype("M8[M]").astype("M8[D]") + np.arange(n) % 4 + 27
+        start = day.astype("M8[ns]").view(np.int64) + np.abs(start) % (86_400 * 10**9)
+    k = np.array(months[:n], dtype=np.int64)
+    end = _add_months_reference(start, k) + np.array(nudge[:n], dtype=np.int64) * 10**9
+    later = end > start
+    start, end = start[later], end[later]
+    if not len(start):
+        return
+    month_of = lambda t: t.view("M8[ns]").astype("M8[M]").astype(np.int64)  # noqa: E731
+    whole_k = month_of(end) - month_of(start)
+    whole = (whole_k >= 1) & (_add_months_reference(start, whole_k) == end)
+    expected = np.where(whole, 300.0 / np.maximum(whole_k, 1), 300.0 * 30.4375 * 86_400e9 / (end - start))
+    np.testing.assert_array_equal(monthly_amount(np.full(len(start), 300.0), start, end), expected)

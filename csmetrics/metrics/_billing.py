@@ -46,8 +46,9 @@ from csmetrics.options import (
     check_number,
     check_tz,
 )
-from csmetrics.periods import NAT, Spine, instants, month_first_days, month_index, period_codes
+from csmetrics.periods import NAT, Spine, day_calendar, instants, month_first_days, month_index, period_codes
 from csmetrics.schemas import AS_OF_COLUMNS
+from csmetrics.sorting import order_by
 from csmetrics.validate import resolve_base_currency, table_error
 
 __all__ = [
@@ -392,8 +393,15 @@ def monthly_amount(amount: np.ndarray, start_ns: np.ndarray, end_ns: np.ndarray)
     an hour and fall back to the day count.
     """
     known = (start_ns != NAT) & (end_ns != NAT)
-    k = np.where(known, month_index(end_ns) - month_index(start_ns), 0)
-    whole = (k >= 1) & (add_months(start_ns, k) == end_ns)
+    start_day, end_day = np.floor_divide(start_ns, _NS_PER_DAY), np.floor_divide(end_ns, _NS_PER_DAY)
+    (start_month, start_dom, _), (end_month, end_dom, end_length) = day_calendar([start_day, end_day], known)
+    k = np.where(known, end_month - start_month, 0)
+    # add_months(start, k) == end: the same time of day, and start's day of the month clamped to end's month
+    whole = (
+        (k >= 1)
+        & (start_ns - start_day * _NS_PER_DAY == end_ns - end_day * _NS_PER_DAY)
+        & (end_dom == np.minimum(start_dom, end_length - 1))
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         by_month = amount / np.maximum(k, 1)
         by_day = amount * DAYS_PER_MONTH * _NS_PER_DAY / (end_ns - start_ns)
@@ -441,16 +449,22 @@ def money_units(amount: np.ndarray) -> np.ndarray:
 
 
 def sort_order(customer: np.ndarray, instant: np.ndarray) -> np.ndarray:
-    """An order by (customer, instant): one argsort of a combined int64 key where it fits."""
+    """The stable order by (customer, instant) (no NAT): instants as ranks in their coarsest exact unit,
+    so the key and the row positions share one 64-bit sort (:func:`order_by`)."""
     if len(instant) == 0:
         return np.arange(0)
-    rel = instant - instant.min()
-    unit = next(u for u in (_NS_PER_DAY, 10**9, 1) if not (rel % u).any())
-    rank = rel // unit
-    span = int(rank.max()) + 1
-    if int(customer.max() + 1) * span < 2**62:
-        return np.argsort(customer * span + rank)  # rows with equal keys are netted: no need for stable
-    return np.lexsort((instant, customer))
+    (rank,), _ = _instant_ranks(instant)
+    return order_by(customer, rank)
+
+
+def _instant_ranks(*instants: np.ndarray) -> tuple[list[np.ndarray], int]:
+    """Instants (UTC ns, no NAT) as ranks from the earliest in their coarsest common exact unit (days,
+    seconds or ns; the order and equality kept), and the ranks' span."""
+    low = min(int(a.min()) for a in instants if len(a))
+    rel = [a - low for a in instants]
+    unit = next(u for u in (_NS_PER_DAY, 10**9, 1) if not any((r % u).any() for r in rel))
+    ranks = [r // unit if unit > 1 else r for r in rel]
+    return ranks, max(int(r.max(initial=0)) for r in ranks) + 1
 
 
 @dataclass
@@ -463,9 +477,25 @@ class _Steps:
     fx: np.ndarray  # the fx effect (spot mode)
     weight: np.ndarray  # base-currency step of a line, for the plan choice
     plan: np.ndarray  # the plan a positive line's start sets, -1 elsewhere
+    zero_fx: bool = field(default=False, compare=False)  # fx is all 0 (line mode)
 
     def take(self, order: np.ndarray) -> _Steps:
-        return _Steps(*(getattr(self, f)[order] for f in self.__dataclass_fields__))
+        """The steps in ``order``; an array shared by several fields (native and weight in line mode)
+        is taken once, and all-zero fx (line mode) is not taken."""
+        taken: dict[int, np.ndarray] = {}
+        for f in _STEP_ARRAYS:
+            a = getattr(self, f)
+            if id(a) not in taken:
+                taken[id(a)] = np.zeros(len(order), dtype=a.dtype) if f == "fx" and self.zero_fx else a[order]
+        return _Steps.of([taken[id(getattr(self, f))] for f in _STEP_ARRAYS], zero_fx=self.zero_fx)
+
+    @staticmethod
+    def of(arrays: list[np.ndarray], zero_fx: bool = False) -> _Steps:
+        customer, instant, native, fx, weight, plan = arrays
+        return _Steps(customer, instant, native, fx, weight, plan, zero_fx=zero_fx)
+
+
+_STEP_ARRAYS = ("customer", "instant", "native", "fx", "weight", "plan")
 
 
 def _line_steps(arrays: BillingArrays, as_of: int, native: bool) -> tuple[_Steps, np.ndarray]:
@@ -481,13 +511,15 @@ def _line_steps(arrays: BillingArrays, as_of: int, native: bool) -> tuple[_Steps
         return np.concatenate([a, b[ends]])
 
     plan = np.where(step > 0, arrays.plan[keep], -1)
+    signed = both(step, -step)
     steps = _Steps(
         both(arrays.customer[keep], arrays.customer[keep]),
         both(start, end),
-        both(step, -step),
-        np.zeros(len(step) + int(ends.sum()), dtype=np.int64),
-        both(weight, -weight),
+        signed,
+        np.zeros(len(signed), dtype=np.int64),
+        both(weight, -weight) if native else signed,
         both(plan, np.full(len(plan), -1)),
+        zero_fx=True,
     )
     return steps, both(arrays.currency[keep], arrays.currency[keep])
 
@@ -567,7 +599,7 @@ def _spot_steps(steps: _Steps, currency: np.ndarray, rates: RateTable, as_of: in
     zeros = np.zeros(len(pair), dtype=np.int64)
     valued = _Steps(pair // n_currency, instant, value_after - value_before, value_before - previous, zeros, zeros - 1)
     kept = _Steps(steps.customer, steps.instant, steps.native * 0, steps.fx, steps.weight, steps.plan)
-    return _Steps(*(np.concatenate([getattr(kept, f), getattr(valued, f)]) for f in _Steps.__dataclass_fields__))
+    return _Steps.of([np.concatenate([getattr(kept, f), getattr(valued, f)]) for f in _STEP_ARRAYS])
 
 
 def _classified(
@@ -705,7 +737,7 @@ def plan_at(groups: Groups, customer: np.ndarray, period: np.ndarray) -> np.ndar
     low = min(groups.period.min(), period.min())
     width = int(max(groups.period.max(), period.max()) - low + 1)
     query = customer * width + (period - low)
-    order = np.argsort(query, kind="stable")  # sorted queries search the sorted keys sequentially
+    order = order_by(query)  # sorted queries search the sorted keys sequentially
     pos = np.empty(len(query), dtype=np.int64)
     pos[order] = np.searchsorted(groups.customer * width + (groups.period - low), query[order], side="right") - 1
     safe = np.maximum(pos, 0)
@@ -723,11 +755,17 @@ def step_value_at(
     """A step function per customer (rows sorted by (keys, at), ``values`` after each) queried at
     (customer, instant): the value of the customer's latest row at or before it, else 0.
 
-    Each query is a binary search inside its customer's block; all queries step together
-    (log2 of the longest block iterations of vectorized work).
+    One binary search of combined (customer, instant rank) keys where they fit in int64; else each
+    query searches its customer's block, all queries stepping together.
     """
     if len(customer) == 0 or len(keys) == 0:
         return np.zeros(len(customer), dtype=values.dtype if len(values) else np.int64)
+    if not ((at == NAT).any() or (instant == NAT).any()):
+        (rank_at, rank_query), span = _instant_ranks(at, instant)
+        if (max(int(keys.max()), int(customer.max())) + 1) * span < 2**62 and min(keys.min(), customer.min()) >= 0:
+            pos = np.searchsorted(keys * span + rank_at, customer * span + rank_query, side="right") - 1
+            safe = np.maximum(pos, 0)
+            return np.where((pos >= 0) & (keys[safe] == customer), values[safe], 0)
     block_lo = np.searchsorted(keys, customer, side="left")
     lo, hi = block_lo.copy(), np.searchsorted(keys, customer, side="right")
     last = len(at) - 1
