@@ -37,8 +37,10 @@ def order_by(*keys: np.ndarray) -> np.ndarray:
     # chunks that fit next to the positions: one sorting pass per chunk
     chunks: list[list[tuple[np.ndarray, int, int, bool]]] = [[]]
     used = 0
-    for key in reversed(keys):
-        offsets, bits = _offsets(key)
+    prepared = [_offsets(key) for key in keys]
+    if sum(bits for _, bits in prepared) > room:  # more than one pass: keys on a coarser grid shrink first
+        prepared = [_on_grid(offsets, bits) for offsets, bits in prepared]
+    for offsets, bits in reversed(prepared):
         shift = 0
         while shift < bits:
             if used == room:
@@ -73,6 +75,19 @@ def order_by(*keys: np.ndarray) -> np.ndarray:
 def _ascending(key: np.ndarray) -> bool:
     k = np.asarray(key)
     return bool((k[1:] >= k[:-1]).all())
+
+
+#: Grids timestamps (ns) often lie on: days and seconds. A key whose offsets are all multiples of one
+#: is sorted by the quotient (fewer bits, the same order and ties).
+_GRIDS = (86_400 * 10**9, 10**9)
+
+
+def _on_grid(offsets: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
+    for unit in _GRIDS:
+        if bits > int(unit).bit_length() and not (offsets % np.uint64(unit)).any():
+            quotient = offsets // np.uint64(unit)
+            return quotient, int(quotient.max()).bit_length()
+    return offsets, bits
 
 
 def _offsets(key: np.ndarray) -> tuple[np.ndarray, int]:

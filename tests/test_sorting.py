@@ -45,7 +45,12 @@ def test_order_by_on_many_rows_with_ties_and_wide_keys():
     np.testing.assert_array_equal(order_by(customer, day), np.lexsort((day, customer)))
     np.testing.assert_array_equal(order_by(customer, instant), np.lexsort((instant, customer)))
     np.testing.assert_array_equal(order_by(customer, np.sort(instant)), np.lexsort((np.sort(instant), customer)))
+    # timestamps on a day or a second grid: sorted by the quotient in one pass, the same order
     np.testing.assert_array_equal(sort_order(customer, day * 86_400 * 10**9), np.lexsort((day, customer)))
+    seconds = rng.integers(0, 10**8, n) * 10**9 + 1_700_000_000 * 10**9
+    np.testing.assert_array_equal(sort_order(customer, seconds), np.lexsort((seconds, customer)))
+    seconds[7] += 1  # off the grid: pieces
+    np.testing.assert_array_equal(sort_order(customer, seconds), np.lexsort((seconds, customer)))
 
 
 def test_order_by_rejects_keys_of_different_lengths():

@@ -36,6 +36,7 @@ from csmetrics.engines.pandas import PandasEngine
 from csmetrics.options import UnknownNameError
 from csmetrics.periods import NAT, instants
 from csmetrics.schemas import BIG_TABLES as BIG
+from csmetrics.sorting import order_by
 from csmetrics.validate import (
     TABLES,
     ValidationError,
@@ -231,7 +232,7 @@ class Streamed:
 
 def _split(frame: pd.DataFrame, key: Callable, n: int) -> tuple[pd.DataFrame, ...]:
     group = key(frame)
-    order = np.argsort(group, kind="stable")
+    order = order_by(np.asarray(group, dtype=np.int64))
     bounds = np.searchsorted(group[order], np.arange(n + 1))
     taken = frame.iloc[order]
     return tuple(taken.iloc[bounds[j] : bounds[j + 1]] for j in range(n))

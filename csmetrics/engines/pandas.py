@@ -14,6 +14,7 @@ import pandas as pd
 from csmetrics.engines.base import AS_OF_COLUMNS, Handle, Memo
 from csmetrics.periods import NAT, instants
 from csmetrics.schemas import BIG_TABLES
+from csmetrics.sorting import order_by
 
 __all__ = ["PandasEngine", "ThreadedEngine"]
 
@@ -170,7 +171,7 @@ class ThreadedEngine(PandasEngine):
             return [handle[0]] + [handle[0]] * (n - 1) if handle else handle
         rows = pd.concat(frames, ignore_index=True)
         group = np.asarray(key(rows), dtype=np.int64)
-        order = np.argsort(group, kind="stable")  # one take, then slices: not one mask per group
+        order = order_by(group)  # one take, then slices: not one mask per group
         bounds = np.searchsorted(group[order], np.arange(n + 1))
         rows = rows.take(order).reset_index(drop=True)
         return [rows.iloc[bounds[g] : bounds[g + 1]].reset_index(drop=True) for g in range(n)]

@@ -449,12 +449,9 @@ def money_units(amount: np.ndarray) -> np.ndarray:
 
 
 def sort_order(customer: np.ndarray, instant: np.ndarray) -> np.ndarray:
-    """The stable order by (customer, instant) (no NAT): instants as ranks in their coarsest exact unit,
-    so the key and the row positions share one 64-bit sort (:func:`order_by`)."""
-    if len(instant) == 0:
-        return np.arange(0)
-    (rank,), _ = _instant_ranks(instant)
-    return order_by(customer, rank)
+    """The stable order by (customer, instant): :func:`order_by` (one 64-bit sort of values where the
+    keys fit next to the row positions, instants on a day or second grid shrunk to it)."""
+    return order_by(customer, instant)
 
 
 def _instant_ranks(*instants: np.ndarray) -> tuple[list[np.ndarray], int]:
