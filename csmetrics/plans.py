@@ -487,8 +487,10 @@ def followups(
     as_of: object = None,
     start: object = None,
     end: object = None,
+    billing_context: BillingContext | None = None,
 ) -> Pending:
-    """The follow-up list (unhappy answers with the customer's current MRR)."""
+    """The follow-up list (unhappy answers with the customer's current MRR). ``billing_context``: the
+    report's (its policies; the MRR read from the ledger its revenue families share)."""
     _, context = surveys_family.prepare(
         engine.summary("surveys", as_of),
         csat_thresholds=csat_thresholds,
@@ -499,15 +501,28 @@ def followups(
         end=end,
     )
     rows = engine.map(
-        _followup_rows, engine.table("surveys"), engine.table("billing"), context=context, fx=engine.small("fx")
+        _followup_rows,
+        engine.table("surveys"),
+        engine.table("billing"),
+        context=context,
+        fx=engine.small("fx"),
+        billing_context=billing_context,
+        memo=engine.memo if billing_context is not None else None,
     )
     return Pending((rows,), lambda parts: surveys_family.sort_followups(stack(parts)))
 
 
 def _followup_rows(
-    surveys: pd.DataFrame | None, billing: pd.DataFrame | None, context: Any, fx: pd.DataFrame | None
+    surveys: pd.DataFrame | None,
+    billing: pd.DataFrame | None,
+    context: Any,
+    fx: pd.DataFrame | None,
+    billing_context: BillingContext | None,
+    memo: Any,
 ) -> pd.DataFrame:
-    return surveys_family.followup_rows(surveys, context, billing=billing, fx=fx)
+    return surveys_family.followup_rows(
+        surveys, context, billing=billing, fx=fx, billing_context=billing_context, memo=memo
+    )
 
 
 def engagement(
@@ -560,9 +575,11 @@ def health_scores(
     as_of: object = None,
     start: object = None,
     end: object = None,
+    billing_context: BillingContext | None = None,
 ) -> tuple[Handle, Scorecard]:
     """The handle of the scored rows per bucket and the scorecard they were scored with: ``card``
-    itself when ``fit`` is False, else a fitted copy (the caller's scorecard is never changed)."""
+    itself when ``fit`` is False, else a fitted copy (the caller's scorecard is never changed).
+    ``billing_context``: the report's (the MRR component from its revenue families' ledger)."""
     present = [name for name in HEALTH_TABLES if engine.has(name)] or [
         name for name in HEALTH_TABLES if engine.holds(name)
     ]
@@ -572,7 +589,15 @@ def health_scores(
     # None items for the absent ones; of events and tickets, only the columns Inputs reads
     handles = [engine.table(name, HEALTH_COLUMNS.get(name)) for name in HEALTH_TABLES]
     rows = engine.persist(
-        engine.map(_health_rows, *handles, card=card, spine=spine, fx=engine.small("fx"), memo=engine.memo)
+        engine.map(
+            _health_rows,
+            *handles,
+            card=card,
+            spine=spine,
+            fx=engine.small("fx"),
+            memo=engine.memo,
+            billing_context=billing_context,
+        )
     )
     if fit:
         (counts,) = engine.gather(engine.map(load_counts, rows))
@@ -592,7 +617,15 @@ HEALTH_COLUMNS = {
 
 
 def _health_rows(
-    events: Any, surveys: Any, tickets: Any, billing: Any, card: Scorecard, spine: Spine, fx: Any, memo: Any = None
+    events: Any,
+    surveys: Any,
+    tickets: Any,
+    billing: Any,
+    card: Scorecard,
+    spine: Spine,
+    fx: Any,
+    memo: Any = None,
+    billing_context: BillingContext | None = None,
 ) -> pd.DataFrame:
     tables = {"events": events, "surveys": surveys, "tickets": tickets, "billing": billing}
     return Inputs.build(
@@ -602,6 +635,7 @@ def _health_rows(
         freq=spine.freq,
         tz=spine.tz,
         memo=memo,
+        billing_context=billing_context,
         **{k: v for k, v in tables.items() if v is not None},
     ).rows()
 

@@ -272,7 +272,9 @@ def _run_families(
             csat_thresholds=config.get("csat_thresholds"),
             **common,
         )
-        pending["followups"] = plans.followups(engine, csat_thresholds=config.get("csat_thresholds"), **common)
+        pending["followups"] = plans.followups(
+            engine, csat_thresholds=config.get("csat_thresholds"), billing_context=plain_billing, **common
+        )
         ran.append("surveys")
     if engine.has("events"):
         pending["engagement"] = plans.engagement(
@@ -290,7 +292,7 @@ def _run_families(
     if any(engine.has(name) for name in plans.HEALTH_TABLES):
         step("health")
         health: dict[str, Any] = {k: (tuple(v) if k == "bands" else v) for k, v in config.get("health", {}).items()}
-        scores, _ = plans.health_scores(engine, HealthScorecard(**health), **common)
+        scores, _ = plans.health_scores(engine, HealthScorecard(**health), billing_context=plain_billing, **common)
         segments = [c for c in by if customers is not None and c in customers.columns]
         pending["health"] = plans.health(engine, scores, by=segments, freq=freq, tz=tz)
         pending["health_movers"] = plans.health_movers(engine, scores)

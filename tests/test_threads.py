@@ -179,3 +179,36 @@ def test_a_bucket_holds_the_columns_a_call_reads():
     assert sorted(np.concatenate([b["customer_id"].to_numpy() for b in pruned]).tolist()) == [1, 2, 3, 4]
     for p, w in zip(pruned, whole):
         pd.testing.assert_frame_equal(p, w[["customer_id", "timestamp"]])
+
+
+@pytest.mark.parametrize(("engine", "buckets"), [("pandas", 1), ("threads", 2), ("threads", 3)])
+def test_the_report_builds_one_billing_ledger_per_bucket(sample_tables, monkeypatch, engine, buckets):
+    """Revenue, value, cohorts, renewals, health, the customer rows and the follow-up list's MRR share
+    one ledger per customer bucket (the follow-ups once built their own, and health its own in spot
+    mode), so customers.parquet's MRR adds up to the company MRR and the follow-ups' MRR is the
+    customer's MRR at as_of, under the report's policies (spot fx too)."""
+    from csmetrics.metrics import _billing
+
+    built = []
+    real = _billing.build_ledger
+
+    def counted(arrays, context):
+        built.append(len(arrays.customer))
+        return real(arrays, context)
+
+    monkeypatch.setattr(_billing, "build_ledger", counted)
+    kwargs = {"engine": engine, "buckets": buckets} if engine == "threads" else {}
+    for config in ({}, {"policies": {"fx_mode": "spot"}}):
+        built.clear()
+        result = report(sample_tables, html=False, config=config, **kwargs)
+        assert len(built) == buckets, config
+        m = result.metrics
+        company = m[(m["metric"] == "mrr") & m["event"].isna()].set_index("period")["value"]
+        summed = result.customers.groupby("period")["mrr"].sum()
+        np.testing.assert_allclose(summed.reindex(company.index).to_numpy(), company.to_numpy(), rtol=1e-12)
+        latest = result.customers.sort_values("period").groupby("customer_id")["mrr"].last()
+        followed = result.followups.dropna(subset=["mrr"])
+        assert len(followed) > 0
+        np.testing.assert_allclose(
+            followed["mrr"].to_numpy(), latest.reindex(followed["customer_id"]).to_numpy(), rtol=1e-12
+        )

@@ -32,7 +32,14 @@ import numpy as np
 import pandas as pd
 
 from csmetrics.frame import FrameBuilder, attach_segments, dense_codes, encode_segments, text_of_codes
-from csmetrics.metrics._billing import MONEY_SCALE, arrays_and_ledger, build_groups, group_peaks, prepare
+from csmetrics.metrics._billing import (
+    MONEY_SCALE,
+    BillingContext,
+    arrays_and_ledger,
+    build_groups,
+    group_peaks,
+    prepare,
+)
 from csmetrics.metrics._common import Grid, combine, dense, instant_range, long_partial
 from csmetrics.options import (
     ConfigError,
@@ -218,7 +225,10 @@ class Inputs:
         end: object = None,
         spine: Spine | None = None,
         memo: Any = None,
+        billing_context: BillingContext | None = None,
     ) -> Inputs:
+        """``billing_context``: a report's (its policies, e.g. spot fx, and the whole table's periods),
+        so the MRR component is the MRR the report's revenue families book, from their ledger."""
         self = cls()
         self.customers = customers
         self.spine = spine or health_spine(
@@ -279,7 +289,7 @@ class Inputs:
         self.mrr = np.full(self.shape, np.nan)
         self.revenue = np.full(self.shape, np.nan)
         if billing is not None:
-            self.mrr, self.live = self._mrr(billing, fx, memo)
+            self.mrr, self.live = self._mrr(billing, fx, memo, billing_context)
             before = np.zeros(self.shape)
             before[:, k:] = self.mrr[:, :-k] if k > 0 else self.mrr
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -378,11 +388,19 @@ class Inputs:
         np.add.at(diff, rows[open_][keep] * (n_p + 1) + stop[keep], -1.0)
         return load + np.cumsum(diff.reshape(n_c, n_p + 1), axis=1)[:, :n_p]
 
-    def _mrr(self, billing: pd.DataFrame, fx: pd.DataFrame | None, memo: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def _mrr(
+        self, billing: pd.DataFrame, fx: pd.DataFrame | None, memo: Any = None, context: BillingContext | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """MRR at each period end (exact: summed in integer money units) and whether the customer
         is active in the period (§14: MRR > 0 at some instant of it up to as_of)."""
-        prepared, context = prepare(billing, freq=self.spine.freq, tz=self.spine.tz, fx=fx, as_of=self.as_of)
-        arrays, ledger = arrays_and_ledger(prepared, context, memo)  # the revenue families' ledger when they share it
+        same_calendar = context is not None and (context.spine.freq, context.spine.tz, context.spine.as_of) == (
+            self.spine.freq,
+            self.spine.tz,
+            self.as_of,
+        )
+        if context is None or not same_calendar:
+            billing, context = prepare(billing, freq=self.spine.freq, tz=self.spine.tz, fx=fx, as_of=self.as_of)
+        arrays, ledger = arrays_and_ledger(billing, context, memo)  # the revenue families' ledger when they share it
         groups = build_groups(ledger, context.spine.n)
         shift = context.spine.first - self.spine.first  # the billing spine may start earlier or later
         rows = self.ids.get_indexer(arrays.customer_ids[groups.customer])

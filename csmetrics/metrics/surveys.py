@@ -16,11 +16,13 @@ lowest points of each answer's scale.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from csmetrics.frame import FrameBuilder, id_positions
+from csmetrics.metrics._billing import BillingContext
 from csmetrics.metrics._billing import prepare as prepare_billing
 from csmetrics.metrics._common import Context, Grid, as_tuple, combine, dense, long_partial, make_context, segments_of
 from csmetrics.metrics.revenue import current_mrr_of
@@ -345,10 +347,18 @@ def cxi(a: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def followup_rows(
-    surveys: pd.DataFrame, context: Context, *, billing: pd.DataFrame | None = None, fx: pd.DataFrame | None = None
+    surveys: pd.DataFrame,
+    context: Context,
+    *,
+    billing: pd.DataFrame | None = None,
+    fx: pd.DataFrame | None = None,
+    billing_context: BillingContext | None = None,
+    memo: Any = None,
 ) -> pd.DataFrame:
     """The unhappy answers of these (validated) rows, with the customers' MRR at as_of given
-    billing of the same customers; unsorted (see :func:`sort_followups`)."""
+    billing of the same customers; unsorted (see :func:`sort_followups`). ``billing_context`` (a
+    report's, with its policies) and ``memo``: the MRR from the ledger the report's revenue families
+    build (no second one); without it, billing's own context at the surveys' as_of."""
     rows = answer_arrays(surveys, context)
     threshold = csat_threshold(rows["low"], rows["high"], context.options["csat_thresholds"])
     in_spine = (rows["answer_period"] >= 0) & (rows["answer_period"] < context.spine.n)
@@ -375,8 +385,9 @@ def followup_rows(
             values = picked[column].to_numpy()
             out[column] = pd.Series(values, dtype="str").array if column == "touchpoint" else values
     if billing is not None:
-        billing, billing_context = prepare_billing(billing, fx=fx, as_of=context.spine.as_of)
-        mrr = current_mrr_of(billing, billing_context)
+        if billing_context is None:
+            billing, billing_context = prepare_billing(billing, fx=fx, as_of=context.spine.as_of)
+        mrr = current_mrr_of(billing, billing_context, memo)
         position = id_positions(mrr.index, out["customer_id"])
         values = np.append(mrr.to_numpy(dtype=float), np.nan)  # -1 (no billing for the customer) picks NaN
         out["mrr"] = values[position]
