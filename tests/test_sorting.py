@@ -88,3 +88,15 @@ def test_step_value_at_is_the_latest_value_at_or_before(rows, queries, unit, wit
         instant[0] = NAT
     got = step_value_at(keys, at, values, customer, instant)
     np.testing.assert_array_equal(got, _step_values_by_hand(keys, at, values, customer, instant))
+
+
+@settings(max_examples=200, deadline=None)
+@given(_keys())
+def test_codes_of_numbers_the_distinct_key_tuples_in_ascending_order(keys):
+    from csmetrics.sorting import codes_of
+
+    codes, n = codes_of(*keys)
+    rows = list(zip(*(k.tolist() for k in keys), strict=True))
+    distinct = sorted(set(rows))
+    assert n == len(distinct)
+    assert codes.tolist() == [distinct.index(r) for r in rows]

@@ -48,7 +48,7 @@ from csmetrics.options import (
 )
 from csmetrics.periods import NAT, Spine, day_calendar, instants, month_first_days, month_index, period_codes
 from csmetrics.schemas import AS_OF_COLUMNS
-from csmetrics.sorting import order_by
+from csmetrics.sorting import codes_of, order_by
 from csmetrics.validate import resolve_base_currency, table_error
 
 __all__ = [
@@ -863,13 +863,10 @@ def invoices(arrays: BillingArrays, as_of: int) -> tuple[np.ndarray, np.ndarray,
     at = np.where(arrays.invoiced != NAT, arrays.invoiced, arrays.start)
     keep = (arrays.kind != REFUND) & (at != NAT) & (at <= as_of)
     customer, at_kept = arrays.customer[keep], at[keep]
-    span = int(at_kept.max() - at_kept.min()) + 1 if len(at_kept) else 1
-    key = (
-        pd.factorize(customer * span + (at_kept - (at_kept.min() if len(at_kept) else 0)))[0]
-        if len(at_kept)
-        else np.array([], dtype=np.int64)
-    )
-    return keep, at_kept, key.astype(np.int64), arrays.amount[keep]
+    if not len(at_kept):
+        return keep, at_kept, np.zeros(0, dtype=np.int64), arrays.amount[keep]
+    key, _ = codes_of(customer, at_kept)
+    return keep, at_kept, key, arrays.amount[keep]
 
 
 # ----------------------------------------------------------------------------------------

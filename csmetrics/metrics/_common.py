@@ -17,6 +17,7 @@ import pandas as pd
 from csmetrics.frame import attach_segments, dense_codes, encode_segments
 from csmetrics.options import ConfigError, UnknownNameError, check_by, check_freq, check_tz
 from csmetrics.periods import NAT, Spine, instants, make_spine, period_codes, resolve_as_of
+from csmetrics.sorting import codes_of
 
 __all__ = [
     "instant_range",
@@ -286,8 +287,8 @@ def distinct_per_cell(cell: np.ndarray, item: np.ndarray, n_cells: int) -> np.nd
     if len(cell) == 0:
         return np.zeros(n_cells)
     width = int(item.max()) + 1
-    pairs = pd.unique(cell * width + item)
-    return np.bincount(pairs // width, minlength=n_cells).astype(float)
+    pairs = np.sort(cell * width + item)  # a sort of values (vectorized): 2-5x a hash of the pairs at 24M
+    return np.bincount(pairs[run_starts(pairs)] // width, minlength=n_cells).astype(float)
 
 
 def run_starts(*keys: np.ndarray) -> np.ndarray:
@@ -310,6 +311,5 @@ def user_codes(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     if "user_id" not in events:
         return customer, customer
     user, width = dense_codes(events["user_id"])  # -1 where missing
-    key = customer * (width + 1) + (user + 1)
-    codes, _ = pd.factorize(key)
-    return codes.astype(np.int64), customer
+    codes, _ = codes_of(customer, user)
+    return codes, customer

@@ -50,6 +50,7 @@ from csmetrics.metrics._common import (
 from csmetrics.options import check_number
 from csmetrics.periods import code_ends_ns, instants, local_ns, period_codes
 from csmetrics.schemas import AS_OF_COLUMNS
+from csmetrics.sorting import codes_of
 
 __all__ = ["PARTIAL_COLUMNS", "calendar", "combine", "finalize", "partial", "prepare"]
 
@@ -226,8 +227,8 @@ def _sessions(events: pd.DataFrame, user: np.ndarray, t: np.ndarray, gap_minutes
     if "session_id" in events:
         has_id = events["session_id"].notna().to_numpy()
         customer, _ = dense_codes(events["customer_id"])  # offsets of narrow integer ids: no hashing
-        session, width = dense_codes(events["session_id"])
-        session_code = pd.factorize(customer * (width + 1) + session + 1)[0]
+        session, _ = dense_codes(events["session_id"])
+        session_code, _ = codes_of(customer, session)
     else:
         has_id = np.zeros(n, dtype=bool)
         session_code = np.zeros(n, dtype=np.int64)
