@@ -130,8 +130,7 @@ def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context
     if not keep.all():  # (no copy of the rows when every event is by as_of, the usual case)
         events = events[keep]
     t = instants(events["timestamp"])
-    local = local_ns(t, spine.tz)
-    day = np.floor_divide(local, _DAY)
+    day = np.floor_divide(local_ns(t, spine.tz), _DAY)
     period = spine.index(period_codes(t, spine.freq, spine.tz))
     seg, bill_seg, seg_table = _segments(events, billing, context)
     n_seg = len(seg_table) if seg_table is not None else 1
@@ -140,30 +139,17 @@ def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context
     at_event = grid.points(period, seg)
     cell, inside = at_event
     n_cells = n * n_seg
-
-    # one order by (segment, user, instant): distinct users per period, user-days, user-weeks and
-    # the MAU windows are runs of it (periods, days and weeks ascend within an owner)
-    width = int(user.max()) + 1 if len(user) else 1
-    owner = seg * width + user
-    order = sort_order(owner, t)
-    o, p, d, s = owner[order], period[order], day[order], seg[order]
-    week = np.floor_divide(d + 3, 7)  # Monday weeks (day 0, 1970-01-01, is a Thursday)
-    new_period, new_day, new_week = run_starts(o, p), run_starts(o, d), run_starts(o, week)
-    columns = {
-        "events": grid.add(at_event, np.ones(len(events))),
-        "active_users": grid.add(grid.points(p[new_period], s[new_period]), np.ones(int(new_period.sum()))),
-        "active_customers": distinct_per_cell(cell, customer[inside], n_cells).reshape(n, n_seg),
-        "user_days": grid.add(grid.points(p[new_day], s[new_day]), np.ones(int(new_day.sum()))),
-        "user_weeks": grid.add(
-            grid.points(_local_day_periods(week[new_week] * 7 - 3, context), s[new_week]), np.ones(int(new_week.sum()))
-        ),
-        "mau": _mau(o[new_day], d[new_day], width, context, grid),
-    }
-
-    sessions = _sessions(events, user, t, context.options["session_gap_minutes"])
-    session_cells = grid.points(period[sessions["first"]], seg[sessions["first"]])
-    columns["sessions"] = grid.add(session_cells, np.ones(len(sessions["first"])))
-    columns["session_minutes"] = grid.add(session_cells, sessions["minutes"])
+    # the temporaries of each step are freed when it returns (24M events: 0.2 GB per int64 array)
+    columns = {"events": grid.add(at_event, np.ones(len(events)))}
+    columns.update(_user_runs(user, seg, t, period, day, context, grid))
+    del day
+    columns["active_customers"] = distinct_per_cell(cell, customer[inside], n_cells).reshape(n, n_seg)
+    first, minutes = _sessions(events, user, customer, t, context.options["session_gap_minutes"])
+    del t, user
+    session_cells = grid.points(period[first], seg[first])
+    columns["sessions"] = grid.add(session_cells, np.ones(len(first)))
+    columns["session_minutes"] = grid.add(session_cells, minutes)
+    del period, seg, first, minutes, session_cells
 
     columns["invoices"], columns["invoice_revenue"], columns["paying_customers"] = _purchases(
         billing, context, bill_seg, grid
@@ -187,6 +173,36 @@ def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context
     )
     adoption["customers"] = counts[used]
     return main, adoption
+
+
+def _user_runs(
+    user: np.ndarray,
+    seg: np.ndarray,
+    t: np.ndarray,
+    period: np.ndarray,
+    day: np.ndarray,
+    context: Context,
+    grid: Grid,
+) -> dict[str, np.ndarray]:
+    """Active users, user-days, user-weeks and the MAU windows per (period, segment): runs of one order
+    by (segment, user, instant) (periods, days and weeks ascend within an owner)."""
+    width = int(user.max()) + 1 if len(user) else 1
+    owner = seg * width + user
+    order = sort_order(owner, t)
+    o = owner[order]
+    del owner
+    p, d, s = period[order], day[order], seg[order]
+    del order
+    week = np.floor_divide(d + 3, 7)  # Monday weeks (day 0, 1970-01-01, is a Thursday)
+    new_period, new_day, new_week = run_starts(o, p), run_starts(o, d), run_starts(o, week)
+    return {
+        "active_users": grid.add(grid.points(p[new_period], s[new_period]), np.ones(int(new_period.sum()))),
+        "user_days": grid.add(grid.points(p[new_day], s[new_day]), np.ones(int(new_day.sum()))),
+        "user_weeks": grid.add(
+            grid.points(_local_day_periods(week[new_week] * 7 - 3, context), s[new_week]), np.ones(int(new_week.sum()))
+        ),
+        "mau": _mau(o[new_day], d[new_day], width, context, grid),
+    }
 
 
 def _local_day_periods(days: np.ndarray, context: Context) -> np.ndarray:
@@ -214,43 +230,50 @@ def _mau(owner: np.ndarray, active_day: np.ndarray, width: int, context: Context
     return grid.add_range(ranges, np.ones(len(run_start)))
 
 
-def _sessions(events: pd.DataFrame, user: np.ndarray, t: np.ndarray, gap_minutes: float) -> dict[str, np.ndarray]:
-    """Sessions: index of each session's first event (into ``events``) and its length in minutes."""
+def _sessions(
+    events: pd.DataFrame, user: np.ndarray, customer: np.ndarray, t: np.ndarray, gap_minutes: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sessions: index of each session's first event (into ``events``) and its length in minutes
+    (``customer``: the events' customer codes, as :func:`user_codes` gives them)."""
     n = len(events)
     if n == 0:
-        return {"first": np.array([], dtype=np.int64), "minutes": np.array([])}
-    duration = (
-        events["duration_seconds"].to_numpy(dtype=float, na_value=np.nan)
-        if "duration_seconds" in events
-        else np.full(n, np.nan)
-    )
-    if "session_id" in events:
-        has_id = events["session_id"].notna().to_numpy()
-        customer, _ = dense_codes(events["customer_id"])  # offsets of narrow integer ids: no hashing
-        session, _ = dense_codes(events["session_id"])
-        session_code, _ = codes_of(customer, session)
-    else:
-        has_id = np.zeros(n, dtype=bool)
-        session_code = np.zeros(n, dtype=np.int64)
+        return np.array([], dtype=np.int64), np.array([])
     # owner: the session id where given (gaps never split it), else the user (gaps split)
     width = int(max(user.max(initial=0), 0)) + 1
-    owner = np.where(has_id, np.asarray(session_code, dtype=np.int64) + width, user)
-    # one argsort of a combined (owner, instant) key where it fits, else a lexsort
+    if "session_id" in events:
+        has_id = events["session_id"].notna().to_numpy()
+        session, _ = dense_codes(events["session_id"])
+        session_code, _ = codes_of(customer, session)
+        del session
+        owner = np.where(has_id, session_code + width, user)
+        del session_code
+    else:
+        has_id = np.zeros(n, dtype=bool)
+        owner = user
     order = sort_order(owner, t)
-    owner_s, t_s, has_id_s = owner[order], t[order], has_id[order]
+    owner_s = owner[order]
+    del owner
+    t_s, has_id_s = t[order], has_id[order]
     new = np.ones(n, dtype=bool)
     new[1:] = (owner_s[1:] != owner_s[:-1]) | (~has_id_s[1:] & (t_s[1:] - t_s[:-1] >= gap_minutes * _MINUTE))
     first = np.flatnonzero(new)
     last = np.append(first[1:] - 1, n - 1)
     # the tail is the longest duration among the events at the session's last instant
-    same_instant = np.ones(n, dtype=bool)
-    same_instant[1:] = (owner_s[1:] != owner_s[:-1]) | (t_s[1:] != t_s[:-1])
+    same_instant = new  # a new session starts a new (owner, instant) run
+    same_instant[1:] |= (owner_s[1:] != owner_s[:-1]) | (t_s[1:] != t_s[:-1])
+    del owner_s
     run_start = np.flatnonzero(same_instant)
-    longest = np.maximum.reduceat(np.nan_to_num(duration[order], nan=0.0), run_start)
+    duration = (
+        events["duration_seconds"].to_numpy(dtype=float, na_value=np.nan)[order]
+        if "duration_seconds" in events
+        else np.zeros(n)
+    )
+    longest = np.maximum.reduceat(np.nan_to_num(duration, nan=0.0, copy=False), run_start)
+    del duration
     run_of_row = np.cumsum(same_instant) - 1
     tail = longest[run_of_row[last]] * 1e9
     minutes = (t_s[last] - t_s[first] + tail) / _MINUTE
-    return {"first": order[first], "minutes": minutes}
+    return order[first], minutes
 
 
 def _segments(
