@@ -32,7 +32,7 @@ from csmetrics.metrics import usage as usage_family
 from csmetrics.metrics import value as value_family
 from csmetrics.metrics._billing import KINDS, BillingContext
 from csmetrics.metrics._billing import prepare as prepare_billing
-from csmetrics.metrics._common import combine, run_starts
+from csmetrics.metrics._common import combine
 from csmetrics.metrics.health import (
     Inputs,
     Scorecard,
@@ -808,38 +808,49 @@ def _period_customer_key(period: pd.Series, customer: Any) -> np.ndarray:
 
 def _customer_rows(
     scores: pd.DataFrame | None, billing: pd.DataFrame | None, context: BillingContext | None, memo: Any = None
-) -> pd.DataFrame:
-    """Per customer and period, by (period, customer_id): MRR, health score and band (the scored
-    rows), movements by kind (the cells with one); an outer join built from positions."""
+) -> list[pd.DataFrame]:
+    """Per customer and period: MRR, health score and band (the scored rows), movements by kind (the
+    cells with one); an outer join built from positions, as parts the engine merges in (period,
+    customer_id) order: the scored rows themselves (not copied) with their cells' movements, then the
+    movement-only rows (a customer churned at a period's first instant is not scored in it)."""
     if scores is not None and len(scores):
         scores = scores[list(CUSTOMER_COLUMNS)].rename(columns={"score": "health_score", "band": "health_band"})
     else:
         scores = None
     nothing = pd.DataFrame(columns=["customer_id", "period"])
     if billing is None or not len(billing) or context is None:
-        return scores if scores is not None else nothing
+        return [scores if scores is not None else nothing]
     ids, period, sums = revenue_family.movement_cells(billing, context, memo)
     if not len(ids):
-        return scores if scores is not None else nothing
+        return [scores if scores is not None else nothing]
     moves = pd.DataFrame({"customer_id": ids, "period": context.spine.starts[period]})
-    n_scores = len(scores) if scores is not None else 0
-    both = pd.concat([scores[["customer_id", "period"]], moves], ignore_index=True) if scores is not None else moves
+    if scores is None:
+        return [moves.assign(**{f"{kind}_mrr": amounts for kind, amounts in sums.items()})]
+    n_scores = len(scores)
+    both = pd.concat([scores[["customer_id", "period"]], moves], ignore_index=True)
     key = _period_customer_key(both["period"], both["customer_id"])
-    order = np.argsort(key, kind="stable")  # scores are in order: a merge of two runs
-    first = run_starts(key[order])
-    position = np.empty(len(order), dtype=np.int64)
-    position[order] = np.cumsum(first) - 1  # the output row of each source row
-    out = both.take(order[first]).reset_index(drop=True)
-    if scores is not None:
-        score_row = np.full(len(out), -1, dtype=np.int64)
-        score_row[position[:n_scores]] = np.arange(n_scores)
-        for column in scores.columns.drop(["customer_id", "period"]):
-            out[column] = pd.api.extensions.take(scores[column].array, score_row, allow_fill=True)
+    del both
+    score_key, move_key = key[:n_scores], key[n_scores:]
+    # the scored rows come in (period, customer_id) order (Scorecard.finish): a binary search each
+    ranked = None if (score_key[1:] > score_key[:-1]).all() else np.argsort(score_key, kind="stable")
+    found = np.minimum(np.searchsorted(score_key if ranked is None else score_key[ranked], move_key), n_scores - 1)
+    row = found if ranked is None else ranked[found]
+    matched = score_key[row] == move_key
+    head = scores.copy(deep=False)
     for kind, amounts in sums.items():
-        column = np.zeros(len(out))
-        column[position[n_scores:]] = amounts
-        out[f"{kind}_mrr"] = column
-    return out
+        column = np.zeros(n_scores)
+        column[row[matched]] = amounts[matched]
+        head[f"{kind}_mrr"] = column
+    alone = np.flatnonzero(~matched)
+    if not len(alone):
+        return [head]
+    tail = moves.take(alone).reset_index(drop=True)
+    missing = np.full(len(alone), -1)
+    for column in scores.columns.drop(["customer_id", "period"]):
+        tail[column] = pd.api.extensions.take(scores[column].array, missing, allow_fill=True)
+    for kind, amounts in sums.items():
+        tail[f"{kind}_mrr"] = amounts[alone]
+    return [head, tail]
 
 
 #: Every family's plan by name (the billing plans take a :func:`billing_context`, the health plans scored rows).

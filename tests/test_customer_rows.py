@@ -95,3 +95,21 @@ def test_threads_merge_buckets_column_by_column_and_buckets_of_other_columns():
     moves = two.assign(new_mrr=[10.0, 0.0])
     got = engine.customer_output([one.copy(), moves], None, _sorted, 2)
     assert got["new_mrr"].tolist()[:1] == [10.0] and got["new_mrr"].isna().sum() == 3
+
+
+@pytest.mark.parametrize("threads", [False, True])
+def test_a_buckets_rows_in_parts_merge_in_period_customer_order(threads):
+    """_customer_rows gives the scored rows as they are and the movement-only rows after them: the
+    engines merge every part into (period, customer_id) order, on one bucket and on several."""
+    from csmetrics.engines.pandas import PandasEngine, ThreadedEngine
+    from csmetrics.plans import _sorted
+
+    day = pd.Timestamp("2024-01-01", tz="UTC")
+    head = pd.DataFrame({"customer_id": [2, 4, 2], "period": [day, day, day + pd.Timedelta(days=31)], "x": [1.0, 2.0, 3.0]})
+    tail = pd.DataFrame({"customer_id": [3, 1], "period": [day, day + pd.Timedelta(days=31)], "x": [np.nan, np.nan]})
+    other = pd.DataFrame({"customer_id": [5], "period": [day], "x": [7.0]})
+    expected = _sorted(pd.concat([head, tail, other], ignore_index=True))
+    assert expected["customer_id"].tolist() == [2, 3, 4, 5, 1, 2]
+    engine = ThreadedEngine({}, 2) if threads else PandasEngine({})
+    buckets = [[head.copy(), tail.copy()], [other.copy()]] if threads else [[head.copy(), tail.copy(), other.copy()]]
+    pd.testing.assert_frame_equal(engine.customer_output(buckets, None, _sorted, 2), expected)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 
 from csmetrics.schemas import AS_OF_COLUMNS
@@ -91,6 +92,30 @@ class Pending:
 
     handles: tuple
     finish: Callable[..., Any]
+
+
+def merged_rows(parts: Sequence[Any], order: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
+    """customers.parquet from the buckets' rows (each a frame or a list of frames): one frame in
+    ``order``, the order of the key columns found once and each column merged and its parts dropped
+    (no second whole copy); parts with other columns (a bucket without movements or scores) are concatenated."""
+    frames = [f for part in parts for f in (part if isinstance(part, list) else [part]) if f is not None and len(f)]
+    if len(frames) <= 1:
+        first = parts[0] if parts else None
+        return order(frames[0] if frames else (first[0] if isinstance(first, list) else first))
+    if any(list(f.columns) != list(frames[0].columns) for f in frames):
+        return order(pd.concat(frames, ignore_index=True))
+    keys = pd.concat([f[["period", "customer_id"]] for f in frames], ignore_index=True)
+    permutation = order(keys.assign(row=np.arange(len(keys))))["row"].to_numpy()
+    columns = {}
+    for column in frames[0].columns:
+        merged = pd.concat([f.pop(column) for f in frames], ignore_index=True)
+        columns[column] = merged.array.take(permutation)
+    return pd.DataFrame(columns, copy=False)
+
+
+def joined_rows(part: Any) -> Any:
+    """A bucket's rows as one frame (the parts of :func:`merged_rows` concatenated)."""
+    return pd.concat(part, ignore_index=True) if isinstance(part, list) else part
 
 
 def resolve(engine: Engine, pendings: Mapping[str, Pending]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from csmetrics._compat import import_dask, is_dask
-from csmetrics.engines.base import AS_OF_COLUMNS
+from csmetrics.engines.base import AS_OF_COLUMNS, joined_rows
 from csmetrics.engines.pandas import PandasEngine
 from csmetrics.options import UnknownNameError
 from csmetrics.periods import NAT, instants
@@ -185,7 +185,7 @@ class DaskEngine:
     def customer_output(self, rows: list, key: Callable, order: Callable, n: int) -> Streamed:
         """customers.parquet: the rows regrouped by ``key`` (consecutive periods), each group in
         ``order``, kept on the cluster and streamed when written."""
-        groups = self.persist(self.map(order, self.regroup(rows, key, n)))
+        groups = self.persist(self.map(order, self.regroup(self.map(joined_rows, rows), key, n)))
         (lengths,) = self.gather(self.map(len, groups))
         return Streamed(groups, int(sum(lengths)), self.progress)
 

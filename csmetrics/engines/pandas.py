@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from csmetrics.engines.base import AS_OF_COLUMNS, Handle, Memo
+from csmetrics.engines.base import AS_OF_COLUMNS, Handle, Memo, merged_rows
 from csmetrics.periods import NAT, instants
 from csmetrics.schemas import BIG_TABLES
 from csmetrics.sorting import order_by
@@ -83,8 +83,8 @@ class PandasEngine:
         return int(len(given))  # type: ignore[arg-type]
 
     def customer_output(self, rows: Handle, key: Callable, order: Callable, n: int) -> pd.DataFrame:
-        """customers.parquet: the one bucket's rows, in ``order``."""
-        return order(rows[0])
+        """customers.parquet: the buckets' rows merged in ``order`` (:func:`merged_rows`)."""
+        return merged_rows([_done(r) for r in rows], order)
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -175,23 +175,6 @@ class ThreadedEngine(PandasEngine):
         bounds = np.searchsorted(group[order], np.arange(n + 1))
         rows = rows.take(order).reset_index(drop=True)
         return [rows.iloc[bounds[g] : bounds[g + 1]].reset_index(drop=True) for g in range(n)]
-
-    def customer_output(self, rows: Handle, key: Callable, order: Callable, n: int) -> pd.DataFrame:
-        """customers.parquet: the buckets' rows in one frame, in ``order``: the order of their key
-        columns, then each column merged and its buckets' copies dropped (no second whole copy)."""
-        done = [_done(r) for r in rows]
-        frames = [f for f in done if f is not None and len(f)]
-        if len(frames) <= 1:
-            return order(frames[0] if frames else done[0])
-        if any(list(f.columns) != list(frames[0].columns) for f in frames):  # a bucket without movements or scores
-            return order(pd.concat(frames, ignore_index=True))
-        keys = pd.concat([f[["period", "customer_id"]] for f in frames], ignore_index=True)
-        permutation = order(keys.assign(row=np.arange(len(keys))))["row"].to_numpy()
-        columns = {}
-        for column in frames[0].columns:
-            merged = pd.concat([f.pop(column) for f in frames], ignore_index=True)
-            columns[column] = merged.array.take(permutation)
-        return pd.DataFrame(columns, copy=False)
 
 
 @dataclass(frozen=True)
