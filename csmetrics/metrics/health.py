@@ -158,7 +158,16 @@ class Scorecard:
             rows, key = rows.take(order), key[order]
         load = rows["support_load"].to_numpy(dtype=float)
         support = 100 * np.maximum(0.0, 1 - load / self.support_scale_)  # NaN load (no tickets table): NaN
-        picked = np.column_stack([rows["usage"], rows["sentiment"], support, rows["revenue"]]).astype(float)
+        # components as columns of one Fortran-ordered block: each column is contiguous, and the output
+        # frame holds the columns themselves (no copy of the 20M-row block at large)
+        picked = np.stack(
+            [
+                rows["usage"].to_numpy(dtype=float),
+                rows["sentiment"].to_numpy(dtype=float),
+                support,
+                rows["revenue"].to_numpy(dtype=float),
+            ]
+        ).T
         score, used, contributions = weighted_score(picked, self.weights_)
         band = _band_codes(score, self.bands)
         out: dict[str, Any] = {"customer_id": rows["customer_id"].array, "period": rows["period"].array}
@@ -169,17 +178,10 @@ class Scorecard:
         out["components_used"] = used
         for i, name in enumerate(COMPONENTS):
             out[f"contribution_{name}"] = contributions[:, i]
-        # points each component costs: weight share * (100 - its score)
-        total = (~np.isnan(picked) & (self.weights_ > 0)) * self.weights_
-        with np.errstate(invalid="ignore", divide="ignore"):
-            lost = np.where(
-                total > 0, total * (100 - np.nan_to_num(picked)) / total.sum(axis=1, keepdims=True), -np.inf
-            )
-        weakest = np.where(used > 0, np.argmax(lost, axis=1), -1) if len(rows) else np.zeros(0, np.int64)
-        out["weakest_component"] = text_of_codes(weakest, COMPONENTS)
+        out["weakest_component"] = text_of_codes(_weakest(picked, self.weights_, used), COMPONENTS)
         out["mrr"] = rows["mrr"].to_numpy(dtype=float)
         out["score_change"], out["band_change"], out["trend"] = _over_time(key, width, score, band, self.trend_periods)
-        return pd.DataFrame(out)
+        return pd.DataFrame(out, copy=False)
 
     def _weights(self) -> np.ndarray:
         if self.weights is None:
@@ -441,6 +443,23 @@ class Inputs:
         out["revenue"] = self.revenue[rows, periods]
         out["mrr"] = self.mrr[rows, periods]
         return out
+
+
+def _weakest(picked: np.ndarray, weights: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """Code of the component that costs each row the most points (weight share * (100 - its score);
+    the first on ties), -1 where none is used: one component at a time (no (rows, components) temporaries).
+    The shares' common denominator (the row's weight total) does not change which is largest."""
+    best = np.full(len(picked), -np.inf)
+    weakest = np.full(len(picked), -1, dtype=np.int64)
+    for i, weight in enumerate(weights):
+        if weight <= 0:
+            continue
+        column = picked[:, i]
+        cost = np.where(np.isnan(column), -np.inf, weight * (100 - column))
+        higher = cost > best
+        best = np.where(higher, cost, best)
+        weakest[higher] = i
+    return np.where(used > 0, weakest, -1)
 
 
 def _band_codes(score: np.ndarray, edges: tuple[float, float]) -> np.ndarray:

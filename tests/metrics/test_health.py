@@ -118,3 +118,17 @@ def test_accessor_entry_points():
     card = csmetrics.HealthScorecard(support_scale=10)
     pd.testing.assert_frame_equal(events.cs.health_scores(scorecard=card, **t), card.score(events=events, **t))
     pd.testing.assert_frame_equal(events.cs.engagement_metrics(as_of="2024-04-20"), csmetrics.engagement_metrics(events, as_of="2024-04-20"))
+
+
+def test_the_weakest_component_costs_the_most_weighted_points():
+    """weight * (100 - score) per component present with a positive weight; the first on ties; none
+    where no component is used (worked by hand)."""
+    from csmetrics.metrics.health import _weakest, weighted_score
+
+    picked = np.array([[50, 90, np.nan, 10], [100, 100, 100, 100], [np.nan] * 4, [20, 20, 60, 60]], dtype=float)
+    weights = np.array([1.0, 2.0, 1.0, 0.0])
+    _, used, _ = weighted_score(picked, weights)
+    # row 0: usage 50 > sentiment 2 * 10 = 20 (revenue has no weight); row 1: all cost 0 -> the first;
+    # row 3: sentiment 2 * 80 = 160 > usage 80 > support 40
+    assert _weakest(picked, weights, used).tolist() == [0, 0, -1, 1]
+    assert _weakest(np.asfortranarray(picked), np.array([1.0, 2.0, 1.0, 3.0]), used).tolist() == [3, 0, -1, 1]
