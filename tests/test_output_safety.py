@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -230,3 +231,31 @@ def test_next_run_puts_back_a_report_left_aside(small_report, tmp_path):
 
     recover(out)
     assert _snapshot(out) == previous and not aside.exists()
+
+
+def test_a_big_output_is_written_a_row_group_at_a_time_with_key_statistics(tmp_path, monkeypatch):
+    """Several row groups: the frame comes back equal, the same bytes twice, min/max statistics on
+    period and customer_id (what readers filter by), none on the value columns."""
+    import pyarrow.parquet as pq
+
+    from csmetrics import output
+
+    monkeypatch.setattr(output, "ROW_GROUP", 4)
+    frame = pd.DataFrame(
+        {
+            "customer_id": np.arange(10),
+            "period": pd.date_range("2024-01-01", periods=10, freq="MS", tz="UTC"),
+            "mrr": np.linspace(0, 9, 10),
+            "band": pd.Series(["red", None] * 5, dtype="str"),
+        }
+    )
+    output.write_parquet(frame, tmp_path / "a.parquet")
+    output.write_parquet(frame, tmp_path / "b.parquet")
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"), frame)
+    meta = pq.ParquetFile(tmp_path / "a.parquet").metadata
+    assert meta.num_row_groups == 3
+    group = meta.row_group(1)
+    stats = {group.column(i).path_in_schema: group.column(i).is_stats_set for i in range(group.num_columns)}
+    assert stats == {"customer_id": True, "period": True, "mrr": False, "band": False}
+    assert group.column(0).statistics.min == 4 and group.column(0).statistics.max == 7
