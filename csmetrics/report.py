@@ -251,7 +251,10 @@ def _run_families(
         pending["value"] = plans.value(
             engine, context, gross_margin=float(config.get("gross_margin", 1.0)), cost_roles=config.get("cost_roles")
         )
-        pending["rfm"] = plans.rfm(engine, plain_billing, "W")
+        rfm = plans.rfm(engine, plain_billing, "W")
+        margin = float(config.get("gross_margin", 1.0))
+        # the CLV fit is the rfm rows' finish: on threads it runs while the pool computes the later families
+        pending["clv"] = Pending(rfm.handles, lambda *parts, rfm=rfm: _fitted_clv(rfm.finish(*parts), margin))
         pending["cohorts"] = plans.cohorts(engine, context)  # split by the report's customer attributes or plan (§12)
         ran += ["revenue", "customers", "value"]
     if engine.has("tickets"):
@@ -344,14 +347,8 @@ def _run_families(
     base = plain_billing.base_currency if plain_billing is not None else None
     mapping = check_mapping(scanned, base, warn=True, billing_parts=parts) + mrr_jumps(metrics)
     clv_fit: dict[str, Any] = {"fitted": False, "reason": "no billing"}
-    if "rfm" in done:
-        try:
-            result.clv, params = customer_value_table(
-                done["rfm"], horizon_months=12, discount_rate=0.01, margin=float(config.get("gross_margin", 1.0))
-            )
-            clv_fit = {"fitted": True, "unit": "W", "horizon_months": 12, "discount_rate": 0.01, "parameters": params}
-        except ModelFitError as err:
-            clv_fit = {"fitted": False, "reason": str(err)}
+    if "clv" in done:
+        result.clv, clv_fit = done["clv"]
     if rows is not None:
         result.customers = plans.customer_output(engine, rows, plain_billing, engine.n)
     partial = _partial_period(as_of_ts, freq, tz)
@@ -380,6 +377,15 @@ def _run_families(
         step("html")
         result.html = render(result)
     return result
+
+
+def _fitted_clv(rfm: pd.DataFrame, margin: float) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+    """The predictive CLV table of the rfm rows (§13) and what the manifest records of the fit."""
+    try:
+        table, params = customer_value_table(rfm, horizon_months=12, discount_rate=0.01, margin=margin)
+    except ModelFitError as err:
+        return None, {"fitted": False, "reason": str(err)}
+    return table, {"fitted": True, "unit": "W", "horizon_months": 12, "discount_rate": 0.01, "parameters": params}
 
 
 def renewals_by_period(

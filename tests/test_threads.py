@@ -212,3 +212,20 @@ def test_the_report_builds_one_billing_ledger_per_bucket(sample_tables, monkeypa
         np.testing.assert_allclose(
             followed["mrr"].to_numpy(), latest.reindex(followed["customer_id"]).to_numpy(), rtol=1e-12
         )
+
+
+def test_resolve_on_threads_finishes_each_family_as_its_partials_complete():
+    """The caller's thread finishes an early pending (e.g. the CLV fit on the rfm rows) while the pool
+    still computes a later one: here the later partial waits for the earlier finish."""
+    import threading
+
+    from csmetrics.engines.base import Pending, resolve
+    from csmetrics.engines.pandas import ThreadedEngine
+
+    engine = ThreadedEngine({}, 2)
+    finished = threading.Event()
+    early = engine.map(lambda x: x + 1, [1, 2])
+    late = engine.map(lambda x: finished.wait(timeout=10) and x, [3, 4])
+    done = resolve(engine, {"early": Pending((early,), lambda parts: finished.set() or sum(parts)),
+                            "late": Pending((late,), lambda parts: parts)})  # fmt: skip
+    assert done == {"early": 5, "late": [3, 4]}

@@ -119,7 +119,11 @@ def joined_rows(part: Any) -> Any:
 
 
 def resolve(engine: Engine, pendings: Mapping[str, Pending]) -> dict[str, Any]:
-    """Compute every pending's handles in one go, then finish each."""
+    """Compute every pending's handles in one go, then finish each; on an engine whose calls run in
+    the background (threads), each is finished as soon as its own handles are done, so the caller's
+    thread finishes the early families while the pool computes the later ones."""
+    if getattr(engine, "finishes_as_ready", False):
+        return {name: pending.finish(*engine.gather(*pending.handles)) for name, pending in pendings.items()}
     flat = [h for p in pendings.values() for h in p.handles]
     results = engine.gather(*flat)
     out, k = {}, 0

@@ -108,6 +108,7 @@ class ThreadedEngine(PandasEngine):
     """
 
     name = "threads"
+    finishes_as_ready = True  # resolve finishes each pending as its futures complete
 
     def __init__(self, tables: Mapping[str, pd.DataFrame | None], buckets: int):
         super().__init__(tables)
