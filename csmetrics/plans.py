@@ -44,6 +44,7 @@ from csmetrics.metrics.health import (
     scores_spine,
 )
 from csmetrics.periods import Spine, period_codes, to_utc
+from csmetrics.sorting import order_by
 
 __all__ = [
     "CUSTOMER_COLUMNS",
@@ -833,7 +834,10 @@ def _customer_rows(
     score_key, move_key = key[:n_scores], key[n_scores:]
     # the scored rows come in (period, customer_id) order (Scorecard.finish): a binary search each
     ranked = None if (score_key[1:] > score_key[:-1]).all() else np.argsort(score_key, kind="stable")
-    found = np.minimum(np.searchsorted(score_key if ranked is None else score_key[ranked], move_key), n_scores - 1)
+    needles = order_by(move_key)  # the cells come by customer: ascending needles search in one pass
+    found = np.empty(len(move_key), dtype=np.int64)
+    found[needles] = np.searchsorted(score_key if ranked is None else score_key[ranked], move_key[needles])
+    found = np.minimum(found, n_scores - 1)
     row = found if ranked is None else ranked[found]
     matched = score_key[row] == move_key
     head = scores.copy(deep=False)

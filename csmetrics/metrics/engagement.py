@@ -50,7 +50,6 @@ from csmetrics.metrics._common import (
 from csmetrics.options import check_number
 from csmetrics.periods import code_ends_ns, instants, local_ns, period_codes
 from csmetrics.schemas import AS_OF_COLUMNS
-from csmetrics.sorting import codes_of
 
 __all__ = ["PARTIAL_COLUMNS", "calendar", "combine", "finalize", "partial", "prepare"]
 
@@ -242,8 +241,8 @@ def _sessions(
     width = int(max(user.max(initial=0), 0)) + 1
     if "session_id" in events:
         has_id = events["session_id"].notna().to_numpy()
-        session, _ = dense_codes(events["session_id"])
-        session_code, _ = codes_of(customer, session)
+        session, width_s = dense_codes(events["session_id"])
+        session_code = pd.factorize(customer * (width_s + 1) + session + 1)[0].astype(np.int64)
         del session
         owner = np.where(has_id, session_code + width, user)
         del session_code
