@@ -204,6 +204,14 @@ class BillingArrays:
     rates: RateTable
     interval: np.ndarray  # months per interval of a §17 line's segment (amount = one interval), NaN elsewhere
     source: np.ndarray  # the billing row (position) each array row comes from (§17 lines give several)
+    _whole: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def whole_months(self) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`whole_months` of every row's service period, computed once (the ledger's steps and
+        the renewals ahead both read it; concurrent first calls compute the same arrays)."""
+        if self._whole is None:
+            self._whole = whole_months(self.start, self.end)
+        return self._whole
 
     @classmethod
     def of(cls, billing: pd.DataFrame, context: BillingContext) -> BillingArrays:
@@ -331,7 +339,8 @@ def line_monthly(arrays: BillingArrays, rows: np.ndarray, amount: np.ndarray) ->
     """Monthly amount of recurring lines ``rows`` (a mask or positions) from ``amount`` (base or
     native, per line): amount / interval_months for §17 lines, else §4's calendar-month or day rule."""
     start, end, interval = arrays.start[rows], arrays.end[rows], arrays.interval[rows]
-    by_rule = monthly_amount(amount[rows], start, end)
+    whole, k = arrays.whole_months()
+    by_rule = _by_rule(amount[rows], start, end, whole[rows], k[rows])
     return np.where(np.isnan(interval), by_rule, amount[rows] / np.where(np.isnan(interval), 1.0, interval))
 
 
@@ -392,6 +401,11 @@ def monthly_amount(amount: np.ndarray, start_ns: np.ndarray, end_ns: np.ndarray)
     daylight saving, a midnight-to-midnight month would otherwise gain or lose
     an hour and fall back to the day count.
     """
+    return _by_rule(amount, start_ns, end_ns, *whole_months(start_ns, end_ns))
+
+
+def whole_months(start_ns: np.ndarray, end_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether [start, end) is exactly k >= 1 calendar months (add_months(start, k) == end), and k."""
     known = (start_ns != NAT) & (end_ns != NAT)
     start_day, end_day = np.floor_divide(start_ns, _NS_PER_DAY), np.floor_divide(end_ns, _NS_PER_DAY)
     (start_month, start_dom, _), (end_month, end_dom, end_length) = day_calendar([start_day, end_day], known)
@@ -402,6 +416,10 @@ def monthly_amount(amount: np.ndarray, start_ns: np.ndarray, end_ns: np.ndarray)
         & (start_ns - start_day * _NS_PER_DAY == end_ns - end_day * _NS_PER_DAY)
         & (end_dom == np.minimum(start_dom, end_length - 1))
     )
+    return whole, k
+
+
+def _by_rule(amount: np.ndarray, start_ns: np.ndarray, end_ns: np.ndarray, whole: np.ndarray, k: np.ndarray):
     with np.errstate(divide="ignore", invalid="ignore"):
         by_month = amount / np.maximum(k, 1)
         by_day = amount * DAYS_PER_MONTH * _NS_PER_DAY / (end_ns - start_ns)
