@@ -74,9 +74,10 @@ def order_by(*keys: np.ndarray) -> np.ndarray:
 
 def codes_of(*keys: np.ndarray) -> tuple[np.ndarray, int]:
     """Dense codes (int64, 0..n-1 in ascending order of the keys, the first most significant) of
-    integer keys and their number n: the runs of the rows in :func:`order_by` order (no hash table:
-    1.7x ``pd.factorize`` at 24M keys with 8M distinct; several keys never combine into one that could
-    overflow)."""
+    integer keys and their number n: the runs of the rows in :func:`order_by` order. No hash table, and
+    several keys never combine into one that could overflow; faster than ``pd.factorize`` where the
+    keys fit one pass with many distinct values (invoices: 5.6 -> 2.4 thread-s at large), slower where
+    they need two (the events' user codes, 4.4 s vs 1.7 s at 24M: those keep factorize)."""
     n_rows = len(keys[0]) if keys else 0
     if n_rows == 0:
         return np.zeros(0, dtype=np.int64), 0
