@@ -40,7 +40,7 @@ from csmetrics.metrics._billing import (
     group_peaks,
     prepare,
 )
-from csmetrics.metrics._common import Grid, combine, dense, instant_range, long_partial
+from csmetrics.metrics._common import Grid, combine, dense, instant_range, long_partial, run_starts
 from csmetrics.options import (
     ConfigError,
     NotFittedError,
@@ -53,6 +53,7 @@ from csmetrics.options import (
 )
 from csmetrics.periods import NAT, Spine, instants, local_ns, make_spine, period_codes, resolve_as_of
 from csmetrics.schemas import AS_OF_COLUMNS, survey_scale
+from csmetrics.sorting import order_by
 from csmetrics.stats import quantile_of_counts
 
 __all__ = [
@@ -333,11 +334,11 @@ class Inputs:
         day = np.floor_divide(local_ns(t[(t != NAT) & (t <= self.as_of.value)], self.spine.tz), _DAY)
         if len(day) == 0:
             return np.zeros(self.shape)
-        first_of_day = (
-            ~pd.Series(rows.astype(np.int64) * (int(day.max() - day.min()) + 1) + (day - day.min()))
-            .duplicated()
-            .to_numpy()
-        )
+        # one row of each distinct (customer, day): the run starts of a sort of values (a hash of the
+        # pairs before); any row of a pair has its period
+        key = rows.astype(np.int64) * (int(day.max() - day.min()) + 1) + (day - day.min())
+        order = order_by(key)
+        first_of_day = order[run_starts(key[order])]
         return self._cell_sum(rows[first_of_day], period[first_of_day])
 
     def _sentiment(self, surveys: pd.DataFrame) -> np.ndarray:
