@@ -508,7 +508,7 @@ def followups(
         context=context,
         fx=engine.small("fx"),
         billing_context=billing_context,
-        memo=engine.memo if billing_context is not None else None,
+        memo=engine.memo,
     )
     return Pending((rows,), lambda parts: surveys_family.sort_followups(stack(parts)))
 

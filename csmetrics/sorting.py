@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["codes_of", "order_by"]
+__all__ = ["codes_of", "order_by", "run_starts"]
 
 _SIGN = np.uint64(1 << 63)
 
@@ -82,15 +82,22 @@ def codes_of(*keys: np.ndarray) -> tuple[np.ndarray, int]:
     if n_rows == 0:
         return np.zeros(0, dtype=np.int64), 0
     order = order_by(*keys)
-    new = np.zeros(n_rows, dtype=bool)
-    new[0] = True
-    for key in keys:
-        ordered = np.asarray(key)[order]
-        new[1:] |= ordered[1:] != ordered[:-1]
-    run = np.cumsum(new)
+    run = np.cumsum(run_starts(*(np.asarray(key)[order] for key in keys)))
     codes = np.empty(n_rows, dtype=np.int64)
     codes[order] = run - 1
     return codes, int(run[-1])
+
+
+def run_starts(*keys: np.ndarray) -> np.ndarray:
+    """Rows (of rows sorted by these keys) that start a run of equal keys."""
+    n = len(keys[0])
+    start = np.ones(n, dtype=bool)
+    if n:
+        change = np.zeros(n - 1, dtype=bool)
+        for key in keys:
+            change |= key[1:] != key[:-1]
+        start[1:] = change
+    return start
 
 
 def _ascending(key: np.ndarray) -> bool:

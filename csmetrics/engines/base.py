@@ -98,10 +98,10 @@ def merged_rows(parts: Sequence[Any], order: Callable[[pd.DataFrame], pd.DataFra
     """customers.parquet from the buckets' rows (each a frame or a list of frames): one frame in
     ``order``, the order of the key columns found once and each column merged and its parts dropped
     (no second whole copy); parts with other columns (a bucket without movements or scores) are concatenated."""
-    frames = [f for part in parts for f in (part if isinstance(part, list) else [part]) if f is not None and len(f)]
+    pieces = [f for part in parts for f in (part if isinstance(part, list) else [part]) if f is not None]
+    frames = [f for f in pieces if len(f)]
     if len(frames) <= 1:
-        first = parts[0] if parts else None
-        return order(frames[0] if frames else (first[0] if isinstance(first, list) else first))
+        return order(frames[0] if frames else pieces[0])
     if any(list(f.columns) != list(frames[0].columns) for f in frames):
         return order(pd.concat(frames, ignore_index=True))
     keys = pd.concat([f[["period", "customer_id"]] for f in frames], ignore_index=True)

@@ -17,6 +17,7 @@ import pandas as pd
 from csmetrics.frame import attach_segments, dense_codes, encode_segments
 from csmetrics.options import ConfigError, UnknownNameError, check_by, check_freq, check_tz
 from csmetrics.periods import NAT, Spine, instants, make_spine, period_codes, resolve_as_of
+from csmetrics.sorting import run_starts
 
 __all__ = [
     "instant_range",
@@ -288,18 +289,6 @@ def distinct_per_cell(cell: np.ndarray, item: np.ndarray, n_cells: int) -> np.nd
     width = int(item.max()) + 1
     pairs = np.sort(cell * width + item)  # a sort of values (vectorized): 2-5x a hash of the pairs at 24M
     return np.bincount(pairs[run_starts(pairs)] // width, minlength=n_cells).astype(float)
-
-
-def run_starts(*keys: np.ndarray) -> np.ndarray:
-    """Rows (of rows sorted by these keys) that start a run of equal keys."""
-    n = len(keys[0])
-    start = np.ones(n, dtype=bool)
-    if n:
-        change = np.zeros(n - 1, dtype=bool)
-        for key in keys:
-            change |= key[1:] != key[:-1]
-        start[1:] = change
-    return start
 
 
 def user_codes(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -258,8 +258,7 @@ def _sessions(
     first = np.flatnonzero(new)
     last = np.append(first[1:] - 1, n - 1)
     # the tail is the longest duration among the events at the session's last instant
-    same_instant = new  # a new session starts a new (owner, instant) run
-    same_instant[1:] |= (owner_s[1:] != owner_s[:-1]) | (t_s[1:] != t_s[:-1])
+    same_instant = run_starts(owner_s, t_s)
     del owner_s
     run_start = np.flatnonzero(same_instant)
     duration = (

@@ -40,7 +40,7 @@ from csmetrics.metrics._billing import (
     group_peaks,
     prepare,
 )
-from csmetrics.metrics._common import Grid, combine, dense, instant_range, long_partial, run_starts
+from csmetrics.metrics._common import Grid, combine, dense, distinct_per_cell, instant_range, long_partial
 from csmetrics.options import (
     ConfigError,
     NotFittedError,
@@ -53,7 +53,6 @@ from csmetrics.options import (
 )
 from csmetrics.periods import NAT, Spine, instants, local_ns, make_spine, period_codes, resolve_as_of
 from csmetrics.schemas import AS_OF_COLUMNS, survey_scale
-from csmetrics.sorting import order_by
 from csmetrics.stats import quantile_of_counts
 
 __all__ = [
@@ -334,12 +333,11 @@ class Inputs:
         day = np.floor_divide(local_ns(t[(t != NAT) & (t <= self.as_of.value)], self.spine.tz), _DAY)
         if len(day) == 0:
             return np.zeros(self.shape)
-        # one row of each distinct (customer, day): the run starts of a sort of values (a hash of the
-        # pairs before); any row of a pair has its period
-        key = rows.astype(np.int64) * (int(day.max() - day.min()) + 1) + (day - day.min())
-        order = order_by(key)
-        first_of_day = order[run_starts(key[order])]
-        return self._cell_sum(rows[first_of_day], period[first_of_day])
+        # distinct days per (customer, period) cell of the spine (a day lies in one period)
+        inside = (period >= 0) & (period < self.shape[1])
+        cell = rows[inside].astype(np.int64) * self.shape[1] + period[inside]
+        days = distinct_per_cell(cell, day[inside] - day.min(), self.shape[0] * self.shape[1])
+        return days.reshape(self.shape)
 
     def _sentiment(self, surveys: pd.DataFrame) -> np.ndarray:
         answered_at = surveys["responded_at"] if "responded_at" in surveys else surveys["sent_at"]
@@ -396,12 +394,8 @@ class Inputs:
     ) -> tuple[np.ndarray, np.ndarray]:
         """MRR at each period end (exact: summed in integer money units) and whether the customer
         is active in the period (§14: MRR > 0 at some instant of it up to as_of)."""
-        same_calendar = context is not None and (context.spine.freq, context.spine.tz, context.spine.as_of) == (
-            self.spine.freq,
-            self.spine.tz,
-            self.as_of,
-        )
-        if context is None or not same_calendar:
+        calendar = (self.spine.freq, self.spine.tz, self.as_of)
+        if context is None or (context.spine.freq, context.spine.tz, context.spine.as_of) != calendar:
             billing, context = prepare(billing, freq=self.spine.freq, tz=self.spine.tz, fx=fx, as_of=self.as_of)
         arrays, ledger = arrays_and_ledger(billing, context, memo)  # the revenue families' ledger when they share it
         groups = build_groups(ledger, context.spine.n)
