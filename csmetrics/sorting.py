@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["codes_of", "order_by", "run_starts"]
+__all__ = ["codes_of", "grid_unit", "order_by", "run_starts"]
 
 _SIGN = np.uint64(1 << 63)
 
@@ -110,12 +110,18 @@ def _ascending(key: np.ndarray) -> bool:
 _GRIDS = (86_400 * 10**9, 10**9)
 
 
+def grid_unit(*offsets: np.ndarray) -> int:
+    """The coarsest of the grids (ns per day, per second) every value of ``offsets`` (non-negative
+    timestamp offsets) lies on, else 1."""
+    return next((u for u in _GRIDS if not any((np.asarray(o) % u).any() for o in offsets)), 1)
+
+
 def _on_grid(offsets: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
-    for unit in _GRIDS:
-        if bits > int(unit).bit_length() and not (offsets % np.uint64(unit)).any():
-            quotient = offsets // np.uint64(unit)
-            return quotient, int(quotient.max()).bit_length()
-    return offsets, bits
+    unit = grid_unit(offsets)
+    if unit == 1:
+        return offsets, bits
+    quotient = offsets // np.uint64(unit)
+    return quotient, int(quotient.max()).bit_length()
 
 
 def _offsets(key: np.ndarray) -> tuple[np.ndarray, int]:

@@ -48,7 +48,7 @@ from csmetrics.options import (
 )
 from csmetrics.periods import NAT, Spine, day_calendar, instants, month_first_days, month_index, period_codes
 from csmetrics.schemas import AS_OF_COLUMNS
-from csmetrics.sorting import codes_of, order_by
+from csmetrics.sorting import codes_of, grid_unit, order_by
 from csmetrics.validate import resolve_base_currency, table_error
 
 __all__ = [
@@ -477,7 +477,7 @@ def _instant_ranks(*instants: np.ndarray) -> tuple[list[np.ndarray], int]:
     seconds or ns; the order and equality kept), and the ranks' span."""
     low = min(int(a.min()) for a in instants if len(a))
     rel = [a - low for a in instants]
-    unit = next(u for u in (_NS_PER_DAY, 10**9, 1) if not any((r % u).any() for r in rel))
+    unit = grid_unit(*rel)
     ranks = [r // unit if unit > 1 else r for r in rel]
     return ranks, max(int(r.max(initial=0)) for r in ranks) + 1
 
