@@ -23,6 +23,7 @@ from csmetrics.periods import Spine, check_freq, code_starts, period_codes
 __all__ = [
     "FrameBuilder",
     "factorize_sorted",
+    "int_offsets",
     "NotAMetricFrameError",
     "VALUE_COLUMNS",
     "attach_segments",
@@ -366,29 +367,37 @@ def factorize_sorted(values: pd.Series) -> tuple[np.ndarray, Any]:
     return lookup[codes], categories[order]
 
 
+def int_offsets(ids: object) -> tuple[np.ndarray, int] | None:
+    """(offset of each id from the smallest, -1 where missing; the ids' range) of integer ids (numpy
+    or nullable), None for any other ids. The offsets are exact where the range fits int64."""
+    missing = None
+    if isinstance(ids, pd.Series) and isinstance(ids.dtype, pd.api.extensions.ExtensionDtype):
+        if not (pd.api.types.is_integer_dtype(ids.dtype) and ids.dtype.kind == "i"):
+            return None  # text, categorical, ...
+        missing = ids.isna().to_numpy()  # nullable integers: no objects
+        values = ids.to_numpy(dtype=np.int64, na_value=0)
+    else:
+        values = ids.to_numpy() if isinstance(ids, pd.Series) else np.asarray(ids)
+    if values.dtype.kind not in "iu" or not len(values):
+        return None
+    present = values if missing is None else values[~missing]
+    if not len(present):
+        return None
+    low, high = present.min(), present.max()
+    offsets = (values - low).astype(np.int64)  # in the ids' own type first: no overflow for unsigned ids
+    return (offsets if missing is None else np.where(missing, -1, offsets)), int(high) - int(low) + 1
+
+
 def dense_codes(ids: object, ordered: bool = False) -> tuple[np.ndarray, int]:
     """(code per row, number of codes): integer ids of a narrow range are their offset from the
     smallest (no hashing), others are factorized (``ordered``: codes in the ids' sort order, as
     the offsets are)."""
-    missing = None
-    if isinstance(ids, pd.Series) and isinstance(ids.dtype, pd.api.extensions.ExtensionDtype):
-        if pd.api.types.is_integer_dtype(ids.dtype) and ids.dtype.kind == "i":  # nullable integers: no objects
-            missing = ids.isna().to_numpy()
-            values = ids.to_numpy(dtype=np.int64, na_value=0)
-        else:  # text, categorical, ...: factorized as they are
-            codes, uniques = pd.factorize(ids, sort=ordered)
-            return codes.astype(np.int64), max(len(uniques), 1)
-    else:
-        values = ids.to_numpy() if isinstance(ids, pd.Series) else np.asarray(ids)
-    if values.dtype.kind in "iu" and len(values):
-        present = values if missing is None else values[~missing]
-        if len(present):
-            low, high = int(present.min()), int(present.max())
-            if high - low < 4 * len(values) + 1024:
-                codes = values.astype(np.int64) - low
-                return (codes if missing is None else np.where(missing, -1, codes)), high - low + 1
+    found = int_offsets(ids)
+    if found is not None and found[1] < 4 * len(found[0]) + 1025:
+        return found
     # a Series is factorized as itself: nullable integers and Arrow text without a detour through objects
-    codes, uniques = pd.factorize(ids if isinstance(ids, pd.Series) else values, sort=ordered)
+    values = ids if isinstance(ids, pd.Series) else np.asarray(ids)
+    codes, uniques = pd.factorize(values, sort=ordered)
     return codes.astype(np.int64), max(len(uniques), 1)
 
 

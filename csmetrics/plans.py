@@ -14,6 +14,7 @@ they cannot drift apart. :data:`FAMILIES` names the metric-frame families.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,7 +33,7 @@ from csmetrics.metrics import usage as usage_family
 from csmetrics.metrics import value as value_family
 from csmetrics.metrics._billing import KINDS, BillingContext
 from csmetrics.metrics._billing import prepare as prepare_billing
-from csmetrics.metrics._common import combine
+from csmetrics.metrics._common import combine, user_order
 from csmetrics.metrics.health import (
     Inputs,
     Scorecard,
@@ -285,6 +286,25 @@ def current_mrr(engine: Engine, context: BillingContext) -> Pending:
     return Pending((parts,), lambda parts: stack(parts, keep_index=True).sort_index(kind="stable"))
 
 
+def event_users(engine: Engine) -> Handle:
+    """The users of each events bucket (:func:`~csmetrics.metrics._common.user_order`): a report finds
+    them once and gives them (``users=``) to engagement, usage retention and active days."""
+    if not engine.has("events"):
+        return [None] * engine.n
+    return engine.map(user_order, engine.table("events", usage_family.EVENT_COLUMNS))
+
+
+def _users_last(family: Callable, *items: Any, context: Any) -> Any:
+    """``family(*tables, context, users)`` of one bucket (the handles' items: the tables, then the users)."""
+    *tables, users = items
+    return family(*tables, context, users)
+
+
+def _with_users(engine: Engine, family: Callable, users: Handle | None, *handles: Handle, context: Any) -> Handle:
+    """``family`` over the buckets of ``handles`` and their users (None: each call finds its own)."""
+    return engine.map(functools.partial(_users_last, family), *handles, users or [None] * engine.n, context=context)
+
+
 def usage_retention(
     engine: Engine,
     *,
@@ -293,8 +313,9 @@ def usage_retention(
     by: Sequence[str] | str | None = (),
     tz: str = "UTC",
     as_of: object = None,
+    users: Handle | None = None,
 ) -> Pending:
-    """N-period and unbounded usage retention per cohort of users (§15)."""
+    """N-period and unbounded usage retention per cohort of users (§15) (``users``: :func:`event_users`)."""
     context = usage_family.prepare(
         engine.summary("events", as_of),
         freq=freq,
@@ -305,16 +326,17 @@ def usage_retention(
         as_of=as_of,
     )
     events = engine.table("events", usage_family.EVENT_COLUMNS + tuple(context.by))
-    parts = engine.map(usage_family.retention_partial, events, context=context)
+    parts = _with_users(engine, usage_family.retention_partial, users, events, context=context)
     return Pending((parts,), lambda parts: usage_family.retention_finalize(parts, context))
 
 
-def active_days(engine: Engine, *, freq: str = "M", tz: str = "UTC", as_of: object = None) -> Pending:
-    """Per period: users by number of active days (the stickiness distribution, §15)."""
+def active_days(
+    engine: Engine, *, freq: str = "M", tz: str = "UTC", as_of: object = None, users: Handle | None = None
+) -> Pending:
+    """Per period: users by number of active days (the stickiness distribution, §15) (``users``: :func:`event_users`)."""
     context = usage_family.prepare(engine.summary("events", as_of), freq=freq, tz=tz, as_of=as_of)
-    parts = engine.map(
-        usage_family.distribution_partial, engine.table("events", usage_family.EVENT_COLUMNS), context=context
-    )
+    events = engine.table("events", usage_family.EVENT_COLUMNS)
+    parts = _with_users(engine, usage_family.distribution_partial, users, events, context=context)
     return Pending((parts,), lambda parts: usage_family.distribution_finalize(parts, context))
 
 
@@ -536,8 +558,9 @@ def engagement(
     as_of: object = None,
     start: object = None,
     end: object = None,
+    users: Handle | None = None,
 ) -> Pending:
-    """The engagement frame (with billing: purchase frequency and value)."""
+    """The engagement frame (with billing: purchase frequency and value) (``users``: :func:`event_users`)."""
     billing = engine.summary("billing", as_of) if engine.has("billing") else None
     _, _, context = engagement_family.prepare(
         engine.summary("events", as_of),
@@ -552,9 +575,8 @@ def engagement(
         start=start,
         end=end,
     )
-    parts = engine.map(
-        engagement_family.partial, _rows_or_empty(engine, "events", as_of), engine.table("billing"), context=context
-    )
+    events = _rows_or_empty(engine, "events", as_of)
+    parts = _with_users(engine, engagement_family.partial, users, events, engine.table("billing"), context=context)
 
     def finish(parts: list) -> pd.DataFrame:
         main = combine([p[0] for p in parts], context.by, engagement_family.PARTIAL_COLUMNS)

@@ -280,16 +280,25 @@ def _run_families(
         )
         ran.append("surveys")
     if engine.has("events"):
+        users = plans.event_users(engine)  # found once for the three families (freed after the last)
         pending["engagement"] = plans.engagement(
             engine,
             by=plans.usable_by(by, columns["events"], customers),
             session_gap_minutes=float(config.get("session_gap_minutes", 30.0)),
+            users=users,
             **common,
         )
         pending["usage_retention"] = plans.usage_retention(
-            engine, freq=freq, periods=12, by=plans.usable_by(by, columns["events"], customers), tz=tz, as_of=as_of_ts
+            engine,
+            freq=freq,
+            periods=12,
+            by=plans.usable_by(by, columns["events"], customers),
+            tz=tz,
+            as_of=as_of_ts,
+            users=users,
         )
-        pending["active_days"] = plans.active_days(engine, freq=freq, tz=tz, as_of=as_of_ts)
+        pending["active_days"] = plans.active_days(engine, freq=freq, tz=tz, as_of=as_of_ts, users=users)
+        del users
         ran.append("engagement")
     scores = None
     if any(engine.has(name) for name in plans.HEALTH_TABLES):

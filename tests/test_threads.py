@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from csmetrics.cli import app
 from csmetrics.datagen import generate
-from csmetrics.engines import open_engine
+from csmetrics.engines import open_engine, resolve
 from csmetrics.report import report
 
 from .conftest import SAMPLE
@@ -148,7 +148,7 @@ def test_a_table_without_rows_gives_as_of_period_of_zeros(sample_tables, engine,
     from deep inside before."""
     from csmetrics import plans
     from csmetrics.api import _one
-    from csmetrics.engines import open_engine
+    from csmetrics.engines import open_engine, resolve
 
     window = {"freq": "M", "tz": "UTC", "as_of": "2024-06-01", "start": None, "end": None}
     cases = (
@@ -229,3 +229,35 @@ def test_resolve_on_threads_finishes_each_family_as_its_partials_complete():
     done = resolve(engine, {"early": Pending((early,), lambda parts: finished.set() or sum(parts)),
                             "late": Pending((late,), lambda parts: parts)})  # fmt: skip
     assert done == {"early": 5, "late": [3, 4]}
+
+
+@pytest.mark.parametrize(("engine", "buckets"), [("pandas", 1), ("threads", 2), ("threads", 3)])
+def test_the_report_finds_the_event_users_once_per_bucket(sample_tables, monkeypatch, engine, buckets):
+    """Engagement, usage retention and active days read one user order per events bucket (each family
+    once factorized and sorted the users itself), and give what they give alone."""
+    from csmetrics import plans
+    from csmetrics.metrics import _common
+
+    found = []
+    real = _common.user_order
+
+    def counted(events):
+        found.append(len(events))
+        return real(events)
+
+    monkeypatch.setattr(_common, "user_order", counted)
+    monkeypatch.setattr(plans, "user_order", counted)
+    kwargs = {"engine": engine, "buckets": buckets} if engine == "threads" else {}
+    result = report(sample_tables, by=["region"], html=False, **kwargs)
+    assert sorted(found) == sorted(np.bincount(_bucket_of(sample_tables["events"], buckets), minlength=buckets)), found
+    alone = open_engine(sample_tables, engine=engine, **({"buckets": buckets} if engine == "threads" else {}))[0]
+    as_of = result.manifest["as_of"]
+    for name, pending in {
+        "usage_retention": plans.usage_retention(alone, freq="M", periods=12, by=["region"], as_of=as_of),
+        "active_days": plans.active_days(alone, freq="M", as_of=as_of),
+    }.items():
+        pd.testing.assert_frame_equal(resolve(alone, {name: pending})[name], getattr(result, name), obj=name)
+
+
+def _bucket_of(table, buckets):
+    return pd.util.hash_pandas_object(table["customer_id"], index=False).to_numpy() % np.uint64(buckets)

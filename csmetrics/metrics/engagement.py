@@ -39,17 +39,19 @@ from csmetrics.metrics._billing import prepare as prepare_billing
 from csmetrics.metrics._common import (
     Context,
     Grid,
+    UserOrder,
     combine,
     dense,
     distinct_per_cell,
     long_partial,
     make_context,
     run_starts,
-    user_codes,
+    users_of,
 )
 from csmetrics.options import check_number
 from csmetrics.periods import code_ends_ns, instants, local_ns, period_codes
 from csmetrics.schemas import AS_OF_COLUMNS
+from csmetrics.sorting import order_by
 
 __all__ = ["PARTIAL_COLUMNS", "calendar", "combine", "finalize", "partial", "prepare"]
 
@@ -120,8 +122,11 @@ def calendar(context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return days, weeks, end_day
 
 
-def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Additive sums per (period, segment), and customers per (period, segment, event)."""
+def partial(
+    events: pd.DataFrame, billing: pd.DataFrame | None, context: Context, users: UserOrder | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Additive sums per (period, segment), and customers per (period, segment, event) (``users``: the
+    events' :func:`~csmetrics.metrics._common.user_order`, when the report found it once for several families)."""
     spine = context.spine
     n = spine.n
     as_of = spine.as_of.value
@@ -134,17 +139,18 @@ def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context
     seg, bill_seg, seg_table = _segments(events, billing, context)
     n_seg = len(seg_table) if seg_table is not None else 1
     grid = Grid(n, n_seg)
-    user, customer = user_codes(events)
+    found = users_of(events, users, keep)
+    customer = found.customer
     at_event = grid.points(period, seg)
     cell, inside = at_event
     n_cells = n * n_seg
     # the temporaries of each step are freed when it returns (24M events: 0.2 GB per int64 array)
     columns = {"events": grid.add(at_event, np.ones(len(events)))}
-    columns.update(_user_runs(user, seg, t, period, day, context, grid))
+    columns.update(_user_runs(found, seg, period, day, context, grid))
     del day
     columns["active_customers"] = distinct_per_cell(cell, customer[inside], n_cells).reshape(n, n_seg)
-    first, minutes = _sessions(events, user, customer, t, context.options["session_gap_minutes"])
-    del t, user
+    first, minutes = _sessions(events, found, t, context.options["session_gap_minutes"])
+    del t, found
     session_cells = grid.points(period[first], seg[first])
     columns["sessions"] = grid.add(session_cells, np.ones(len(first)))
     columns["session_minutes"] = grid.add(session_cells, minutes)
@@ -175,22 +181,18 @@ def partial(events: pd.DataFrame, billing: pd.DataFrame | None, context: Context
 
 
 def _user_runs(
-    user: np.ndarray,
-    seg: np.ndarray,
-    t: np.ndarray,
-    period: np.ndarray,
-    day: np.ndarray,
-    context: Context,
-    grid: Grid,
+    users: UserOrder, seg: np.ndarray, period: np.ndarray, day: np.ndarray, context: Context, grid: Grid
 ) -> dict[str, np.ndarray]:
     """Active users, user-days, user-weeks and the MAU windows per (period, segment): runs of one order
     by (segment, user, instant) (periods, days and weeks ascend within an owner)."""
+    user = users.user
     width = int(user.max()) + 1 if len(user) else 1
-    owner = seg * width + user
-    order = sort_order(owner, t)
-    o = owner[order]
-    del owner
-    p, d, s = period[order], day[order], seg[order]
+    order = users.order  # by (user, instant); by segment first where the events have several (a stable sort)
+    if len(seg) and seg.min() != seg.max():
+        order = order[order_by(seg[order])]
+    s = seg[order]
+    o = s.astype(np.int64) * width + user[order]
+    p, d = period[order], day[order]
     del order
     week = np.floor_divide(d + 3, 7)  # Monday weeks (day 0, 1970-01-01, is a Thursday)
     new_period, new_day, new_week = run_starts(o, p), run_starts(o, d), run_starts(o, week)
@@ -230,26 +232,26 @@ def _mau(owner: np.ndarray, active_day: np.ndarray, width: int, context: Context
 
 
 def _sessions(
-    events: pd.DataFrame, user: np.ndarray, customer: np.ndarray, t: np.ndarray, gap_minutes: float
+    events: pd.DataFrame, users: UserOrder, t: np.ndarray, gap_minutes: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sessions: index of each session's first event (into ``events``) and its length in minutes
-    (``customer``: the events' customer codes, as :func:`user_codes` gives them)."""
+    """Sessions: index of each session's first event (into ``events``) and its length in minutes."""
     n = len(events)
     if n == 0:
         return np.array([], dtype=np.int64), np.array([])
     # owner: the session id where given (gaps never split it), else the user (gaps split)
+    user = users.user
     width = int(max(user.max(initial=0), 0)) + 1
     if "session_id" in events:
         has_id = events["session_id"].notna().to_numpy()
         session, width_s = dense_codes(events["session_id"])
-        session_code = pd.factorize(customer * (width_s + 1) + session + 1)[0].astype(np.int64)
+        session_code = pd.factorize(users.customer.astype(np.int64) * (width_s + 1) + session + 1)[0].astype(np.int64)
         del session
         owner = np.where(has_id, session_code + width, user)
         del session_code
-    else:
+        order = sort_order(owner, t)
+    else:  # the users' order is the owners'
         has_id = np.zeros(n, dtype=bool)
-        owner = user
-    order = sort_order(owner, t)
+        owner, order = user, users.order
     owner_s = owner[order]
     del owner
     t_s, has_id_s = t[order], has_id[order]

@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 
 from csmetrics.frame import attach_segments, encode_segments
-from csmetrics.metrics._billing import sort_order
-from csmetrics.metrics._common import Context, make_context, run_starts, user_codes
+from csmetrics.metrics._common import Context, UserOrder, make_context, run_starts, users_of
 from csmetrics.options import check_int
 from csmetrics.periods import instants, period_codes
 from csmetrics.schemas import AS_OF_COLUMNS
@@ -76,21 +75,23 @@ def prepare(
     )
 
 
-def retention_partial(events: pd.DataFrame, context: Context) -> pd.DataFrame:
+def retention_partial(events: pd.DataFrame, context: Context, users: UserOrder | None = None) -> pd.DataFrame:
     """(cohort, segment, offset) counts: the cohort's users, those active in the offset's period and
-    those active in it or any later period up to as_of; every offset 0..periods up to as_of's period."""
+    those active in it or any later period up to as_of; every offset 0..periods up to as_of's period
+    (``users``: the events' :func:`user_order`, when the report found it once for several families)."""
     spine = context.spine
     k_max = int(context.options["periods"])
     t = instants(events["timestamp"])
     keep = t <= spine.as_of.value
     if not keep.all():  # (no copy of the rows when every event is by as_of, the usual case)
         events, t = events[keep], t[keep]
-    user, _ = user_codes(events)
+    found = users_of(events, users, keep)
+    user = found.user
     period = spine.index(period_codes(t, spine.freq, spine.tz)).astype(np.int64)
     n_users = int(user.max()) + 1 if len(user) else 0
     # one order by (user, instant): periods ascend within each user, so a user's first and last
     # periods and its distinct (user, period) pairs are run boundaries (no per-pair sort or hash)
-    order = sort_order(user, t)
+    order = found.order
     u, p, ts = user[order], period[order], t[order]
     starts = run_starts(u)
     ends = np.append(np.flatnonzero(starts)[1:] - 1, len(u) - 1) if len(u) else np.zeros(0, np.int64)
@@ -117,8 +118,8 @@ def retention_partial(events: pd.DataFrame, context: Context) -> pd.DataFrame:
     inside = offset <= k_max
     np.add.at(counts[1], (first_period[pair_user][inside], seg_of_user[pair_user][inside], offset[inside]), 1.0)
     # unbounded: active at k or later, i.e. offsets 0 .. min(last - first, periods): a difference array
-    users = user[first_row]
-    reach = np.minimum(last_period[users] - first_period[users], k_max)
+    cohort_users = user[first_row]
+    reach = np.minimum(last_period[cohort_users] - first_period[cohort_users], k_max)
     np.add.at(counts[2], (cohort, segment, np.zeros(len(cohort), dtype=np.int64)), 1.0)
     np.add.at(counts[2], (cohort, segment, reach + 1), -1.0)
     counts[2] = np.cumsum(counts[2], axis=2)
@@ -160,29 +161,31 @@ def retention_finalize(partials: Sequence[pd.DataFrame], context: Context) -> pd
     return out.sort_values(["cohort", *by, "offset"], kind="stable").reset_index(drop=True)
 
 
-def distribution_partial(events: pd.DataFrame, context: Context) -> pd.DataFrame:
-    """(period, active days) counts of users: distinct local days of each user in each period."""
+def distribution_partial(events: pd.DataFrame, context: Context, users: UserOrder | None = None) -> pd.DataFrame:
+    """(period, active days) counts of users: distinct local days of each user in each period
+    (``users``: as for :func:`retention_partial`)."""
     spine = context.spine
     t = instants(events["timestamp"])
     keep = t <= spine.as_of.value
     if not keep.all():  # (no copy of the rows when every event is by as_of, the usual case)
         events, t = events[keep], t[keep]
-    user, _ = user_codes(events)
+    found = users_of(events, users, keep)
+    user = found.user
     day = period_codes(t, "D", spine.tz)
     period = spine.index(period_codes(t, spine.freq, spine.tz)).astype(np.int64)
     if not len(user):
         return pd.DataFrame({"period_index": [], "active_days": [], "users": []})
     # by (user, instant): a user's distinct days, then its days per period, are runs
-    order = sort_order(user, t)
+    order = found.order
     u, p, d = user[order], period[order], day[order]
     new_day = run_starts(u, p, d)
     du, dp = u[new_day], p[new_day]
     first = np.flatnonzero(run_starts(du, dp))
     days = np.diff(np.append(first, len(du)))
     width = int(days.max()) + 1
-    users = np.bincount(dp[first] * width + days)
-    cell = np.flatnonzero(users)
-    return pd.DataFrame({"period_index": cell // width, "active_days": cell % width, "users": users[cell]})
+    counts = np.bincount(dp[first] * width + days)
+    cell = np.flatnonzero(counts)
+    return pd.DataFrame({"period_index": cell // width, "active_days": cell % width, "users": counts[cell]})
 
 
 def distribution_finalize(partials: Sequence[pd.DataFrame], context: Context) -> pd.DataFrame:

@@ -131,3 +131,56 @@ def test_property_split_by_customer_and_ranges(events, seed):
     n_users = users.groupby(["customer_id", "user"]).ngroups
     assert wide["mau"].between(0, n_users).all()
     assert (wide["stickiness"].dropna() >= 0).all() and np.isfinite(wide["stickiness"].dropna()).all()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(event_tables(), st.sampled_from([(), ("platform",)]), st.integers(0, 70 * 24 * 60))
+def test_property_one_user_order_for_the_families_equals_their_own(events, by, as_of_minutes):
+    """A report finds each bucket's user order once, on all its events, for engagement, usage
+    retention and active days; each family keeps the events up to as_of (the order renumbered
+    among them) and gives what it gives finding its own users."""
+    from csmetrics.metrics import usage as usage_family
+    from csmetrics.metrics._common import user_order
+
+    events = events.assign(platform=np.where(np.arange(len(events)) % 3 == 0, "ios", "web"))
+    valid = csmetrics.validate(events, "events")
+    as_of = pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(minutes=as_of_minutes)
+    prepared, _, context = engagement_family.prepare(valid, by=by, as_of=as_of)
+    alone = engagement_family.partial(prepared, None, context)
+    shared = engagement_family.partial(prepared, None, context, user_order(prepared))
+    for a, s in zip(alone, shared, strict=True):
+        pd.testing.assert_frame_equal(s, a)
+    retention = usage_family.prepare(valid, freq="W", periods=4, by=by, as_of=as_of)
+    pd.testing.assert_frame_equal(
+        usage_family.retention_partial(valid, retention, user_order(valid)), usage_family.retention_partial(valid, retention)
+    )
+    days = usage_family.prepare(valid, freq="M", as_of=as_of)
+    pd.testing.assert_frame_equal(
+        usage_family.distribution_partial(valid, days, user_order(valid)), usage_family.distribution_partial(valid, days)
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.one_of(st.none(), st.integers(0, 5))), min_size=1, max_size=40),
+    st.sampled_from(["narrow", "wide", "huge", "text"]),
+)
+def test_user_codes_tell_the_customer_user_pairs_apart(pairs, kind):
+    """One code per (customer, user) pair, the customer alone where user_id is missing, whatever the
+    ids: narrow or wide integers (one hash of a combined key) or too wide to combine, or text."""
+    from csmetrics.metrics._common import user_codes
+
+    scale = {"narrow": 1, "wide": 10**12, "huge": 2**59, "text": 1}[kind]
+    users = [None if u is None else (f"u{u}" if kind == "text" else u * scale) for _, u in pairs]
+    frame = pd.DataFrame(
+        {
+            "customer_id": np.array([c for c, _ in pairs], dtype=np.int64) * (10**9 if kind == "wide" else 1),
+            "user_id": pd.array(users, dtype="str" if kind == "text" else "Int64"),
+        }
+    )
+    codes, customer = user_codes(frame)
+    keys = [(c, u) for c, u in pairs]
+    same_code = codes[:, None] == codes[None, :]
+    same_pair = np.array([[a == b for b in keys] for a in keys])
+    np.testing.assert_array_equal(same_code, same_pair)
+    np.testing.assert_array_equal(customer[:, None] == customer[None, :], np.array([[a[0] == b[0] for b in keys] for a in keys]))
