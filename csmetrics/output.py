@@ -264,7 +264,17 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     # min/max statistics on the key columns a reader filters a big output by (period, customer_id):
     # computing them for every value column took a fifth of writing customers.parquet (20M rows)
     keys = [c for c in KEY_COLUMNS if c in schema.names] or False
-    with pq.ParquetWriter(path, schema, compression="zstd", write_statistics=keys) as writer:
+    # integers (ids) as deltas, not a dictionary that overflows: customers.parquet's customer_id (sorted
+    # within each period) took 3.4 s of 11 and 60 MB, as deltas 0.24 s and 5 MB
+    ints = [f.name for f in schema if pa.types.is_integer(f.type)]
+    with pq.ParquetWriter(
+        path,
+        schema,
+        compression="zstd",
+        write_statistics=keys,
+        use_dictionary=[f.name for f in schema if f.name not in ints],
+        column_encoding=dict.fromkeys(ints, "DELTA_BINARY_PACKED") or None,
+    ) as writer:
         for start in range(0, len(frame), ROW_GROUP):
             writer.write_table(_arrow(frame.iloc[start : start + ROW_GROUP]).cast(schema))
 

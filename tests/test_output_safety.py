@@ -259,3 +259,7 @@ def test_a_big_output_is_written_a_row_group_at_a_time_with_key_statistics(tmp_p
     stats = {group.column(i).path_in_schema: group.column(i).is_stats_set for i in range(group.num_columns)}
     assert stats == {"customer_id": True, "period": True, "mrr": False, "band": False}
     assert group.column(0).statistics.min == 4 and group.column(0).statistics.max == 7
+    # integer ids as deltas (a dictionary of a million ids overflows and is slow to try); the rest as a dictionary
+    encodings = {group.column(i).path_in_schema: group.column(i).encodings for i in range(group.num_columns)}
+    assert "DELTA_BINARY_PACKED" in encodings["customer_id"] and "RLE_DICTIONARY" not in encodings["customer_id"]
+    assert "RLE_DICTIONARY" in encodings["band"] and "RLE_DICTIONARY" in encodings["mrr"]

@@ -14,6 +14,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -94,10 +95,13 @@ class Pending:
     finish: Callable[..., Any]
 
 
-def merged_rows(parts: Sequence[Any], order: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
+def merged_rows(
+    parts: Sequence[Any], order: Callable[[pd.DataFrame], pd.DataFrame], pool: Executor | None = None
+) -> pd.DataFrame:
     """customers.parquet from the buckets' rows (each a frame or a list of frames): one frame in
     ``order``, the order of the key columns found once and each column merged and its parts dropped
-    (no second whole copy); parts with other columns (a bucket without movements or scores) are concatenated."""
+    (no second whole copy; ``pool``: columns merged in its threads, as numpy and Arrow copy without
+    the GIL); parts with other columns (a bucket without movements or scores) are concatenated."""
     pieces = [f for part in parts for f in (part if isinstance(part, list) else [part]) if f is not None]
     frames = [f for f in pieces if len(f)]
     if len(frames) <= 1:
@@ -106,11 +110,14 @@ def merged_rows(parts: Sequence[Any], order: Callable[[pd.DataFrame], pd.DataFra
         return order(pd.concat(frames, ignore_index=True))
     keys = pd.concat([f[["period", "customer_id"]] for f in frames], ignore_index=True)
     permutation = order(keys.assign(row=np.arange(len(keys))))["row"].to_numpy()
-    columns = {}
-    for column in frames[0].columns:
-        merged = pd.concat([f.pop(column) for f in frames], ignore_index=True)
-        columns[column] = merged.array.take(permutation)
-    return pd.DataFrame(columns, copy=False)
+    by_column = {column: [f.pop(column) for f in frames] for column in frames[0].columns}
+    names = list(by_column)
+
+    def merge(column: str) -> Any:
+        return pd.concat(by_column.pop(column), ignore_index=True).array.take(permutation)
+
+    merged = list(pool.map(merge, names)) if pool is not None else [merge(c) for c in names]
+    return pd.DataFrame(dict(zip(names, merged, strict=True)), copy=False)
 
 
 def joined_rows(part: Any) -> Any:
