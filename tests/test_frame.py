@@ -154,3 +154,25 @@ def test_dense_codes_tell_ids_apart_and_keep_missing(ids):
     ordered, _ = dense_codes(ids, ordered=True)
     order = np.argsort(ordered[~missing], kind="stable")
     assert list(present[order]) == sorted(present)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.integers(-50, 50), min_size=0, max_size=30, unique=True),
+    st.lists(st.integers(-80, 80), min_size=0, max_size=40),
+    st.sampled_from([1, 10**12, "uint", "text"]),
+)
+def test_positions_in_is_get_indexer(ids, keys, kind):
+    """Positions of keys among unique ids (-1 where absent), as pandas' get_indexer gives them: a table
+    of offsets for integer ids of a narrow range, a hash for wide ids or text."""
+    from csmetrics.frame import positions_in
+
+    if kind == "text":
+        index, found = pd.Index([f"c{i}" for i in ids], dtype="str"), np.array([f"c{k}" for k in keys], dtype=object)
+    elif kind == "uint":
+        index, found = pd.Index(np.array([i + 50 for i in ids], dtype=np.uint64)), np.array([k + 80 for k in keys], dtype=np.uint64)
+    else:
+        index, found = pd.Index(np.array(ids, dtype=np.int64) * kind), np.array(keys, dtype=np.int64) * kind
+    got = positions_in(index, found)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, index.get_indexer(found))

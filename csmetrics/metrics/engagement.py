@@ -183,26 +183,36 @@ def partial(
 def _user_runs(
     users: UserOrder, seg: np.ndarray, period: np.ndarray, day: np.ndarray, context: Context, grid: Grid
 ) -> dict[str, np.ndarray]:
-    """Active users, user-days, user-weeks and the MAU windows per (period, segment): runs of one order
-    by (segment, user, instant) (periods, days and weeks ascend within an owner)."""
+    """Active users, user-days, user-weeks and the MAU windows per (period, segment): the runs of one
+    order by (segment, user, instant) give each owner's distinct days (a pass over the events); a
+    local day lies in one period and one week, so the distinct periods and weeks are runs of those
+    days (passes over the days only)."""
     user = users.user
-    width = int(user.max()) + 1 if len(user) else 1
     order = users.order  # by (user, instant); by segment first where the events have several (a stable sort)
     if len(seg) and seg.min() != seg.max():
         order = order[order_by(seg[order])]
-    s = seg[order]
-    o = s.astype(np.int64) * width + user[order]
-    p, d = period[order], day[order]
+        width = int(user.max()) + 1
+        owner = seg[order].astype(np.int64) * width + user[order]
+    else:
+        owner = user[order]  # one segment: the user is the owner
+    new_day = run_starts(owner, day[order])
+    first = order[new_day]  # each owner's first event of each of its days, in the order
     del order
+    owner = owner[new_day]
+    del new_day
+    d, p, s = day[first], period[first], seg[first]
+    del first
+    ones = np.ones(len(owner))
+    new_period = run_starts(owner, p)
     week = np.floor_divide(d + 3, 7)  # Monday weeks (day 0, 1970-01-01, is a Thursday)
-    new_period, new_day, new_week = run_starts(o, p), run_starts(o, d), run_starts(o, week)
+    new_week = run_starts(owner, week)
     return {
-        "active_users": grid.add(grid.points(p[new_period], s[new_period]), np.ones(int(new_period.sum()))),
-        "user_days": grid.add(grid.points(p[new_day], s[new_day]), np.ones(int(new_day.sum()))),
+        "active_users": grid.add(grid.points(p[new_period], s[new_period]), ones[new_period]),
+        "user_days": grid.add(grid.points(p, s), ones),
         "user_weeks": grid.add(
-            grid.points(_local_day_periods(week[new_week] * 7 - 3, context), s[new_week]), np.ones(int(new_week.sum()))
+            grid.points(_local_day_periods(week[new_week] * 7 - 3, context), s[new_week]), ones[new_week]
         ),
-        "mau": _mau(o[new_day], d[new_day], width, context, grid),
+        "mau": _mau(owner, d, s, context, grid),
     }
 
 
@@ -213,9 +223,9 @@ def _local_day_periods(days: np.ndarray, context: Context) -> np.ndarray:
     return spine.index(period_codes(days * _DAY, spine.freq, "UTC"))
 
 
-def _mau(owner: np.ndarray, active_day: np.ndarray, width: int, context: Context, grid: Grid) -> np.ndarray:
+def _mau(owner: np.ndarray, active_day: np.ndarray, seg: np.ndarray, context: Context, grid: Grid) -> np.ndarray:
     """Users active in the 30 local days ending at each period end, per segment, from the distinct
-    (owner, day) pairs by owner then day (owner: segment * width + user)."""
+    (owner, day) pairs by owner then day (an owner: a user in a segment ``seg``)."""
     _, _, end_day = calendar(context)
     if len(owner) == 0:
         return np.zeros((grid.n_periods, grid.n_segments))
@@ -227,7 +237,7 @@ def _mau(owner: np.ndarray, active_day: np.ndarray, width: int, context: Context
     new_run[1:] = (owner[1:] != owner[:-1]) | (lo[1:] > hi[:-1])
     run_start = np.flatnonzero(new_run)
     run_end = np.append(run_start[1:] - 1, len(owner) - 1)
-    ranges = grid.ranges(lo[run_start], hi[run_end], owner[run_start] // width)
+    ranges = grid.ranges(lo[run_start], hi[run_end], seg[run_start])
     return grid.add_range(ranges, np.ones(len(run_start)))
 
 
@@ -257,23 +267,37 @@ def _sessions(
     t_s, has_id_s = t[order], has_id[order]
     new = np.ones(n, dtype=bool)
     new[1:] = (owner_s[1:] != owner_s[:-1]) | (~has_id_s[1:] & (t_s[1:] - t_s[:-1] >= gap_minutes * _MINUTE))
+    del has_id_s
     first = np.flatnonzero(new)
+    del new
     last = np.append(first[1:] - 1, n - 1)
-    # the tail is the longest duration among the events at the session's last instant
-    same_instant = run_starts(owner_s, t_s)
+    tail = np.zeros(len(first))
+    if "duration_seconds" in events:
+        tail = _last_instant_longest(events["duration_seconds"], order, run_starts(owner_s, t_s), last) * 1e9
     del owner_s
-    run_start = np.flatnonzero(same_instant)
-    duration = (
-        events["duration_seconds"].to_numpy(dtype=float, na_value=np.nan)[order]
-        if "duration_seconds" in events
-        else np.zeros(n)
-    )
-    longest = np.maximum.reduceat(np.nan_to_num(duration, nan=0.0, copy=False), run_start)
-    del duration
-    run_of_row = np.cumsum(same_instant) - 1
-    tail = longest[run_of_row[last]] * 1e9
     minutes = (t_s[last] - t_s[first] + tail) / _MINUTE
     return order[first], minutes
+
+
+def _last_instant_longest(
+    duration: pd.Series, order: np.ndarray, same_instant: np.ndarray, last: np.ndarray
+) -> np.ndarray:
+    """The longest duration (seconds, none: 0) among the events at each session's last instant: the
+    run of equal (owner, instant) in ``order`` that ends at the session's ``last`` row (a session never
+    splits such a run). Runs of several rows are rare, so only their rows are read."""
+    start = last.copy()  # the run's first row: the last row itself where it starts a run
+    cont = np.flatnonzero(~same_instant)  # rows continuing a run
+    if len(cont):
+        block = np.ones(len(cont), dtype=bool)
+        block[1:] = np.diff(cont) != 1
+        run_first = cont[block][np.cumsum(block) - 1] - 1  # each continuation row's run start
+        inside = ~same_instant[last]
+        start[inside] = run_first[np.searchsorted(cont, last[inside])]
+    length = last - start + 1
+    offsets = np.cumsum(length) - length
+    rows = np.repeat(start - offsets, length) + np.arange(int(length.sum()))
+    values = duration.to_numpy(dtype=float, na_value=np.nan)[order[rows]]
+    return np.maximum.reduceat(np.nan_to_num(values, nan=0.0, copy=False), offsets) if len(values) else np.zeros(0)
 
 
 def _segments(

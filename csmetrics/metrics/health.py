@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from csmetrics.frame import FrameBuilder, attach_segments, dense_codes, encode_segments, text_of_codes
+from csmetrics.frame import FrameBuilder, attach_segments, dense_codes, encode_segments, positions_in, text_of_codes
 from csmetrics.metrics._billing import (
     MONEY_SCALE,
     BillingContext,
@@ -208,6 +208,7 @@ class Inputs:
     mrr: np.ndarray
     revenue: np.ndarray
     live: np.ndarray
+    _found: dict[tuple[int, str], tuple[pd.DataFrame, tuple[np.ndarray, np.ndarray]]]
 
     @classmethod
     def build(
@@ -232,6 +233,7 @@ class Inputs:
         """``billing_context``: a report's (its policies, e.g. spot fx, and the whole table's periods),
         so the MRR component is the MRR the report's revenue families book, from their ledger."""
         self = cls()
+        self._found = {}
         self.customers = customers
         self.spine = spine or health_spine(
             events=events,
@@ -264,7 +266,7 @@ class Inputs:
         ):
             if table is None or column not in table:
                 continue
-            rows, period = self._rows(table, column)
+            rows, period = self._rows(table, column, again=table is events or table is tickets)
             np.minimum.at(first_seen, rows, np.clip(period, 0, n_p))
         self.seen = np.arange(n_p)[None, :] >= first_seen[:, None]
 
@@ -314,10 +316,21 @@ class Inputs:
                 self.live[rows[inside], period[inside]] = True
         return self
 
-    def _rows(self, table: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    def _rows(self, table: pd.DataFrame, column: str, again: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(row of self.ids, spine index) of the table's rows with ``column`` set and by as_of;
+        ``again``: kept for the next call (events and tickets are read twice), which takes them."""
+        found = self._found.pop((id(table), column), None)
+        if found is not None and found[0] is table:
+            return found[1]
+        result = self._rows_of(table, column)
+        if again:
+            self._found[(id(table), column)] = (table, result)  # (the table held: its id stays its own)
+        return result
+
+    def _rows_of(self, table: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
         t = instants(table[column])
         ok = (t != NAT) & (t <= self.as_of.value)
-        rows = self.ids.get_indexer(table["customer_id"].to_numpy()[ok])
+        rows = positions_in(self.ids, table["customer_id"].to_numpy()[ok])
         return rows, self.spine.index(period_codes(t[ok], self.spine.freq, self.spine.tz))
 
     def _cell_sum(self, rows: np.ndarray, period: np.ndarray, weights=None) -> np.ndarray:
@@ -353,7 +366,7 @@ class Inputs:
         )
         t = instants(answered_at[usable.to_numpy(dtype=bool)])
         ok = t <= self.as_of.value
-        rows = self.ids.get_indexer(part["customer_id"].to_numpy()[ok])
+        rows = positions_in(self.ids, part["customer_id"].to_numpy()[ok])
         period = np.clip(self.spine.index(period_codes(t[ok], self.spine.freq, self.spine.tz)), 0, self.shape[1] - 1)
         order = np.argsort(t[ok], kind="stable")  # later answers overwrite earlier ones
         latest = np.full(self.shape, np.nan)
@@ -400,7 +413,7 @@ class Inputs:
         arrays, ledger = arrays_and_ledger(billing, context, memo)  # the revenue families' ledger when they share it
         groups = build_groups(ledger, context.spine.n)
         shift = context.spine.first - self.spine.first  # the billing spine may start earlier or later
-        rows = self.ids.get_indexer(arrays.customer_ids[groups.customer])
+        rows = positions_in(self.ids, arrays.customer_ids[groups.customer])
         n_c, n_p = self.shape
         at = groups.period + shift
         start = np.clip(at, 0, n_p)

@@ -73,6 +73,25 @@ def test_sessions_by_gap_and_by_session_id():
     assert values(shorter_gap, "avg_session_minutes", "denominator")[JAN] == 3
 
 
+def test_a_session_ends_with_the_longest_duration_at_its_last_instant():
+    """Several events at a session's last instant: its length adds the longest of their durations (a
+    missing one counts 0); ties at an earlier instant add nothing."""
+    rows = pd.DataFrame(
+        [
+            event("2024-01-01 09:00", "a", duration=10), event("2024-01-01 09:05", "a", duration=50),
+            event("2024-01-01 09:05", "a", duration=20),  # a: 5 min + 50 s
+            event("2024-01-01 10:00", "b", duration=100), event("2024-01-01 10:00", "b"),  # (not the last instant)
+            event("2024-01-01 10:10", "b"), event("2024-01-01 10:10", "b", duration=30),
+            event("2024-01-01 10:10", "b", duration=45),  # b: 10 min + 45 s
+            event("2024-01-01 11:00", "c", session=3), event("2024-01-01 11:30", "c", session=3),
+            event("2024-01-01 11:30", "c", session=3, duration=6),  # c (an id): 30 min + 6 s
+        ]
+    )  # fmt: skip
+    frame = csmetrics.engagement_metrics(rows, as_of="2024-01-31")
+    assert values(frame, "avg_session_minutes", "denominator")[JAN] == 3
+    assert values(frame, "avg_session_minutes")[JAN] == pytest.approx((5 + 50 / 60 + 10 + 45 / 60 + 30 + 6 / 60) / 3)
+
+
 def test_feature_adoption_shares():
     frame = csmetrics.engagement_metrics(toy(), as_of="2024-02-29")
     adoption = frame[frame["metric"] == "feature_adoption"]
