@@ -261,3 +261,23 @@ def test_the_report_finds_the_event_users_once_per_bucket(sample_tables, monkeyp
 
 def _bucket_of(table, buckets):
     return pd.util.hash_pandas_object(table["customer_id"], index=False).to_numpy() % np.uint64(buckets)
+
+
+@pytest.mark.parametrize(("engine", "buckets"), [("pandas", 1), ("threads", 2)])
+@pytest.mark.parametrize(("freq", "per_bucket"), [("M", 1), ("Q", 2)])
+def test_the_report_computes_one_revenue_partial_per_bucket_and_calendar(sample_tables, monkeypatch, engine, buckets, freq, per_bucket):
+    """The value family's monthly revenue partial is the revenue family's when the report is monthly
+    (it was computed twice); a quarterly report needs both."""
+    from csmetrics.metrics import revenue
+
+    made = []
+    real = revenue._partial
+
+    def counted(billing, context, memo):
+        made.append(context.spine.freq)
+        return real(billing, context, memo)
+
+    monkeypatch.setattr(revenue, "_partial", counted)
+    kwargs = {"engine": engine, "buckets": buckets} if engine == "threads" else {}
+    report(sample_tables, by=["region"], freq=freq, html=False, **kwargs)
+    assert len(made) == buckets * per_bucket, made

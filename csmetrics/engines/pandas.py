@@ -31,7 +31,7 @@ class PandasEngine:
 
     def __init__(self, tables: Mapping[str, pd.DataFrame | None]):
         self.tables = {k: v for k, v in tables.items() if v is not None}
-        self.memo = Memo()
+        self.memo = Memo(slots=8)
 
     def has(self, name: str) -> bool:
         return name in self.tables and len(self.tables[name]) > 0

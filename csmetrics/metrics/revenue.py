@@ -102,8 +102,26 @@ def partial(billing: pd.DataFrame, context: BillingContext, memo: Any = None) ->
     """Additive sums per (period index, segment values) over the customers in ``billing``.
 
     Money columns are in currency units (exact multiples of 1e-4), counts are
-    counts. Rows are every (period, segment) cell the customers touch.
+    counts. Rows are every (period, segment) cell the customers touch. With ``memo``, computed once
+    per frame and context (a report's value family asks for the monthly one, the revenue family's
+    when the report is monthly); nobody changes a partial.
     """
+    if memo is None:
+        return _partial(billing, context, memo)
+    key = (
+        "revenue partial",
+        len(billing),
+        context.spine,
+        context.by,
+        context.policies,
+        id(context.fx),
+        id(context.customers),
+        context.base_currency,
+    )
+    return memo.get(billing, key, lambda: _partial(billing, context, memo))
+
+
+def _partial(billing: pd.DataFrame, context: BillingContext, memo: Any) -> pd.DataFrame:
     spine = context.spine
     n = spine.n
     arrays, ledger = arrays_and_ledger(billing, context, memo)
@@ -475,11 +493,18 @@ def renewal_rows(billing: pd.DataFrame, context: BillingContext, horizon_days: f
     as_of = context.spine.as_of.value
     arrays, _ = arrays_and_ledger(billing, context, memo)
     lines = np.flatnonzero(known_lines(arrays, as_of))
+    horizon = as_of + int(round(horizon_days * 86_400 * 10**9))
+    end = arrays.end[lines]
+    # only the customers with a line ending in the horizon: their known lines are all that their
+    # renewals and MRR steps read (each line's monthly amount is its own), a few of the lines
+    ending = np.zeros(len(arrays.customer_ids), dtype=bool)
+    ending[arrays.customer[lines[(end > as_of) & (end <= horizon)]]] = True
+    lines = lines[ending[arrays.customer[lines]]]
     amount = arrays.amount
     if context.policies.fx_mode == "spot" and len(arrays.rates.names):
-        amount = arrays.native * arrays.rates.at(arrays.currency, np.full(len(arrays.native), as_of))
+        amount = np.zeros(len(arrays.native))
+        amount[lines] = arrays.native[lines] * arrays.rates.at(arrays.currency[lines], np.full(len(lines), as_of))
     monthly = money_units(line_monthly(arrays, lines, amount))
-    horizon = as_of + int(round(horizon_days * 86_400 * 10**9))
     end = arrays.end[lines]
     due = (monthly > 0) & (end > as_of) & (end <= horizon)
     due_customer, due_end, due_monthly = arrays.customer[lines][due], end[due], monthly[due]
