@@ -242,6 +242,24 @@ def _run_families(
         for name in ("billing", "tickets", "surveys", "events")
         if engine.has(name)
     }
+    # tickets and surveys first: their buckets are made at once, so the pool starts while billing's are
+    if engine.has("tickets"):
+        pending["support"] = plans.support(
+            engine,
+            by=plans.usable_by(by, columns["tickets"], customers),
+            sla_targets=config.get("sla_targets"),
+            resolution_targets=config.get("resolution_targets"),
+            business_hours=config.get("business_hours"),
+            schedule_column=config.get("schedule_column"),
+            **common,
+        )
+    if engine.has("surveys"):
+        pending["surveys"] = plans.surveys(
+            engine,
+            by=plans.usable_by(by, columns["surveys"], customers),
+            csat_thresholds=config.get("csat_thresholds"),
+            **common,
+        )
     plain_billing = None
     if engine.has("billing"):
         seg = plans.usable_by(by, columns["billing"], customers, extra=["plan"])
@@ -257,28 +275,11 @@ def _run_families(
         pending["clv"] = Pending(rfm.handles, lambda *parts, rfm=rfm: _fitted_clv(rfm.finish(*parts), margin))
         pending["cohorts"] = plans.cohorts(engine, context)  # split by the report's customer attributes or plan (§12)
         ran += ["revenue", "customers", "value"]
-    if engine.has("tickets"):
-        pending["support"] = plans.support(
-            engine,
-            by=plans.usable_by(by, columns["tickets"], customers),
-            sla_targets=config.get("sla_targets"),
-            resolution_targets=config.get("resolution_targets"),
-            business_hours=config.get("business_hours"),
-            schedule_column=config.get("schedule_column"),
-            **common,
-        )
-        ran.append("support")
+    ran += [name for name in ("support", "surveys") if name in pending]
     if engine.has("surveys"):
-        pending["surveys"] = plans.surveys(
-            engine,
-            by=plans.usable_by(by, columns["surveys"], customers),
-            csat_thresholds=config.get("csat_thresholds"),
-            **common,
-        )
         pending["followups"] = plans.followups(
             engine, csat_thresholds=config.get("csat_thresholds"), billing_context=plain_billing, **common
         )
-        ran.append("surveys")
     if engine.has("events"):
         users = plans.event_users(engine)  # found once for the three families (freed after the last)
         pending["engagement"] = plans.engagement(
