@@ -252,6 +252,7 @@ def _report(data_dir, out, stages, settings, params, engine, buckets, quarantine
                 engine=None if engine == "auto" else engine,
                 buckets=buckets,
                 dask_progress=engine == "dask" and not quiet,
+                _encode_ahead=True,  # written next
                 **params,
             )
         except ValidationError as err:

@@ -30,7 +30,9 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -253,7 +255,25 @@ ROW_GROUP = 1 << 20
 KEY_COLUMNS = ("period", "customer_id")
 
 
-def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+def start_encoding(frame: pd.DataFrame) -> Future:
+    """:func:`write_parquet`'s bytes of ``frame``, encoded from now in a background thread (a report
+    run by the CLI starts its largest output while its last steps and the dashboard run). The thread
+    is a daemon: a run that stops before writing does not wait for it."""
+    future: Future = Future()
+
+    def encode() -> None:
+        try:
+            sink = pa.BufferOutputStream()
+            write_parquet(frame, sink)
+            future.set_result(sink.getvalue())
+        except BaseException as err:  # noqa: BLE001 - handed to whoever writes the bytes
+            future.set_exception(err)
+
+    threading.Thread(target=encode, name="csmetrics-encode", daemon=True).start()
+    return future
+
+
+def write_parquet(frame: pd.DataFrame, path: Path | pa.NativeFile) -> None:
     """Deterministic Parquet: same frame, same bytes. A frame of several row groups is converted and
     written a group at a time (no second copy of a 20M-row output in Arrow)."""
     frame = frame.reset_index(drop=True)
@@ -332,13 +352,16 @@ def write_report(
     manifest: dict,
     partitioned: bool = False,
     fail_after: int | None = None,
+    ahead: Mapping[str, tuple[Any, Future]] | None = None,
 ) -> Path:
     """Write a report's files into a staging folder and swap it into ``out_dir`` (METRICS.md §16).
 
     ``out_dir`` must be absent, empty or a previous csmetrics report, and may not hold an input
     (the manifest's input paths); otherwise :class:`OutputError` is raised and nothing is touched.
     An output with ``frames()`` (an engine's streamed output) is written a part at a time.
-    ``fail_after`` (tests only) raises after that many files, to prove atomicity.
+    ``fail_after`` (tests only) raises after that many files, to prove atomicity. ``ahead``: outputs
+    encoded in the background (:func:`start_encoding`), by name: (the frame, its bytes), used while
+    the output is still that frame.
     """
     inputs = [info.get("path") for info in manifest.get("inputs", {}).values()]
     out_dir = prepare_output_folder(out_dir, inputs)
@@ -353,7 +376,10 @@ def write_report(
                 raise RuntimeError(f"simulated failure after {written} file(s)")
 
         for name, frame in outputs.items():
-            if hasattr(frame, "frames"):
+            early = (ahead or {}).get(name)
+            if early is not None and early[0] is frame:  # encoded ahead: the bytes write_parquet gives
+                (staging / f"{name}.parquet").write_bytes(memoryview(early[1].result()))
+            elif hasattr(frame, "frames"):
                 write_streamed(frame, staging / f"{name}.parquet")
             else:
                 write_parquet(frame, staging / f"{name}.parquet")

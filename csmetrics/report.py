@@ -16,6 +16,7 @@ of the segment columns, null where a family was not split by that column.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from csmetrics.options import (
     check_int,
     check_tz,
 )
-from csmetrics.output import content_hash, write_report
+from csmetrics.output import content_hash, start_encoding, write_report
 from csmetrics.periods import NAT, code_ends_ns, code_starts, period_codes, to_utc
 from csmetrics.validate import TABLES
 
@@ -70,6 +71,8 @@ class Report:
     #: predictive value per customer (§13), when the data supports the fits (else None)
     clv: pd.DataFrame | None = None
     html: str | None = field(default=None, repr=False)
+    #: outputs whose Parquet bytes are being encoded ahead: name -> (the frame, the bytes' future)
+    _ahead: dict[str, tuple[Any, Future]] = field(default_factory=dict, repr=False, compare=False)
 
     def outputs(self) -> dict[str, Any]:
         return {
@@ -101,6 +104,7 @@ class Report:
             manifest=self.manifest,
             partitioned=partitioned,
             fail_after=_fail_after,
+            ahead=self._ahead,
         )
 
 
@@ -131,6 +135,7 @@ def report(
     engine: str | None = None,
     buckets: int | None = None,
     dask_progress: bool = False,
+    _encode_ahead: bool = False,
 ) -> Report:
     """Run every family whose tables are present.
 
@@ -159,6 +164,9 @@ def report(
         Dask: the number of customer buckets (default: the largest table's partition count).
     dask_progress : bool
         Dask: show Dask's progress bar for each computation.
+    _encode_ahead : bool
+        (The CLI, which writes the report next) encode customers.parquet in the background as soon
+        as its rows are merged, while the report's last steps run.
 
     Returns
     -------
@@ -202,6 +210,7 @@ def report(
         quarantine=quarantine,
         html=html,
         config=config,
+        encode_ahead=_encode_ahead,
     )
 
 
@@ -230,6 +239,7 @@ def _run_families(
     quarantine: bool,
     html: bool,
     config: dict,
+    encode_ahead: bool = False,
 ) -> Report:
     """Every family whose tables are present, planned first and computed in one resolve."""
     customers = engine.small("customers")
@@ -322,6 +332,12 @@ def _run_families(
     # the scored rows (20M at large) are freed once the customer rows have read them: nothing below needs them
     pending.clear()
     scores = None
+    customer_frame, encoded = None, None
+    if rows is not None:
+        customer_frame = plans.customer_output(engine, rows, plain_billing, engine.n)
+        rows = None
+        if encode_ahead and isinstance(customer_frame, pd.DataFrame):  # the steps below overlap its encoding
+            encoded = start_encoding(customer_frame)
 
     step("assemble")
     frames = []
@@ -359,8 +375,10 @@ def _run_families(
     clv_fit: dict[str, Any] = {"fitted": False, "reason": "no billing"}
     if "clv" in done:
         result.clv, clv_fit = done["clv"]
-    if rows is not None:
-        result.customers = plans.customer_output(engine, rows, plain_billing, engine.n)
+    if customer_frame is not None:
+        result.customers = customer_frame
+        if encoded is not None:
+            result._ahead["customers"] = (customer_frame, encoded)
     partial = _partial_period(as_of_ts, freq, tz)
     result.manifest = _manifest(
         result,

@@ -281,3 +281,21 @@ def test_the_report_computes_one_revenue_partial_per_bucket_and_calendar(sample_
     kwargs = {"engine": engine, "buckets": buckets} if engine == "threads" else {}
     report(sample_tables, by=["region"], freq=freq, html=False, **kwargs)
     assert len(made) == buckets * per_bucket, made
+
+
+def test_customers_encoded_ahead_are_the_bytes_written_and_only_for_that_frame(sample_tables, tmp_path):
+    """The CLI's report encodes customers.parquet in the background once its rows are merged, while
+    its last steps run: the file written is byte for byte write_parquet's of the report's frame; a
+    frame put in its place before writing is written instead; API calls encode nothing ahead."""
+    from csmetrics.output import write_parquet
+
+    result = report(sample_tables, html=False, engine="threads", buckets=2, _encode_ahead=True)
+    assert result._ahead["customers"][0] is result.customers
+    result.write(tmp_path / "out")
+    write_parquet(result.customers, tmp_path / "direct.parquet")
+    assert (tmp_path / "out" / "customers.parquet").read_bytes() == (tmp_path / "direct.parquet").read_bytes()
+    result.customers = result.customers.head(3)
+    result.write(tmp_path / "again")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "again" / "customers.parquet"), result.customers.reset_index(drop=True))
+    assert set(report(sample_tables, html=False, _encode_ahead=True)._ahead) == {"customers"}
+    assert report(sample_tables, html=False, engine="threads", buckets=2)._ahead == {}
