@@ -431,7 +431,7 @@ def id_positions(ids: object, keys: object) -> np.ndarray:
 
 def positions_in(index: pd.Index, keys: object) -> np.ndarray:
     """``index.get_indexer(keys)`` of a unique index (-1 where absent): integer ids of a narrow range
-    through a table of their offsets (a gather, no hashing: 24M keys 0.1 s against 1.5 s)."""
+    through a table of their offsets (a gather, no hashing: 24M keys in 0.33 s against 0.8 s)."""
     values = index.to_numpy() if index.dtype.kind in "iu" else None
     found = keys.to_numpy() if isinstance(keys, (pd.Index, pd.Series)) else np.asarray(keys)
     if values is not None and len(values) and found.dtype.kind == values.dtype.kind:  # (int and uint mixed: floats)
