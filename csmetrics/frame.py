@@ -389,12 +389,18 @@ def int_offsets(ids: object) -> tuple[np.ndarray, int] | None:
     return (offsets if missing is None else np.where(missing, -1, offsets)), int(high) - int(low) + 1
 
 
+def _narrow(span: int, n: int) -> bool:
+    """Integer ids spanning ``span`` values are narrow for ``n`` rows: a table over their range is at
+    most about four entries a row (their offsets serve as codes or positions, no hashing)."""
+    return span < 4 * n + 1025
+
+
 def dense_codes(ids: object, ordered: bool = False) -> tuple[np.ndarray, int]:
     """(code per row, number of codes): integer ids of a narrow range are their offset from the
     smallest (no hashing), others are factorized (``ordered``: codes in the ids' sort order, as
     the offsets are)."""
     found = int_offsets(ids)
-    if found is not None and found[1] < 4 * len(found[0]) + 1025:
+    if found is not None and _narrow(found[1], len(found[0])):
         return found
     # a Series is factorized as itself: nullable integers and Arrow text without a detour through objects
     values = ids if isinstance(ids, pd.Series) else np.asarray(ids)
@@ -436,7 +442,7 @@ def positions_in(index: pd.Index, keys: object) -> np.ndarray:
     found = keys.to_numpy() if isinstance(keys, (pd.Index, pd.Series)) else np.asarray(keys)
     if values is not None and len(values) and found.dtype.kind == values.dtype.kind:  # (int and uint mixed: floats)
         low, high = values.min(), values.max()
-        if int(high) - int(low) < 4 * len(values) + 1024:
+        if _narrow(int(high) - int(low) + 1, len(values)):
             table = np.full(int(high) - int(low) + 1, -1, dtype=np.int64)
             table[values - low] = np.arange(len(values))
             if not len(found) or (found.min() >= low and found.max() <= high):

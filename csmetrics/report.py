@@ -332,12 +332,13 @@ def _run_families(
     # the scored rows (20M at large) are freed once the customer rows have read them: nothing below needs them
     pending.clear()
     scores = None
-    customer_frame, encoded = None, None
+    customer_frame: Any = pd.DataFrame(columns=["customer_id", "period"])
+    ahead: dict[str, tuple[Any, Future]] = {}
     if rows is not None:
         customer_frame = plans.customer_output(engine, rows, plain_billing, engine.n)
         rows = None
         if encode_ahead and isinstance(customer_frame, pd.DataFrame):  # the steps below overlap its encoding
-            encoded = start_encoding(customer_frame)
+            ahead["customers"] = (customer_frame, start_encoding(customer_frame))
 
     step("assemble")
     frames = []
@@ -351,12 +352,13 @@ def _run_families(
     metrics = _assemble(frames)
     result = Report(
         metrics=metrics,
-        customers=pd.DataFrame(columns=["customer_id", "period"]),
+        customers=customer_frame,
         cohorts=done.get("cohorts", pd.DataFrame()),
         followups=done.get("followups", pd.DataFrame()).reset_index(drop=True),
         at_risk=risky.reset_index(drop=True),
         rejected={k: v for k, v in rejected.items() if len(v)},
         manifest={},
+        _ahead=ahead,
     )
     for name in ("usage_retention", "active_days", "health_movers"):
         if name in done:
@@ -375,10 +377,6 @@ def _run_families(
     clv_fit: dict[str, Any] = {"fitted": False, "reason": "no billing"}
     if "clv" in done:
         result.clv, clv_fit = done["clv"]
-    if customer_frame is not None:
-        result.customers = customer_frame
-        if encoded is not None:
-            result._ahead["customers"] = (customer_frame, encoded)
     partial = _partial_period(as_of_ts, freq, tz)
     result.manifest = _manifest(
         result,

@@ -208,7 +208,6 @@ class Inputs:
     mrr: np.ndarray
     revenue: np.ndarray
     live: np.ndarray
-    _found: dict[tuple[int, str], tuple[pd.DataFrame, tuple[np.ndarray, np.ndarray]]]
 
     @classmethod
     def build(
@@ -233,7 +232,6 @@ class Inputs:
         """``billing_context``: a report's (its policies, e.g. spot fx, and the whole table's periods),
         so the MRR component is the MRR the report's revenue families book, from their ledger."""
         self = cls()
-        self._found = {}
         self.customers = customers
         self.spine = spine or health_spine(
             events=events,
@@ -257,6 +255,7 @@ class Inputs:
         self.shape = (n_c, n_p)
         k = card.baseline_periods
         first_seen = np.full(n_c, n_p, dtype=np.int64)
+        kept = {}  # the events' and tickets' rows, read again below
         for table, column in (
             (events, "timestamp"),
             (surveys, "responded_at"),
@@ -266,13 +265,15 @@ class Inputs:
         ):
             if table is None or column not in table:
                 continue
-            rows, period = self._rows(table, column, again=table is events or table is tickets)
+            rows, period = self._rows(table, column)
             np.minimum.at(first_seen, rows, np.clip(period, 0, n_p))
+            if table is events or table is tickets:
+                kept[column] = rows, period
         self.seen = np.arange(n_p)[None, :] >= first_seen[:, None]
 
         self.usage = np.full(self.shape, np.nan)
         if events is not None:
-            active = self._distinct_days(events)
+            active = self._distinct_days(events, *kept.pop("timestamp"))
             cumulative = np.concatenate([np.zeros((n_c, 1)), np.cumsum(active, axis=1)], axis=1)
             periods = np.arange(n_p)
             lo = np.maximum(periods - k, 0)
@@ -288,7 +289,7 @@ class Inputs:
         self.support_load = np.zeros(self.shape)
         self.has_support = tickets is not None
         if tickets is not None:
-            self.support_load = self._ticket_load(tickets)
+            self.support_load = self._ticket_load(tickets, *kept.pop("created_at"))
 
         self.mrr = np.full(self.shape, np.nan)
         self.revenue = np.full(self.shape, np.nan)
@@ -316,18 +317,8 @@ class Inputs:
                 self.live[rows[inside], period[inside]] = True
         return self
 
-    def _rows(self, table: pd.DataFrame, column: str, again: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(row of self.ids, spine index) of the table's rows with ``column`` set and by as_of;
-        ``again``: kept for the next call (events and tickets are read twice), which takes them."""
-        found = self._found.pop((id(table), column), None)
-        if found is not None and found[0] is table:
-            return found[1]
-        result = self._rows_of(table, column)
-        if again:
-            self._found[(id(table), column)] = (table, result)  # (the table held: its id stays its own)
-        return result
-
-    def _rows_of(self, table: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    def _rows(self, table: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """(row of self.ids, spine index) of the table's rows with ``column`` set and by as_of."""
         t = instants(table[column])
         ok = (t != NAT) & (t <= self.as_of.value)
         rows = positions_in(self.ids, table["customer_id"].to_numpy()[ok])
@@ -339,9 +330,8 @@ class Inputs:
         w = None if weights is None else np.asarray(weights)[inside]
         return np.bincount(flat, weights=w, minlength=self.shape[0] * self.shape[1]).reshape(self.shape).astype(float)
 
-    def _distinct_days(self, events: pd.DataFrame) -> np.ndarray:
-        """Active (local) days per customer and period."""
-        rows, period = self._rows(events, "timestamp")
+    def _distinct_days(self, events: pd.DataFrame, rows: np.ndarray, period: np.ndarray) -> np.ndarray:
+        """Active (local) days per customer and period (``rows``, ``period``: the events' :meth:`_rows`)."""
         t = instants(events["timestamp"])
         day = np.floor_divide(local_ns(t[(t != NAT) & (t <= self.as_of.value)], self.spine.tz), _DAY)
         if len(day) == 0:
@@ -376,8 +366,8 @@ class Inputs:
         index = np.maximum.accumulate(index, axis=1)
         return np.where(index >= 0, np.take_along_axis(latest, np.maximum(index, 0), axis=1), np.nan)
 
-    def _ticket_load(self, tickets: pd.DataFrame) -> np.ndarray:
-        rows, period = self._rows(tickets, "created_at")
+    def _ticket_load(self, tickets: pd.DataFrame, rows: np.ndarray, period: np.ndarray) -> np.ndarray:
+        """Open tickets per customer and period (``rows``, ``period``: the tickets' :meth:`_rows`)."""
         created = instants(tickets["created_at"])
         inside_rows = (created != NAT) & (created <= self.as_of.value)
         load = self._cell_sum(rows, period)
