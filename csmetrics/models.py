@@ -61,13 +61,16 @@ def _check_fitted(model: Any, names: Sequence[str]) -> None:
         raise NotFittedError(f"{type(model).__name__} is not fitted (no {', '.join(missing)}): call fit() first")
 
 
-def _maximize(negative_ll, starts: Sequence[Sequence[float]], what: str) -> tuple[list[float], float]:
+def _maximize(
+    negative_ll, starts: Sequence[Sequence[float]], what: str, bounds: Sequence[tuple] | None = None
+) -> tuple[list[float], float]:
     """Minimize a negative log-likelihood over log-parameters: from the first start, and from the
-    others only when that fit fails (they guard against a bad start, at a cost per start)."""
+    others only when that fit fails (they guard against a bad start, at a cost per start).
+    ``bounds``: (low, high) per log-parameter, None for no bound."""
     best = None
     for start in starts:
         with np.errstate(all="ignore"):
-            result = optimize.minimize(negative_ll, np.asarray(start, dtype=float), method="L-BFGS-B")
+            result = optimize.minimize(negative_ll, np.asarray(start, dtype=float), method="L-BFGS-B", bounds=bounds)
         if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
             best = result
         if best is not None and (best.success or _flat(negative_ll, best.x)) and np.all(np.abs(best.x) <= 30):
@@ -322,6 +325,15 @@ class BetaGeoModel:
         return numerator / (1 + odds)
 
 
+#: the Gamma-Gamma fit's cap on log q. The customers' spend rates nu ~ Gamma(q, gamma) have a
+#: coefficient of variation 1 / sqrt(q): at q = e^20 it is 5e-5, no heterogeneity to speak of. When
+#: the data show none (the likelihood rises toward q, gamma -> infinity with gamma / q fixed, and is
+#: flat there), the fit stops on that ridge at the cap or before it instead of running off, and every
+#: customer's expected spend is close to the population mean p gamma / (q - 1), which tends to the
+#: purchase-weighted mean spend sum(x m) / sum(x).
+LOG_Q_MAX = 20.0
+
+
 class GammaGammaModel:
     """Gamma-Gamma spend model (Fader, Hardie & Lee 2005; Fader & Hardie 2013): a customer's
     purchase amounts are Gamma(p, nu) and nu ~ Gamma(q, gamma) across customers; fitted on the
@@ -370,7 +382,8 @@ class GammaGammaModel:
 
         mean = float(np.mean(m))
         starts = [(0.0, 0.5, math.log(mean)), (1.0, 1.0, math.log(mean)), (2.0, 1.5, 1.0)]
-        (self.p_, self.q_, self.gamma_), self.log_likelihood_ = _maximize(negative, starts, "GammaGammaModel")
+        bounds = [(None, None), (None, LOG_Q_MAX), (None, None)]
+        (self.p_, self.q_, self.gamma_), self.log_likelihood_ = _maximize(negative, starts, "GammaGammaModel", bounds)
         return self
 
     def expected_spend(self, summary: pd.DataFrame) -> np.ndarray:

@@ -269,3 +269,21 @@ def test_report_writes_clv_when_the_data_support_a_fit(shared_data, tmp_path):
     assert result.clv is None and not result.manifest["clv"]["fitted"]
     assert "no customers" in result.manifest["clv"]["reason"]
     assert "clv.parquet" not in result.manifest.get("files", []) and "clv" not in result.outputs()
+
+
+
+def test_gamma_gamma_without_spend_heterogeneity_fits_on_the_ridge(sample_tables):
+    """sample_data's repeat buyers show no heterogeneity in spend: the likelihood rises toward
+    q, gamma -> infinity and is flat there (scipy 1.17's unbounded L-BFGS-B ran off to q = 1e33 and
+    the fit was refused). With log q bounded the fit ends on that ridge, and each customer's expected
+    spend is the limit without heterogeneity, the purchase-weighted mean sum(x m) / sum(x)."""
+    from csmetrics.report import report
+
+    clv = report(sample_tables, html=False).clv
+    assert clv is not None
+    model = GammaGammaModel().fit(clv)
+    assert 100 < model.q_ <= np.exp(20) * (1 + 1e-9)
+    repeat = clv[(clv["frequency"] > 0) & (clv["monetary_value"] > 0)]
+    limit = float((repeat["frequency"] * repeat["monetary_value"]).sum() / repeat["frequency"].sum())
+    np.testing.assert_allclose(model.expected_spend(clv), limit, rtol=0.005)
+    np.testing.assert_allclose(clv["expected_spend"], limit, rtol=0.005)
