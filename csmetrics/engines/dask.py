@@ -60,14 +60,7 @@ def _shown(futures):
 
 def _client(progress: bool):
     """The distributed client to show progress on, if asked for and there is one."""
-    if not progress:
-        return None
-    try:
-        from distributed import get_client
-
-        return get_client()
-    except (ImportError, ValueError):
-        return None
+    return _distributed_client() if progress else None
 
 
 def compute(*collections, progress: bool = False):
@@ -167,7 +160,7 @@ class DaskEngine:
     def regroup(self, handle: list, key: Callable, n: int) -> list:
         dask = import_dask()
         split = dask.delayed(_split, pure=False, nout=n)
-        pieces = [split(item, key, n) for item in handle]
+        pieces = _taken_apart([split(item, key, n) for item in handle], n)
         join = dask.delayed(_concat, pure=False)
         return [join([p[j] for p in pieces]) for j in range(n)]
 
@@ -231,11 +224,73 @@ class Streamed:
 
 
 def _split(frame: pd.DataFrame, key: Callable, n: int) -> tuple[pd.DataFrame, ...]:
+    """The rows of ``frame`` in ``n`` groups by ``key``: each group its own copy (not a view of one
+    sorted frame), so a worker that spills a group frees its memory."""
     group = key(frame)
     order = order_by(np.asarray(group, dtype=np.int64))
     bounds = np.searchsorted(group[order], np.arange(n + 1))
-    taken = frame.iloc[order]
-    return tuple(taken.iloc[bounds[j] : bounds[j + 1]] for j in range(n))
+    return tuple(frame.take(order[bounds[j] : bounds[j + 1]]) for j in range(n))
+
+
+#: the priority of taking a split's tuple apart: before any other ready task, while it is in memory
+_TAKE_APART = 100
+
+
+def _taken_apart(splits: list, n: int) -> list[list]:
+    """Each split's ``n`` groups as tasks of their own, run as soon as the split is done: a tuple a
+    worker spilled first would be read back from disk once per group."""
+    with import_dask().annotate(priority=_TAKE_APART):
+        return [[split[j] for j in range(n)] for split in splits]
+
+
+def _buckets(outcomes: dict[str, list], pieces: dict[str, list[list]], n: int, progress: bool) -> tuple[dict, dict]:
+    """(each table's partition outcomes, its ``n`` customer buckets kept on the cluster), in one
+    computation. With a distributed client, bucket j of every table is made and kept on one worker
+    (worker j mod workers): a family reading several tables of a bucket, or the events bucket and its
+    user order, finds them in one place instead of moving them between workers."""
+    dask = import_dask()
+    names = list(pieces)
+    client = _distributed_client()
+    if client is None:
+        join = dask.delayed(_concat, pure=False)
+        joined = {name: [join([p[j] for p in pieces[name]]) for j in range(n)] for name in names}
+        flat = persist(*[h for name in names for h in (*outcomes[name], *joined[name])], progress=progress)
+        k, persisted, buckets = 0, {}, {}
+        for name in names:
+            persisted[name] = flat[k : k + len(outcomes[name])]
+            buckets[name] = list(flat[k + len(outcomes[name]) : k + len(outcomes[name]) + n])
+            k += len(outcomes[name]) + n
+        return compute(persisted, progress=progress)[0], buckets
+    workers = sorted(client.scheduler_info()["workers"])
+    flat = [*(h for name in names for h in outcomes[name]), *(p for name in names for row in pieces[name] for p in row)]
+    futures = iter(client.compute(flat))
+    outcome_futures = {name: [next(futures) for _ in outcomes[name]] for name in names}
+    piece_futures = {name: [[next(futures) for _ in row] for row in pieces[name]] for name in names}
+    place = dict(allow_other_workers=True, pure=False)
+    buckets = {
+        name: [
+            client.submit(
+                _concat, [row[j] for row in piece_futures[name]], workers=[workers[j % len(workers)]], **place
+            )
+            for j in range(n)
+        ]
+        for name in names
+    }
+    del futures, piece_futures  # each bucket's pieces are released once it is made
+    if progress:
+        _shown([f for name in names for f in buckets[name]])
+    outcome = client.gather(outcome_futures)
+    return outcome, {name: [dask.delayed(f) for f in buckets[name]] for name in names}
+
+
+def _distributed_client():
+    """The distributed client the computations run on, or None (Dask's local schedulers)."""
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ImportError, ValueError):
+        return None
 
 
 def _concat(pieces: list[pd.DataFrame | None]) -> pd.DataFrame | None:
@@ -394,11 +449,12 @@ def load(
             for column in unique_columns(name):
                 if column in table.columns:
                     split = dask.delayed(_id_groups, pure=False, nout=_ID_GROUPS)
-                    pieces = [
-                        split(p, column, _id_kind(table._meta[column].dtype), _ID_GROUPS) for p in table.to_delayed()
-                    ]
+                    kind_of = _id_kind(table._meta[column].dtype)
+                    groups = _taken_apart(
+                        [split(p, column, kind_of, _ID_GROUPS) for p in table.to_delayed()], _ID_GROUPS
+                    )
                     facts[(name, column)] = [
-                        dask.delayed(_duplicates, pure=False)([p[j] for p in pieces]) for j in range(_ID_GROUPS)
+                        dask.delayed(_duplicates, pure=False)([g[j] for g in groups]) for j in range(_ID_GROUPS)
                     ]
         if "billing" in big and "currency" in big["billing"].columns:
             facts[("billing", "currency")] = [
@@ -429,23 +485,13 @@ def load(
             results[name] = [check(p, name, quarantine, fx, base, duplicated.get(name), currencies) for p in parts]
     # one computation validates each partition once: its outcome (rejected rows, failures, stats) and
     # its pieces of the customer buckets are both made from it, then it is released
-    outcomes, bucketed = {}, {}
+    outcomes, pieces = {}, {}
     for name, res in results.items():
         outcomes[name] = [dask.delayed(_outcome, pure=False)(r) for r in res]
         cut = dask.delayed(_bucket_pieces, pure=False, nout=n)
-        pieces = [cut(r, kind, n) for r in res]
-        join = dask.delayed(_concat, pure=False)
-        bucketed[name] = [join([p[j] for p in pieces]) for j in range(n)]
-    names = list(results)
-    persisted = persist(*[h for name in names for h in (*outcomes[name], *bucketed[name])], progress=progress)
-    k = 0
-    for name in names:
-        outcomes[name] = persisted[k : k + len(outcomes[name])]
-        k += len(outcomes[name])
-        bucketed[name] = list(persisted[k : k + n])
-        k += n
-    del results, persisted
-    outcome = compute(outcomes, progress=progress)[0]
+        pieces[name] = _taken_apart([cut(r, kind, n) for r in res], n)
+    del results
+    outcome, bucketed = _buckets(outcomes, pieces, n, progress)
     errors = []
     for name, parts in outcome.items():
         failures = [f for _, f, _, _ in parts if f is not None and len(f)]
