@@ -266,7 +266,7 @@ def _buckets(outcomes: dict[str, list], pieces: dict[str, list[list]], n: int, p
     futures = iter(client.compute(flat))
     outcome_futures = {name: [next(futures) for _ in outcomes[name]] for name in names}
     piece_futures = {name: [[next(futures) for _ in row] for row in pieces[name]] for name in names}
-    place = dict(allow_other_workers=True, pure=False)
+    place = dict(allow_other_workers=True, pure=False)  # a preference: a strict one measured slower
     buckets = {
         name: [
             client.submit(
