@@ -278,6 +278,12 @@ def test_purchases_of_a_segment_without_events_in_a_bucket_are_kept():
         assert_same_metrics(expected.metrics, report(to_dask(tables, 2), html=False, by=["region"], buckets=buckets).metrics)
 
 
+def _where(*frames) -> str:
+    from distributed import get_worker
+
+    return get_worker().address
+
+
 def test_bucket_of_every_table_lives_on_one_worker(sample_tables):
     """With a distributed client, bucket j of events, tickets, surveys and billing is made and kept on
     worker j mod workers (a family reading several tables of a bucket moves nothing), the split
@@ -296,6 +302,16 @@ def test_bucket_of_every_table_lives_on_one_worker(sample_tables):
             client.gather(futures)
             where = client.who_has(futures)
             assert all(list(where[f.key]) == [workers[j % 2]] for f in futures), (j, where)
+        # a family's task of bucket j is placed there too (it reads the bucket where it lives), as the
+        # scheduler's preference: idle, it would go there anyway; under load it could go elsewhere
+        tasks = engine.persist(engine.map(_where, engine.table("events"), engine.table("billing")))
+        assert engine.gather(tasks)[0] == [workers[j % 2] for j in range(4)]
+        keys = [t.key for t in tasks]
+        wanted = client.run_on_scheduler(
+            lambda dask_scheduler: [sorted(dask_scheduler.tasks[k].worker_restrictions or ()) for k in keys]
+        )
+        assert wanted == [[workers[j % 2]] for j in range(4)]
+
         def pieces_held() -> list[str]:
             held = client.run_on_scheduler(
                 lambda dask_scheduler: [str(k) for k, ts in dask_scheduler.tasks.items() if ts.state == "memory"]

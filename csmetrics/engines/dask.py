@@ -22,6 +22,7 @@ Results (metric frames) are pandas; nothing is approximate.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -108,6 +109,8 @@ class DaskEngine:
         self.progress = progress
         self._shared: dict[int, tuple[Any, Any]] = {}
         self._below: dict[tuple[str, int], dict[str, int]] = {}
+        client = _distributed_client()
+        self.workers = None if client is None else _worker_addresses(client)
 
     def has(self, name: str) -> bool:
         return name in self.buckets and self.stats[name]["rows"] > 0
@@ -155,12 +158,28 @@ class DaskEngine:
     def map(self, fn: Callable, *handles: list, **shared) -> list:
         call = import_dask().delayed(fn, pure=False, traverse=False)
         shared = {k: self._share(v) for k, v in shared.items()}
-        return [call(*items, **shared) for items in zip(*handles, strict=True)]
+        out = []
+        for j, items in enumerate(zip(*handles, strict=True)):
+            with self._on(j):
+                out.append(call(*items, **shared))
+        return out
+
+    def _on(self, j: int):
+        """With a distributed client, the task of bucket j goes where bucket j lives (worker j mod
+        workers, as :func:`load` put it): a preference, so the scheduler does not move the bucket to
+        the other worker for it."""
+        if not self.workers:
+            return contextlib.nullcontext()
+        return import_dask().annotate(workers=[self.workers[j % len(self.workers)]], allow_other_workers=True)
 
     def regroup(self, handle: list, key: Callable, n: int) -> list:
         dask = import_dask()
         split = dask.delayed(_split, pure=False, nout=n)
-        pieces = _taken_apart([split(item, key, n) for item in handle], n)
+        splits = []
+        for j, item in enumerate(handle):
+            with self._on(j):
+                splits.append(split(item, key, n))
+        pieces = _taken_apart(splits, n)
         join = dask.delayed(_concat, pure=False)
         return [join([p[j] for p in pieces]) for j in range(n)]
 
@@ -261,7 +280,7 @@ def _buckets(outcomes: dict[str, list], pieces: dict[str, list[list]], n: int, p
             buckets[name] = list(flat[k + len(outcomes[name]) : k + len(outcomes[name]) + n])
             k += len(outcomes[name]) + n
         return compute(persisted, progress=progress)[0], buckets
-    workers = sorted(client.scheduler_info()["workers"])
+    workers = _worker_addresses(client)
     flat = [*(h for name in names for h in outcomes[name]), *(p for name in names for row in pieces[name] for p in row)]
     futures = iter(client.compute(flat))
     outcome_futures = {name: [next(futures) for _ in outcomes[name]] for name in names}
@@ -281,6 +300,11 @@ def _buckets(outcomes: dict[str, list], pieces: dict[str, list[list]], n: int, p
         _shown([f for name in names for f in buckets[name]])
     outcome = client.gather(outcome_futures)
     return outcome, {name: [dask.delayed(f) for f in buckets[name]] for name in names}
+
+
+def _worker_addresses(client) -> list[str]:
+    """The distributed client's workers, sorted: bucket j lives on the (j mod their number)-th."""
+    return sorted(client.scheduler_info()["workers"])
 
 
 def _distributed_client():
