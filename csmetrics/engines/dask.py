@@ -165,9 +165,9 @@ class DaskEngine:
         return out
 
     def _on(self, j: int):
-        """With a distributed client, the task of bucket j goes where bucket j lives (worker j mod
-        workers, as :func:`load` put it): a preference, so the scheduler does not move the bucket to
-        the other worker for it."""
+        """With a distributed client, the task of bucket j is meant for where bucket j lives (worker
+        j mod workers, as :func:`load` put it), so the bucket need not move: a preference, which the
+        scheduler overrides when that worker is paused under its memory limit."""
         if not self.workers:
             return contextlib.nullcontext()
         return import_dask().annotate(workers=[self.workers[j % len(self.workers)]], allow_other_workers=True)
