@@ -9,12 +9,20 @@ in-memory size of the data is measured by loading one table at a time in a
 separate process (pandas ``memory_usage(deep=True)``). When both engines ran,
 their outputs are compared (metrics, cohorts, followups, at_risk to 1e-9
 relative; customers row for row).
+
+With ``--task-stream FILE`` the Dask run goes to a local cluster this script starts (same workers and
+limits, ``--scheduler``), its task stream is recorded, and a table of worker-seconds per task function
+and action (compute, transfer, disk-read, disk-write) is printed and saved to FILE as JSON: where the
+workers' time goes. The peak memory is then the CLI process's alone (the workers are this script's).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -63,6 +71,31 @@ def run(command: list[str]) -> tuple[float, int, int]:
     return seconds, peak, process.returncode
 
 
+@contextlib.contextmanager
+def task_stream(workers: int, memory_limit: str, out: Path):
+    """A local cluster like the CLI's, yielding its scheduler address; its task stream summarised into ``out``."""
+    from distributed import Client, LocalCluster, get_task_stream
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, memory_limit=memory_limit, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:  # fmt: skip
+        with get_task_stream(client) as stream:
+            yield cluster.scheduler_address
+        seconds: dict[tuple[str, str], float] = collections.defaultdict(float)
+        for row in stream.data:
+            key = row["key"][0] if isinstance(row["key"], tuple) else row["key"]
+            name = re.split(r"-[0-9a-f]{8}|-[0-9a-f]{32}", str(key))[0]
+            for part in row["startstops"]:
+                seconds[(name, part["action"])] += part["stop"] - part["start"]
+    table = sorted(({"task": n, "action": a, "seconds": round(v, 2)} for (n, a), v in seconds.items()), key=lambda r: -r["seconds"])
+    totals = collections.Counter()
+    for r in table:
+        totals[r["action"]] += r["seconds"]
+    print("worker-seconds: " + ", ".join(f"{a} {v:.1f}" for a, v in totals.most_common()))
+    for r in table[:25]:
+        print(f"  {r['seconds']:8.1f}  {r['action']:<11} {r['task']}")
+    out.write_text(json.dumps({"totals": dict(totals), "tasks": table}, indent=2))
+
+
 def compare(a: Path, b: Path) -> dict[str, str]:
     out = {}
     for name in ("metrics", "cohorts", "followups", "at_risk", "customers"):
@@ -84,6 +117,7 @@ def main() -> None:
     parser.add_argument("--memory-limit", default="2.5GB", help="per Dask worker")
     parser.add_argument("--buckets", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--task-stream", type=Path, default=None, help="Dask: record the task stream, summary to this JSON file")
     args = parser.parse_args()
 
     size = data_size(args.data)
@@ -93,10 +127,16 @@ def main() -> None:
     for engine in args.engines.split(","):
         command = [*cli, "--out", str(args.out / engine), "--engine", engine]
         if engine == "dask":
-            command += ["--workers", str(args.workers), "--memory-limit", args.memory_limit]
             if args.buckets:
                 command += ["--buckets", str(args.buckets)]
-        seconds, peak, code = run(command)
+            if args.task_stream:
+                with task_stream(args.workers, args.memory_limit, args.task_stream) as address:
+                    seconds, peak, code = run([*command, "--scheduler", address])
+            else:
+                command += ["--workers", str(args.workers), "--memory-limit", args.memory_limit]
+                seconds, peak, code = run(command)
+        else:
+            seconds, peak, code = run(command)
         results[engine] = {"seconds": round(seconds, 1), "peak_rss_mb": round(peak / 2**20), "exit_code": code}
         print(f"{engine:<7} {seconds:8.1f} s  peak {peak / 2**30:6.2f} GiB  exit {code}", flush=True)
     # compare when both outputs exist (from this run, or the other engine's earlier run into --out)
