@@ -25,6 +25,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,7 +51,10 @@ def data_size(data: Path) -> int:
 def run(command: list[str]) -> tuple[float, int, int]:
     """(seconds, peak RSS of the process tree in bytes, exit code)."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # stderr to a file, not a pipe: nothing reads a pipe while the run lasts, and once the workers'
+    # memory warnings fill its buffer (64 KiB) the run blocks on its next write, for ever
+    errors = tempfile.TemporaryFile("w+")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, text=True)
     root = psutil.Process(process.pid)
     peak = 0
     while process.poll() is None:
@@ -67,7 +71,9 @@ def run(command: list[str]) -> tuple[float, int, int]:
         time.sleep(0.2)
     seconds = time.perf_counter() - start
     if process.returncode:
-        sys.stderr.write(process.stderr.read()[-4000:])
+        errors.seek(0)
+        sys.stderr.write(errors.read()[-4000:])
+    errors.close()
     return seconds, peak, process.returncode
 
 
