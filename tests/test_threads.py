@@ -127,7 +127,7 @@ def test_support_on_threads_with_business_hours_equals_pandas(sample_tables, mon
 
 def test_allocator_tuning_is_once_and_can_be_declined():
     """tune_allocator: on glibc it sets malloc up once per process (True), CSMETRICS_MALLOC=default
-    leaves malloc alone (False); the numbers do not depend on it (the suite runs tuned)."""
+    leaves malloc alone (False), and so do malloc thresholds set by the environment (a Dask worker's nanny sets one); the numbers do not depend on it (the suite runs tuned)."""
     import platform
     import subprocess
     import sys
@@ -136,9 +136,16 @@ def test_allocator_tuning_is_once_and_can_be_declined():
     tuned = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     expected = "True" if platform.libc_ver()[0] == "glibc" else "False"
     assert tuned == [expected, expected]
-    env = {**__import__("os").environ, "CSMETRICS_MALLOC": "default"}
-    declined = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    assert declined.stdout.split() == ["False", "False"]
+    plain = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    # declined, or malloc's thresholds set by the environment (as a Dask worker's nanny sets them)
+    for declining in ({"CSMETRICS_MALLOC": "default"}, {"MALLOC_TRIM_THRESHOLD_": "65536"},
+                      {"MALLOC_MMAP_THRESHOLD_": "1048576"}, {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=65536"}):  # fmt: skip
+        env = {**plain, **declining}
+        declined = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+        assert declined.stdout.split() == ["False", "False"], declining
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**plain, "GLIBC_TUNABLES": "glibc.pthread.rseq=0"})  # fmt: skip
+    assert other.stdout.split() == [expected, expected]
 
 
 @pytest.mark.parametrize("engine, buckets", [("pandas", None), ("threads", 2), ("threads", 3)])
