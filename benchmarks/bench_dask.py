@@ -53,27 +53,26 @@ def run(command: list[str]) -> tuple[float, int, int]:
     start = time.perf_counter()
     # stderr to a file, not a pipe: nothing reads a pipe while the run lasts, and once the workers'
     # memory warnings fill its buffer (64 KiB) the run blocks on its next write, for ever
-    errors = tempfile.TemporaryFile("w+")
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, text=True)
-    root = psutil.Process(process.pid)
-    peak = 0
-    while process.poll() is None:
-        total = 0
-        try:
-            for p in [root, *root.children(recursive=True)]:
-                try:
-                    total += p.memory_info().rss
-                except psutil.Error:
-                    pass
-        except psutil.Error:
-            pass
-        peak = max(peak, total)
-        time.sleep(0.2)
-    seconds = time.perf_counter() - start
-    if process.returncode:
-        errors.seek(0)
-        sys.stderr.write(errors.read()[-4000:])
-    errors.close()
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, text=True)
+        root = psutil.Process(process.pid)
+        peak = 0
+        while process.poll() is None:
+            total = 0
+            try:
+                for p in [root, *root.children(recursive=True)]:
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                pass
+            peak = max(peak, total)
+            time.sleep(0.2)
+        seconds = time.perf_counter() - start
+        if process.returncode:
+            errors.seek(0)
+            sys.stderr.write(errors.read()[-4000:])
     return seconds, peak, process.returncode
 
 

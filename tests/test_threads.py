@@ -127,27 +127,28 @@ def test_support_on_threads_with_business_hours_equals_pandas(sample_tables, mon
 
 def test_allocator_tuning_is_once_and_can_be_declined():
     """tune_allocator: on glibc it sets malloc up once per process (True), CSMETRICS_MALLOC=default
-    leaves malloc alone (False), and so do malloc thresholds set by the environment (a Dask worker's nanny sets one); the numbers do not depend on it (the suite runs tuned)."""
+    leaves malloc alone (False), and so do malloc thresholds set by the environment (a Dask worker's
+    nanny sets one); the numbers do not depend on it (the suite runs tuned)."""
+    import os
     import platform
     import subprocess
     import sys
 
-    code = "from csmetrics._compat import tune_allocator as t; print(t(), t())"
     # without malloc settings of the environment (a Dask cluster started earlier in this process set one)
-    plain = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
-    plain.pop("CSMETRICS_MALLOC", None)
-    tuned = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=plain)
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", "CSMETRICS_MALLOC")}
+
+    def tuned_with(**env: str) -> list[str]:
+        code = "from csmetrics._compat import tune_allocator as t; print(t(), t())"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**plain, **env})
+        return done.stdout.split()
+
     expected = "True" if platform.libc_ver()[0] == "glibc" else "False"
-    assert tuned.stdout.split() == [expected, expected]
+    assert tuned_with() == [expected, expected]
     # declined, or malloc's thresholds set by the environment (as a Dask worker's nanny sets them)
     for declining in ({"CSMETRICS_MALLOC": "default"}, {"MALLOC_TRIM_THRESHOLD_": "65536"},
                       {"MALLOC_MMAP_THRESHOLD_": "1048576"}, {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=65536"}):  # fmt: skip
-        env = {**plain, **declining}
-        declined = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-        assert declined.stdout.split() == ["False", "False"], declining
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={**plain, "GLIBC_TUNABLES": "glibc.pthread.rseq=0"})  # fmt: skip
-    assert other.stdout.split() == [expected, expected]
+        assert tuned_with(**declining) == ["False", "False"], declining
+    assert tuned_with(GLIBC_TUNABLES="glibc.pthread.rseq=0") == [expected, expected]  # not malloc's
 
 
 @pytest.mark.parametrize("engine, buckets", [("pandas", None), ("threads", 2), ("threads", 3)])
