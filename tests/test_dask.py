@@ -325,3 +325,31 @@ def test_bucket_of_every_table_lives_on_one_worker(sample_tables):
         assert not pieces_held()
         got = report(to_dask(sample_tables, 3), html=False, buckets=4)
     assert_same_metrics(expected.metrics, got.metrics)
+
+
+def test_buckets_hold_dimensions_as_categoricals_with_every_value(sample_tables):
+    """Each partition codes its dimensions on its own categories (as Parquet row groups have their
+    own dictionaries); a bucket joins them on the union of the categories, every value kept, and the
+    report is the pandas one. The rejected rows keep the text they were given."""
+    from csmetrics.engines.dask import _concat, load
+    from csmetrics.schemas import DIMENSIONS
+
+    tickets = sample_tables["tickets"].sort_values("channel", kind="stable").reset_index(drop=True)
+    tables = {**sample_tables, "tickets": tickets}  # sorted: partitions see different channels
+    parts = dd.from_pandas(tickets, npartitions=3, sort=False)
+    engine, _ = load({**to_dask(tables, 3), "tickets": parts}, buckets=2)
+    buckets = engine.gather(engine.table("tickets"))[0]
+    for bucket in buckets:
+        for column in DIMENSIONS["tickets"]:
+            assert isinstance(bucket[column].dtype, pd.CategoricalDtype), column
+    joined = pd.concat(buckets).sort_values("ticket_id").reset_index(drop=True)
+    original = tickets.sort_values("ticket_id").reset_index(drop=True)
+    for column in DIMENSIONS["tickets"]:
+        assert joined[column].astype("str").tolist() == original[column].astype("str").tolist()
+    a = pd.DataFrame({"channel": pd.Categorical(["email", "chat"])})
+    b = pd.DataFrame({"channel": pd.Categorical(["web", None, "email"])})
+    both = _concat([a, b])
+    assert isinstance(both["channel"].dtype, pd.CategoricalDtype)
+    assert both["channel"].tolist()[:3] == ["email", "chat", "web"] and pd.isna(both["channel"][3])
+    assert set(both["channel"].cat.categories) == {"chat", "email", "web"}
+    assert_same_metrics(report(tables, html=False).metrics, report(to_dask(tables, 3), html=False, buckets=2).metrics)
