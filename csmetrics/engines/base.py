@@ -125,11 +125,25 @@ def joined_rows(part: Any) -> Any:
     return pd.concat(part, ignore_index=True) if isinstance(part, list) else part
 
 
-def resolve(engine: Engine, pendings: Mapping[str, Pending]) -> dict[str, Any]:
+def resolve(
+    engine: Engine, pendings: Mapping[str, Pending], started: Callable[[], Any] | None = None
+) -> dict[str, Any]:
     """Compute every pending's handles in one go, then finish each; on an engine whose calls run in
     the background (threads), each is finished as soon as its own handles are done, so the caller's
-    thread finishes the early families while the pool computes the later ones."""
-    if getattr(engine, "finishes_as_ready", False):
+    thread finishes the early families while the pool computes the later ones. An engine with
+    ``start`` (Dask) submits every handle at once first, and then does the same. ``started`` is
+    called once the work is under way (the report submits customers.parquet's regroup there)."""
+    start = getattr(engine, "start", None)
+    if start is not None:
+        flat = start(*[h for p in pendings.values() for h in p.handles])
+        k, submitted = 0, {}
+        for name, pending in pendings.items():
+            submitted[name] = Pending(tuple(flat[k : k + len(pending.handles)]), pending.finish)
+            k += len(pending.handles)
+        pendings = submitted
+    if started is not None:
+        started()
+    if start is not None or getattr(engine, "finishes_as_ready", False):
         return {name: pending.finish(*engine.gather(*pending.handles)) for name, pending in pendings.items()}
     flat = [h for p in pendings.values() for h in p.handles]
     results = engine.gather(*flat)

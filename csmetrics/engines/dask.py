@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,6 +190,21 @@ class DaskEngine:
     def persist(self, handle: list) -> list:
         return list(persist(*handle, progress=self.progress))
 
+    def start(self, *handles: list) -> list[list]:
+        """Every handle's tasks submitted in one graph (kept on the cluster until gathered): the
+        caller finishes the first families while the workers compute the later ones."""
+        from dask.delayed import Delayed
+
+        flat = [item for handle in handles for item in handle]
+        lazy = [k for k, item in enumerate(flat) if isinstance(item, Delayed)]
+        for k, done in zip(lazy, persist(*[flat[k] for k in lazy]), strict=True):
+            flat[k] = done
+        out, k = [], 0
+        for handle in handles:
+            out.append(flat[k : k + len(handle)])
+            k += len(handle)
+        return out
+
     def gather(self, *handles: list) -> tuple[list, ...]:
         return compute(*[list(h) for h in handles], progress=self.progress)
 
@@ -201,8 +217,7 @@ class DaskEngine:
         """customers.parquet: the rows regrouped by ``key`` (consecutive periods), each group in
         ``order``, kept on the cluster and streamed when written."""
         groups = self.persist(self.map(order, self.regroup(self.map(joined_rows, rows), key, n)))
-        (lengths,) = self.gather(self.map(len, groups))
-        return Streamed(groups, int(sum(lengths)), self.progress)
+        return Streamed(groups, self.persist(self.map(len, groups)), self.progress)  # both under way
 
     def summary(self, name: str, as_of: object = None) -> pd.DataFrame:
         """The table's columns, with rows holding each timestamp column's min, max and latest
@@ -229,20 +244,36 @@ class DaskEngine:
 
 @dataclass
 class Streamed:
-    """An output too large for one machine: parts in order, computed one at a time when written."""
+    """An output too large for one machine: parts in order, kept on the cluster, fetched one at a time
+    when written (the next one while the caller writes the last); ``lengths``: each part's rows."""
 
     parts: list
-    rows: int
+    lengths: list
     progress: bool = False
+    _rows: int | None = None
 
     def __len__(self) -> int:
-        return self.rows
+        if self._rows is None:
+            self._rows = int(sum(compute(*self.lengths)))
+        return self._rows
 
     def frames(self) -> Iterator[pd.DataFrame]:
-        for part in self.parts:
-            (frame,) = compute(part, progress=self.progress)
-            if len(frame):
-                yield frame
+        if not self.parts:
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csmetrics-fetch") as fetcher:
+            coming = fetcher.submit(_fetched, self.parts[0])
+            for k in range(len(self.parts)):
+                frame = coming.result()
+                if k + 1 < len(self.parts):
+                    coming = fetcher.submit(_fetched, self.parts[k + 1])
+                if len(frame):
+                    yield frame
+                del frame
+
+
+def _fetched(part: Any) -> pd.DataFrame:
+    (frame,) = compute(part)
+    return frame
 
 
 def _split(frame: pd.DataFrame, key: Callable, n: int) -> tuple[pd.DataFrame, ...]:
@@ -519,14 +550,14 @@ def load(
                     split = dask.delayed(_id_groups, pure=False, nout=_ID_GROUPS)
                     kind_of = _id_kind(table._meta[column].dtype)
                     groups = _taken_apart(
-                        [split(p, column, kind_of, _ID_GROUPS) for p in table.to_delayed()], _ID_GROUPS
+                        [split(p, column, kind_of, _ID_GROUPS) for p in table[[column]].to_delayed()], _ID_GROUPS
                     )
                     facts[(name, column)] = [
                         dask.delayed(_duplicates, pure=False)([g[j] for g in groups]) for j in range(_ID_GROUPS)
                     ]
         if "billing" in big and "currency" in big["billing"].columns:
             facts[("billing", "currency")] = [
-                dask.delayed(_currencies, pure=False)(p) for p in big["billing"].to_delayed()
+                dask.delayed(_currencies, pure=False)(p) for p in big["billing"][["currency"]].to_delayed()
             ]
     computed = dict(zip(facts, compute(*facts.values(), progress=progress), strict=True)) if facts else {}
     duplicated: dict[str, dict[str, np.ndarray]] = {}
