@@ -185,7 +185,11 @@ class DaskEngine:
                 splits.append(split(item, key, n))
         pieces = _taken_apart(splits, n)
         join = dask.delayed(_concat, pure=False)
-        return [join([p[j] for p in pieces]) for j in range(n)]
+        joined = []
+        for j in range(n):
+            with self._on(j):  # group j is made where the next map's task of bucket j will run
+                joined.append(join([p[j] for p in pieces]))
+        return joined
 
     def persist(self, handle: list) -> list:
         return list(persist(*handle, progress=self.progress))
