@@ -353,3 +353,22 @@ def test_buckets_hold_dimensions_as_categoricals_with_every_value(sample_tables)
     assert both["channel"].tolist()[:3] == ["email", "chat", "web"] and pd.isna(both["channel"][3])
     assert set(both["channel"].cat.categories) == {"chat", "email", "web"}
     assert_same_metrics(report(tables, html=False).metrics, report(to_dask(tables, 3), html=False, buckets=2).metrics)
+
+
+def test_resolve_submits_every_family_then_finishes_each_in_turn(sample_tables):
+    """On Dask every pending's tasks are submitted before any is finished, ``started`` runs once they
+    are under way and before the first finish, and each finish gets its own computed parts."""
+    from csmetrics.engines.base import Pending, resolve
+    from csmetrics.engines.dask import load
+
+    engine, _ = load(to_dask(sample_tables, 3), buckets=3)
+    calls: list[str] = []
+    tickets = engine.map(len, engine.table("tickets"))
+    billing = engine.map(len, engine.table("billing"))
+    pendings = {
+        "tickets": Pending((tickets,), lambda parts: calls.append("tickets") or sum(parts)),
+        "billing": Pending((billing,), lambda parts: calls.append("billing") or sum(parts)),
+    }
+    done = resolve(engine, pendings, started=lambda: calls.append("started"))
+    assert calls == ["started", "tickets", "billing"]
+    assert done == {"tickets": len(sample_tables["tickets"]), "billing": len(sample_tables["billing"])}
