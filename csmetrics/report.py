@@ -328,23 +328,23 @@ def _run_families(
     if scores is not None or plain_billing is not None:
         rows = plans.customer_rows(engine, scores, plain_billing)
     step("metrics")
-    early: dict[str, Any] = {}
+    customer_frame: Any = pd.DataFrame(columns=["customer_id", "period"])
 
-    def customers_under_way() -> None:  # an engine that submits (Dask): the regroup overlaps the finishes
+    def customers_output() -> None:
+        nonlocal customer_frame
         assert rows is not None
-        early["customers"] = plans.customer_output(engine, rows, plain_billing, engine.n)
+        customer_frame = plans.customer_output(engine, rows, plain_billing, engine.n)
 
+    # an engine that submits its work (Dask): customers.parquet's regroup is submitted with the families
     submits = rows is not None and hasattr(engine, "start")
-    done = resolve(engine, pending, started=customers_under_way if submits else None)
+    done = resolve(engine, pending, started=customers_output if submits else None)
     # the scored rows (20M at large) are freed once the customer rows have read them: nothing below needs them
     pending.clear()
     scores = None
-    customer_frame: Any = pd.DataFrame(columns=["customer_id", "period"])
     ahead: dict[str, tuple[Any, Future]] = {}
     if rows is not None:
-        customer_frame = (
-            early.pop("customers") if submits else plans.customer_output(engine, rows, plain_billing, engine.n)
-        )
+        if not submits:
+            customers_output()
         rows = None
         if encode_ahead and isinstance(customer_frame, pd.DataFrame):  # the steps below overlap its encoding
             ahead["customers"] = (customer_frame, start_encoding(customer_frame))

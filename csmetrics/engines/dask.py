@@ -482,9 +482,8 @@ def _is_text(values: pd.Series) -> bool:
 
 def _categorical(values: pd.Series) -> pd.Series:
     """Text as a categorical, its categories in order of first appearance (as Parquet's dictionary)."""
-    array = values.array
-    if isinstance(array, ArrowStringArray):  # Arrow's hash encoding, without a pass through Python strings
-        return pd.Series(pa.chunked_array(array._pa_array).dictionary_encode().to_pandas().array, index=values.index)
+    if isinstance(values.array, ArrowStringArray):  # Arrow's hash encoding, without a pass through Python strings
+        return pd.Series(pa.array(values.array).dictionary_encode().to_pandas().array, index=values.index)
     return values.astype("category")
 
 
