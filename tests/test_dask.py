@@ -254,7 +254,9 @@ def test_cli_report_on_a_running_cluster(tmp_path):
     import subprocess
     import sys
 
-    from distributed import LocalCluster
+    from distributed import Client, LocalCluster
+
+    from csmetrics.memo import process_memo
 
     from .conftest import SAMPLE
 
@@ -263,7 +265,10 @@ def test_cli_report_on_a_running_cluster(tmp_path):
     with LocalCluster(n_workers=1, threads_per_worker=2, memory_limit="2GB", dashboard_address=":0") as cluster:
         done = subprocess.run([*cli, "--out", str(tmp_path / "out"), "--engine", "dask", "--scheduler", cluster.scheduler_address],
                               capture_output=True, text=True)  # fmt: skip
+        with Client(cluster) as client:  # the worker's families shared its buckets' ledgers in its own memo
+            shared = client.run(lambda: (process_memo().made, process_memo().hits))
     assert done.returncode == 0, done.stderr
+    assert all(made > 0 and hits >= made for made, hits in shared.values()), shared
     assert_same_metrics(expected.metrics, pd.read_parquet(tmp_path / "out" / "metrics.parquet"))
 
 

@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "csmetrics"
 
 LAYERS = {
-    0: {"_version", "_compat", "schemas", "periods", "stats", "catalog", "io", "options", "datagen", "schedule", "models", "charts", "sorting"},
+    0: {"_version", "_compat", "schemas", "periods", "stats", "catalog", "io", "options", "datagen", "schedule", "models", "charts", "sorting", "memo"},
     1: {"validate", "frame", "schemas_export", "checks"},
     2: {"metrics", "engines", "adapters"},
     3: {"plans"},

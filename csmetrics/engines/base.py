@@ -10,9 +10,6 @@ every table of one customer in the same bucket. The pandas engine
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -21,9 +18,10 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from csmetrics.memo import Memo, ProcessMemo, process_memo
 from csmetrics.schemas import AS_OF_COLUMNS
 
-__all__ = ["AS_OF_COLUMNS", "Engine", "Handle", "Memo", "Pending", "resolve"]
+__all__ = ["AS_OF_COLUMNS", "Engine", "Handle", "Memo", "Pending", "ProcessMemo", "process_memo", "resolve"]
 
 #: One item per bucket: a frame (or None where the table is absent) or a result of ``map``.
 Handle = list
@@ -153,54 +151,3 @@ def resolve(
         k += len(pending.handles)
         out[name] = pending.finish(*mine)
     return out
-
-
-_MISSING = object()
-
-
-class Memo:
-    """Results keyed by an object's identity (held weakly) and a key: the families of one run
-    that are given the same frame share work (the billing ledger) through the engine's memo.
-
-    An entry is used only while its object is alive and is the same object, so a freed frame
-    never hits a stale entry; the oldest entries are dropped beyond ``slots``.
-    """
-
-    def __init__(self, slots: int = 4, lock: bool = False):
-        self.slots = slots
-        self._entries: OrderedDict = OrderedDict()
-        self._lock = threading.Lock() if lock else None
-        self._making: dict[tuple, threading.Lock] = {}
-
-    def get(self, owner: object, key: tuple, make: Callable[[], Any]) -> Any:
-        full = (id(owner), *key)
-        if self._lock is None:
-            found = self._lookup(owner, full)
-            return self._store(owner, full, make()) if found is _MISSING else found
-        with self._lock:  # one lock per entry: unrelated entries are made at the same time
-            entry = self._making.setdefault(full, threading.Lock())
-        with entry:  # threads wanting this entry: one computes, the others wait and share
-            with self._lock:
-                found = self._lookup(owner, full)
-            if found is not _MISSING:
-                return found
-            value = make()
-            with self._lock:
-                return self._store(owner, full, value)
-
-    def _lookup(self, owner: object, full: tuple) -> Any:
-        hit = self._entries.get(full)
-        if hit is not None and hit[0]() is owner:
-            self._entries.move_to_end(full)
-            return hit[1]
-        return _MISSING
-
-    def _store(self, owner: object, full: tuple, value: Any) -> Any:
-        try:
-            self._entries[full] = (weakref.ref(owner), value)
-        except TypeError:  # pragma: no cover - frames are weak-referenceable
-            return value
-        while len(self._entries) > self.slots:
-            dropped, _ = self._entries.popitem(last=False)
-            self._making.pop(dropped, None)
-        return value

@@ -37,6 +37,7 @@ from pandas.arrays import ArrowStringArray
 from csmetrics._compat import import_dask, is_dask
 from csmetrics.engines.base import AS_OF_COLUMNS, joined_rows
 from csmetrics.engines.pandas import PandasEngine
+from csmetrics.memo import process_memo
 from csmetrics.options import UnknownNameError
 from csmetrics.periods import NAT, instants
 from csmetrics.schemas import BIG_TABLES as BIG
@@ -97,7 +98,9 @@ class DaskEngine:
 
     name = "dask"
 
-    memo = None  # buckets run in other processes: nothing to share in this one
+    #: each process its tasks run in shares work through its own memo: the families' tasks of one
+    #: bucket on one worker build its billing ledger once, as on the pandas engine
+    memo = process_memo()
 
     def __init__(
         self,

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from csmetrics.frame import factorize_sorted, id_positions
+from csmetrics.memo import identity_token
 from csmetrics.metrics._common import check_segment_columns, resolve_spine, run_starts
 from csmetrics.options import (
     FX_MODES,
@@ -135,6 +136,10 @@ class BillingContext:
     fx: pd.DataFrame | None = None
     base_currency: str | None = None
     customers: pd.DataFrame | None = field(default=None, repr=False)
+    #: the fx and customers tables as memo keys hold them (:func:`identity_token`): an object's id
+    #: would differ between a Dask worker's copies of one context, and can be reused once it is freed
+    fx_key: str | None = field(default=None, repr=False)
+    customers_key: str | None = field(default=None, repr=False)
 
 
 def prepare(
@@ -179,7 +184,16 @@ def prepare(
         base_currency = resolve_base_currency(
             set(billing["currency"].dropna().unique()), set(fx["currency"]), base_currency, fx
         )
-    context = BillingContext(spine, by, Policies.from_kwargs(policies), fx, base_currency, customers)
+    context = BillingContext(
+        spine,
+        by,
+        Policies.from_kwargs(policies),
+        fx,
+        base_currency,
+        customers,
+        identity_token(fx),
+        identity_token(customers),
+    )
     return billing, context
 
 
@@ -906,6 +920,6 @@ def arrays_and_ledger(billing: pd.DataFrame, context: BillingContext, memo: Any 
         return make()
     return memo.get(
         billing,
-        ("ledger", len(billing), context.spine, id(context.fx), context.base_currency, context.policies.fx_mode),
+        ("ledger", len(billing), context.spine, context.fx_key, context.base_currency, context.policies.fx_mode),
         make,
     )

@@ -114,8 +114,8 @@ def partial(billing: pd.DataFrame, context: BillingContext, memo: Any = None) ->
         context.spine,
         context.by,
         context.policies,
-        id(context.fx),
-        id(context.customers),
+        context.fx_key,
+        context.customers_key,
         context.base_currency,
     )
     return memo.get(billing, key, lambda: _partial(billing, context, memo))
