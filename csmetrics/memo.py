@@ -65,8 +65,12 @@ class Memo:
     def _store(self, owner: object, full: tuple, value: Any) -> Any:
         self.made += 1
         freed = self._freed
-        try:  # the callback only appends (no lock: it runs wherever the object happens to be freed)
-            self._entries[full] = (weakref.ref(owner, lambda _, full=full: freed.append(full)), value)
+
+        def forget(_: weakref.ref) -> None:  # only appends (no lock: it runs wherever the object is freed)
+            freed.append(full)
+
+        try:
+            self._entries[full] = (weakref.ref(owner, forget), value)
         except TypeError:  # pragma: no cover - frames are weak-referenceable
             return value
         while len(self._entries) > self.slots:
