@@ -22,3 +22,19 @@ def shared_data() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"external test data not found at {SHARED} (the project's shared/ folder is absent)")
     return SHARED
+
+
+@pytest.fixture
+def ledgers_built(monkeypatch) -> list[int]:
+    """The billing ledgers a test builds: one entry (the ledger's rows) per build_ledger call."""
+    from csmetrics.metrics import _billing
+
+    built: list[int] = []
+    real = _billing.build_ledger
+
+    def counted(arrays, context):
+        built.append(len(arrays.customer))
+        return real(arrays, context)
+
+    monkeypatch.setattr(_billing, "build_ledger", counted)
+    return built

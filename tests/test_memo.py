@@ -76,17 +76,10 @@ def test_identity_tokens_name_an_object_and_survive_pickling_in_a_context(sample
     assert _billing.arrays_and_ledger(billing, other_fx, memo) is not first
 
 
-def test_the_dask_engine_builds_each_buckets_ledger_once_not_once_per_family(sample_tables, monkeypatch):
+def test_the_dask_engine_builds_each_buckets_ledger_once_not_once_per_family(sample_tables, ledgers_built):
     """The revenue, value, cohort, renewal, CLV and health families of a report read one ledger per
     bucket on Dask too (they built their own: 36 ledgers for 4 buckets), and the report is the same."""
-    made = []
-    real = _billing.build_ledger
-
-    def counted(arrays, context):
-        made.append(len(arrays.customer))
-        return real(arrays, context)
-
-    monkeypatch.setattr(_billing, "build_ledger", counted)
+    made = ledgers_built
     expected = report(sample_tables, html=False)
     assert len(made) == 1
     made.clear()

@@ -192,21 +192,12 @@ def test_a_bucket_holds_the_columns_a_call_reads():
 
 
 @pytest.mark.parametrize(("engine", "buckets"), [("pandas", 1), ("threads", 2), ("threads", 3)])
-def test_the_report_builds_one_billing_ledger_per_bucket(sample_tables, monkeypatch, engine, buckets):
+def test_the_report_builds_one_billing_ledger_per_bucket(sample_tables, ledgers_built, engine, buckets):
     """Revenue, value, cohorts, renewals, health, the customer rows and the follow-up list's MRR share
     one ledger per customer bucket (the follow-ups once built their own, and health its own in spot
     mode), so customers.parquet's MRR adds up to the company MRR and the follow-ups' MRR is the
     customer's MRR at as_of, under the report's policies (spot fx too)."""
-    from csmetrics.metrics import _billing
-
-    built = []
-    real = _billing.build_ledger
-
-    def counted(arrays, context):
-        built.append(len(arrays.customer))
-        return real(arrays, context)
-
-    monkeypatch.setattr(_billing, "build_ledger", counted)
+    built = ledgers_built
     kwargs = {"engine": engine, "buckets": buckets} if engine == "threads" else {}
     for config in ({}, {"policies": {"fx_mode": "spot"}}):
         built.clear()
