@@ -7,15 +7,8 @@ import gc
 import pickle
 import weakref
 
-import dask
-import dask.dataframe as dd
-import pandas as pd
-
 from csmetrics.memo import Memo, ProcessMemo, identity_token, process_memo
 from csmetrics.metrics import _billing
-from csmetrics.report import report
-
-BIG = ("events", "tickets", "surveys", "billing")
 
 
 class Owner:
@@ -75,16 +68,3 @@ def test_identity_tokens_name_an_object_and_survive_pickling_in_a_context(sample
     _, other_fx = _billing.prepare(sample_tables["billing"], fx=fx.copy())
     assert _billing.arrays_and_ledger(billing, other_fx, memo) is not first
 
-
-def test_the_dask_engine_builds_each_buckets_ledger_once_not_once_per_family(sample_tables, ledgers_built):
-    """The revenue, value, cohort, renewal, CLV and health families of a report read one ledger per
-    bucket on Dask too (they built their own: 36 ledgers for 4 buckets), and the report is the same."""
-    made = ledgers_built
-    expected = report(sample_tables, html=False)
-    assert len(made) == 1
-    made.clear()
-    with dask.config.set(scheduler="threads", num_workers=2):
-        lazy = {k: dd.from_pandas(v, npartitions=3, sort=False) if k in BIG else v for k, v in sample_tables.items()}
-        got = report(lazy, html=False, buckets=4)
-    assert 4 <= len(made) <= 8, made  # one per bucket; a bucket may be built again after a regroup
-    pd.testing.assert_frame_equal(got.metrics, expected.metrics, check_exact=False, rtol=1e-12)

@@ -18,10 +18,10 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from csmetrics.memo import Memo, ProcessMemo, process_memo
+from csmetrics.memo import Memo
 from csmetrics.schemas import AS_OF_COLUMNS
 
-__all__ = ["AS_OF_COLUMNS", "Engine", "Handle", "Memo", "Pending", "ProcessMemo", "process_memo", "resolve"]
+__all__ = ["AS_OF_COLUMNS", "Engine", "Handle", "Memo", "Pending", "resolve"]
 
 #: One item per bucket: a frame (or None where the table is absent) or a result of ``map``.
 Handle = list
