@@ -391,3 +391,108 @@ def test_resolve_submits_every_family_then_finishes_each_in_turn(sample_tables):
     done = resolve(engine, pendings, started=lambda: calls.append("started"))
     assert calls == ["started", "tickets", "billing"]
     assert done == {"tickets": len(sample_tables["tickets"]), "billing": len(sample_tables["billing"])}
+
+
+# --------------------------------------------------------------------------
+# Shares: with several workers, each reads every Parquet partition and keeps its customers' rows
+# --------------------------------------------------------------------------
+def _as_parquet_folders(tables: dict[str, pd.DataFrame], root, files: int = 3) -> dict:
+    """The big tables as folders of ``files`` Parquet files each (a Dask partition per file), read
+    as the CLI reads them; the small tables as they are."""
+    from csmetrics.io import read_lazy
+
+    out = {}
+    for name, table in tables.items():
+        if name not in BIG:
+            out[name] = table
+            continue
+        folder = root / name
+        folder.mkdir()
+        for k, rows in enumerate(np.array_split(np.arange(len(table)), files)):
+            table.iloc[rows].reset_index(drop=True).to_parquet(folder / f"part-{k}.parquet")
+        out[name] = read_lazy(folder)
+    return out
+
+
+def _bad_rows(sample_tables) -> dict[str, pd.DataFrame]:
+    """Rejected rows in every partition: a duplicate across files, missing amounts, null customers
+    (all at even positions)."""
+    tables = dict(sample_tables)
+    tables["tickets"] = _tickets_with_cross_partition_duplicate(sample_tables)
+    billing = tables["billing"].copy()
+    billing.loc[billing.index[[0, 6, 2 * (len(billing) // 4), 2 * (len(billing) // 2 - 2)]], "amount"] = np.nan
+    tables["billing"] = billing
+    surveys = tables["surveys"].astype({"customer_id": "float64"})
+    surveys.loc[surveys.index[[2, 2 * (len(surveys) // 2 - 1)]], "customer_id"] = np.nan  # even rows
+    tables["surveys"] = surveys
+    return tables
+
+
+def test_a_share_holds_the_rows_of_its_workers_buckets_and_the_shares_hold_every_row(sample_tables):
+    """Each worker's share of a partition is the rows whose customer bucket lives on it (bucket j on
+    worker j mod workers), in the partition's order; the shares of a partition together are the
+    partition, each rejected row in exactly one of them, its label restored."""
+    from csmetrics.engines.dask import _bucket_pieces, _in_table_order, _outcome, _validated_share
+
+    tables = _bad_rows(sample_tables)
+    for name in ("surveys", "billing"):
+        part = tables[name].iloc[::2]  # labels that are not positions
+        facts = (name, True, tables["fx"], None, None, None, False)
+        whole = _validated_share(part, 0, 1, "int", 5, *facts)
+        shares = [_validated_share(part, w, 2, "int", 5, *facts) for w in range(2)]
+        for w, share in enumerate(shares):
+            pieces = _bucket_pieces(share, "int", 5)
+            assert all(len(pieces[j]) == 0 for j in range(5) if j % 2 != w)
+            assert sum(len(p) for p in pieces) == len(share[0]) > 0
+        valid = pd.concat([s[0] for s in shares]).sort_index()
+        # the same rows; a share codes its dimensions on the categories it holds (in order of appearance)
+        pd.testing.assert_frame_equal(valid.reset_index(drop=True), whole[0].reset_index(drop=True), check_categorical=False)
+        (rejected,) = _in_table_order([_outcome(s) for s in shares], [0, 0])
+        assert len(whole[1]) >= 2
+        pd.testing.assert_frame_equal(rejected, whole[1])  # same rows, same labels, same order
+
+
+def test_report_from_parquet_on_two_workers_reads_shares_and_moves_few_rows(sample_tables, tmp_path):
+    """On two workers the Parquet partitions are read on both, so a bucket's rows are not moved to
+    it: the bytes moved between the workers while the tables are loaded fall to under half of those
+    moved when one worker reads each partition, and the report, the rejected rows (in order) and the
+    row counts are the same either way, and the pandas engine's."""
+    from distributed import Client, LocalCluster
+
+    import csmetrics.engines.dask as engine_module
+
+    tables = _bad_rows(sample_tables)
+    expected = report(tables, quarantine=True, html=False)
+    given = _as_parquet_folders(tables, tmp_path)
+
+    def moved(dask_worker) -> int:
+        return sum(sum(entry["keys"].values()) for entry in dask_worker.transfer_incoming_log)
+
+    results, bytes_moved = {}, {}
+    # a cluster per way, its transfer log long enough to hold every transfer (1000 entries by default)
+    for shares in (False, True):
+        with dask.config.set({"distributed.admin.low-level-log-length": 1_000_000}), \
+                LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
+                Client(cluster) as client, dask.config.set(scheduler=client.get):  # fmt: skip
+            reread = engine_module._rereadable
+            try:
+                if not shares:
+                    engine_module._rereadable = lambda table: False
+                engine, rejected = engine_module.load(given, quarantine=True, buckets=4)
+            finally:
+                engine_module._rereadable = reread
+            bytes_moved[shares] = sum(client.run(moved).values())
+            results[shares] = (engine.stats, rejected)
+            if shares:
+                got = report(given, quarantine=True, html=False, buckets=4)
+    assert 0 < bytes_moved[True] < bytes_moved[False] / 2, bytes_moved
+    (stats_one, rejected_one), (stats_shares, rejected_shares) = results[False], results[True]
+    assert {k: v["rows"] for k, v in stats_shares.items()} == {k: v["rows"] for k, v in stats_one.items()}
+    assert stats_shares["billing"]["min"] == stats_one["billing"]["min"]
+    assert sorted(rejected_shares) == sorted(rejected_one)
+    assert [name for name in sorted(rejected_one) if len(rejected_one[name])] == ["billing", "surveys", "tickets"]
+    for name in rejected_one:
+        pd.testing.assert_frame_equal(rejected_shares[name], rejected_one[name])
+        assert len(got.rejected.get(name, ())) == len(expected.rejected.get(name, ()))
+    assert_same_metrics(expected.metrics, got.metrics)
+    assert got.manifest["inputs"]["surveys"]["rows"] == len(tables["surveys"])
