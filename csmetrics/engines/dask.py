@@ -23,7 +23,6 @@ Results (metric frames) are pandas; nothing is approximate.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -304,20 +303,11 @@ def _taken_apart(splits: list, n: int) -> list[list]:
         return [[split[j] for j in range(n)] for split in splits]
 
 
-def _buckets(
-    outcomes: dict[str, list],
-    pieces: dict[str, list[list]],
-    homes: dict[str, list[int | None]],
-    n: int,
-    kind: str,
-    progress: bool,
-) -> tuple[dict, dict]:
-    """(each table's share outcomes, its ``n`` customer buckets kept on the cluster), in one
+def _buckets(outcomes: dict[str, list], pieces: dict[str, list[list]], n: int, progress: bool) -> tuple[dict, dict]:
+    """(each table's partition outcomes, its ``n`` customer buckets kept on the cluster), in one
     computation. With a distributed client, bucket j of every table is made and kept on one worker
     (worker j mod workers): a family reading several tables of a bucket, or the events bucket and its
-    user order, finds them in one place instead of moving them between workers. A share with a home
-    (``homes``: a worker's number, else None) is read and validated on that worker, which keeps its
-    buckets' rows."""
+    user order, finds them in one place instead of moving them between workers."""
     dask = import_dask()
     names = list(pieces)
     client = _distributed_client()
@@ -332,34 +322,20 @@ def _buckets(
             k += len(outcomes[name]) + n
         return compute(persisted, progress=progress)[0], buckets
     workers = _worker_addresses(client)
-    entries = [(name, k) for name in names for k in range(len(outcomes[name]))]
-    outcome_futures: dict[str, list] = {name: [None] * len(outcomes[name]) for name in names}
-    piece_futures: dict[str, list] = {name: [None] * len(outcomes[name]) for name in names}
-    futures: Iterator | None = None
-    for home in dict.fromkeys(homes[name][k] for name, k in entries):
-        mine = [(name, k) for name, k in entries if homes[name][k] == home]
-        flat = [*(outcomes[name][k] for name, k in mine), *(p for name, k in mine for p in pieces[name][k])]
-        only = {} if home is None else {"workers": [workers[home]], "allow_other_workers": False}  # its share's rows
-        futures = iter(client.compute(flat, **only))
-        for name, k in mine:
-            outcome_futures[name][k] = next(futures)
-        for name, k in mine:
-            piece_futures[name][k] = [next(futures) for _ in pieces[name][k]]
+    flat = [*(h for name in names for h in outcomes[name]), *(p for name in names for row in pieces[name] for p in row)]
+    futures = iter(client.compute(flat))
+    outcome_futures = {name: [next(futures) for _ in outcomes[name]] for name in names}
+    piece_futures = {name: [[next(futures) for _ in row] for row in pieces[name]] for name in names}
     place = dict(allow_other_workers=True, pure=False)  # a preference: a strict one measured slower
-
-    def bucket(name: str, j: int, rows: list[list]):
-        """Bucket j of a table: its piece of each share made where it lives, else of each partition;
-        the strays of the other worker's shares (rows whose id validation changed: normally none)."""
-        here = j % len(workers)
-        made = [
-            row[j] if homes[name][k] is None else row[j // len(workers)]
-            for k, row in enumerate(rows)
-            if homes[name][k] in (None, here)
+    buckets = {
+        name: [
+            client.submit(
+                _concat, [row[j] for row in piece_futures[name]], workers=[workers[j % len(workers)]], **place
+            )
+            for j in range(n)
         ]
-        strays = [row[-1] for k, row in enumerate(rows) if homes[name][k] not in (None, here)]
-        return client.submit(_with_strays, made, strays, j, n, kind, workers=[workers[here]], **place)
-
-    buckets = {name: [bucket(name, j, piece_futures[name]) for j in range(n)] for name in names}
+        for name in names
+    }
     del futures, piece_futures  # each bucket's pieces are released once it is made
     if progress:
         _shown([f for name in names for f in buckets[name]])
@@ -527,22 +503,6 @@ def _validate_part(part, name, quarantine, fx, base_currency, duplicated, curren
     return coded(result, name), None, None
 
 
-def _share_pieces(result: tuple, kind: str, n: int, copy: int, copies: int) -> tuple[pd.DataFrame | None, ...]:
-    """A share's pieces of its worker's buckets (copy, copy + copies, ...), then its strays: valid rows
-    of other buckets (an id that validation changed, so that it hashes elsewhere), or None."""
-    pieces = _bucket_pieces(result, kind, n)
-    strays = [p for j, p in enumerate(pieces) if j % copies != copy and p is not None and len(p)]
-    return (*pieces[copy::copies], pd.concat(_same_categories(strays)) if strays else None)
-
-
-def _with_strays(pieces: list, strays: list, j: int, n: int, kind: str) -> pd.DataFrame | None:
-    """Bucket j: its pieces, then the rows of bucket j among the strays."""
-    for rows in strays:
-        if rows is not None:
-            pieces = [*pieces, rows[_hash_group(_as_kind(rows["customer_id"], kind), n) == j]]
-    return _concat(pieces)
-
-
 def _bucket_pieces(result: tuple, kind: str, n: int) -> tuple[pd.DataFrame | None, ...]:
     """A validated partition's rows split into the ``n`` customer buckets (None if it failed)."""
     part = result[0]
@@ -564,7 +524,6 @@ def load(
     """Validate and bucket the tables; returns (engine, rejected rows)."""
     dask = import_dask()
     import dask.dataframe as dd
-    from dask.graph_manipulation import clone
 
     tables = {k: v for k, v in tables.items() if v is not None}
     unknown = sorted(set(tables) - set(TABLES))
@@ -620,59 +579,38 @@ def load(
             raise table_error("billing", "currency", "mixed currencies need an fx table", sorted(currencies))
         base = resolve_base_currency(currencies, set(fx["currency"]), base_currency, fx)
 
-    # validate every partition with those facts, then split the valid rows into customer buckets.
-    # With several workers, a Parquet partition is read on each of them, and each validates and
-    # buckets only the rows of the customers whose buckets it keeps (its share): reading a partition
-    # again costs less than moving half of its rows to the other worker (benchmarks/README.md)
-    client = _distributed_client()
-    workers = len(_worker_addresses(client)) if client is not None else 1
+    # validate every partition with those facts, then split the valid rows into customer buckets
     results: dict[str, list] = {}
-    homes: dict[str, list[int | None]] = {}
-    partition_of: dict[str, list[int]] = {}
     for name, table in big.items():
         parts = table.to_delayed()
-        copies = workers if workers > 1 and _rereadable(table) else 1
-        facts_of = (name, quarantine, fx, base, duplicated.get(name), currencies, validated)
-        share = dask.delayed(_validated_share, pure=False, traverse=False)
-        if copies > 1:
+        if validated:
             results[name] = [
-                share(clone(p, seed=w), w, copies, kind, n, *facts_of) for p in parts for w in range(copies)
+                dask.delayed(lambda p, t=name: (coded(plain_strings(p), t), None, None), pure=False)(p) for p in parts
             ]
-            homes[name] = [w for _ in parts for w in range(copies)]
         else:
-            results[name] = [share(p, 0, 1, kind, n, *facts_of) for p in parts]
-            homes[name] = [None] * len(parts)
-        partition_of[name] = [k for k in range(len(parts)) for _ in range(copies)]
-    # one computation validates each share once: its outcome (rejected rows, failures, stats) and
+            check = dask.delayed(_validate_part, pure=False, traverse=False)
+            results[name] = [check(p, name, quarantine, fx, base, duplicated.get(name), currencies) for p in parts]
+    # one computation validates each partition once: its outcome (rejected rows, failures, stats) and
     # its pieces of the customer buckets are both made from it, then it is released
     outcomes, pieces = {}, {}
     for name, res in results.items():
         outcomes[name] = [dask.delayed(_outcome, pure=False)(r) for r in res]
-        if homes[name][0] is None:
-            cut = dask.delayed(_bucket_pieces, pure=False, nout=n)
-            pieces[name] = _taken_apart([cut(r, kind, n) for r in res], n)
-        else:  # a share's pieces of its worker's buckets, and its strays
-            size = [len(range(w, n, workers)) + 1 for w in range(workers)]
-            cuts = [dask.delayed(_share_pieces, pure=False, nout=size[w]) for w in range(workers)]
-            owners = [w for w in homes[name] if w is not None]
-            splits = [cuts[w](r, kind, n, w, workers) for r, w in zip(res, owners, strict=True)]
-            pieces[name] = [
-                row for split, w in zip(splits, owners, strict=True) for row in _taken_apart([split], size[w])
-            ]
+        cut = dask.delayed(_bucket_pieces, pure=False, nout=n)
+        pieces[name] = _taken_apart([cut(r, kind, n) for r in res], n)
     del results
-    outcome, bucketed = _buckets(outcomes, pieces, homes, n, kind, progress)
+    outcome, bucketed = _buckets(outcomes, pieces, n, progress)
     errors = []
     for name, parts in outcome.items():
-        failures = [f for _, f, _, _, _ in parts if f is not None and len(f)]
+        failures = [f for _, f, _, _ in parts if f is not None and len(f)]
         if failures:
-            errors.append(ValidationError(name, _once_per_table_rule(pd.concat(failures, ignore_index=True))))
-        found = _in_table_order(parts, partition_of[name])
+            errors.append(ValidationError(name, pd.concat(failures, ignore_index=True)))
+        found = [r for r, _, _, _ in parts if r is not None and len(r)]
         if found:
             rejected[name] = pd.concat(found)
     if errors:  # without quarantine any failure; with it, only table-level ones (a missing column)
         raise errors[0]
-    stats = {name: _merge_stats([s for _, _, s, _, _ in parts]) for name, parts in outcome.items()}
-    heads = {name: next(h for _, _, _, h, _ in parts if h is not None) for name, parts in outcome.items()}
+    stats = {name: _merge_stats([s for _, _, s, _ in parts]) for name, parts in outcome.items()}
+    heads = {name: next(h for _, _, _, h in parts if h is not None) for name, parts in outcome.items()}
     return DaskEngine(bucketed, stats, heads, n, valid_small, progress), rejected
 
 
@@ -684,87 +622,6 @@ def _currencies(part: pd.DataFrame) -> set:
 
 
 def _outcome(result: tuple) -> tuple:
-    """(rejected rows, failures, stats, zero-row frame of the valid columns, the rejected rows'
-    positions in their partition and the partition's number) of one share."""
-    valid, rejected, failures, order = result
-    return rejected, failures, _stats(valid), None if valid is None else valid.iloc[:0], order
-
-
-def _rereadable(table) -> bool:
-    """A table read from Parquet files as it is (as the CLI reads them): a partition read again costs
-    about as much as moving its rows between two workers once (reading a CSV or another computation
-    again costs more)."""
-    try:
-        from dask.dataframe.dask_expr.io.parquet import ReadParquet
-    except ImportError:  # pragma: no cover - a Dask before dask-expr was merged into dask.dataframe
-        return False
-    return isinstance(getattr(table, "expr", None), ReadParquet)
-
-
-def _owner_groups(part: pd.DataFrame, kind: str, n: int) -> np.ndarray:
-    """Each row's customer bucket as :func:`_bucket_pieces` finds it after validation, computed from
-    the ids as read (an id validation will reject counts wherever it lands)."""
-    if "customer_id" not in part.columns:
-        return np.zeros(len(part), dtype=np.int64)
-    ids = part["customer_id"]
-    try:
-        values = _as_kind(ids, kind)
-    except (TypeError, ValueError, OverflowError):  # a null or unreadable id: its row is rejected
-        if kind == "str":
-            values = ids.astype("str")
-        else:
-            numbers = pd.to_numeric(ids, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-            numbers = np.where(np.isfinite(numbers) & (np.abs(numbers) < 2.0**63), numbers, 0)
-            values = pd.Series(numbers.astype(np.int64))
-    return _hash_group(values, n)
-
-
-def _validated_share(
-    part, copy, copies, kind, n, name, quarantine, fx, base_currency, duplicated, currencies, validated
-) -> tuple:
-    """(valid, rejected, failures, rejected rows' positions) of the rows of a partition whose customer
-    buckets live on worker ``copy`` of ``copies`` (all of them when ``copies`` is 1).
-
-    A share is validated with its rows labelled by their positions in the partition, so that the
-    shares' rejected rows are put back in the partition's order; their labels are then restored."""
-    if copies > 1:
-        where = np.flatnonzero(_owner_groups(part, kind, n) % copies == copy)
-        labels = part.index
-        part = part.take(where).set_axis(pd.Index(where), axis=0)
-    if validated:
-        return coded(plain_strings(part), name), None, None, None
-    valid, rejected, failures = _validate_part(part, name, quarantine, fx, base_currency, duplicated, currencies)
-    if copies == 1:
-        return valid, rejected, failures, None
-    order = None
-    if rejected is not None and len(rejected):
-        order = rejected.index.to_numpy(dtype=np.int64)
-        rejected = rejected.set_axis(labels.take(order), axis=0)
-    if failures is not None and len(failures):
-        row = failures["row"].to_numpy(dtype=object)
-        known = pd.notna(row)
-        row[known] = np.asarray(labels, dtype=object)[row[known].astype(np.int64)]
-        failures = failures.assign(row=row)
-    return valid, rejected, failures, order
-
-
-def _in_table_order(parts: list[tuple], partitions: list[int]) -> list[pd.DataFrame]:
-    """The shares' rejected rows, partition by partition, each partition's in its rows' order
-    (``partitions``: the partition of each share; a partition's shares are consecutive)."""
-    out: list[pd.DataFrame] = []
-    for _, shares in itertools.groupby(zip(parts, partitions, strict=True), key=lambda item: item[1]):
-        found = [
-            (rejected, order) for (rejected, _, _, _, order), _ in shares if rejected is not None and len(rejected)
-        ]
-        if len(found) == 1 or (found and found[0][1] is None):
-            out.extend(r for r, _ in found)
-        elif found:
-            rows = pd.concat([r for r, _ in found])
-            out.append(rows.take(np.argsort(np.concatenate([o for _, o in found]), kind="stable")))
-    return out
-
-
-def _once_per_table_rule(failures: pd.DataFrame) -> pd.DataFrame:
-    """Failures with each table-level one (no row: a missing column) once, not once per partition."""
-    repeated = failures["row"].isna() & failures[["column", "rule"]].astype(str).duplicated()
-    return failures[~repeated.to_numpy()]
+    """(rejected rows, failures, stats, zero-row frame of the valid columns) of one partition."""
+    valid, rejected, failures = result
+    return rejected, failures, _stats(valid), None if valid is None else valid.iloc[:0]
