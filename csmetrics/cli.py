@@ -219,7 +219,11 @@ def _dask_client(stack, scheduler: str | None, workers: int | None, memory_limit
             dashboard_address=f"{LOOPBACK}:0",
         )
     )
-    return stack.enter_context(Client(cluster))
+    client = stack.enter_context(Client(cluster))
+    from csmetrics.engines.worker_heap import HeapPlugin
+
+    client.register_plugin(HeapPlugin())
+    return client
 
 
 def _report(data_dir, out, stages, settings, params, engine, buckets, quarantine, html, partitioned, quiet) -> None:

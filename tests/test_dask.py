@@ -391,3 +391,29 @@ def test_resolve_submits_every_family_then_finishes_each_in_turn(sample_tables):
     done = resolve(engine, pendings, started=lambda: calls.append("started"))
     assert calls == ["started", "tickets", "billing"]
     assert done == {"tickets": len(sample_tables["tickets"]), "billing": len(sample_tables["billing"])}
+
+
+def test_local_cluster_workers_trim_their_heap_after_each_task():
+    """The CLI's local cluster registers the heap plugin: each worker returns its heap's free pages
+    after every task it ran; CSMETRICS_MALLOC=default in the workers' environment turns it off."""
+    import contextlib
+
+    from distributed import Client, LocalCluster
+
+    from csmetrics.cli import _dask_client
+    from csmetrics.engines.worker_heap import HeapPlugin
+
+    def trims(dask_worker):
+        plugin = dask_worker.plugins.get(HeapPlugin.name)
+        return None if plugin is None else plugin.trims
+
+    with contextlib.ExitStack() as stack:
+        client = _dask_client(stack, None, 1, "1GB", quiet=True)
+        assert list(client.run(trims).values()) == [0]
+        client.gather(client.map(np.ones, [1 << 20] * 5, pure=False))
+        assert list(client.run(trims).values()) == [5]
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.CSMETRICS_MALLOC": "default"}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as client:  # fmt: skip
+        client.register_plugin(HeapPlugin())
+        client.gather(client.map(np.ones, [1 << 20] * 5, pure=False))
+        assert list(client.run(trims).values()) == [0]
