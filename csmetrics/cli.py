@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from csmetrics._compat import lazy_module
 from csmetrics.adapters import ADAPTERS, AdapterError
 from csmetrics.catalog import CATALOG
 from csmetrics.config import load_config
@@ -23,6 +24,9 @@ from csmetrics.output import OutputError, prepare_output_folder
 from csmetrics.report import report
 from csmetrics.schemas_export import export_schemas
 from csmetrics.validate import TABLES, ValidationError, validate_tables
+
+#: the Dask workers' heap plugin, imported (with distributed) only when a local cluster starts
+worker_heap = lazy_module("csmetrics.engines.worker_heap")
 
 __all__ = ["LOOPBACK", "app", "export_command", "main", "metrics_command", "report_command", "validate_command"]
 
@@ -220,9 +224,7 @@ def _dask_client(stack, scheduler: str | None, workers: int | None, memory_limit
         )
     )
     client = stack.enter_context(Client(cluster))
-    from csmetrics.engines.worker_heap import HeapPlugin
-
-    client.register_plugin(HeapPlugin())
+    client.register_plugin(worker_heap.HeapPlugin())
     return client
 
 
