@@ -13,7 +13,16 @@ import threading
 from types import ModuleType
 from typing import Any
 
-__all__ = ["any_dask", "import_dask", "is_dask", "lazy_module", "tune_allocator"]
+__all__ = [
+    "HEAP_ARRAYS",
+    "any_dask",
+    "glibc_malloc",
+    "heap_arrays_up_to",
+    "import_dask",
+    "is_dask",
+    "lazy_module",
+    "tune_allocator",
+]
 
 
 def is_dask(obj: Any) -> bool:
@@ -51,8 +60,34 @@ class lazy_module:  # noqa: N801 - used like a module
 
 #: glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: arrays up to this size are served from malloc's heap when csmetrics tunes it (the families' arrays
+#: are a few MB); glibc's own default mmap threshold is 128 KiB
+HEAP_ARRAYS = 32 << 20
 _TUNED: list[bool] = []
 _TUNE_LOCK = threading.Lock()
+
+
+def glibc_malloc() -> Any | None:
+    """glibc's C library, for ``mallopt`` and ``malloc_trim``; None where malloc is not glibc's or
+    ``CSMETRICS_MALLOC=default`` leaves malloc alone."""
+    if os.environ.get("CSMETRICS_MALLOC", "").lower() == "default" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # pragma: no cover - no such library
+        return None
+
+
+def heap_arrays_up_to(size: int) -> Any | None:
+    """Let glibc's malloc serve allocations up to ``size`` bytes from its heap (its mmap threshold);
+    returns the C library when it did, else None (see :func:`glibc_malloc`)."""
+    libc = glibc_malloc()
+    try:
+        return libc if libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, size) else None
+    except AttributeError:  # pragma: no cover - no such symbol
+        return None
 
 
 def tune_allocator() -> bool:
@@ -74,26 +109,15 @@ def tune_allocator() -> bool:
     with _TUNE_LOCK:
         if _TUNED:
             return _TUNED[0]
-        done = False
-        if not _malloc_set_by_environment() and platform.libc_ver()[0] == "glibc":
-            try:
-                import ctypes
-
-                libc = ctypes.CDLL("libc.so.6")
-                done = bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(
-                    libc.mallopt(_M_TRIM_THRESHOLD, 128 << 20)
-                )
-            except (OSError, AttributeError):  # pragma: no cover - no such library or symbol
-                done = False
-        _TUNED.append(done)
-        return done
+        libc = None if _malloc_set_by_environment() else heap_arrays_up_to(HEAP_ARRAYS)
+        _TUNED.append(libc is not None and bool(libc.mallopt(_M_TRIM_THRESHOLD, 128 << 20)))
+        return _TUNED[0]
 
 
 def _malloc_set_by_environment() -> bool:
-    """The environment declines the tuning or sets glibc malloc's thresholds itself."""
+    """The environment sets glibc malloc's thresholds itself (``CSMETRICS_MALLOC=default``, which
+    declines the tuning, is :func:`glibc_malloc`'s)."""
     env = os.environ
-    return (
-        env.get("CSMETRICS_MALLOC", "").lower() == "default"
-        or any(name in env for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"))
-        or "glibc.malloc." in env.get("GLIBC_TUNABLES", "")
+    return any(name in env for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")) or (
+        "glibc.malloc." in env.get("GLIBC_TUNABLES", "")
     )

@@ -17,17 +17,14 @@ in the workers' environment turns it off; other C libraries than glibc are left 
 
 from __future__ import annotations
 
-import ctypes
-import os
-import platform
 from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-#: glibc mallopt parameter (malloc.h), its default value, and the threshold the plugin sets
-_M_MMAP_THRESHOLD = -3
-_DEFAULT_MMAP_THRESHOLD = 128 << 10
-_MMAP_THRESHOLD = 32 << 20
+from csmetrics._compat import HEAP_ARRAYS, heap_arrays_up_to
+
+#: glibc's default mmap threshold, restored when the plugin is removed
+_GLIBC_MMAP_THRESHOLD = 128 << 10
 
 
 class HeapPlugin(WorkerPlugin):
@@ -40,14 +37,7 @@ class HeapPlugin(WorkerPlugin):
         self._libc: Any = None
 
     def setup(self, worker: Any) -> None:
-        if os.environ.get("CSMETRICS_MALLOC", "").lower() == "default" or platform.libc_ver()[0] != "glibc":
-            return
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            if libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD):
-                self._libc = libc
-        except (OSError, AttributeError):  # pragma: no cover - no such library or symbol
-            self._libc = None
+        self._libc = heap_arrays_up_to(HEAP_ARRAYS)
 
     def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
         if self._libc is not None and start == "executing":
@@ -56,6 +46,6 @@ class HeapPlugin(WorkerPlugin):
 
     def teardown(self, worker: Any) -> None:
         if self._libc is not None:
-            self._libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT_MMAP_THRESHOLD)
+            heap_arrays_up_to(_GLIBC_MMAP_THRESHOLD)
             self._libc.malloc_trim(0)
             self._libc = None
