@@ -76,6 +76,12 @@ def run(command: list[str]) -> tuple[float, int, int]:
     return seconds, peak, process.returncode
 
 
+def task_name(row: dict) -> str:
+    """A task stream row's function name (its key without the token)."""
+    key = row["key"][0] if isinstance(row["key"], tuple) else row["key"]
+    return re.split(r"-[0-9a-f]{8}|-[0-9a-f]{32}", str(key))[0]
+
+
 @contextlib.contextmanager
 def task_stream(workers: int, memory_limit: str, out: Path):
     """A local cluster like the CLI's, yielding its scheduler address; its task stream summarised into ``out``."""
@@ -83,14 +89,15 @@ def task_stream(workers: int, memory_limit: str, out: Path):
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, memory_limit=memory_limit, host="127.0.0.1",
                       dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:  # fmt: skip
+        from csmetrics.engines.worker_heap import HeapPlugin
+
+        client.register_plugin(HeapPlugin())  # as the CLI's local cluster
         with get_task_stream(client) as stream:
             yield cluster.scheduler_address
         seconds: dict[tuple[str, str], float] = collections.defaultdict(float)
         for row in stream.data:
-            key = row["key"][0] if isinstance(row["key"], tuple) else row["key"]
-            name = re.split(r"-[0-9a-f]{8}|-[0-9a-f]{32}", str(key))[0]
             for part in row["startstops"]:
-                seconds[(name, part["action"])] += part["stop"] - part["start"]
+                seconds[(task_name(row), part["action"])] += part["stop"] - part["start"]
     table = sorted(({"task": n, "action": a, "seconds": round(v, 2)} for (n, a), v in seconds.items()), key=lambda r: -r["seconds"])
     totals = collections.Counter()
     for r in table:
@@ -98,7 +105,24 @@ def task_stream(workers: int, memory_limit: str, out: Path):
     print("worker-seconds: " + ", ".join(f"{a} {v:.1f}" for a, v in totals.most_common()))
     for r in table[:25]:
         print(f"  {r['seconds']:8.1f}  {r['action']:<11} {r['task']}")
-    out.write_text(json.dumps({"totals": dict(totals), "tasks": table}, indent=2))
+    # the timeline: worker-seconds of each action in 10 s windows since the first task started
+    spans = [(task_name(row), part) for row in stream.data for part in row["startstops"]]
+    origin = min((p["start"] for _, p in spans), default=0.0)
+    windows: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
+    names: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
+    for name, part in spans:
+        start, stop = part["start"] - origin, part["stop"] - origin
+        w = int(start // 10)
+        while start < stop:
+            end = min(stop, (w + 1) * 10)
+            windows[w][part["action"]] += end - start
+            names[w][name] += end - start
+            start, w = end, w + 1
+    timeline = [
+        {"from_s": 10 * w, **{a: round(v, 1) for a, v in windows[w].items()}, "top": [n for n, _ in names[w].most_common(3)]}
+        for w in sorted(windows)
+    ]
+    out.write_text(json.dumps({"totals": dict(totals), "tasks": table, "timeline": timeline}, indent=2))
 
 
 def compare(a: Path, b: Path) -> dict[str, str]:
