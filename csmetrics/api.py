@@ -1007,7 +1007,7 @@ class HealthScorecard(Scorecard):
 
     def _scores(self, tables: Mapping[str, Any], *, fit: bool) -> pd.DataFrame:
         engine, window = _health_engine(tables)
-        scores, fitted = plans.health_scores(engine, self, fit=fit, **window)
+        scores, fitted, _ = plans.health_scores(engine, self, fit=fit, **window)
         if fit:
             self.support_scale_, self.weights_ = fitted.support_scale_, fitted.weights_
         return _one(engine, plans.gather_scores(engine, scores))
@@ -1061,9 +1061,9 @@ def health_metrics(
     1.0
     """
     engine, window = _health_engine(tables)
-    scores, _ = plans.health_scores(engine, scorecard or HealthScorecard(), **window)
+    scores, _, periods = plans.health_scores(engine, scorecard or HealthScorecard(), **window)
     freq_tz = {k: window[k] for k in ("freq", "tz") if k in window}
-    return _one(engine, plans.health(engine, scores, by=by, **freq_tz))[0]
+    return _one(engine, plans.health(engine, scores, by=by, periods=periods, **freq_tz))[0]
 
 
 def at_risk(*, scorecard: Scorecard | None = None, period: object = None, **tables: Any) -> pd.DataFrame:
@@ -1095,9 +1095,9 @@ def at_risk(*, scorecard: Scorecard | None = None, period: object = None, **tabl
     [1]
     """
     engine, window = _health_engine(tables)
-    scores, _ = plans.health_scores(engine, scorecard or HealthScorecard(), **window)
+    scores, _, periods = plans.health_scores(engine, scorecard or HealthScorecard(), **window)
     freq_tz = {k: window[k] for k in ("freq", "tz") if k in window}
-    pending = {"risky": plans.at_risk(engine, scores, period=period, **freq_tz)}
+    pending = {"risky": plans.at_risk(engine, scores, period=period, periods=periods, **freq_tz)}
     if engine.has("billing"):
         context = plans.billing_context(engine, as_of=plans.health_as_of(engine, window.get("as_of")))
         pending["renewals"] = plans.renewals(engine, context)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -588,6 +588,18 @@ def engagement(
 # --------------------------------------------------------------------------
 # Health: rows per bucket, an exact global fit, then scores
 # --------------------------------------------------------------------------
+class Scored(NamedTuple):
+    """:func:`health_scores`' result."""
+
+    #: the scored rows per bucket
+    handle: Handle
+    #: the scorecard they were scored with
+    card: Scorecard
+    #: each bucket's first and last scored period (none: no rows), found with the fit from the
+    #: component rows: the health families know their spine and last period without another pass
+    periods: list[pd.Series]
+
+
 def health_scores(
     engine: Engine,
     card: Scorecard,
@@ -599,10 +611,14 @@ def health_scores(
     start: object = None,
     end: object = None,
     billing_context: BillingContext | None = None,
-) -> tuple[Handle, Scorecard]:
-    """The handle of the scored rows per bucket and the scorecard they were scored with: ``card``
-    itself when ``fit`` is False, else a fitted copy (the caller's scorecard is never changed).
-    ``billing_context``: the report's (the MRR component from its revenue families' ledger)."""
+    persist: bool = True,
+) -> Scored:
+    """The scored rows per bucket, the scorecard they were scored with (``card`` itself when ``fit``
+    is False, else a fitted copy: the caller's scorecard is never changed) and their period ranges.
+    ``billing_context``: the report's (the MRR component from its revenue families' ledger).
+    ``persist=False``: the scores are computed with the families that read them (on Dask in their
+    graph, so each bucket's scores are made once, read by those families and freed, instead of held,
+    and spilled, until the last of them has run; at large they are 20M rows of 17 columns)."""
     present = [name for name in HEALTH_TABLES if engine.has(name)] or [
         name for name in HEALTH_TABLES if engine.holds(name)
     ]
@@ -623,13 +639,21 @@ def health_scores(
         )
     )
     if fit:
-        (counts,) = engine.gather(engine.map(load_counts, rows))
+        (facts,) = engine.gather(engine.map(_loads_and_periods, rows))
         card = copy.deepcopy(card).fit_loads(
-            np.concatenate([c[0] for c in counts]), np.concatenate([c[1] for c in counts])
+            np.concatenate([f[0] for f in facts]), np.concatenate([f[1] for f in facts])
         )
+        periods = [f[2] for f in facts]
     else:
         card.check_is_fitted()
-    return engine.persist(engine.map(card.finish, rows, spine=spine)), card
+        (periods,) = engine.gather(engine.map(_period_range, rows))
+    scores = engine.map(card.finish, rows, spine=spine)  # Scorecard.finish keeps every row: same periods
+    return Scored(engine.persist(scores) if persist else scores, card, periods)
+
+
+def _loads_and_periods(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.Series]:
+    """A bucket's facts for the fit (:func:`load_counts`) and its period range, in one pass."""
+    return (*load_counts(rows), _period_range(rows))
 
 
 #: The columns of the big tables that :class:`Inputs` reads (the others: all)
@@ -674,12 +698,19 @@ def gather_scores(engine: Engine, scores: Handle) -> Pending:
 
 
 def health(
-    engine: Engine, scores: Handle, *, by: Sequence[str] | str | None = (), freq: str = "M", tz: str = "UTC"
+    engine: Engine,
+    scores: Handle,
+    *,
+    by: Sequence[str] | str | None = (),
+    freq: str = "M",
+    tz: str = "UTC",
+    periods: list[pd.Series] | None = None,
 ) -> Pending:
-    """(health metric frame, at-risk rows of the last scored period)."""
+    """(health metric frame, at-risk rows of the last scored period); ``periods``: the buckets'
+    period ranges (:class:`Scored`), else found from the scores."""
     by = [by] if isinstance(by, str) else list(by or ())
     customers = engine.small("customers")
-    (periods,) = engine.gather(engine.map(_period_range, scores))
+    periods = _period_ranges(engine, scores, periods)
     spine = scores_spine([p for p in periods if len(p)], freq, tz)
     last = spine.starts[-1] if any(len(p) for p in periods) else None
     parts = engine.map(aggregate_partial, scores, spine=spine, by=by, customers=customers)
@@ -692,19 +723,29 @@ def health(
     return Pending((parts, red), finish)
 
 
-def at_risk(engine: Engine, scores: Handle, *, period: object = None, freq: str = "M", tz: str = "UTC") -> Pending:
+def at_risk(
+    engine: Engine,
+    scores: Handle,
+    *,
+    period: object = None,
+    freq: str = "M",
+    tz: str = "UTC",
+    periods: list[pd.Series] | None = None,
+) -> Pending:
     """The red customers of a period (default: the last scored one) by MRR."""
     if period is None:
-        pending = health(engine, scores, freq=freq, tz=tz)
+        pending = health(engine, scores, freq=freq, tz=tz, periods=periods)
         return Pending(pending.handles, lambda *parts: pending.finish(*parts)[1])
     red = engine.map(red_by_mrr, scores, period=period)
     return Pending((red,), lambda parts: red_by_mrr(stack(parts), period))
 
 
-def health_movers(engine: Engine, scores: Handle, *, limit: int = 25) -> Pending:
+def health_movers(
+    engine: Engine, scores: Handle, *, limit: int = 25, periods: list[pd.Series] | None = None
+) -> Pending:
     """Customers of the last scored period that became red, then the largest score drops (§14):
     at most ``limit`` rows, newly red first, each group by score_change (largest drop first)."""
-    (periods,) = engine.gather(engine.map(_period_range, scores))
+    periods = _period_ranges(engine, scores, periods)
     last = max((p.max() for p in periods if len(p)), default=None)
     parts = engine.map(_movers, scores, period=last, limit=limit)
     return Pending((parts,), lambda parts: _movers(stack(parts), last, limit))
@@ -745,6 +786,13 @@ def health_as_of(engine: Engine, as_of: object = None) -> pd.Timestamp:
         return to_utc(as_of, "as_of")
     latest = max(engine.latest(name) for name in HEALTH_TABLES)
     return pd.Timestamp(latest, tz="UTC")
+
+
+def _period_ranges(engine: Engine, scores: Handle, periods: list[pd.Series] | None) -> list[pd.Series]:
+    if periods is not None:
+        return periods
+    (found,) = engine.gather(engine.map(_period_range, scores))
+    return found
 
 
 def _period_range(scores: pd.DataFrame) -> pd.Series:

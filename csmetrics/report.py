@@ -315,10 +315,14 @@ def _run_families(
     if any(engine.has(name) for name in plans.HEALTH_TABLES):
         step("health")
         health: dict[str, Any] = {k: (tuple(v) if k == "bands" else v) for k, v in config.get("health", {}).items()}
-        scores, _ = plans.health_scores(engine, HealthScorecard(**health), billing_context=plain_billing, **common)
+        # the scores are made with the families that read them, not held until the last one has run
+        scored = plans.health_scores(
+            engine, HealthScorecard(**health), billing_context=plain_billing, persist=False, **common
+        )
+        scores = scored.handle
         segments = [c for c in by if customers is not None and c in customers.columns]
-        pending["health"] = plans.health(engine, scores, by=segments, freq=freq, tz=tz)
-        pending["health_movers"] = plans.health_movers(engine, scores)
+        pending["health"] = plans.health(engine, scores, by=segments, freq=freq, tz=tz, periods=scored.periods)
+        pending["health_movers"] = plans.health_movers(engine, scores, periods=scored.periods)
         ran.append("health")
     if engine.has("billing"):
         pending["renewals"] = plans.renewals(
