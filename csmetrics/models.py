@@ -20,7 +20,7 @@ or data that cannot identify the model (no churn, no repeat purchase), raises
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -291,10 +291,11 @@ class BetaGeoModel:
             raise ModelFitError("BetaGeoModel: every customer's T is 0 (first purchase at as_of)")
 
         (x, t_x, T), weight = _distinct(x, t_x, T)
+        log_likelihood = _bgnbd_log_likelihood(x, t_x, T)
 
         def negative(params: np.ndarray) -> float:
             r, alpha, a, b = np.exp(params)
-            return -float(weight @ self.log_likelihood(r, alpha, a, b, x, t_x, T))
+            return -float(weight @ log_likelihood(r, alpha, a, b))
 
         scale = max(float(np.mean(T)), 1e-3)
         starts = [(0.0, math.log(scale), 0.0, 0.0), (-1.0, math.log(scale / 4), -0.5, 0.5), (0.5, 0.0, 0.5, 1.0)]
@@ -331,6 +332,29 @@ class BetaGeoModel:
         with np.errstate(divide="ignore", over="ignore"):
             odds = np.where(x > 0, a / (b + x - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x), 0.0)
         return numerator / (1 + odds)
+
+
+def _bgnbd_log_likelihood(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> Callable[..., np.ndarray]:
+    """:meth:`BetaGeoModel.log_likelihood` of fixed data as a function of (r, alpha, a, b), equal to it
+    bit for bit: each term is computed once per distinct value of the column it reads (a few hundred
+    frequencies, recencies and ages for hundreds of thousands of customers) and gathered, in the same
+    operations in the same order. The fit evaluates it a few hundred times; the gamma functions of
+    every row were most of its time (49 s of the whole large report's client)."""
+    xs, at_x = np.unique(x, return_inverse=True)
+    ts, at_t = np.unique(t_x, return_inverse=True)
+    ages, at_age = np.unique(T, return_inverse=True)
+    repeat = x > 0
+
+    def log_likelihood(r: float, alpha: float, a: float, b: float) -> np.ndarray:
+        a1 = (special.gammaln(r + xs) - special.gammaln(r) + r * np.log(alpha))[at_x]
+        a2 = (special.gammaln(a + b) + special.gammaln(b + xs) - special.gammaln(b) - special.gammaln(a + b + xs))[at_x]
+        a3 = (-(r + xs))[at_x] * np.log(alpha + ages)[at_age]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            spent = (r + xs)[at_x] * np.log(alpha + ts)[at_t]
+            a4 = np.where(repeat, (np.log(a) - np.log(b + xs - 1))[at_x] - spent, -np.inf)
+        return a1 + a2 + np.logaddexp(a3, a4)
+
+    return log_likelihood
 
 
 #: the Gamma-Gamma fit's cap on log q. The customers' spend rates nu ~ Gamma(q, gamma) have a

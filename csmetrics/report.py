@@ -280,8 +280,11 @@ def _run_families(
             engine, context, gross_margin=float(config.get("gross_margin", 1.0)), cost_roles=config.get("cost_roles")
         )
         rfm = plans.rfm(engine, plain_billing, "W")
+        if hasattr(engine, "start"):  # Dask: the rfm rows are computed first, before the health rows
+            rfm = Pending(tuple(engine.start(*rfm.handles)), rfm.finish)
         margin = float(config.get("gross_margin", 1.0))
-        # the CLV fit is the rfm rows' finish: on threads it runs while the pool computes the later families
+        # the CLV fit is the rfm rows' finish, the longest of all: it is the first one resolve does
+        # (below), while the engine computes the other families
         pending["clv"] = Pending(rfm.handles, lambda *parts, rfm=rfm: _fitted_clv(rfm.finish(*parts), margin))
         pending["cohorts"] = plans.cohorts(engine, context)  # split by the report's customer attributes or plan (§12)
         ran += ["revenue", "customers", "value"]
@@ -341,7 +344,8 @@ def _run_families(
 
     # an engine that submits its work (Dask): customers.parquet's regroup is submitted with the families
     submits = rows is not None and hasattr(engine, "start")
-    done = resolve(engine, pending, started=customers_output if submits else None)
+    first = {"clv": pending["clv"]} if "clv" in pending else {}
+    done = resolve(engine, {**first, **pending}, started=customers_output if submits else None)
     # the scored rows (20M at large) are freed once the customer rows have read them: nothing below needs them
     pending.clear()
     scores = None

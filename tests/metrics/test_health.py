@@ -132,3 +132,31 @@ def test_the_weakest_component_costs_the_most_weighted_points():
     # row 3: sentiment 2 * 80 = 160 > usage 80 > support 40
     assert _weakest(picked, weights, used).tolist() == [0, 0, -1, 1]
     assert _weakest(np.asfortranarray(picked), np.array([1.0, 2.0, 1.0, 3.0]), used).tolist() == [3, 0, -1, 1]
+
+
+@pytest.mark.parametrize(("engine", "buckets"), [("pandas", 1), ("threads", 3)])
+def test_the_fits_period_ranges_are_the_scores(sample_tables, engine, buckets):
+    """The report's health families take each bucket's first and last period from the fit's pass over
+    the component rows instead of a pass over the scores: they must be the scores' own, and the health
+    frame, at-risk list and movers the same as when found from the scores; unfitted too."""
+    from csmetrics import plans
+    from csmetrics.engines import open_engine, resolve
+
+    tables = {k: sample_tables[k] for k in ("events", "tickets", "surveys", "billing", "fx", "customers")}
+    opened = open_engine(tables, engine=engine, buckets=buckets)[0]
+    scored = plans.health_scores(opened, csmetrics.HealthScorecard(), persist=False)
+    (found,) = opened.gather(opened.map(plans._period_range, scored.handle))
+    assert [list(p) for p in scored.periods] == [list(p) for p in found]
+    assert sum(len(p) for p in found) > 0
+    unfitted = plans.health_scores(opened, scored.card, fit=False)
+    assert [list(p) for p in unfitted.periods] == [list(p) for p in found]
+    given = {
+        "health": plans.health(opened, scored.handle, periods=scored.periods),
+        "movers": plans.health_movers(opened, scored.handle, periods=scored.periods),
+    }
+    looked_up = {"health": plans.health(opened, scored.handle), "movers": plans.health_movers(opened, scored.handle)}
+    a, b = resolve(opened, given), resolve(opened, looked_up)
+    pd.testing.assert_frame_equal(a["health"][0], b["health"][0])
+    pd.testing.assert_frame_equal(a["health"][1], b["health"][1])
+    pd.testing.assert_frame_equal(a["movers"], b["movers"])
+    assert len(a["health"][0]) > 0
