@@ -174,10 +174,15 @@ class DaskEngine:
     def _on(self, j: int):
         """With a distributed client, the task of bucket j is meant for where bucket j lives (worker
         j mod workers, as :func:`load` put it), so the bucket need not move: a preference, which the
-        scheduler overrides when that worker is paused under its memory limit."""
+        scheduler overrides when that worker is paused under its memory limit. Its priority is the
+        bucket's (-j): a worker runs every family's tasks of one bucket before those of its next
+        bucket, so a bucket spilled under the memory limit is read back once for all the families
+        that read it, not once per family."""
         if not self.workers:
             return contextlib.nullcontext()
-        return import_dask().annotate(workers=[self.workers[j % len(self.workers)]], allow_other_workers=True)
+        return import_dask().annotate(
+            workers=[self.workers[j % len(self.workers)]], allow_other_workers=True, priority=-j
+        )
 
     def regroup(self, handle: list, key: Callable, n: int) -> list:
         dask = import_dask()
