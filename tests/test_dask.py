@@ -330,6 +330,13 @@ def test_bucket_of_every_table_lives_on_one_worker(sample_tables):
             lambda dask_scheduler: [sorted(dask_scheduler.tasks[k].worker_restrictions or ()) for k in keys]
         )
         assert wanted == [[workers[j % 2]] for j in range(4)]
+        # and run in bucket order: every family's task of bucket j before any of bucket j + 1, so a
+        # spilled bucket is read back once for all its families (a task priority: the bucket's -j)
+        two = engine.persist(engine.map(len, engine.table("tickets")))
+        order = client.run_on_scheduler(
+            lambda dask_scheduler: [dask_scheduler.tasks[t.key].priority[0] for t in [*tasks, *two]]
+        )
+        assert order == [0, 1, 2, 3] * 2
 
         def pieces_held() -> list[str]:
             held = client.run_on_scheduler(
