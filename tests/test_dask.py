@@ -333,6 +333,7 @@ def test_bucket_of_every_table_lives_on_one_worker(sample_tables):
         # and run in bucket order: every family's task of bucket j before any of bucket j + 1, so a
         # spilled bucket is read back once for all its families (a task priority: the bucket's -j)
         two = engine.persist(engine.map(len, engine.table("tickets")))
+        engine.gather(two)  # the graph has reached the scheduler
         order = client.run_on_scheduler(
             lambda dask_scheduler: [dask_scheduler.tasks[t.key].priority[0] for t in [*tasks, *two]]
         )
