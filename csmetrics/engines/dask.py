@@ -226,20 +226,10 @@ class DaskEngine:
         return valid + int(len(rejected.get(name, ())))
 
     def customer_output(self, rows: list, key: Callable, order: Callable, n: int) -> Streamed:
-        """customers.parquet: each bucket's rows in ``order`` and split by ``key`` (consecutive periods)
-        where they were made, kept on the cluster; group g is its piece of every bucket, fetched straight
-        to the client when written and merged there in ``order`` (one stable sort of sorted runs). No
-        shuffle between workers: at large a regroup on the cluster moved 20M rows between the workers
-        before they went to the client anyway, about 60 s of mostly idle workers."""
-        dask = import_dask()
-        split = dask.delayed(_split, pure=False, nout=n)
-        splits = []
-        for j, item in enumerate(self.map(order, self.map(joined_rows, rows))):
-            with self._on(j):
-                splits.append(split(item, key, n))
-        pieces = self.persist([p for row in _taken_apart(splits, n) for p in row])
-        groups = [pieces[g::n] for g in range(n)]  # piece g of every bucket
-        return Streamed(groups, self.persist(self.map(len, pieces)), self.progress, merge=lambda f: order(_concat(f)))
+        """customers.parquet: the rows regrouped by ``key`` (consecutive periods), each group in
+        ``order``, kept on the cluster and streamed when written."""
+        groups = self.persist(self.map(order, self.regroup(self.map(joined_rows, rows), key, n)))
+        return Streamed(groups, self.persist(self.map(len, groups)), self.progress)  # both under way
 
     def summary(self, name: str, as_of: object = None) -> pd.DataFrame:
         """The table's columns, with rows holding each timestamp column's min, max and latest
@@ -272,8 +262,6 @@ class Streamed:
     parts: list
     lengths: list
     progress: bool = False
-    #: what makes a part's frame of its fetched pieces (a part that is a list of them)
-    merge: Callable[[list], pd.DataFrame] | None = None
     _rows: int | None = None
 
     def __len__(self) -> int:
@@ -285,19 +273,19 @@ class Streamed:
         if not self.parts:
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csmetrics-fetch") as fetcher:
-            coming = fetcher.submit(_fetched, self.parts[0], self.merge)
+            coming = fetcher.submit(_fetched, self.parts[0])
             for k in range(len(self.parts)):
                 frame = coming.result()
                 if k + 1 < len(self.parts):
-                    coming = fetcher.submit(_fetched, self.parts[k + 1], self.merge)
+                    coming = fetcher.submit(_fetched, self.parts[k + 1])
                 if len(frame):
                     yield frame
                 del frame
 
 
-def _fetched(part: Any, merge: Callable[[list], pd.DataFrame] | None = None) -> pd.DataFrame:
+def _fetched(part: Any) -> pd.DataFrame:
     (frame,) = compute(part)
-    return frame if merge is None else merge(frame)
+    return frame
 
 
 def _split(frame: pd.DataFrame, key: Callable, n: int) -> tuple[pd.DataFrame, ...]:
