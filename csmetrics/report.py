@@ -319,13 +319,13 @@ def _run_families(
         step("health")
         health: dict[str, Any] = {k: (tuple(v) if k == "bands" else v) for k, v in config.get("health", {}).items()}
         # the scores are made with the families that read them, not held until the last one has run
-        scored = plans.health_scores(
+        # only the handle is kept (below it is dropped after the families, which frees the scores)
+        scores, _, periods = plans.health_scores(
             engine, HealthScorecard(**health), billing_context=plain_billing, persist=False, **common
         )
-        scores = scored.handle
         segments = [c for c in by if customers is not None and c in customers.columns]
-        pending["health"] = plans.health(engine, scores, by=segments, freq=freq, tz=tz, periods=scored.periods)
-        pending["health_movers"] = plans.health_movers(engine, scores, periods=scored.periods)
+        pending["health"] = plans.health(engine, scores, by=segments, freq=freq, tz=tz, periods=periods)
+        pending["health_movers"] = plans.health_movers(engine, scores, periods=periods)
         ran.append("health")
     if engine.has("billing"):
         pending["renewals"] = plans.renewals(
