@@ -10,7 +10,8 @@ import importlib
 import os
 import platform
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from types import ModuleType
 from typing import Any
 
@@ -123,3 +124,18 @@ def _malloc_set_by_environment() -> bool:
     return any(name in env for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")) or any(
         f"glibc.malloc.{name}" in tunables for name in ("trim_threshold", "mmap_threshold")
     )
+
+
+def in_background(work: Callable[[], Any], name: str) -> Future:
+    """``work()``'s result (or its exception), computed from now in a daemon thread called ``name``:
+    a run that stops before asking for it does not wait for it."""
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as err:  # noqa: BLE001 - handed to whoever asks for the result
+            future.set_exception(err)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future

@@ -30,7 +30,6 @@ import json
 import os
 import secrets
 import shutil
-import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
@@ -40,6 +39,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from csmetrics._compat import in_background
 
 __all__ = [
     "MANIFEST",
@@ -259,18 +260,13 @@ def start_encoding(frame: pd.DataFrame) -> Future:
     """:func:`write_parquet`'s bytes of ``frame``, encoded from now in a background thread (a report
     run by the CLI starts its largest output while its last steps and the dashboard run). The thread
     is a daemon: a run that stops before writing does not wait for it."""
-    future: Future = Future()
 
-    def encode() -> None:
-        try:
-            sink = pa.BufferOutputStream()
-            write_parquet(frame, sink)
-            future.set_result(sink.getvalue())
-        except BaseException as err:  # noqa: BLE001 - handed to whoever writes the bytes
-            future.set_exception(err)
+    def encode() -> pa.Buffer:
+        sink = pa.BufferOutputStream()
+        write_parquet(frame, sink)
+        return sink.getvalue()
 
-    threading.Thread(target=encode, name="csmetrics-encode", daemon=True).start()
-    return future
+    return in_background(encode, "csmetrics-encode")
 
 
 def write_parquet(frame: pd.DataFrame, path: Path | pa.NativeFile) -> None:
