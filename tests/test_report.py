@@ -188,3 +188,45 @@ def test_cohorts_follow_the_reports_segments(sample_tables):
     summed = split.groupby(["cohort", "period"])[["cohort_customers", "customers_active", "mrr"]].sum()
     expected = whole.set_index(["cohort", "period"])[["cohort_customers", "customers_active", "mrr"]]
     np.testing.assert_allclose(summed.reindex(expected.index).fillna(0).to_numpy(), expected.to_numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("engine", ["pandas", "threads"])
+def test_the_clv_fit_runs_beside_the_other_families(sample_tables, monkeypatch, engine):
+    """In this process the CLV fit (the report's longest finish) runs in a thread of its own from the
+    moment its rfm rows are planned: it has begun before the health scores are planned, its table is
+    the report's, and an error inside it reaches the caller."""
+    import sys
+    import threading
+
+    from csmetrics import plans
+
+    module = sys.modules["csmetrics.report"]
+    real_fit, real_scores = module._fitted_clv, plans.health_scores
+    began, seen = threading.Event(), {}
+
+    def fitted(rfm, margin):
+        seen["thread"], seen["rfm"] = threading.current_thread().name, rfm
+        began.set()
+        return real_fit(rfm, margin)
+
+    def scores(*args, **kwargs):
+        seen["fit began first"] = began.wait(timeout=20)
+        return real_scores(*args, **kwargs)
+
+    monkeypatch.setattr(module, "_fitted_clv", fitted)
+    monkeypatch.setattr(plans, "health_scores", scores)
+    done = csmetrics.report(sample_tables, engine=engine)
+    rfm = seen.pop("rfm")
+    assert seen == {"thread": "csmetrics-clv", "fit began first": True}
+    assert len(rfm) == rfm["customer_id"].nunique() > 0  # the rfm rows of every bucket, one per customer
+    expected, fit = real_fit(rfm, 1.0)
+    assert done.manifest["clv"]["fitted"] and fit["parameters"] == done.manifest["clv"]["parameters"]
+    pd.testing.assert_frame_equal(done.clv, expected)
+
+    def broken(rfm, margin):
+        raise RuntimeError("the fit broke")
+
+    monkeypatch.setattr(module, "_fitted_clv", broken)
+    with pytest.raises(RuntimeError, match="the fit broke"):
+        csmetrics.report(sample_tables, engine=engine)
+
