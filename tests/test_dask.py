@@ -447,3 +447,32 @@ def test_worker_tunables_ask_for_huge_pages_after_the_users_own():
     }
     assert worker_tunables({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) == {}
     assert worker_tunables({"CSMETRICS_MALLOC": "default"}) == {}
+
+
+def test_buckets_hold_coded_ids_in_32_bits_where_they_fit(sample_tables):
+    """Events' user_id and session_id (only ever turned into codes) are held in 32 bits by a partition
+    whose values all lie in [0, 2**31); a partition with larger or negative ids keeps 64 bits, a bucket
+    joining both holds 64 bits, and engagement and the report are the pandas engine's either way."""
+    from csmetrics.engines.dask import _narrowed, coded, load
+
+    assert _narrowed(pd.Series([0, 2**31 - 1])).dtype == np.int32
+    assert _narrowed(pd.Series([5, None], dtype="Int64")).dtype == "Int32"
+    assert _narrowed(pd.Series([1, 2**31])) is None and _narrowed(pd.Series([-1, 3])) is None
+    assert _narrowed(pd.Series(["u1"])) is None and _narrowed(pd.Series([1], dtype=np.int32)) is None
+    events = sample_tables["events"]
+    narrowed = coded(events, "events")
+    assert narrowed["user_id"].dtype in (np.int32, "Int32") and narrowed["customer_id"].dtype == events["customer_id"].dtype
+    assert (narrowed["user_id"].astype("Int64") == events["user_id"].astype("Int64")).fillna(True).all()
+    assert coded(sample_tables["tickets"], "tickets")["ticket_id"].dtype == sample_tables["tickets"]["ticket_id"].dtype
+
+    # the second half's user ids beyond 32 bits (each user moved by the same amount: the same users)
+    events = events.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    wide = events.assign(user_id=events["user_id"].astype("Int64"))
+    half = np.arange(len(wide)) >= len(wide) // 2
+    wide.loc[half, "user_id"] = wide.loc[half, "user_id"] + 2**40
+    tables = {**sample_tables, "events": wide}
+    engine, _ = load({**to_dask(tables, 2), "events": dd.from_pandas(wide, npartitions=2, sort=False)}, buckets=2)
+    widths = {b["user_id"].dtype.itemsize for b in engine.gather(engine.table("events"))[0]}
+    assert widths == {8}, widths
+    assert_same_metrics(FAMILIES["engagement"](tables), FAMILIES["engagement"](to_dask(tables, 2)))
+    assert_same_metrics(report(tables, html=False).metrics, report(to_dask(tables, 3), html=False, buckets=2).metrics)

@@ -481,7 +481,24 @@ def coded(valid: pd.DataFrame | None, name: str) -> pd.DataFrame | None:
     if valid is None:
         return None
     columns = {c: _categorical(valid[c]) for c in DIMENSIONS.get(name, ()) if c in valid and _is_text(valid[c])}
+    columns |= {c: v for c in CODED_IDS.get(name, ()) if c in valid and (v := _narrowed(valid[c])) is not None}
     return valid.assign(**columns) if columns else valid
+
+
+#: integer id columns the families only turn into codes (offsets from the smallest), never output: a
+#: bucket holds them in 32 bits where every value fits (at large 49M events, 0.4 GB less to move and spill)
+CODED_IDS = {"events": ("user_id", "session_id")}
+
+
+def _narrowed(values: pd.Series) -> pd.Series | None:
+    """Integer ids as 32-bit integers (nullable ones as Int32) when every value lies in [0, 2**31), so
+    that their offsets from the smallest fit 32 bits too, else None."""
+    if not pd.api.types.is_integer_dtype(values.dtype) or values.dtype.itemsize <= 4:
+        return None
+    low, high = values.min(), values.max()  # missing values skipped; NA when there are none
+    if not pd.isna(low) and not (0 <= low and high <= np.iinfo(np.int32).max):
+        return None
+    return values.astype("Int32" if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) else np.int32)
 
 
 def _is_text(values: pd.Series) -> bool:
