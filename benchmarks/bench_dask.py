@@ -85,14 +85,12 @@ def task_name(row: dict) -> str:
 @contextlib.contextmanager
 def task_stream(workers: int, memory_limit: str, out: Path):
     """A local cluster like the CLI's, yielding its scheduler address; its task stream summarised into ``out``."""
-    import dask
     from distributed import Client, LocalCluster, get_task_stream
 
-    from csmetrics.engines.worker_heap import HeapPlugin, spawn_config
+    with LocalCluster(n_workers=workers, threads_per_worker=1, memory_limit=memory_limit, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:  # fmt: skip
+        from csmetrics.engines.worker_heap import HeapPlugin
 
-    with dask.config.set(spawn_config()), \
-            LocalCluster(n_workers=workers, threads_per_worker=1, memory_limit=memory_limit, host="127.0.0.1",
-                         dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:  # fmt: skip
         client.register_plugin(HeapPlugin())  # as the CLI's local cluster
         with get_task_stream(client) as stream:
             yield cluster.scheduler_address

@@ -10,7 +10,7 @@ import importlib
 import os
 import platform
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future
 from types import ModuleType
 from typing import Any
@@ -69,10 +69,10 @@ _TUNED: list[bool] = []
 _TUNE_LOCK = threading.Lock()
 
 
-def glibc_malloc(environ: Mapping[str, str] = os.environ) -> Any | None:
+def glibc_malloc() -> Any | None:
     """glibc's C library, for ``mallopt`` and ``malloc_trim``; None where malloc is not glibc's or
-    ``CSMETRICS_MALLOC=default`` (in ``environ``) leaves malloc alone."""
-    if environ.get("CSMETRICS_MALLOC", "").lower() == "default" or platform.libc_ver()[0] != "glibc":
+    ``CSMETRICS_MALLOC=default`` leaves malloc alone."""
+    if os.environ.get("CSMETRICS_MALLOC", "").lower() == "default" or platform.libc_ver()[0] != "glibc":
         return None
     try:
         import ctypes
@@ -120,9 +120,8 @@ def _malloc_set_by_environment() -> bool:
     """The environment sets glibc malloc's thresholds itself (``CSMETRICS_MALLOC=default``, which
     declines the tuning, is :func:`glibc_malloc`'s)."""
     env = os.environ
-    tunables = env.get("GLIBC_TUNABLES", "")
-    return any(name in env for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")) or any(
-        f"glibc.malloc.{name}" in tunables for name in ("trim_threshold", "mmap_threshold")
+    return any(name in env for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")) or (
+        "glibc.malloc." in env.get("GLIBC_TUNABLES", "")
     )
 
 

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from csmetrics._compat import import_dask, lazy_module
+from csmetrics._compat import lazy_module
 from csmetrics.adapters import ADAPTERS, AdapterError
 from csmetrics.catalog import CATALOG
 from csmetrics.config import load_config
@@ -213,9 +213,7 @@ def _dask_client(stack, scheduler: str | None, workers: int | None, memory_limit
         raise typer.Exit(2) from None
     if scheduler is not None:
         return stack.enter_context(Client(scheduler))
-    # the local cluster (scheduler, workers and dashboard) listens on the loopback interface only; its
-    # workers start with huge pages for malloc's heap, and trim it after each task (the heap plugin)
-    stack.enter_context(import_dask().config.set(worker_heap.spawn_config()))
+    # the local cluster (scheduler, workers and dashboard) listens on the loopback interface only
     cluster = stack.enter_context(
         LocalCluster(
             n_workers=workers,

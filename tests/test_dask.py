@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 
 import dask
@@ -420,9 +418,6 @@ def test_local_cluster_workers_trim_their_heap_after_each_task():
     with contextlib.ExitStack() as stack:
         client = _dask_client(stack, None, 1, "1GB", quiet=True)
         assert list(client.run(trims).values()) == [0]
-        if platform.libc_ver()[0] == "glibc":  # and its malloc asks for huge pages (tunables read at start)
-            (tunables,) = client.run(lambda: os.environ.get("GLIBC_TUNABLES", "")).values()
-            assert "glibc.malloc.hugetlb=1" in tunables.split(":")
         client.gather(client.map(np.ones, [1 << 20] * 5, pure=False))
         assert list(client.run(trims).values()) == [5]
     with dask.config.set({"distributed.nanny.pre-spawn-environ.CSMETRICS_MALLOC": "default"}), \
@@ -430,23 +425,6 @@ def test_local_cluster_workers_trim_their_heap_after_each_task():
         client.register_plugin(HeapPlugin())
         client.gather(client.map(np.ones, [1 << 20] * 5, pure=False))
         assert list(client.run(trims).values()) == [0]
-
-
-def test_worker_tunables_ask_for_huge_pages_after_the_users_own():
-    """A local cluster's workers start with glibc.malloc.hugetlb=1 appended to the tunables the
-    environment sets; a hugetlb value of the user's own is kept, and CSMETRICS_MALLOC=default or
-    another C library than glibc's asks for nothing."""
-    from csmetrics.engines.worker_heap import worker_tunables
-
-    if platform.libc_ver()[0] != "glibc":
-        assert worker_tunables({}) == {}
-        return
-    assert worker_tunables({}) == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
-    assert worker_tunables({"GLIBC_TUNABLES": "glibc.pthread.rseq=0"}) == {
-        "GLIBC_TUNABLES": "glibc.pthread.rseq=0:glibc.malloc.hugetlb=1"
-    }
-    assert worker_tunables({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) == {}
-    assert worker_tunables({"CSMETRICS_MALLOC": "default"}) == {}
 
 
 def test_buckets_hold_coded_ids_in_32_bits_where_they_fit(sample_tables):

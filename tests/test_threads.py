@@ -149,7 +149,6 @@ def test_allocator_tuning_is_once_and_can_be_declined():
                       {"MALLOC_MMAP_THRESHOLD_": "1048576"}, {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=65536"}):  # fmt: skip
         assert tuned_with(**declining) == ["False", "False"], declining
     assert tuned_with(GLIBC_TUNABLES="glibc.pthread.rseq=0") == [expected, expected]  # not malloc's
-    assert tuned_with(GLIBC_TUNABLES="glibc.malloc.hugetlb=1") == [expected, expected]  # huge pages, not thresholds
 
 
 @pytest.mark.parametrize("engine, buckets", [("pandas", None), ("threads", 2), ("threads", 3)])
