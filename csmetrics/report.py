@@ -282,19 +282,19 @@ def _run_families(
         )
         rfm = plans.rfm(engine, plain_billing, "W")
         margin = float(config.get("gross_margin", 1.0))
+
         # the CLV fit is the rfm rows' finish, the longest of all (at large 26-49 s on one core)
+        def fitted(*parts: Any) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+            return _fitted_clv(rfm.finish(*parts), margin)
+
         if hasattr(engine, "start"):
             # Dask: the rfm rows are computed first, before the health rows, and the fit is the first
             # finish resolve does (below), on the client while the workers compute the other families
-            rfm = Pending(tuple(engine.start(*rfm.handles)), rfm.finish)
-            pending["clv"] = Pending(rfm.handles, lambda *parts, rfm=rfm: _fitted_clv(rfm.finish(*parts), margin))
+            pending["clv"] = Pending(tuple(engine.start(*rfm.handles)), fitted)
         else:
             # in this process: fitted from now in a thread of its own, beside the other families (their
             # calls, the health fit's pass) instead of after them
-            def fitted(rfm: Pending = rfm) -> tuple[pd.DataFrame | None, dict[str, Any]]:
-                return _fitted_clv(rfm.finish(*engine.gather(*rfm.handles)), margin)
-
-            fit = in_background(fitted, "csmetrics-clv")
+            fit = in_background(lambda: fitted(*engine.gather(*rfm.handles)), "csmetrics-clv")
             pending["clv"] = Pending((), fit.result)
         pending["cohorts"] = plans.cohorts(engine, context)  # split by the report's customer attributes or plan (§12)
         ran += ["revenue", "customers", "value"]
