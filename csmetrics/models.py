@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from csmetrics._compat import lazy_module
+from csmetrics._compat import lazy_module, one_blas_thread
 from csmetrics.options import ConfigError, NotFittedError, check_number
 
 __all__ = [
@@ -72,11 +72,19 @@ def _maximize(
 ) -> tuple[list[float], float]:
     """Minimize a negative log-likelihood over log-parameters: from the first start, and from the
     others only when that fit fails (they guard against a bad start, at a cost per start).
-    ``bounds``: (low, high) per log-parameter, None for no bound."""
+    ``bounds``: (low, high) per log-parameter, None for no bound. BLAS runs on one thread meanwhile."""
+    minimize = optimize.minimize  # imports scipy (and loads its BLAS) first: the limit covers loaded ones
+    with one_blas_thread():
+        return _minimized(minimize, negative_ll, starts, what, bounds)
+
+
+def _minimized(
+    minimize: Callable, negative_ll, starts: Sequence[Sequence[float]], what: str, bounds: Sequence[tuple] | None
+) -> tuple[list[float], float]:
     best = None
     for start in starts:
         with np.errstate(all="ignore"):
-            result = optimize.minimize(
+            result = minimize(
                 negative_ll, np.asarray(start, dtype=float), method="L-BFGS-B", bounds=bounds, options=_TOLERANCE
             )
         if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
@@ -461,7 +469,9 @@ def predictive_clv(
     ]
     per_month = np.diff(np.vstack(cumulative), axis=0)
     discount = (1 + rate) ** -np.arange(1, months + 1)
-    return margin * spend.expected_spend(summary) * (discount @ per_month)
+    with one_blas_thread():
+        discounted = discount @ per_month
+    return margin * spend.expected_spend(summary) * discounted
 
 
 def customer_value_table(

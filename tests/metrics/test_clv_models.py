@@ -85,6 +85,33 @@ def test_bgnbd_on_the_cdnow_summary_gives_the_published_parameters(cdnow):
     assert model.log_likelihood_ == pytest.approx(-9582.4256, abs=1e-3)
 
 
+def test_fits_run_blas_on_one_thread_and_give_the_threads_back(cdnow, monkeypatch):
+    # OpenBLAS's threads, woken by L-BFGS-B's tiny calls, spun on the core the report's families use
+    # (a fit took 2x its CPU), and a threaded dot product made the fit depend on the core count
+    import scipy.optimize
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> dict[str, int]:
+        return {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    seen, real = [], scipy.optimize.minimize
+
+    def recording(*args, **kwargs):
+        seen.append(blas_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.optimize, "minimize", recording)
+    summary, published = cdnow
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        purchases = BetaGeoModel().fit(published)
+        spend = GammaGammaModel().fit(summary)
+        after = blas_threads()
+    assert len(seen) >= 2 and all(threads and set(threads.values()) == {1} for threads in seen), seen
+    assert after == before
+    assert purchases.r_ == pytest.approx(0.243, abs=0.0015) and spend.p_ == pytest.approx(6.25, abs=0.01)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     rows=st.lists(
