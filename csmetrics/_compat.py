@@ -61,8 +61,9 @@ class lazy_module:  # noqa: N801 - used like a module
         return getattr(self._module, attribute)
 
 
-#: imported on the first fit (:func:`one_blas_thread`)
+#: imported on the first fit (:func:`one_blas_thread`); scipy.linalg loads scipy's own BLAS
 threadpoolctl = lazy_module("threadpoolctl")
+scipy_linalg = lazy_module("scipy.linalg")
 
 #: glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -137,9 +138,10 @@ def one_blas_thread() -> Any:
     cores busy for one core's work (BG/NBD + Gamma-Gamma on 300,000 customers: 3.10 s wall, 5.39 s
     CPU; with one thread 2.57 s, 2.56 s), and beside the report's families that second core is
     theirs. One thread also makes a fit's result independent of the machine's core count (a
-    threaded dot product sums in a different order). The previous limits come back on exit. Only
-    libraries loaded on entry are limited: import scipy's modules before entering.
+    threaded dot product sums in a different order). The previous limits come back on exit.
+    threadpoolctl limits only the libraries loaded on entry, so scipy's BLAS is loaded first.
     """
+    scipy_linalg.get_blas_funcs  # noqa: B018 - imports scipy.linalg, which loads scipy's BLAS
     return threadpoolctl.threadpool_limits(limits=1, user_api="blas")
 
 

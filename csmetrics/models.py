@@ -73,25 +73,19 @@ def _maximize(
     """Minimize a negative log-likelihood over log-parameters: from the first start, and from the
     others only when that fit fails (they guard against a bad start, at a cost per start).
     ``bounds``: (low, high) per log-parameter, None for no bound. BLAS runs on one thread meanwhile."""
-    minimize = optimize.minimize  # imports scipy (and loads its BLAS) first: the limit covers loaded ones
-    with one_blas_thread():
-        return _minimized(minimize, negative_ll, starts, what, bounds)
-
-
-def _minimized(
-    minimize: Callable, negative_ll, starts: Sequence[Sequence[float]], what: str, bounds: Sequence[tuple] | None
-) -> tuple[list[float], float]:
     best = None
-    for start in starts:
-        with np.errstate(all="ignore"):
-            result = minimize(
-                negative_ll, np.asarray(start, dtype=float), method="L-BFGS-B", bounds=bounds, options=_TOLERANCE
-            )
-        if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
-            best = result
-        if best is not None and (best.success or _flat(negative_ll, best.x)) and np.all(np.abs(best.x) <= 30):
-            break
-    if best is None or not best.success and not _flat(negative_ll, best.x):
+    with one_blas_thread():
+        for start in starts:
+            with np.errstate(all="ignore"):
+                result = optimize.minimize(
+                    negative_ll, np.asarray(start, dtype=float), method="L-BFGS-B", bounds=bounds, options=_TOLERANCE
+                )
+            if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
+                best = result
+            if best is not None and (best.success or _flat(negative_ll, best.x)) and np.all(np.abs(best.x) <= 30):
+                break
+        converged = best is not None and (best.success or _flat(negative_ll, best.x))
+    if best is None or not converged:
         reason = "no finite likelihood" if best is None else best.message
         raise ModelFitError(f"{what}: the maximum-likelihood fit did not converge ({reason})")
     if np.any(np.abs(best.x) > 30):

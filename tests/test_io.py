@@ -24,7 +24,7 @@ def mixed_table() -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("as_folder", [False, True])
-def test_a_parquet_read_equals_pandas_reader_with_one_block_per_column(tmp_path, as_folder):
+def test_a_parquet_read_equals_pandas_reader_and_stays_assignable(tmp_path, as_folder):
     frame = mixed_table()
     if as_folder:
         path = tmp_path / "tickets"
